@@ -1,0 +1,30 @@
+"""The ``stackmagic`` command: the shared grammar, printed for a terminal."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from .errors import StackmagicError, UsageError
+from .parser import HelpShown, run
+
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        output, as_json = run(sys.argv[1:] if argv is None else argv)
+    except HelpShown:
+        return 0
+    except UsageError as error:
+        command = f"stackmagic {error.command}".rstrip()
+        print(f"{command}: error: {error} (see `{command} --help`)", file=sys.stderr)
+        return EXIT_USAGE
+    except StackmagicError as error:
+        print(f"stackmagic: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("stackmagic: interrupted", file=sys.stderr)
+        return 130
+    print(output.to_json() if as_json else output.text())
+    return 0

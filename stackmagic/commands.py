@@ -1,0 +1,273 @@
+"""What each command does: called alike by the terminal, the magics and the widgets.
+
+Handlers take the parsed arguments and return an :class:`~stackmagic.output.Output`;
+they raise :class:`~stackmagic.errors.StackmagicError` for anything the user
+can fix, after which nothing has changed on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+from pathlib import Path
+from typing import Any
+
+from .flavors import ComponentType, FlavorConfig, flavors_of, get_flavor
+from .output import Fields, Message, Output, Table
+from .registry import STACK_ENV, Component, Registry, Stack
+
+PROMPT = "-"
+
+
+def init(args: argparse.Namespace) -> Output:
+    registry, created = Registry.init(Path.cwd())
+    verb = "Initialized" if created else "Already initialized:"
+    return Message(
+        f"{verb} stackmagic in {registry.directory}",
+        {"directory": str(registry.directory), "created": created},
+    )
+
+
+# -- components ------------------------------------------------------------------
+
+
+def component_register(args: argparse.Namespace) -> Output:
+    kind: ComponentType = args.kind
+    flavor = get_flavor(kind, args.flavor)
+    options = _ask_for_secrets(flavor, args.name, args.options)
+    component = Registry.open().register_component(kind, args.name, args.flavor, options, Path.cwd())
+    return Message(
+        f"Registered {kind.noun} {component.name!r} ({component.flavor}).", _component_data(component)
+    )
+
+
+def component_update(args: argparse.Namespace) -> Output:
+    registry = Registry.open()
+    kind: ComponentType = args.kind
+    flavor = type(registry.component(kind, args.name).config)
+    options = _ask_for_secrets(flavor, args.name, args.options)
+    component = registry.update_component(kind, args.name, options, Path.cwd())
+    return Message(f"Updated {kind.noun} {component.name!r}.", _component_data(component))
+
+
+def component_delete(args: argparse.Namespace) -> Output:
+    Registry.open().delete_component(args.kind, args.name)
+    return Message(f"Deleted {args.kind.noun} {args.name!r}.", {"deleted": args.name})
+
+
+def component_list(args: argparse.Namespace) -> Output:
+    kind: ComponentType = args.kind
+    registry = Registry.open()
+    in_active = registry.stack(registry.active_stack_name()).components.get(kind)
+    components = registry.components(kind)
+    users = _stacks_using(registry, kind)
+    return Table(
+        title=kind.noun.capitalize() + "s",
+        columns=["name", "flavor", "used by", "settings"],
+        rows=[
+            [c.name, c.flavor, ", ".join(users.get(c.name, [])) or "-", _settings_line(c)]
+            for c in components
+        ],
+        highlight=frozenset(i for i, c in enumerate(components) if c.name == in_active),
+        data=[{**_component_data(c), "used_by": users.get(c.name, [])} for c in components],
+    )
+
+
+def component_describe(args: argparse.Namespace) -> Output:
+    registry = Registry.open()
+    component = registry.component(args.kind, args.name)
+    used_by = _stacks_using(registry, args.kind).get(component.name, [])
+    return _component_fields(component, used_by)
+
+
+def component_flavors(args: argparse.Namespace) -> Output:
+    kind: ComponentType = args.kind
+    flavors = flavors_of(kind)
+    parts = [
+        Fields(
+            f"{name}: {flavor.summary()}",
+            [(_option_synopsis(option), option["help"]) for option in flavor.schema()["options"]]
+            or [("(no options)", "")],
+        )
+        for name, flavor in flavors.items()
+    ]
+    return Fields(
+        f"{kind.noun.capitalize()} flavors (register with --type=FLAVOR)",
+        [],
+        [flavor.schema() for flavor in flavors.values()],
+        parts,
+    )
+
+
+# -- stacks ------------------------------------------------------------------------
+
+
+def stack_register(args: argparse.Namespace) -> Output:
+    stack = Registry.open().register_stack(args.name, _members(args))
+    return Message(
+        f"Registered stack {stack.name!r}; activate it with `stack set {stack.name}`.",
+        _stack_data(stack, active=False),
+    )
+
+
+def stack_update(args: argparse.Namespace) -> Output:
+    changes: dict[ComponentType, str | None] = dict(_members(args))
+    if args.no_step_operator:
+        changes[ComponentType.STEP_OPERATOR] = None
+    registry = Registry.open()
+    stack = registry.update_stack(args.name, changes)
+    return Message(
+        f"Updated stack {stack.name!r}.",
+        _stack_data(stack, active=stack.name == registry.active_stack_name()),
+    )
+
+
+def stack_set(args: argparse.Namespace) -> Output:
+    registry = Registry.open()
+    stack = registry.set_active_stack(args.name)
+    message = f"Active stack: {stack.name}"
+    effective = registry.active_stack_name()
+    if effective != stack.name:
+        message += f" (but {STACK_ENV}={effective} overrides it in this process)"
+    return Message(message, _stack_data(stack, active=True))
+
+
+def stack_get(args: argparse.Namespace) -> Output:
+    registry = Registry.open()
+    name = registry.active_stack_name()
+    source = STACK_ENV if name != registry.stored_active_stack() else str(registry.directory)
+    return Message(name, {"active_stack": name, "source": source, "registry": str(registry.directory)})
+
+
+def stack_list(args: argparse.Namespace) -> Output:
+    return stacks_table(Registry.open())
+
+
+def stacks_table(registry: Registry) -> Table:
+    active = registry.active_stack_name()
+    stacks = registry.stacks()
+    columns = ["stack", *(kind.noun for kind in ComponentType)]
+    return Table(
+        title="Stacks",
+        columns=columns,
+        rows=[[s.name, *(s.components.get(kind, "-") for kind in ComponentType)] for s in stacks],
+        highlight=frozenset(i for i, s in enumerate(stacks) if s.name == active),
+        data=[_stack_data(s, active=s.name == active) for s in stacks],
+    )
+
+
+def stack_describe(args: argparse.Namespace) -> Output:
+    registry = Registry.open()
+    active = registry.active_stack_name()
+    stack = registry.stack(args.name or active)
+    components = [registry.component(kind, name) for kind, name in _ordered(stack)]
+    title = f"Stack {stack.name}" + (" (active)" if stack.name == active else "")
+    return Fields(
+        title,
+        [],
+        {
+            **_stack_data(stack, active=stack.name == active),
+            "components": [_component_data(c) for c in components],
+        },
+        [_component_fields(c) for c in components],
+    )
+
+
+def stack_delete(args: argparse.Namespace) -> Output:
+    Registry.open().delete_stack(args.name)
+    return Message(f"Deleted stack {args.name!r} (its components are kept).", {"deleted": args.name})
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+def _members(args: argparse.Namespace) -> dict[ComponentType, str]:
+    given = {
+        ComponentType.METADATA_STORE: args.metadata_store,
+        ComponentType.ARTIFACT_STORE: args.artifact_store,
+        ComponentType.ORCHESTRATOR: args.orchestrator,
+        ComponentType.STEP_OPERATOR: args.step_operator,
+    }
+    return {kind: name for kind, name in given.items() if name is not None}
+
+
+def _ordered(stack: Stack) -> list[tuple[ComponentType, str]]:
+    return [(kind, stack.components[kind]) for kind in ComponentType if kind in stack.components]
+
+
+def _ask_for_secrets(
+    flavor: type[FlavorConfig], name: str, options: dict[str, str | None]
+) -> dict[str, str | None]:
+    """``--password=-`` asks for the value instead of taking it from the command line."""
+    secret = {option for option, trait in flavor.options().items() if trait.metadata.get("secret")}
+    answered = dict(options)
+    for option, value in options.items():
+        key = option.replace("-", "_")
+        if value == PROMPT and key in secret:
+            answered[option] = getpass.getpass(f"--{key.replace('_', '-')} for {name}: ")
+    return answered
+
+
+def _stacks_using(registry: Registry, kind: ComponentType) -> dict[str, list[str]]:
+    users: dict[str, list[str]] = {}
+    for stack in registry.stacks():
+        if kind in stack.components:
+            users.setdefault(stack.components[kind], []).append(stack.name)
+    return users
+
+
+def _component_data(component: Component) -> dict[str, Any]:
+    return {
+        "type": component.type.value,
+        "name": component.name,
+        "flavor": component.flavor,
+        "options": component.config.shown(),
+    }
+
+
+def _stack_data(stack: Stack, *, active: bool) -> dict[str, Any]:
+    return {
+        "name": stack.name,
+        "active": active,
+        "components": {kind.value: name for kind, name in _ordered(stack)},
+    }
+
+
+def _settings_line(component: Component) -> str:
+    shown = component.config.shown()
+    given = {k: v for k, v in shown.items() if v not in ("", [], {}, None)}
+    return ", ".join(f"{k.replace('_', '-')}={_format(v)}" for k, v in given.items()) or "-"
+
+
+def _component_fields(component: Component, used_by: list[str] | None = None) -> Fields:
+    fields = [("flavor", f"{component.flavor} ({type(component.config).summary()})")]
+    if used_by is not None:
+        fields.append(("used by", ", ".join(used_by) or "no stack"))
+    fields += [
+        (f"--{k.replace('_', '-')}", _format(v) or "-") for k, v in component.config.shown().items()
+    ]
+    data = _component_data(component)
+    if used_by is not None:
+        data["used_by"] = used_by
+    return Fields(f"{component.type.noun.capitalize()} {component.name}", fields, data)
+
+
+def _option_synopsis(option: dict[str, Any]) -> str:
+    placeholder = {"boolean": "true|false", "integer": "N", "number": "X", "mapping": "K=V,..."}.get(
+        option["kind"], "|".join(option.get("choices", [])) or "TEXT"
+    )
+    notes = [note for note in ("required", "secret") if option[note]]
+    if option["default"] not in ("", None, [], {}):
+        notes.append(f"default {_format(option['default'])}")
+    return f"--{option['name']}={placeholder}" + (f" ({', '.join(notes)})" if notes else "")
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return str(value)
+

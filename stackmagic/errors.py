@@ -1,0 +1,24 @@
+"""Errors a user can act on.
+
+Anything raised as :class:`StackmagicError` is shown as one line (exit code 2
+in a terminal, ``UsageError`` in IPython), never as a traceback.
+"""
+
+from __future__ import annotations
+
+
+class StackmagicError(Exception):
+    """A mistake the user can fix; the message says what is wrong and what to do."""
+
+
+class UsageError(StackmagicError):
+    """The command line itself is wrong (unknown command, missing argument...).
+
+    ``command`` is the words of the sub-command (``"stack register"``) so the
+    terminal and the magics can each name it, and point to its help, in their
+    own style.
+    """
+
+    def __init__(self, message: str, command: str = "") -> None:
+        super().__init__(message)
+        self.command = command

@@ -1,0 +1,252 @@
+"""What every flavor's configuration shares.
+
+A flavor is one class of typed traits. That single declaration drives
+validation, the ``--key=value`` options of the CLI and magics, the ipywidgets
+registration form and the JSON schema the JupyterLab panel reads. Traits are
+tagged ``secret=True`` (kept out of the config, masked in output),
+``required=True`` (must be given) or ``local_path=True`` (a path on this
+machine, made absolute against the directory it was given in).
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import traitlets as t
+
+from ..errors import StackmagicError
+from ..secrets import masked
+
+
+class ComponentType(str, enum.Enum):
+    ARTIFACT_STORE = "artifact-store"
+    METADATA_STORE = "metadata-store"
+    ORCHESTRATOR = "orchestrator"
+    STEP_OPERATOR = "step-operator"
+
+    @property
+    def noun(self) -> str:
+        """``"artifact store"``: how messages speak of the type."""
+        return self.value.replace("-", " ")
+
+    @property
+    def a_noun(self) -> str:
+        """``"an artifact store"``."""
+        return ("an " if self.noun[0] in "aeiou" else "a ") + self.noun
+
+
+class FlavorConfig(t.HasTraits):
+    """Base of every flavor's options. Subclasses set ``component_type`` and ``flavor``."""
+
+    component_type: ClassVar[ComponentType]
+    flavor: ClassVar[str]
+    #: Stores: False where the store lives on this machine, out of reach of remote steps.
+    is_remote: ClassVar[bool] = True
+
+    @property
+    def runs_remotely(self) -> bool:
+        """Orchestrators and step operators: True where steps run off this machine."""
+        return False
+
+    @classmethod
+    def summary(cls) -> str:
+        return inspect.getdoc(cls).splitlines()[0] if cls.__doc__ else ""
+
+    @classmethod
+    def options(cls) -> dict[str, t.TraitType]:
+        """The option traits, in the order the class declares them."""
+        found: dict[str, t.TraitType] = {}
+        for klass in reversed(cls.__mro__):
+            for name, value in vars(klass).items():
+                if isinstance(value, t.TraitType) and not name.startswith("_"):
+                    found[name] = value
+        return found
+
+    @classmethod
+    def from_options(cls, values: Mapping[str, Any], base_dir: Path) -> FlavorConfig:
+        """Build and validate a config from option values (strings from a command line, or stored JSON).
+
+        Relative local paths, given or default, are taken from ``base_dir``: the
+        user's working directory for a command, the registry folder for stored config.
+        """
+        config = cls()
+        config.apply(values)
+        config.resolve_paths(base_dir)
+        config.check()
+        return config
+
+    def resolve_paths(self, base_dir: Path) -> None:
+        for name, trait in self.options().items():
+            value = getattr(self, name)
+            if trait.metadata.get("local_path") and value:
+                setattr(self, name, str((base_dir / Path(value).expanduser()).resolve()))
+
+    def apply(self, values: Mapping[str, Any]) -> None:
+        options = self.options()
+        for raw_name, raw_value in values.items():
+            name = raw_name.replace("-", "_")
+            if name not in options:
+                valid = ", ".join("--" + option.replace("_", "-") for option in options) or "none"
+                raise StackmagicError(
+                    f"the {self.flavor} {self.component_type.noun} flavor has no option "
+                    f"--{raw_name.replace('_', '-')}; its options are: {valid}"
+                )
+            trait = options[name]
+            value = _coerce(name, trait, raw_value)
+            try:
+                setattr(self, name, value)
+            except t.TraitError as exc:
+                raise StackmagicError(f"--{name.replace('_', '-')}: {_trait_message(exc)}") from None
+
+    def check(self) -> None:
+        """Cross-option validation; the base checks that required options were given."""
+        missing = [
+            "--" + name.replace("_", "-")
+            for name, trait in self.options().items()
+            if trait.metadata.get("required") and getattr(self, name) in ("", None)
+        ]
+        if missing:
+            raise StackmagicError(
+                f"the {self.flavor} {self.component_type.noun} flavor needs {', '.join(missing)} "
+                f"(see `stackmagic {self.component_type.value} flavors`)"
+            )
+
+    def stored(self) -> dict[str, Any]:
+        """Option values that differ from their defaults: what the registry keeps."""
+        return {
+            name: getattr(self, name)
+            for name, trait in self.options().items()
+            if getattr(self, name) != trait.default()
+        }
+
+    def shown(self) -> dict[str, Any]:
+        """Every option with secrets masked: what output and APIs may show."""
+        return {
+            name: masked(getattr(self, name)) if trait.metadata.get("secret") else getattr(self, name)
+            for name, trait in self.options().items()
+        }
+
+    def secret_references(self) -> dict[str, str]:
+        return {
+            name: getattr(self, name)
+            for name, trait in self.options().items()
+            if trait.metadata.get("secret") and getattr(self, name)
+        }
+
+    @classmethod
+    def schema(cls) -> dict[str, Any]:
+        """A JSON description of the flavor's options, for forms and ``flavors --json``."""
+        return {
+            "type": cls.component_type.value,
+            "flavor": cls.flavor,
+            "summary": cls.summary(),
+            "options": [
+                {
+                    "name": name.replace("_", "-"),
+                    "kind": _kind(trait),
+                    "help": trait.help,
+                    "default": None if trait.metadata.get("secret") else trait.default(),
+                    "required": bool(trait.metadata.get("required")),
+                    "secret": bool(trait.metadata.get("secret")),
+                    **({"choices": list(trait.values)} if isinstance(trait, t.Enum) else {}),
+                }
+                for name, trait in cls.options().items()
+            ],
+        }
+
+
+class ArtifactStoreConfig(FlavorConfig):
+    component_type = ComponentType.ARTIFACT_STORE
+
+
+class MetadataStoreConfig(FlavorConfig):
+    component_type = ComponentType.METADATA_STORE
+
+
+class OrchestratorConfig(FlavorConfig):
+    component_type = ComponentType.ORCHESTRATOR
+
+    @property
+    def runs_remotely(self) -> bool:
+        return True
+
+
+class StepOperatorConfig(FlavorConfig):
+    component_type = ComponentType.STEP_OPERATOR
+
+    @property
+    def runs_remotely(self) -> bool:
+        return True
+
+
+def _kind(trait: t.TraitType) -> str:
+    if isinstance(trait, t.Bool):
+        return "boolean"
+    if isinstance(trait, t.Int):
+        return "integer"
+    if isinstance(trait, t.Float):
+        return "number"
+    if isinstance(trait, t.Enum):
+        return "choice"
+    if isinstance(trait, t.Dict):
+        return "mapping"
+    if isinstance(trait, t.List):
+        return "list"
+    return "string"
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def _coerce(name: str, trait: t.TraitType, value: Any) -> Any:
+    """Turn a command-line string into the trait's type, with a message a user can act on.
+
+    ``None`` stands for a bare ``--flag``: true for a boolean, a mistake otherwise.
+    """
+    option = "--" + name.replace("_", "-")
+    kind = _kind(trait)
+    if value is None:
+        if kind != "boolean":
+            raise StackmagicError(f"{option} needs a value: {option}=VALUE")
+        return True
+    if not isinstance(value, str):
+        return value
+    try:
+        if kind == "boolean":
+            lowered = value.strip().lower()
+            if lowered not in _TRUE | _FALSE:
+                raise ValueError
+            return lowered in _TRUE
+        if kind == "integer":
+            return int(value)
+        if kind == "number":
+            return float(value)
+        if kind == "mapping":
+            pairs = [item for item in value.split(",") if item.strip()]
+            if any("=" not in item for item in pairs):
+                raise ValueError
+            return {key.strip(): val.strip() for key, val in (p.split("=", 1) for p in pairs)}
+        if kind == "list":
+            return [item.strip() for item in value.split(",") if item.strip()]
+    except ValueError:
+        expected = {
+            "boolean": "true or false",
+            "integer": "a whole number",
+            "number": "a number",
+            "mapping": "KEY=VALUE pairs separated by commas",
+        }[kind]
+        raise StackmagicError(f"{option} expects {expected}, not {value!r}") from None
+    if kind == "choice" and value not in trait.values:
+        choices = ", ".join(str(choice) for choice in trait.values)
+        raise StackmagicError(f"{option} must be one of {choices}, not {value!r}")
+    return value
+
+
+def _trait_message(error: t.TraitError) -> str:
+    """traitlets' messages name classes and types; keep only the sentence a user needs."""
+    return str(error).split("\n")[0]

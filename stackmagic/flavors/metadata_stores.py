@@ -1,0 +1,50 @@
+"""Metadata store flavors: the database that tracks pipelines, runs and artifacts."""
+
+from __future__ import annotations
+
+import traitlets as t
+
+from .base import MetadataStoreConfig
+
+
+class SQLiteMetadataStore(MetadataStoreConfig):
+    """A SQLite file on this machine (the default)."""
+
+    flavor = "sqlite"
+    is_remote = False
+
+    path = t.Unicode(
+        "metadata.db",
+        help="Database file; relative paths are taken from where you run the command.",
+    ).tag(local_path=True)
+
+
+class _ServerMetadataStore(MetadataStoreConfig):
+    """Options shared by the database-server flavors."""
+
+    host = t.Unicode(help="Database server host name or address.").tag(required=True)
+    port = t.Int(help="Server port.")
+    username = t.Unicode(help="User to connect as.")
+    password = t.Unicode(help="Password of that user.").tag(secret=True)
+    database = t.Unicode(help="Database (schema) that holds stackmagic's tables.").tag(required=True)
+    ssl_ca = t.Unicode(help="CA certificate file to verify the server with (enables TLS).").tag(
+        local_path=True
+    )
+    ssl_cert = t.Unicode(help="Client certificate file, for mutual TLS.").tag(local_path=True)
+    ssl_key = t.Unicode(help="Client key file, for mutual TLS.").tag(local_path=True)
+
+
+class MySQLMetadataStore(_ServerMetadataStore):
+    """A MySQL (5.6+) or MariaDB server, shared by a team."""
+
+    flavor = "mysql"
+
+    port = t.Int(3306, help="Server port.")
+
+
+class PostgreSQLMetadataStore(_ServerMetadataStore):
+    """A PostgreSQL server, shared by a team."""
+
+    flavor = "postgresql"
+
+    port = t.Int(5432, help="Server port.")

@@ -1,0 +1,107 @@
+"""Orchestrator flavors: what runs a pipeline's steps, and where."""
+
+from __future__ import annotations
+
+import traitlets as t
+
+from ..errors import StackmagicError
+from .base import OrchestratorConfig
+
+
+class LocalOrchestrator(OrchestratorConfig):
+    """Runs the steps on this machine, independent steps in parallel (the default)."""
+
+    flavor = "local"
+
+    max_workers = t.Int(0, help="Steps run at once; 0 means one per CPU core.")
+
+    @property
+    def runs_remotely(self) -> bool:
+        return False
+
+
+class KubeflowOrchestrator(OrchestratorConfig):
+    """Kubeflow Pipelines (KFP v2), on a cluster or on this machine through kfp.local."""
+
+    flavor = "kubeflow"
+
+    host = t.Unicode(help="KFP API endpoint, https://host/pipeline.")
+    mode = t.Enum(
+        ["remote", "local"],
+        "remote",
+        help="remote submits to the KFP host; local runs the compiled pipeline here with kfp.local.",
+    )
+    namespace = t.Unicode("kubeflow", help="Kubernetes namespace of the runs.")
+    experiment = t.Unicode(help="KFP experiment; default: the pipeline's name.")
+    image = t.Unicode(help="Container image the steps run in (with stackmagic installed).")
+    image_pull_policy = t.Enum(
+        ["IfNotPresent", "Always", "Never"], "IfNotPresent", help="Kubernetes image pull policy."
+    )
+    service_account = t.Unicode(help="Kubernetes service account of the step pods.")
+    auth = t.Enum(
+        ["none", "token", "in-cluster"],
+        "none",
+        help="How to authenticate to KFP: no auth, --token, or the pod's service-account token.",
+    )
+    token = t.Unicode(help="Bearer token for the KFP API (with --auth=token).").tag(secret=True)
+    store_secrets = t.List(
+        t.Unicode(), help="Kubernetes secrets with store credentials, mounted as environment."
+    )
+
+    @property
+    def runs_remotely(self) -> bool:
+        return self.mode == "remote"
+
+    def check(self) -> None:
+        super().check()
+        if self.mode == "remote" and not self.host:
+            raise StackmagicError(
+                "the kubeflow orchestrator needs --host (the KFP API URL), or --mode=local "
+                "to run pipelines on this machine with kfp.local"
+            )
+        if self.auth == "token" and not self.token:
+            raise StackmagicError("--auth=token needs --token (or --token=env:VARIABLE)")
+
+
+class _VMOrchestrator(OrchestratorConfig):
+    """Options shared by the cloud-VM flavors."""
+
+    image = t.Unicode(help="Container image the pipeline runs in; empty runs directly on the VM image.")
+    disk_size_gb = t.Int(100, help="Boot disk size in GB.")
+    gpu_count = t.Int(0, help="Number of GPUs to attach.")
+    keep_alive = t.Bool(False, help="Keep the VM after the run instead of deleting it.")
+
+
+class GCPVMOrchestrator(_VMOrchestrator):
+    """Runs the whole pipeline on a Compute Engine VM, optionally preemptible."""
+
+    flavor = "gcp-vm"
+
+    project = t.Unicode(help="Google Cloud project.").tag(required=True)
+    region = t.Unicode("us-central1", help="Region.")
+    zone = t.Unicode("us-central1-a", help="Zone.")
+    machine_type = t.Unicode("n1-standard-4", help="Machine type.")
+    boot_image = t.Unicode(
+        "projects/cos-cloud/global/images/family/cos-stable", help="Boot disk image."
+    )
+    preemptible = t.Bool(False, help="Use a preemptible (spot) VM.")
+    gpu_type = t.Unicode(help="Accelerator type, nvidia-tesla-t4 say.")
+    service_account = t.Unicode(help="Service account e-mail the VM runs as.")
+    network = t.Unicode(help="VPC network.")
+    subnetwork = t.Unicode(help="Subnetwork.")
+    labels = t.Dict(help="Labels for the VM, KEY=VALUE,KEY=VALUE.")
+
+
+class AWSVMOrchestrator(_VMOrchestrator):
+    """Runs the whole pipeline on an EC2 instance, optionally spot."""
+
+    flavor = "aws-vm"
+
+    region = t.Unicode("us-east-1", help="AWS region.")
+    instance_type = t.Unicode("m5.xlarge", help="EC2 instance type.")
+    ami = t.Unicode(help="AMI id of the instance; default: the region's Deep Learning AMI.")
+    spot = t.Bool(False, help="Use a spot instance.")
+    instance_profile = t.Unicode(help="IAM instance profile the instance runs as.")
+    subnet_id = t.Unicode(help="Subnet to start the instance in.")
+    security_group_ids = t.List(t.Unicode(), help="Security groups, comma-separated.")
+    tags = t.Dict(help="Tags for the instance, KEY=VALUE,KEY=VALUE.")

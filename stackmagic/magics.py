@@ -1,0 +1,78 @@
+"""IPython magics: the ``stackmagic`` grammar as ``%stack``, ``%artifact-store``...
+
+Each magic prepends its own name to the line and runs the shared parser, so
+``%stack set gcp`` is exactly ``stackmagic stack set gcp``. With no arguments,
+``%stack`` shows the stack switcher and a component magic its registration
+form.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+from IPython.core.error import UsageError as IPythonUsageError
+from IPython.display import display
+
+from .errors import StackmagicError, UsageError
+from .flavors import ComponentType
+from .parser import HelpShown, run
+
+STACK = "stack"
+#: ``%stackmagic`` takes the whole grammar (``%stackmagic init``); the others are its commands.
+WHOLE_GRAMMAR = "stackmagic"
+MAGICS = (WHOLE_GRAMMAR, STACK, *(kind.value for kind in ComponentType))
+
+
+def register_magics(ipython: Any) -> None:
+    for name in MAGICS:
+        ipython.register_magic_function(_line_magic(name), "line", name)
+
+
+def _in_notebook_words(message: str) -> str:
+    """Messages quote terminal commands; in a notebook, quote the magic instead."""
+    return message.replace("`stackmagic ", "`%")
+
+
+def _line_magic(command: str) -> Callable[[str], None]:
+    prefix = [] if command == WHOLE_GRAMMAR else [command]
+
+    def magic(line: str) -> None:
+        if not line.strip():
+            display(_widget_for(command))
+            return
+        try:
+            words = shlex.split(line)
+        except ValueError as error:
+            raise IPythonUsageError(f"%{command}: {error}") from None
+        try:
+            output, as_json = run([*prefix, *words])
+        except HelpShown:
+            return
+        except UsageError as error:
+            where = f"%{error.command}" if error.command else f"%{WHOLE_GRAMMAR}"
+            raise IPythonUsageError(
+                _in_notebook_words(f"{where}: {error} (see `{where} --help`)")
+            ) from None
+        except StackmagicError as error:
+            raise IPythonUsageError(_in_notebook_words(str(error))) from None
+        if as_json:
+            print(output.to_json())
+        else:
+            display(output)
+
+    magic.__name__ = command.replace("-", "_")
+    magic.__doc__ = (
+        f"%{command} ACTION ...: the `stackmagic {command}` command in a notebook "
+        f"(`%{command} --help` lists the actions; with no arguments: a widget)."
+    )
+    return magic
+
+
+def _widget_for(command: str) -> Any:
+    from . import widgets
+
+    if command in (STACK, WHOLE_GRAMMAR):
+        return widgets.StackSwitcher()
+    return widgets.RegistrationForm(ComponentType(command))

@@ -1,0 +1,357 @@
+"""The registry: components, stacks and the active stack of one project.
+
+Everything lives in ``config.json`` inside the project's ``.stackmagic/``
+folder (see :mod:`stackmagic.locations`). Every change is one locked, atomic
+read-validate-write (:class:`~stackmagic.jsonfile.JsonFile`): a refused change
+writes nothing, and eight processes registering at once lose nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import StackmagicError
+from .flavors import ComponentType, FlavorConfig, flavors_of, get_flavor
+from .jsonfile import JsonFile
+from .locations import PROJECT_DIR_NAME, find_project_dir, user_registry_dir
+from .secrets import SecretStore
+
+SCHEMA_VERSION = 1
+DEFAULT = "default"
+STACK_ENV = "STACKMAGIC_STACK"
+CONFIG_FILE = "config.json"
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
+_GITIGNORE = "# Keep the stack definitions, not the local stores.\n*\n!.gitignore\n!config.json\n"
+
+REQUIRED_IN_STACK = (
+    ComponentType.ARTIFACT_STORE,
+    ComponentType.METADATA_STORE,
+    ComponentType.ORCHESTRATOR,
+)
+#: The ``stack register`` option naming each member (ZenML's letters).
+STACK_FLAGS = {
+    ComponentType.METADATA_STORE: "-m",
+    ComponentType.ARTIFACT_STORE: "-a",
+    ComponentType.ORCHESTRATOR: "-o",
+    ComponentType.STEP_OPERATOR: "-s",
+}
+
+
+@dataclass(frozen=True)
+class Component:
+    type: ComponentType
+    name: str
+    config: FlavorConfig
+
+    @property
+    def flavor(self) -> str:
+        return self.config.flavor
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    components: Mapping[ComponentType, str]
+
+
+def _fresh_state() -> dict[str, Any]:
+    return {
+        "version": SCHEMA_VERSION,
+        "active_stack": DEFAULT,
+        "components": {
+            ComponentType.ARTIFACT_STORE.value: {DEFAULT: {"flavor": "local", "options": {}}},
+            ComponentType.METADATA_STORE.value: {DEFAULT: {"flavor": "sqlite", "options": {}}},
+            ComponentType.ORCHESTRATOR.value: {DEFAULT: {"flavor": "local", "options": {}}},
+        },
+        "stacks": {DEFAULT: {kind.value: DEFAULT for kind in REQUIRED_IN_STACK}},
+    }
+
+
+def check_name(name: str, what: str) -> None:
+    if not _NAME.match(name):
+        raise StackmagicError(
+            f"invalid {what} name {name!r}: use up to 63 letters, digits, '-', '_' or '.', "
+            "starting with a letter"
+        )
+
+
+class Registry:
+    """One project's stacks; every read sees what other processes last wrote."""
+
+    def __init__(self, directory: Path, secrets: SecretStore | None = None) -> None:
+        self.directory = directory
+        self.secrets = secrets or SecretStore()
+        self._file = JsonFile(directory / CONFIG_FILE)
+
+    # -- finding and creating -------------------------------------------------
+
+    @classmethod
+    def open(cls, start: Path | None = None) -> Registry:
+        """The project registry above ``start`` (or the working directory), else the user's."""
+        directory = find_project_dir(start) or user_registry_dir()
+        registry = cls(directory)
+        registry._ensure_created()
+        return registry
+
+    @classmethod
+    def init(cls, folder: Path) -> tuple[Registry, bool]:
+        """Create ``folder/.stackmagic``; returns the registry and whether it was new."""
+        registry = cls(folder.resolve() / PROJECT_DIR_NAME)
+        return registry, registry._ensure_created()
+
+    def _ensure_created(self) -> bool:
+        if (self.directory / CONFIG_FILE).exists():
+            return False
+        self.directory.mkdir(parents=True, exist_ok=True)
+        gitignore = self.directory / ".gitignore"
+        if not gitignore.exists():
+            gitignore.write_text(_GITIGNORE, encoding="utf-8")
+        with self._file.edit(_fresh_state):
+            pass
+        return True
+
+    # -- reading ---------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        return _checked(self._file.read(_fresh_state), self._file.path)
+
+    def components(self, kind: ComponentType) -> list[Component]:
+        entries = self._state()["components"].get(kind.value, {})
+        return [self._component(kind, name, entry) for name, entry in sorted(entries.items())]
+
+    def component(self, kind: ComponentType, name: str) -> Component:
+        return self._component(kind, name, _entry(self._state(), kind, name))
+
+    def _component(self, kind: ComponentType, name: str, entry: Mapping[str, Any]) -> Component:
+        flavor = get_flavor(kind, entry["flavor"])
+        return Component(kind, name, flavor.from_options(entry["options"], self.directory))
+
+    def stacks(self) -> list[Stack]:
+        return [_stack(name, entry) for name, entry in sorted(self._state()["stacks"].items())]
+
+    def stack(self, name: str) -> Stack:
+        return _stack(name, _stack_entry(self._state(), name))
+
+    def stored_active_stack(self) -> str:
+        return str(self._state()["active_stack"])
+
+    def active_stack_name(self) -> str:
+        """The active stack; ``STACKMAGIC_STACK`` overrides it for one process."""
+        override = os.environ.get(STACK_ENV)
+        if not override:
+            return self.stored_active_stack()
+        if override not in self._state()["stacks"]:
+            raise StackmagicError(
+                f"{STACK_ENV}={override} names no registered stack; unset it or register "
+                f"that stack (`stackmagic stack list` shows the stacks)"
+            )
+        return override
+
+    def resolve_secret(self, component: Component, option: str) -> str:
+        """The real value of a secret option, for the code that uses the component."""
+        flag = "--" + option.replace("_", "-")
+        return self.secrets.resolve(
+            getattr(component.config, option),
+            what=f"{flag} of {component.type.noun} {component.name!r}",
+            fix=f"set it again with `stackmagic {component.type.value} update {component.name} {flag}=...`",
+        )
+
+    # -- changing ----------------------------------------------------------------
+
+    @contextmanager
+    def _edit(self) -> Iterator[dict[str, Any]]:
+        with self._file.edit(_fresh_state) as state:
+            _checked(state, self._file.path)
+            yield state
+
+    def register_component(
+        self,
+        kind: ComponentType,
+        name: str,
+        flavor: str,
+        options: Mapping[str, str | None],
+        base_dir: Path,
+    ) -> Component:
+        check_name(name, kind.noun)
+        config = get_flavor(kind, flavor).from_options(options, base_dir)
+        with self._edit() as state:
+            entries = state["components"].setdefault(kind.value, {})
+            if name in entries:
+                raise StackmagicError(
+                    f"{kind.noun} {name!r} already exists; change it with "
+                    f"`stackmagic {kind.value} update {name} --OPTION=VALUE` or pick another name"
+                )
+            with self._storing_secrets(kind, name, config, {}):
+                entries[name] = {"flavor": config.flavor, "options": config.stored()}
+        return Component(kind, name, config)
+
+    def update_component(
+        self, kind: ComponentType, name: str, options: Mapping[str, str | None], base_dir: Path
+    ) -> Component:
+        if not options:
+            raise StackmagicError("nothing to change: give options such as --OPTION=VALUE")
+        with self._edit() as state:
+            entry = _entry(state, kind, name)
+            config = get_flavor(kind, entry["flavor"]).from_options(entry["options"], self.directory)
+            old_secrets = config.secret_references()
+            config.apply(options)
+            config.resolve_paths(base_dir)
+            config.check()
+            replaced = [ref for option, ref in old_secrets.items() if getattr(config, option) != ref]
+            with self._storing_secrets(kind, name, config, old_secrets):
+                entry["options"] = config.stored()
+                for stack_name, stack_entry in state["stacks"].items():
+                    if stack_entry.get(kind.value) == name:
+                        self._check_stack(state, stack_name)
+        self.secrets.discard(replaced)
+        return Component(kind, name, config)
+
+    def delete_component(self, kind: ComponentType, name: str) -> None:
+        with self._edit() as state:
+            entry = _entry(state, kind, name)
+            users = sorted(s for s, stack in state["stacks"].items() if stack.get(kind.value) == name)
+            if users:
+                raise StackmagicError(
+                    f"{kind.noun} {name!r} is used by stack{'s' if len(users) > 1 else ''} "
+                    f"{', '.join(users)}; delete or change {'them' if len(users) > 1 else 'it'} first"
+                )
+            del state["components"][kind.value][name]
+        self.secrets.discard(str(value) for value in entry["options"].values())
+
+    def register_stack(self, name: str, members: Mapping[ComponentType, str]) -> Stack:
+        check_name(name, "stack")
+        with self._edit() as state:
+            if name in state["stacks"]:
+                raise StackmagicError(
+                    f"stack {name!r} already exists; change it with `stackmagic stack update {name}` "
+                    "or pick another name"
+                )
+            state["stacks"][name] = {kind.value: member for kind, member in members.items()}
+            self._check_stack(state, name)
+        return self.stack(name)
+
+    def update_stack(self, name: str, changes: Mapping[ComponentType, str | None]) -> Stack:
+        """Swap components of a stack; ``None`` removes the (optional) step operator."""
+        if not changes:
+            raise StackmagicError("nothing to change: give -m, -a, -o or -s")
+        with self._edit() as state:
+            entry = _stack_entry(state, name)
+            for kind, member in changes.items():
+                if member is None:
+                    entry.pop(kind.value, None)
+                else:
+                    entry[kind.value] = member
+            self._check_stack(state, name)
+        return self.stack(name)
+
+    def set_active_stack(self, name: str) -> Stack:
+        with self._edit() as state:
+            _stack_entry(state, name)
+            self._check_stack(state, name)
+            state["active_stack"] = name
+        return self.stack(name)
+
+    def delete_stack(self, name: str) -> None:
+        with self._edit() as state:
+            _stack_entry(state, name)
+            if name == DEFAULT:
+                raise StackmagicError("the default stack always exists and cannot be deleted")
+            if state["active_stack"] == name:
+                raise StackmagicError(
+                    f"stack {name!r} is active; activate another first (`stackmagic stack set default`)"
+                )
+            del state["stacks"][name]
+
+    @contextmanager
+    def _storing_secrets(
+        self, kind: ComponentType, name: str, config: FlavorConfig, stored: Mapping[str, str]
+    ) -> Iterator[None]:
+        """Swap newly given secret values for references; drop them again if the change fails."""
+        added = []
+        for option, value in config.secret_references().items():
+            if stored.get(option) == value:
+                continue
+            reference = self.secrets.put(value, f"{kind.value} {name} --{option} in {self.directory}")
+            if reference != value:
+                added.append(reference)
+                setattr(config, option, reference)
+        try:
+            yield
+        except BaseException:
+            self.secrets.discard(added)
+            raise
+
+    def _check_stack(self, state: Mapping[str, Any], name: str) -> None:
+        """Refuse a stack whose components are missing or cannot work together."""
+        entry = state["stacks"][name]
+        members: dict[ComponentType, FlavorConfig] = {}
+        for kind in STACK_FLAGS:  # in the order users type them
+            member = entry.get(kind.value)
+            if member is None:
+                if kind in REQUIRED_IN_STACK:
+                    raise StackmagicError(
+                        f"stack {name!r} has no {kind.noun}; give one with {STACK_FLAGS[kind]}"
+                    )
+                continue
+            component_entry = _entry(state, kind, member)
+            flavor = get_flavor(kind, component_entry["flavor"])
+            members[kind] = flavor.from_options(component_entry["options"], self.directory)
+
+        for kind in (ComponentType.ORCHESTRATOR, ComponentType.STEP_OPERATOR):
+            runner = members.get(kind)
+            if runner is None or not runner.runs_remotely:
+                continue
+            for store_kind in (ComponentType.ARTIFACT_STORE, ComponentType.METADATA_STORE):
+                store = members[store_kind]
+                if store.is_remote:
+                    continue
+                remote = [flavor for flavor, cls in flavors_of(store_kind).items() if cls.is_remote]
+                choices = ", ".join(remote[:-1]) + f" or {remote[-1]}" if len(remote) > 1 else remote[0]
+                raise StackmagicError(
+                    f"stack {name!r}: {kind.noun} {entry[kind.value]!r} ({runner.flavor}) runs steps "
+                    f"off this machine, where the {store.flavor} {store_kind.noun} "
+                    f"{entry[store_kind.value]!r} cannot be reached; register a "
+                    f"{choices} {store_kind.noun} and pass it with {STACK_FLAGS[store_kind]}"
+                )
+
+
+def _checked(state: dict[str, Any], path: Path) -> dict[str, Any]:
+    version = state.get("version")
+    if version != SCHEMA_VERSION:
+        raise StackmagicError(
+            f"{path} has format version {version!r}, which this stackmagic does not read; "
+            "upgrade stackmagic (`pip install -U stackmagic`)"
+        )
+    return state
+
+
+def _entry(state: Mapping[str, Any], kind: ComponentType, name: str) -> dict[str, Any]:
+    entries = state["components"].get(kind.value, {})
+    if name not in entries:
+        known = ", ".join(sorted(entries)) or "none"
+        raise StackmagicError(
+            f"no {kind.noun} named {name!r} (registered: {known}); register it with "
+            f"`stackmagic {kind.value} register {name} --type=FLAVOR`"
+        )
+    return entries[name]
+
+
+def _stack_entry(state: Mapping[str, Any], name: str) -> dict[str, Any]:
+    if name not in state["stacks"]:
+        known = ", ".join(sorted(state["stacks"]))
+        raise StackmagicError(
+            f"no stack named {name!r} (registered: {known}); register it with "
+            f"`stackmagic stack register {name} -m METADATA_STORE -a ARTIFACT_STORE -o ORCHESTRATOR`"
+        )
+    return state["stacks"][name]
+
+
+def _stack(name: str, entry: Mapping[str, str]) -> Stack:
+    return Stack(name, {ComponentType(kind): member for kind, member in entry.items()})

@@ -1,0 +1,94 @@
+"""Shared fixtures: every test gets an empty project folder and its own per-user folder."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from stackmagic.cli import main
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The per-user folder (secrets, fallback registry), outside the project."""
+    home = tmp_path / "user-home"
+    monkeypatch.setenv("STACKMAGIC_HOME", str(home))
+    monkeypatch.delenv("STACKMAGIC_STACK", raising=False)
+    return home
+
+
+@pytest.fixture
+def project(tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty folder, the working directory of the test."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
+    """Run ``stackmagic ARGS`` in this process, as the console script would."""
+
+    def run(*args: str) -> Result:
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def terminal(project: Path) -> Callable[..., Result]:
+    """Run the installed ``stackmagic`` console script in a separate process."""
+
+    def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Result:
+        completed = subprocess.run(
+            [str(BIN / "stackmagic"), *args],
+            cwd=cwd or project,
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return Result(completed.returncode, completed.stdout, completed.stderr)
+
+    return run
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file below ``folder`` with a hash of its bytes: equal snapshots, untouched folder."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+REFERENCE_SEQUENCE = [
+    ["artifact-store", "register", "gcs", "--type=gcp", "--path=gs://team-bucket/pipelines"],
+    [
+        "metadata-store", "register", "sql", "--type=mysql", "--host=127.0.0.1", "--port=3306",
+        "--username=zen", "--password=CANARY-pa55-word", "--database=zenml",
+    ],
+    ["orchestrator", "register", "kf", "--type=kubeflow", "--host=https://kfp.example.org/pipeline"],
+    ["stack", "register", "gcp", "-m", "sql", "-a", "gcs", "-o", "kf"],
+    ["stack", "set", "gcp"],
+]
+CANARY = "CANARY-pa55-word"

@@ -1,0 +1,75 @@
+"""A real IPython kernel and a terminal share one registry, both ways."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import CANARY, REFERENCE_SEQUENCE
+from jupyter_client.manager import start_new_kernel
+
+pytestmark = pytest.mark.kernel
+
+
+class Kernel:
+    def __init__(self, client) -> None:
+        self.client = client
+
+    def run(self, code: str) -> tuple[str, str, list[dict]]:
+        """Execute a cell; returns its stdout, its stderr and errors, and its display data."""
+        streams: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        displays = []
+
+        def collect(message: dict) -> None:
+            kind, content = message["msg_type"], message["content"]
+            if kind == "stream":
+                streams[content["name"]].append(content["text"])
+            elif kind in ("display_data", "execute_result"):
+                displays.append(content["data"])
+            elif kind == "error":
+                streams["stderr"].append("\n".join(content["traceback"]))
+
+        self.client.execute_interactive(code, output_hook=collect, timeout=60)
+        return "".join(streams["stdout"]), "".join(streams["stderr"]), displays
+
+
+@pytest.fixture
+def kernel(project: Path) -> Iterator[Kernel]:
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(project), env=dict(os.environ))
+    try:
+        yield Kernel(client)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def test_magics_in_a_kernel_and_the_terminal_see_the_same_stacks(kernel: Kernel, terminal) -> None:
+    assert terminal("init").code == 0
+    _, error, _ = kernel.run("%load_ext stackmagic")
+    assert error == ""
+    for words in REFERENCE_SEQUENCE:
+        stdout, error, displays = kernel.run(f"%{words[0]} {' '.join(words[1:])}")
+        assert error == "", (words, error)
+        assert CANARY not in stdout + str(displays)
+
+    # what the kernel set, the terminal sees
+    assert terminal("stack", "get").out.strip() == "gcp"
+
+    # what the terminal sets, the kernel sees
+    assert terminal("stack", "set", "default").code == 0
+    stdout, _, displays = kernel.run("%stack get")
+    assert displays[0]["text/plain"] == "default"
+    assert terminal("orchestrator", "register", "vm", "--type=aws-vm", "--spot=true").code == 0
+    _, _, displays = kernel.run("%orchestrator list")
+    assert ">vm<" in displays[0]["text/html"]
+
+
+def test_a_mistake_in_a_kernel_is_one_usage_error(kernel: Kernel) -> None:
+    kernel.run("%load_ext stackmagic")
+    _, error, _ = kernel.run("%stack register gcp -m sql -a gcs -o kf")
+    assert error.strip().splitlines() == [
+        "UsageError: no metadata store named 'sql' (registered: default); register it with "
+        "`%metadata-store register sql --type=FLAVOR`"
+    ]

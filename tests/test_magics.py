@@ -1,0 +1,113 @@
+"""The same grammar as IPython magics, in an in-process shell."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import CANARY, REFERENCE_SEQUENCE, snapshot
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+
+@pytest.fixture
+def shell(project: Path):
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "stackmagic")
+    yield ip
+    InteractiveShell.clear_instance()
+
+
+def magic(shell, words: list[str]):
+    with capture_output() as captured:
+        shell.run_line_magic(words[0], " ".join(words[1:]))
+    return captured
+
+
+def test_reference_sequence_as_magics(shell, cli) -> None:
+    magic(shell, ["stackmagic", "init"])
+    for words in REFERENCE_SEQUENCE:
+        captured = magic(shell, words)
+        assert CANARY not in captured.stdout + str([o.data for o in captured.outputs])
+    assert cli("stack", "get").out.strip() == "gcp"
+
+
+def test_outputs_render_as_html_with_the_active_stack_marked(shell) -> None:
+    for words in REFERENCE_SEQUENCE:
+        magic(shell, words)
+    with capture_output() as captured:
+        shell.run_line_magic("stack", "list")
+    (html,) = [o.data["text/html"] for o in captured.outputs]
+    assert "<table>" in html
+    active_row = next(row for row in html.split("<tr") if "font-weight:bold" in row)
+    assert ">gcp<" in active_row and ">default<" not in active_row
+
+    with capture_output() as captured:
+        shell.run_line_magic("metadata-store", "describe sql")
+    assert "********" in captured.outputs[0].data["text/html"]
+    assert CANARY not in captured.outputs[0].data["text/html"]
+
+
+def test_json_flag_prints_json_in_a_notebook_too(shell) -> None:
+    with capture_output() as captured:
+        shell.run_line_magic("stack", "get --json")
+    assert json.loads(captured.stdout)["active_stack"] == "default"
+
+
+def test_mistakes_raise_usage_error_naming_the_magic(shell, project: Path) -> None:
+    magic(shell, ["stackmagic", "init"])
+    before = snapshot(project / ".stackmagic")
+    with pytest.raises(UsageError, match=r"^%stack register: the following arguments are required"):
+        shell.run_line_magic("stack", "register x -m default")
+    with pytest.raises(UsageError, match=r"valid flavors: local, gcp, s3, azure"):
+        shell.run_line_magic("artifact-store", "register x --type=hdfs")
+    with pytest.raises(UsageError, match=r"`%stack register prod"):
+        shell.run_line_magic("stack", "set prod")
+    with pytest.raises(UsageError, match="No closing quotation"):
+        shell.run_line_magic("stack", 'set "prod')
+    assert snapshot(project / ".stackmagic") == before
+
+
+def test_a_mistake_in_a_cell_shows_one_line_not_a_traceback(shell) -> None:
+    with capture_output() as captured:
+        result = shell.run_cell("%stack set prod")
+    assert not result.success
+    assert "Traceback" not in captured.stdout + captured.stderr
+    assert "UsageError: no stack named 'prod'" in captured.stdout + captured.stderr
+
+
+def test_help_prints_and_keeps_the_kernel_alive(shell) -> None:
+    with capture_output() as captured:
+        shell.run_line_magic("artifact-store", "register --help")
+    assert "--type FLAVOR" in captured.stdout
+
+
+def test_magics_without_arguments_show_widgets(shell) -> None:
+    with capture_output() as captured:
+        shell.run_line_magic("stack", "")
+        shell.run_line_magic("orchestrator", "")
+    models = [o.data for o in captured.outputs]
+    assert len(models) == 2
+    assert all("application/vnd.jupyter.widget-view+json" in data for data in models)
+    assert "StackSwitcher" in models[0]["text/plain"] and "RegistrationForm" in models[1]["text/plain"]
+
+
+def test_load_ext_imports_nothing_heavy() -> None:
+    heavy = ["kfp", "papermill", "sqlalchemy", "jupyter_server", "gcsfs", "s3fs", "adlfs", "fsspec",
+             "ipywidgets", "nbclient", "nbformat"]
+    code = (
+        "import sys\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "before = set(sys.modules)\n"
+        "InteractiveShell.instance().run_line_magic('load_ext', 'stackmagic')\n"
+        f"print([m for m in {heavy!r} if m in sys.modules and m not in before])\n"
+        "print('stackmagic.magics' in sys.modules)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    imported, loaded = completed.stdout.splitlines()
+    assert loaded == "True"
+    assert imported == "[]"

@@ -1,0 +1,112 @@
+"""Secrets never land in the project's files, in output, or in JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pexpect
+import pytest
+from conftest import BIN, CANARY, REFERENCE_SEQUENCE
+
+from stackmagic.errors import StackmagicError
+from stackmagic.flavors import ComponentType
+from stackmagic.registry import Registry
+
+
+def everything_under(folder: Path) -> str:
+    return "\n".join(p.read_bytes().decode("utf-8", "replace") for p in folder.rglob("*") if p.is_file())
+
+
+def test_password_is_in_no_project_file_and_no_output(project: Path, home: Path, cli) -> None:
+    outputs = [cli("init")]
+    outputs += [cli(*words) for words in REFERENCE_SEQUENCE]
+    for words in (
+        ["stack", "list"], ["stack", "list", "--json"], ["stack", "describe"],
+        ["stack", "describe", "--json"], ["metadata-store", "list"], ["metadata-store", "list", "--json"],
+        ["metadata-store", "describe", "sql"], ["metadata-store", "describe", "sql", "--json"],
+        ["stack", "get", "--json"],
+    ):
+        outputs.append(cli(*words))
+    assert all(result.code == 0 for result in outputs)
+    assert not any(CANARY in result.out + result.err for result in outputs)
+    assert "********" in cli("metadata-store", "describe", "sql").out
+
+    assert CANARY not in everything_under(project)
+    secrets_file = home / "secrets.json"
+    assert CANARY in secrets_file.read_text()
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    assert not secrets_file.resolve().is_relative_to(project)
+
+    registry = Registry.open()
+    sql = registry.component(ComponentType.METADATA_STORE, "sql")
+    assert registry.resolve_secret(sql, "password") == CANARY
+
+
+def test_html_output_masks_secrets(project: Path, cli) -> None:
+    from stackmagic.parser import run
+
+    for words in REFERENCE_SEQUENCE:
+        cli(*words)
+    for words in (["stack", "describe"], ["metadata-store", "list"], ["metadata-store", "describe", "sql"]):
+        output, _ = run(words)
+        assert CANARY not in output._repr_html_()
+        assert "secret:" not in output._repr_html_()
+
+
+def test_environment_reference_is_stored_as_a_reference(project: Path, cli, monkeypatch) -> None:
+    cli("init")
+    cli("metadata-store", "register", "db", "--type=mysql", "--host=h", "--database=d",
+        "--password=env:TEAM_DB_PASSWORD")
+    config = json.loads((project / ".stackmagic" / "config.json").read_text())
+    assert config["components"]["metadata-store"]["db"]["options"]["password"] == "env:TEAM_DB_PASSWORD"
+    assert "env:TEAM_DB_PASSWORD" in cli("metadata-store", "describe", "db").out
+
+    registry = Registry.open()
+    db = registry.component(ComponentType.METADATA_STORE, "db")
+    monkeypatch.setenv("TEAM_DB_PASSWORD", "from-the-environment")
+    assert registry.resolve_secret(db, "password") == "from-the-environment"
+    monkeypatch.delenv("TEAM_DB_PASSWORD")
+    with pytest.raises(StackmagicError, match="TEAM_DB_PASSWORD, which is not set"):
+        registry.resolve_secret(db, "password")
+
+
+def test_update_replaces_and_delete_removes_the_stored_secret(project: Path, home: Path, cli) -> None:
+    cli("init")
+    cli("artifact-store", "register", "s3", "--type=s3", "--path=s3://b", "--secret-access-key=FIRST-KEY")
+    assert "FIRST-KEY" in (home / "secrets.json").read_text()
+    cli("artifact-store", "update", "s3", "--secret-access-key=SECOND-KEY")
+    stored = (home / "secrets.json").read_text()
+    assert "SECOND-KEY" in stored and "FIRST-KEY" not in stored
+    cli("artifact-store", "update", "s3", "--region=eu-west-1")
+    assert "SECOND-KEY" in (home / "secrets.json").read_text()
+    cli("artifact-store", "delete", "s3")
+    assert "SECOND-KEY" not in (home / "secrets.json").read_text()
+
+
+def test_secret_missing_on_another_machine_says_how_to_set_it(project: Path, home: Path, cli) -> None:
+    for words in REFERENCE_SEQUENCE:
+        cli(*words)
+    (home / "secrets.json").write_text("{}")
+    registry = Registry.open()
+    sql = registry.component(ComponentType.METADATA_STORE, "sql")
+    with pytest.raises(StackmagicError, match="stackmagic metadata-store update sql --password="):
+        registry.resolve_secret(sql, "password")
+
+
+def test_dash_asks_for_the_secret_without_echo(project: Path, home: Path) -> None:
+    child = pexpect.spawn(
+        str(BIN / "stackmagic"),
+        ["metadata-store", "register", "db", "--type=postgresql", "--host=h", "--database=d",
+         "--password=-"],
+        cwd=str(project), env=dict(os.environ), encoding="utf-8", timeout=30,
+    )
+    child.expect("--password for db: ")
+    child.sendline("typed-" + CANARY)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    assert CANARY not in child.before
+    assert "typed-" + CANARY in (home / "secrets.json").read_text()

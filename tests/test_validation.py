@@ -1,0 +1,111 @@
+"""Every mistake gives one clear line, exit code 2, and leaves .stackmagic/ byte-identical."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import REFERENCE_SEQUENCE, snapshot
+
+BAD_INPUTS = {
+    "unknown command": (["stak", "list"], "invalid choice: 'stak'"),
+    "unknown action": (["stack", "activate", "gcp"], "invalid choice: 'activate'"),
+    "unknown component": (["stack", "register", "x", "-m", "nope", "-a", "gcs", "-o", "kf"],
+                          "no metadata store named 'nope'"),
+    "unknown flavor lists the valid ones": (["artifact-store", "register", "x", "--type=hdfs"],
+                                            "valid flavors: local, gcp, s3, azure"),
+    "unknown option lists the valid ones": (["artifact-store", "register", "x", "--type=gcp",
+                                             "--path=gs://b", "--bucket=b"], "its options are: --path"),
+    "invalid name": (["artifact-store", "register", "my store", "--type=local"], "invalid artifact store name"),
+    "name starting with a digit": (["stack", "register", "1st", "-m", "sql", "-a", "gcs", "-o", "kf"],
+                                   "invalid stack name '1st'"),
+    "missing required option": (["metadata-store", "register", "db", "--type=mysql", "--host=h"],
+                                "needs --database"),
+    "missing --type": (["artifact-store", "register", "x"], "--type"),
+    "missing stack member": (["stack", "register", "x", "-m", "sql", "-a", "gcs"], "-o/--orchestrator"),
+    "wrong URL scheme": (["artifact-store", "register", "x", "--type=gcp", "--path=s3://b"],
+                         "gs://bucket/dir"),
+    "not a number": (["orchestrator", "register", "x", "--type=gcp-vm", "--project=p",
+                      "--disk-size-gb=big"], "expects a whole number"),
+    "not a choice": (["orchestrator", "register", "x", "--type=kubeflow", "--mode=cloud"],
+                     "must be one of remote, local"),
+    "bare flag for a text option": (["orchestrator", "register", "x", "--type=kubeflow", "--host"],
+                                    "--host needs a value"),
+    "option given twice": (["artifact-store", "register", "x", "--type=local", "--path=a", "--path=b"],
+                           "given twice"),
+    "duplicate component": (["artifact-store", "register", "gcs", "--type=local"], "already exists"),
+    "duplicate stack": (["stack", "register", "gcp", "-m", "sql", "-a", "gcs", "-o", "kf"],
+                        "already exists"),
+    "deleting a component a stack uses": (["metadata-store", "delete", "sql"], "is used by stack gcp"),
+    "deleting the active stack": (["stack", "delete", "gcp"], "is active"),
+    "deleting the default stack": (["stack", "delete", "default"], "cannot be deleted"),
+    "setting an unknown stack": (["stack", "set", "prod"], "no stack named 'prod'"),
+    "remote orchestrator with a local artifact store": (
+        ["stack", "register", "x", "-m", "sql", "-a", "default", "-o", "kf"],
+        "register a gcp, s3 or azure artifact store and pass it with -a"),
+    "remote orchestrator with a SQLite metadata store": (
+        ["stack", "register", "x", "-m", "default", "-a", "gcs", "-o", "kf"],
+        "register a mysql or postgresql metadata store and pass it with -m"),
+    "updating a component so a stack breaks": (
+        ["orchestrator", "update", "local-kf", "--mode=remote", "--host=https://kf"],
+        "runs steps off this machine"),
+    "update with nothing to change": (["artifact-store", "update", "gcs"], "nothing to change"),
+    "stray argument": (["stack", "get", "now"], "unrecognized arguments: now"),
+}
+
+
+@pytest.fixture
+def populated(project: Path, cli) -> Path:
+    """A project with the reference stack active and a kfp.local stack on local stores."""
+    assert cli("init").code == 0
+    for words in REFERENCE_SEQUENCE:
+        assert cli(*words).code == 0
+    assert cli("orchestrator", "register", "local-kf", "--type=kubeflow", "--mode=local").code == 0
+    assert cli("stack", "register", "kfp-here", "-m", "default", "-a", "default", "-o", "local-kf").code == 0
+    return project / ".stackmagic"
+
+
+@pytest.mark.parametrize("words, expected", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+def test_bad_input_gives_one_line_and_changes_nothing(
+    populated: Path, home: Path, terminal, words: list[str], expected: str
+) -> None:
+    before, secrets_before = snapshot(populated), snapshot(home)
+    assert "config.json" in before and "secrets.json" in secrets_before
+    result = terminal(*words)
+    assert result.code == 2
+    assert result.out == ""
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("stackmagic")
+    assert expected in lines[0]
+    assert "Traceback" not in result.err
+    assert snapshot(populated) == before
+    assert snapshot(home) == secrets_before
+
+
+def test_stack_set_refuses_a_stack_made_invalid_by_hand(populated: Path, cli) -> None:
+    """A hand-edited config cannot smuggle in a remote orchestrator on local stores."""
+    config = populated / "config.json"
+    config.write_text(config.read_text().replace('"metadata-store": "sql"', '"metadata-store": "default"'))
+    before = snapshot(populated)
+    result = cli("stack", "set", "gcp")
+    assert result.code == 2 and "cannot be reached" in result.err
+    assert snapshot(populated) == before
+
+
+def test_broken_config_file_is_reported_not_overwritten(project: Path, cli) -> None:
+    cli("init")
+    config = project / ".stackmagic" / "config.json"
+    config.write_text('{"version": 1, "stacks": ')
+    result = cli("stack", "list")
+    assert result.code == 2 and "is not valid JSON" in result.err
+    assert cli("stack", "set", "default").code == 2
+    assert config.read_text() == '{"version": 1, "stacks": '
+
+
+def test_config_from_a_newer_release_is_refused(project: Path, cli) -> None:
+    cli("init")
+    config = project / ".stackmagic" / "config.json"
+    config.write_text(config.read_text().replace('"version": 1', '"version": 99'))
+    result = cli("stack", "list")
+    assert result.code == 2 and "upgrade stackmagic" in result.err
