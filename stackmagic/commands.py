@@ -85,9 +85,10 @@ def component_flavors(args: argparse.Namespace) -> Output:
     flavors = flavors_of(kind)
     parts = [
         Fields(
-            f"{name}: {flavor.summary()}",
+            f"{name} ({flavor.summary().rstrip('.')})",
             [(_option_synopsis(option), option["help"]) for option in flavor.schema()["options"]]
             or [("(no options)", "")],
+            stacked=True,
         )
         for name, flavor in flavors.items()
     ]
@@ -256,6 +257,8 @@ def _option_synopsis(option: dict[str, Any]) -> str:
     placeholder = {"boolean": "true|false", "integer": "N", "number": "X", "mapping": "K=V,..."}.get(
         option["kind"], "|".join(option.get("choices", [])) or "TEXT"
     )
+    if option["secret"]:
+        placeholder = f"{placeholder}|env:VARIABLE|{PROMPT}"
     notes = [note for note in ("required", "secret") if option[note]]
     if option["default"] not in ("", None, [], {}):
         notes.append(f"default {_format(option['default'])}")

@@ -15,8 +15,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
 from .errors import StackmagicError
 
 LOCK_TIMEOUT_SECONDS = 30.0
@@ -28,7 +26,6 @@ class JsonFile:
     def __init__(self, path: Path, *, mode: int = 0o644) -> None:
         self.path = path
         self.mode = mode
-        self._lock = FileLock(str(path.with_name(path.name + ".lock")), mode=mode)
 
     def read(self, default: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
         try:
@@ -51,8 +48,11 @@ class JsonFile:
     @contextlib.contextmanager
     def edit(self, default: Callable[[], dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Yield the current document; write it back if the block ends without error."""
+        from filelock import FileLock, Timeout  # only writers pay for it
+
+        lock = FileLock(str(self.path.with_name(self.path.name + ".lock")), mode=self.mode)
         try:
-            with self._lock.acquire(timeout=LOCK_TIMEOUT_SECONDS):
+            with lock.acquire(timeout=LOCK_TIMEOUT_SECONDS):
                 data = self.read(default)
                 before = json.dumps(data, sort_keys=True)
                 yield data

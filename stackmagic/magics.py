@@ -15,9 +15,8 @@ from typing import Any
 from IPython.core.error import UsageError as IPythonUsageError
 from IPython.display import display
 
+from .component_type import ComponentType
 from .errors import StackmagicError, UsageError
-from .flavors import ComponentType
-from .parser import HelpShown, run
 
 STACK = "stack"
 #: ``%stackmagic`` takes the whole grammar (``%stackmagic init``); the others are its commands.
@@ -46,6 +45,8 @@ def _line_magic(command: str) -> Callable[[str], None]:
             words = shlex.split(line)
         except ValueError as error:
             raise IPythonUsageError(f"%{command}: {error}") from None
+        from .parser import HelpShown, run  # on first use, so %load_ext stays instant
+
         try:
             output, as_json = run([*prefix, *words])
         except HelpShown:

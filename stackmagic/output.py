@@ -99,11 +99,17 @@ class Fields(Output):
     fields: Sequence[tuple[str, str]]
     data: Any = None
     parts: Sequence[Fields] = field(default_factory=tuple)
+    #: Put each value under its label, for long labels and prose values (help texts).
+    stacked: bool = False
 
     def text(self) -> str:
         width = max((len(label) for label, _ in self.fields), default=0)
         lines = [f"{self.title}:"]
-        lines += [f"  {label.ljust(width)}  {value}" for label, value in self.fields]
+        if self.stacked:
+            for label, value in self.fields:
+                lines += [f"  {label}", *([f"      {value}"] if value else [])]
+        else:
+            lines += [f"  {label.ljust(width)}  {value}" for label, value in self.fields]
         for part in self.parts:
             lines += ["  " + line for line in part.text().splitlines()]
         return "\n".join(lines)

@@ -10,7 +10,6 @@ Neither form is ever shown: output masks every secret option.
 from __future__ import annotations
 
 import os
-import secrets as _random
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -46,7 +45,7 @@ class SecretStore:
         if is_env_reference(value):
             return value
         self._file.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        secret_id = _random.token_hex(16)
+        secret_id = os.urandom(16).hex()
         with self._file.edit(dict) as stored:
             stored[secret_id] = {"value": value, "for": label}
         return SECRET_PREFIX + secret_id

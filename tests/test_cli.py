@@ -137,8 +137,8 @@ def test_step_operator_is_optional_in_a_stack(project: Path, cli) -> None:
 def test_flavors_lists_every_flavor_with_its_options(project: Path, cli) -> None:
     text = cli("metadata-store", "flavors").out
     for flavor in ("sqlite", "mysql", "postgresql"):
-        assert f"{flavor}:" in text
-    assert "--password=TEXT (secret)" in text
+        assert f"\n  {flavor} (" in text
+    assert "--password=TEXT|env:VARIABLE|- (secret)" in text
     assert "--host=TEXT (required)" in text
     schema = json.loads(cli("orchestrator", "flavors", "--json").out)
     assert [f["flavor"] for f in schema] == ["local", "kubeflow", "gcp-vm", "aws-vm"]

@@ -93,7 +93,7 @@ def test_third_party_flavor_loads_through_the_entry_point(project: Path, tmp_pat
     assert stackmagic("init").returncode == 0
     flavors = stackmagic("artifact-store", "flavors")
     assert flavors.returncode == 0
-    assert "hdfs: An HDFS folder" in flavors.stdout
+    assert "hdfs (An HDFS folder" in flavors.stdout
     assert "skipping flavor 'broken'" in flavors.stderr
 
     registered = stackmagic("artifact-store", "register", "lake", "--type=hdfs",

@@ -30,7 +30,8 @@ class LocalArtifactStore(ArtifactStoreConfig):
 
     path = t.Unicode(
         "artifacts",
-        help="Folder that holds the artifacts; relative paths are taken from where you run the command.",
+        help="Folder that holds the artifacts (default: artifacts/ in .stackmagic/); a relative "
+        "path given in a command is taken from where you run it.",
     ).tag(local_path=True)
 
 

@@ -10,7 +10,6 @@ machine, made absolute against the directory it was given in).
 
 from __future__ import annotations
 
-import enum
 import inspect
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,25 +17,9 @@ from typing import Any, ClassVar
 
 import traitlets as t
 
+from ..component_type import ComponentType
 from ..errors import StackmagicError
 from ..secrets import masked
-
-
-class ComponentType(str, enum.Enum):
-    ARTIFACT_STORE = "artifact-store"
-    METADATA_STORE = "metadata-store"
-    ORCHESTRATOR = "orchestrator"
-    STEP_OPERATOR = "step-operator"
-
-    @property
-    def noun(self) -> str:
-        """``"artifact store"``: how messages speak of the type."""
-        return self.value.replace("-", " ")
-
-    @property
-    def a_noun(self) -> str:
-        """``"an artifact store"``."""
-        return ("an " if self.noun[0] in "aeiou" else "a ") + self.noun
 
 
 class FlavorConfig(t.HasTraits):

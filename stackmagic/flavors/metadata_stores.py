@@ -15,7 +15,8 @@ class SQLiteMetadataStore(MetadataStoreConfig):
 
     path = t.Unicode(
         "metadata.db",
-        help="Database file; relative paths are taken from where you run the command.",
+        help="Database file (default: metadata.db in .stackmagic/); a relative path given in a "
+        "command is taken from where you run it.",
     ).tag(local_path=True)
 
 
