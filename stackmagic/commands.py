@@ -12,7 +12,14 @@ import getpass
 from pathlib import Path
 from typing import Any
 
-from .flavors import ComponentType, FlavorConfig, flavors_of, get_flavor
+from .flavors import (
+    ComponentType,
+    FlavorConfig,
+    flavors_of,
+    format_value,
+    get_flavor,
+    option_flag,
+)
 from .output import Fields, Message, Output, Table
 from .registry import STACK_ENV, Component, Registry, Stack
 
@@ -205,7 +212,7 @@ def _ask_for_secrets(
     for option, value in options.items():
         key = option.replace("-", "_")
         if value == PROMPT and key in secret:
-            answered[option] = getpass.getpass(f"--{key.replace('_', '-')} for {name}: ")
+            answered[option] = getpass.getpass(f"{option_flag(key)} for {name}: ")
     return answered
 
 
@@ -237,7 +244,7 @@ def _stack_data(stack: Stack, *, active: bool) -> dict[str, Any]:
 def _settings_line(component: Component) -> str:
     shown = component.config.shown()
     given = {k: v for k, v in shown.items() if v not in ("", [], {}, None)}
-    return ", ".join(f"{k.replace('_', '-')}={_format(v)}" for k, v in given.items()) or "-"
+    return ", ".join(f"{option_flag(k)[2:]}={format_value(v)}" for k, v in given.items()) or "-"
 
 
 def _component_fields(component: Component, used_by: list[str] | None = None) -> Fields:
@@ -245,7 +252,7 @@ def _component_fields(component: Component, used_by: list[str] | None = None) ->
     if used_by is not None:
         fields.append(("used by", ", ".join(used_by) or "no stack"))
     fields += [
-        (f"--{k.replace('_', '-')}", _format(v) or "-") for k, v in component.config.shown().items()
+        (option_flag(k), format_value(v) or "-") for k, v in component.config.shown().items()
     ]
     data = _component_data(component)
     if used_by is not None:
@@ -261,16 +268,6 @@ def _option_synopsis(option: dict[str, Any]) -> str:
         placeholder = f"{placeholder}|env:VARIABLE|{PROMPT}"
     notes = [note for note in ("required", "secret") if option[note]]
     if option["default"] not in ("", None, [], {}):
-        notes.append(f"default {_format(option['default'])}")
+        notes.append(f"default {format_value(option['default'])}")
     return f"--{option['name']}={placeholder}" + (f" ({', '.join(notes)})" if notes else "")
-
-
-def _format(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, dict):
-        return ",".join(f"{k}={v}" for k, v in value.items())
-    if isinstance(value, list):
-        return ",".join(str(item) for item in value)
-    return str(value)
 

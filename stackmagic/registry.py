@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StackmagicError
-from .flavors import ComponentType, FlavorConfig, flavors_of, get_flavor
+from .flavors import ComponentType, FlavorConfig, flavors_of, get_flavor, option_flag
 from .jsonfile import JsonFile
 from .locations import PROJECT_DIR_NAME, find_project_dir, user_registry_dir
 from .secrets import SecretStore
@@ -156,7 +156,7 @@ class Registry:
 
     def resolve_secret(self, component: Component, option: str) -> str:
         """The real value of a secret option, for the code that uses the component."""
-        flag = "--" + option.replace("_", "-")
+        flag = option_flag(option)
         return self.secrets.resolve(
             getattr(component.config, option),
             what=f"{flag} of {component.type.noun} {component.name!r}",

@@ -15,7 +15,7 @@ import traitlets as t
 
 from .commands import stacks_table
 from .errors import StackmagicError
-from .flavors import ComponentType, FlavorConfig, flavors_of
+from .flavors import ComponentType, FlavorConfig, flavors_of, format_value, option_flag
 from .registry import Registry
 
 
@@ -93,8 +93,8 @@ class RegistrationForm(w.VBox):
         flavor = self._flavors[self.flavor.value]
         given: dict[str, str | None] = {}
         for name, field in self.fields.items():
-            value = _as_text(field.value)
-            if value and value != _as_text(flavor.options()[name].default()):
+            value = format_value(field.value)
+            if value and value != format_value(flavor.options()[name].default()):
                 given[name] = value
         return given
 
@@ -113,19 +113,8 @@ class RegistrationForm(w.VBox):
                 ok=True)
 
 
-def _as_text(value: Any) -> str:
-    """A value as it would be typed on a command line."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, dict):
-        return ",".join(f"{k}={v}" for k, v in value.items())
-    if isinstance(value, list):
-        return ",".join(str(item) for item in value)
-    return "" if value is None else str(value)
-
-
 def _field_for(name: str, trait: t.TraitType) -> w.ValueWidget:
-    label = name.replace("_", "-") + (" *" if trait.metadata.get("required") else "")
+    label = option_flag(name)[2:] + (" *" if trait.metadata.get("required") else "")
     common = {"description": label, "tooltip": trait.help,
               "style": {"description_width": "initial"}}
     if trait.metadata.get("secret"):
@@ -136,4 +125,4 @@ def _field_for(name: str, trait: t.TraitType) -> w.ValueWidget:
         return w.Dropdown(options=list(trait.values), value=trait.default(), **common)
     if isinstance(trait, t.Int):
         return w.IntText(value=trait.default(), **common)
-    return w.Text(value=_as_text(trait.default()), placeholder=trait.help, **common)
+    return w.Text(value=format_value(trait.default()), placeholder=trait.help, **common)

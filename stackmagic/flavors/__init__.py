@@ -11,7 +11,12 @@ import logging
 from functools import cache
 
 from ..errors import StackmagicError
-from .artifact_stores import AzureArtifactStore, GCSArtifactStore, LocalArtifactStore, S3ArtifactStore
+from .artifact_stores import (
+    AzureArtifactStore,
+    GCSArtifactStore,
+    LocalArtifactStore,
+    S3ArtifactStore,
+)
 from .base import (
     ArtifactStoreConfig,
     ComponentType,
@@ -19,9 +24,16 @@ from .base import (
     MetadataStoreConfig,
     OrchestratorConfig,
     StepOperatorConfig,
+    format_value,
+    option_flag,
 )
 from .metadata_stores import MySQLMetadataStore, PostgreSQLMetadataStore, SQLiteMetadataStore
-from .orchestrators import AWSVMOrchestrator, GCPVMOrchestrator, KubeflowOrchestrator, LocalOrchestrator
+from .orchestrators import (
+    AWSVMOrchestrator,
+    GCPVMOrchestrator,
+    KubeflowOrchestrator,
+    LocalOrchestrator,
+)
 from .step_operators import AzureMLStepOperator, SageMakerStepOperator
 
 ENTRY_POINT_GROUP = "stackmagic.flavors"
@@ -100,5 +112,7 @@ __all__ = [
     "OrchestratorConfig",
     "StepOperatorConfig",
     "flavors_of",
+    "format_value",
     "get_flavor",
+    "option_flag",
 ]

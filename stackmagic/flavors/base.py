@@ -73,22 +73,22 @@ class FlavorConfig(t.HasTraits):
         for raw_name, raw_value in values.items():
             name = raw_name.replace("-", "_")
             if name not in options:
-                valid = ", ".join("--" + option.replace("_", "-") for option in options) or "none"
+                valid = ", ".join(option_flag(option) for option in options) or "none"
                 raise StackmagicError(
                     f"the {self.flavor} {self.component_type.noun} flavor has no option "
-                    f"--{raw_name.replace('_', '-')}; its options are: {valid}"
+                    f"{option_flag(raw_name)}; its options are: {valid}"
                 )
             trait = options[name]
             value = _coerce(name, trait, raw_value)
             try:
                 setattr(self, name, value)
             except t.TraitError as exc:
-                raise StackmagicError(f"--{name.replace('_', '-')}: {_trait_message(exc)}") from None
+                raise StackmagicError(f"{option_flag(name)}: {_trait_message(exc)}") from None
 
     def check(self) -> None:
         """Cross-option validation; the base checks that required options were given."""
         missing = [
-            "--" + name.replace("_", "-")
+            option_flag(name)
             for name, trait in self.options().items()
             if trait.metadata.get("required") and getattr(self, name) in ("", None)
         ]
@@ -129,7 +129,7 @@ class FlavorConfig(t.HasTraits):
             "summary": cls.summary(),
             "options": [
                 {
-                    "name": name.replace("_", "-"),
+                    "name": option_flag(name)[2:],
                     "kind": _kind(trait),
                     "help": trait.help,
                     "default": None if trait.metadata.get("secret") else trait.default(),
@@ -191,7 +191,7 @@ def _coerce(name: str, trait: t.TraitType, value: Any) -> Any:
 
     ``None`` stands for a bare ``--flag``: true for a boolean, a mistake otherwise.
     """
-    option = "--" + name.replace("_", "-")
+    option = option_flag(name)
     kind = _kind(trait)
     if value is None:
         if kind != "boolean":
@@ -228,6 +228,22 @@ def _coerce(name: str, trait: t.TraitType, value: Any) -> Any:
         choices = ", ".join(str(choice) for choice in trait.values)
         raise StackmagicError(f"{option} must be one of {choices}, not {value!r}")
     return value
+
+
+def option_flag(name: str) -> str:
+    """``endpoint_url`` -> ``--endpoint-url``: how users type an option."""
+    return "--" + name.replace("_", "-")
+
+
+def format_value(value: Any) -> str:
+    """An option value as it is typed on a command line: the inverse of ``_coerce``."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return ",".join(f"{key}={item}" for key, item in value.items())
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return "" if value is None else str(value)
 
 
 def _trait_message(error: t.TraitError) -> str:
