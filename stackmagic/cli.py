@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from .argparsing import HelpShown
 from .errors import StackmagicError, UsageError
-from .parser import HelpShown, run
+from .parser import run
 
 EXIT_USAGE = 2
 

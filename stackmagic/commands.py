@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 from pathlib import Path
 from typing import Any
 
+from .errors import UsageError
 from .flavors import (
     ComponentType,
     FlavorConfig,
@@ -184,6 +186,29 @@ def stack_describe(args: argparse.Namespace) -> Output:
 def stack_delete(args: argparse.Namespace) -> Output:
     Registry.open().delete_stack(args.name)
     return Message(f"Deleted stack {args.name!r} (its components are kept).", {"deleted": args.name})
+
+
+# -- pipelines ---------------------------------------------------------------------
+
+#: Set by Jupyter Server for every kernel it starts: the path of the kernel's notebook.
+SESSION_ENV = "JPY_SESSION_NAME"
+
+
+def pipeline_show(args: argparse.Namespace) -> Output:
+    from .notebook.spec import load_pipeline
+    from .notebook.view import pipeline_table
+
+    return pipeline_table(load_pipeline(notebook_path(args.notebook, args.command_words)))
+
+
+def notebook_path(given: str | None, command: str) -> Path:
+    """The notebook a pipeline command is about: the one given, else the kernel's own."""
+    path = given or os.environ.get(SESSION_ENV)
+    if not path:
+        raise UsageError(
+            "which notebook? give its path (outside Jupyter there is no current notebook)", command
+        )
+    return Path(path).expanduser().resolve()
 
 
 # -- helpers -------------------------------------------------------------------------

@@ -15,18 +15,39 @@ from typing import Any
 from IPython.core.error import UsageError as IPythonUsageError
 from IPython.display import display
 
+from .argparsing import HelpShown
 from .component_type import ComponentType
 from .errors import StackmagicError, UsageError
 
 STACK = "stack"
+PIPELINE = "pipeline"
 #: ``%stackmagic`` takes the whole grammar (``%stackmagic init``); the others are its commands.
 WHOLE_GRAMMAR = "stackmagic"
-MAGICS = (WHOLE_GRAMMAR, STACK, *(kind.value for kind in ComponentType))
+MAGICS = (WHOLE_GRAMMAR, STACK, *(kind.value for kind in ComponentType), PIPELINE)
 
 
 def register_magics(ipython: Any) -> None:
     for name in MAGICS:
         ipython.register_magic_function(_line_magic(name), "line", name)
+    ipython.register_magic_function(_step_magic(ipython), "cell", "step")
+
+
+def _step_magic(ipython: Any) -> Callable[[str, str], None]:
+    def step(line: str, cell: str) -> None:
+        """%%step NAME [--after STEP ...] [options]: a pipeline step; run here, it runs its body."""
+        from .notebook.steps import parse_step_line
+
+        try:
+            settings = parse_step_line(line)
+        except HelpShown:
+            return
+        except UsageError as error:
+            raise IPythonUsageError(f"%%step: {error} (see `%%step --help`)") from None
+        result = ipython.run_cell(cell, store_history=False)
+        if not result.success:
+            raise IPythonUsageError(f"step {settings.name!r} failed: see the error above")
+
+    return step
 
 
 def _in_notebook_words(message: str) -> str:
@@ -45,7 +66,7 @@ def _line_magic(command: str) -> Callable[[str], None]:
             words = shlex.split(line)
         except ValueError as error:
             raise IPythonUsageError(f"%{command}: {error}") from None
-        from .parser import HelpShown, run  # on first use, so %load_ext stays instant
+        from .parser import run  # on first use, so %load_ext stays instant
 
         try:
             output, as_json = run([*prefix, *words])
@@ -76,4 +97,8 @@ def _widget_for(command: str) -> Any:
 
     if command in (STACK, WHOLE_GRAMMAR):
         return widgets.StackSwitcher()
+    if command == PIPELINE:
+        from .parser import run
+
+        return run([PIPELINE, "show"])[0]
     return widgets.RegistrationForm(ComponentType(command))

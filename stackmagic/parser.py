@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 from . import __version__, commands
+from .argparsing import Parser
 from .errors import UsageError
 from .flavors import ComponentType
 from .output import Output
@@ -20,29 +21,8 @@ from .output import Output
 Handler = Callable[[argparse.Namespace], Output]
 
 
-class HelpShown(Exception):
-    """``--help`` or ``--version`` printed what was asked; nothing more to do."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """Raises instead of printing usage and exiting, so a kernel survives a typo."""
-
-    def __init__(self, *args: Any, command: str = "", **kwargs: Any) -> None:
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-        self.command = command
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message, self.command)
-
-    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
-        if message:
-            print(message, end="")
-        raise HelpShown()
-
-
-def build_parser() -> _Parser:
-    parser = _Parser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="stackmagic",
         description="MLOps stacks for notebooks: components, stacks, and pipelines.",
         epilog="In a notebook, the same words work as magics after `%load_ext stackmagic`: %stack set gcp",
@@ -54,15 +34,16 @@ def build_parser() -> _Parser:
     _stack_commands(commands_)
     for kind in ComponentType:
         _component_commands(commands_, kind)
+    _pipeline_commands(commands_)
     return parser
 
 
 def _command(
     group: Any, name: str, handler: Handler | None, help_: str, *, prefix: str = "", **kwargs: Any
-) -> _Parser:
+) -> Parser:
     """A sub-command; those with a ``handler`` are the ones that do something."""
     words = f"{prefix} {name}".strip()
-    parser: _Parser = group.add_parser(
+    parser: Parser = group.add_parser(
         name, help=help_, description=help_[0].upper() + help_[1:] + ".", prog=f"stackmagic {words}",
         command=words, **kwargs,
     )
@@ -71,7 +52,7 @@ def _command(
     return parser
 
 
-def _json_flag(parser: _Parser) -> None:
+def _json_flag(parser: Parser) -> None:
     parser.add_argument("--json", dest="as_json", action="store_true", help="print JSON")
 
 
@@ -79,7 +60,7 @@ def _stack_commands(group: Any) -> None:
     stack = _command(group, "stack", None, "register, activate and inspect stacks")
     actions = stack.add_subparsers(title="actions", dest="action", metavar="ACTION", required=True)
 
-    def members(parser: _Parser, *, required: bool) -> None:
+    def members(parser: Parser, *, required: bool) -> None:
         parser.add_argument("-m", "--metadata-store", required=required, metavar="NAME")
         parser.add_argument("-a", "--artifact-store", required=required, metavar="NAME")
         parser.add_argument("-o", "--orchestrator", required=required, metavar="NAME")
@@ -151,10 +132,23 @@ def _component_commands(group: Any, kind: ComponentType) -> None:
     top.set_defaults(kind=kind)
 
 
+def _pipeline_commands(group: Any) -> None:
+    top = _command(group, "pipeline", None, "inspect notebook pipelines")
+    actions = top.add_subparsers(title="actions", dest="action", metavar="ACTION", required=True)
+    show = _command(
+        actions, "show", commands.pipeline_show, "show a notebook's steps, their inputs and outputs, "
+        "and the DAG", prefix="pipeline",
+    )
+    show.add_argument("notebook", metavar="NOTEBOOK", nargs="?",
+                      help="the .ipynb file; in a notebook, default: this notebook (saved)")
+    _json_flag(show)
+
+
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = build_parser()
     args, extra = parser.parse_known_args(list(argv))
     command = f"{args.command} {getattr(args, 'action', '')}".strip()
+    args.command_words = command
     if args.takes_options:
         args.options = _flavor_options(extra, command)
     elif extra:

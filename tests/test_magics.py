@@ -111,3 +111,39 @@ def test_load_ext_imports_nothing_heavy() -> None:
     imported, loaded = completed.stdout.splitlines()
     assert loaded == "True"
     assert imported == "[]"
+
+
+def test_step_cell_runs_its_body_in_the_kernel(shell) -> None:
+    with capture_output() as captured:
+        result = shell.run_cell("%%step load --cpu 2\nx = 41 + 1\n!echo from-the-shell\nprint(x)")
+    assert result.success
+    assert shell.user_ns["x"] == 42
+    assert "42" in captured.stdout
+
+
+def test_failing_step_cell_fails_the_cell(shell) -> None:
+    with capture_output() as captured:
+        result = shell.run_cell("%%step broken\n1 / 0")
+    assert not result.success
+    assert "ZeroDivisionError" in captured.stdout + captured.stderr
+    assert "step 'broken' failed" in captured.stdout + captured.stderr
+
+
+def test_bad_step_line_is_a_usage_error_and_runs_nothing(shell) -> None:
+    with pytest.raises(UsageError, match=r"^%%step: --memory expects a size"):
+        shell.run_cell_magic("step", "load --memory lots", "ran = True")
+    assert "ran" not in shell.user_ns
+
+
+def test_pipeline_show_defaults_to_the_kernels_notebook(shell, tmp_path: Path, monkeypatch) -> None:
+    from notebooks import write_notebook
+
+    notebook = write_notebook(tmp_path / "current.ipynb", "%%step a\nx = 1", "%%step b\ny = x + 1")
+    monkeypatch.setenv("JPY_SESSION_NAME", str(notebook))
+    for line in ("show", ""):
+        with capture_output() as captured:
+            shell.run_line_magic("pipeline", line)
+        (data,) = [output.data for output in captured.outputs]
+        assert "text/html" not in data, "Markdown, so JupyterLab draws the Mermaid DAG"
+        assert "```mermaid\nflowchart TD" in data["text/markdown"]
+        assert "a -->|x| b" in data["text/markdown"]

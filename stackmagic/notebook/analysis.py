@@ -1,0 +1,176 @@
+"""Which names a cell reads and which it binds, found statically.
+
+Cells are IPython code: IPython's own transformer turns magics and shell
+lines into Python first (``x = !ls`` still binds ``x``), and the code inside
+``%time``/``%timeit``/``%%time`` is analysed as code. Names are resolved with
+:mod:`symtable`, statement by statement, so a name counts as *read* only if
+the cell reads it before binding it; reads inside functions and classes the
+cell defines count too, since they happen when those are called.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import symtable
+from dataclasses import dataclass
+
+from ..errors import StackmagicError
+
+#: Magics whose argument (or cell body) is Python code that runs in the user namespace.
+CODE_MAGICS = frozenset({"time", "timeit", "prun"})
+#: Names IPython puts in every namespace; reading them is never an input.
+KERNEL_NAMES = frozenset({"get_ipython", "display", "In", "Out", "exit", "quit"})
+_IGNORED = KERNEL_NAMES | frozenset(dir(builtins))
+
+
+@dataclass(frozen=True)
+class NameUse:
+    reads: frozenset[str]
+    binds: frozenset[str]
+    #: ``from x import *`` binds names no analysis can list.
+    star_import: bool = False
+
+
+def python_source(cell: str) -> str:
+    """The Python that IPython would run for ``cell``."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(cell)
+
+
+def analyse(cell: str, where: str) -> NameUse:
+    """Names ``cell`` reads before binding them, and names it binds; ``where`` names it in errors."""
+    try:
+        tree = ast.parse(python_source(cell))
+    except SyntaxError as error:
+        raise StackmagicError(
+            f"{where} has a syntax error at line {error.lineno}: {error.msg}; fix it and save the notebook"
+        ) from None
+    flow = _Flow()
+    flow.statements(_expand_code_magics(tree.body))
+    return NameUse(frozenset(flow.reads - _IGNORED), frozenset(flow.binds), flow.star_import)
+
+
+class _Flow:
+    """Walks module-level code in execution order, so ``for i in ...`` binds ``i`` before the body reads it."""
+
+    def __init__(self) -> None:
+        self.reads: set[str] = set()
+        self.binds: set[str] = set()
+        self.star_import = False
+
+    def statements(self, statements: list[ast.stmt]) -> None:
+        for statement in statements:
+            self.statement(statement)
+
+    def statement(self, node: ast.stmt) -> None:
+        if isinstance(node, ast.For | ast.AsyncFor):
+            self.expression(node.iter)
+            self.target(node.target)
+            self.statements(node.body + node.orelse)
+        elif isinstance(node, ast.If | ast.While):
+            self.expression(node.test)
+            self.statements(node.body + node.orelse)
+        elif isinstance(node, ast.With | ast.AsyncWith):
+            for item in node.items:
+                self.expression(item.context_expr)
+                if item.optional_vars is not None:
+                    self.target(item.optional_vars)
+            self.statements(node.body)
+        elif isinstance(node, ast.Try):
+            self.statements(node.body)
+            for handler in node.handlers:
+                if handler.type is not None:
+                    self.expression(handler.type)
+                if handler.name:
+                    self.binds.add(handler.name)
+                self.statements(handler.body)
+            self.statements(node.orelse + node.finalbody)
+        else:
+            if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+                self.note({node.target.id}, set())  # `total += x` reads total first
+            self.note(*_statement_names(node))
+            self.star_import |= isinstance(node, ast.ImportFrom) and any(
+                alias.name == "*" for alias in node.names
+            )
+
+    def expression(self, node: ast.expr) -> None:
+        self.note(*_statement_names(ast.Expr(node)))
+
+    def target(self, node: ast.expr) -> None:
+        """Binding a target reads what its subscripts and attributes need (``a[i] = ...``)."""
+        reads, binds = _statement_names(ast.Assign(targets=[node], value=ast.Constant(None), lineno=0))
+        self.note(reads, binds)
+
+    def note(self, reads: set[str], binds: set[str]) -> None:
+        self.reads |= reads - self.binds
+        self.binds |= binds
+
+
+def _statement_names(statement: ast.stmt) -> tuple[set[str], set[str]]:
+    module = ast.Module(body=[statement], type_ignores=[])
+    try:
+        table = symtable.symtable(ast.unparse(module), "<cell>", "exec")
+    except SyntaxError:  # e.g. a bare `return` in a cell: not ours to judge, IPython reports it
+        return set(), set()
+    reads = {s.get_name() for s in table.get_symbols() if s.is_referenced()}
+    binds = {s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()}
+    for child in table.get_children():
+        reads |= _global_reads(child)
+        binds |= _global_binds(child)
+    return reads, binds
+
+
+def _global_reads(table: symtable.SymbolTable) -> set[str]:
+    names = {s.get_name() for s in table.get_symbols() if s.is_global() and s.is_referenced()}
+    for child in table.get_children():
+        names |= _global_reads(child)
+    return names
+
+
+def _global_binds(table: symtable.SymbolTable) -> set[str]:
+    """``global x; x = ...`` inside a function binds the module's ``x``."""
+    names = {s.get_name() for s in table.get_symbols() if s.is_declared_global() and s.is_assigned()}
+    for child in table.get_children():
+        names |= _global_binds(child)
+    return names
+
+
+def _expand_code_magics(statements: list[ast.stmt]) -> list[ast.stmt]:
+    """Replace ``get_ipython().run_line_magic('time', 'code')`` by the statements of ``code``."""
+    expanded: list[ast.stmt] = []
+    for statement in statements:
+        code = _code_magic_argument(statement)
+        if code is None:
+            expanded.append(statement)
+            continue
+        try:
+            expanded += _expand_code_magics(ast.parse(python_source(code)).body)
+        except SyntaxError:
+            expanded.append(statement)
+    return expanded
+
+
+def _code_magic_argument(statement: ast.stmt) -> str | None:
+    call = statement.value if isinstance(statement, ast.Expr | ast.Assign) else None
+    if not (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and call.func.attr in ("run_line_magic", "run_cell_magic")
+        and isinstance(call.func.value, ast.Call)
+        and isinstance(call.func.value.func, ast.Name)
+        and call.func.value.func.id == "get_ipython"
+        and all(isinstance(arg, ast.Constant) and isinstance(arg.value, str) for arg in call.args)
+    ):
+        return None
+    name, *arguments = (arg.value for arg in call.args)  # type: ignore[attr-defined]
+    if name not in CODE_MAGICS or not arguments:
+        return None
+    code = arguments[-1]
+    if call.func.attr == "run_line_magic":  # drop options such as `%timeit -n1 -r1 f()`
+        words = code.split()
+        while words and words[0].startswith("-"):
+            words.pop(0)
+        code = " ".join(words)
+    return code

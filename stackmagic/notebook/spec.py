@@ -1,0 +1,320 @@
+"""A notebook's pipeline, read from the saved ``.ipynb``.
+
+Code cells before the first ``%%step`` are *setup* (every step runs them);
+the cell tagged ``parameters`` (papermill's convention) holds the
+parameters; ``%%step`` cells form steps (cells with the same name, one step,
+in order); other cells after the first step are *exploration* and left out.
+A name a step reads that an earlier step binds is an input, and an edge of
+the DAG; ``--after`` adds edges without data.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import StackmagicError, UsageError
+from .analysis import analyse
+from .steps import StepSettings, parse_step_line, split_step_cell
+
+PARAMETERS_TAG = "parameters"
+
+
+@dataclass
+class Step:
+    settings: StepSettings
+    cells: list[int] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    #: input name -> the step that produces it
+    inputs: dict[str, str] = field(default_factory=dict)
+    parameters: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    upstream: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def source(self) -> str:
+        return "\n\n".join(self.sources)
+
+
+@dataclass
+class PipelineSpec:
+    name: str
+    notebook: Path
+    setup: list[str]
+    parameters_source: str
+    parameters: dict[str, Any]
+    steps: dict[str, Step]
+    warnings: list[str]
+
+    def order(self) -> list[str]:
+        """Steps in an order that runs every step after its upstream ones (notebook order on ties)."""
+        done: list[str] = []
+        waiting = list(self.steps)
+        while waiting:
+            ready = next(name for name in waiting if set(self.steps[name].upstream) <= set(done))
+            done.append(ready)
+            waiting.remove(ready)
+        return done
+
+    def source_hash(self, step: str) -> str:
+        """Hash of the code a step runs: the setup cells and its own body."""
+        digest = hashlib.sha256()
+        for source in (*self.setup, self.steps[step].source):
+            digest.update(source.encode())
+            digest.update(b"\0")
+        return digest.hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "notebook": str(self.notebook),
+            "parameters": self.parameters,
+            "steps": [
+                {
+                    "name": step.name,
+                    "cells": [cell + 1 for cell in step.cells],
+                    "inputs": step.inputs,
+                    "parameters": step.parameters,
+                    "outputs": step.outputs,
+                    "upstream": step.upstream,
+                    "settings": {
+                        key: value
+                        for key, value in vars(step.settings).items()
+                        if key != "name" and value not in ("", 0, False, ())
+                    },
+                    "source_hash": self.source_hash(step.name),
+                }
+                for step in (self.steps[name] for name in self.order())
+            ],
+            "warnings": self.warnings,
+        }
+
+
+def load_pipeline(notebook: Path) -> PipelineSpec:
+    """Parse and check a notebook's pipeline; every problem is one StackmagicError."""
+    cells = _code_cells(notebook)
+    setup: list[str] = []
+    parameters_source = ""
+    steps: dict[str, Step] = {}
+    exploration: list[tuple[int, str]] = []
+    for index, source, tags in cells:
+        where = f"cell {index + 1} of {notebook.name}"
+        if PARAMETERS_TAG in tags:
+            parameters_source = source
+            continue
+        step_cell = split_step_cell(source)
+        if step_cell is None:
+            if steps:
+                exploration.append((index, source))
+            else:
+                setup.append(source)
+            continue
+        arguments, body = step_cell
+        try:
+            settings = parse_step_line(arguments)
+        except UsageError as error:
+            raise StackmagicError(f"{where}: %%step {arguments}: {error}") from None
+        _add_cell(steps, settings, index, body, where)
+    if not steps:
+        raise StackmagicError(
+            f"{notebook.name} has no steps: start a code cell with `%%step NAME` to make it one "
+            "(save the notebook first)"
+        )
+    warnings = _resolve(notebook.name, setup, parameters_source, steps, exploration)
+    spec = PipelineSpec(
+        name=_pipeline_name(notebook),
+        notebook=notebook,
+        setup=setup,
+        parameters_source=parameters_source,
+        parameters=_parameter_values(parameters_source),
+        steps=steps,
+        warnings=warnings,
+    )
+    _check_dag(spec)
+    return spec
+
+
+def _code_cells(notebook: Path) -> list[tuple[int, str, list[str]]]:
+    try:
+        document = json.loads(notebook.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StackmagicError(f"no notebook at {notebook}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise StackmagicError(
+            f"{notebook} is not a readable notebook ({error}); open and save it in Jupyter"
+        ) from None
+    cells = document.get("cells") if isinstance(document, dict) else None
+    if not isinstance(cells, list):
+        raise StackmagicError(f"{notebook} is not a notebook: it has no list of cells")
+    found = []
+    for index, cell in enumerate(cells):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        tags = cell.get("metadata", {}).get("tags", [])
+        found.append((index, source, list(tags) if isinstance(tags, list) else []))
+    return found
+
+
+def _add_cell(steps: dict[str, Step], settings: StepSettings, index: int, body: str, where: str) -> None:
+    clash = next(
+        (name for name in steps if name.lower() == settings.name.lower() and name != settings.name), None
+    )
+    if clash:
+        raise StackmagicError(
+            f"{where}: step {settings.name!r} differs from step {clash!r} only in case; "
+            "step names become file names, so rename one"
+        )
+    step = steps.get(settings.name)
+    if step is None:
+        steps[settings.name] = Step(settings, [index], [body])
+        return
+    if settings not in (step.settings, StepSettings(settings.name)):
+        raise StackmagicError(
+            f"{where}: step {settings.name!r} is declared again with other settings; "
+            "a step's later cells take `%%step NAME` alone (settings go on its first cell)"
+        )
+    step.cells.append(index)
+    step.sources.append(body)
+
+
+def _resolve(
+    notebook: str,
+    setup: list[str],
+    parameters_source: str,
+    steps: dict[str, Step],
+    exploration: list[tuple[int, str]],
+) -> list[str]:
+    """Fill in each step's inputs, parameters and outputs; returns warnings."""
+    setup_names: set[str] = set()
+    opaque_setup = False
+    for number, source in enumerate(setup):
+        use = analyse(source, f"setup cell {number + 1} of {notebook}")
+        setup_names |= use.binds
+        opaque_setup |= use.star_import or "run_line_magic('run'" in source
+    parameter_names = set(analyse(parameters_source, "the parameters cell").binds)
+    explored: dict[str, int] = {}
+    for index, source in exploration:
+        for name in analyse(source, f"cell {index + 1} of {notebook}").binds:
+            explored.setdefault(name, index)
+
+    warnings: list[str] = []
+    producers: dict[str, str] = {}
+    for step in steps.values():
+        reads, binds = _step_names(step, notebook)
+        for name in sorted(reads):
+            if name in producers:
+                step.inputs[name] = producers[name]
+            elif name in parameter_names:
+                step.parameters.append(name)
+            elif name in setup_names or opaque_setup:
+                continue
+            elif name in explored:
+                warnings.append(
+                    f"step {step.name!r} reads {name!r}, which only cell {explored[name] + 1} defines; "
+                    "that cell comes after the first step and is not a step, so the pipeline leaves it "
+                    "out: make it a step or move it before the first step"
+                )
+            else:
+                raise StackmagicError(
+                    f"step {step.name!r} (cell {step.cells[0] + 1}) reads {name!r}, which no setup cell, "
+                    "parameter or earlier step defines; define it before this step"
+                )
+        for name in binds:
+            producers[name] = step.name
+    for step in steps.values():
+        for name, producer in step.inputs.items():
+            if name not in steps[producer].outputs:
+                steps[producer].outputs.append(name)
+        step.upstream = list(dict.fromkeys([*step.inputs.values(), *step.settings.after]))
+    for step in steps.values():
+        step.outputs.sort()
+    return warnings
+
+
+def _step_names(step: Step, notebook: str) -> tuple[set[str], set[str]]:
+    reads: set[str] = set()
+    binds: set[str] = set()
+    for index, source in zip(step.cells, step.sources):
+        use = analyse(source, f"cell {index + 1} of {notebook} (step {step.name!r})")
+        reads |= use.reads - binds
+        binds |= use.binds
+    return reads, binds
+
+
+def _check_dag(spec: PipelineSpec) -> None:
+    for step in spec.steps.values():
+        for after in step.settings.after:
+            if after == step.name:
+                raise StackmagicError(f"step {step.name!r} cannot run --after itself")
+            if after not in spec.steps:
+                raise StackmagicError(
+                    f"step {step.name!r} runs --after {after!r}, which is no step of this notebook "
+                    f"(steps: {', '.join(spec.steps)})"
+                )
+    cycle = _find_cycle(spec)
+    if cycle:
+        raise StackmagicError(
+            f"the steps form a cycle: {' -> '.join(cycle)}; remove an --after or reorder the cells"
+        )
+
+
+def _find_cycle(spec: PipelineSpec) -> list[str] | None:
+    state: dict[str, str] = {}
+    path: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        state[name] = "visiting"
+        path.append(name)
+        for upstream in spec.steps[name].upstream:
+            if state.get(upstream) == "visiting":
+                return [*path[path.index(upstream):], upstream][::-1]
+            if upstream not in state:
+                found = visit(upstream)
+                if found:
+                    return found
+        state[name] = "done"
+        path.pop()
+        return None
+
+    for name in spec.steps:
+        if name not in state:
+            found = visit(name)
+            if found:
+                return found
+    return None
+
+
+def _parameter_values(source: str) -> dict[str, Any]:
+    """Defaults of the parameters cell: literals as values, anything else as its source text."""
+    values: dict[str, Any] = {}
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return values
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if node.value is None:
+                continue
+            try:
+                value: Any = ast.literal_eval(node.value)
+            except ValueError:
+                value = ast.unparse(node.value)
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    values[target.id] = value
+    return values
+
+
+def _pipeline_name(notebook: Path) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in notebook.stem).strip("-") or "pipeline"
