@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 
 from .argparsing import HelpShown
-from .errors import StackmagicError, UsageError
+from .errors import StackmagicError, UsageError, describe_os_error
 from .parser import run
 
 EXIT_USAGE = 2
@@ -23,6 +23,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except StackmagicError as error:
         print(f"stackmagic: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as error:  # an unwritable folder, a full disk...
+        print(f"stackmagic: error: {describe_os_error(error)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("stackmagic: interrupted", file=sys.stderr)

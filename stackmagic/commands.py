@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import StackmagicError, UsageError
 from .flavors import (
     ComponentType,
     FlavorConfig,
@@ -115,29 +115,29 @@ def component_flavors(args: argparse.Namespace) -> Output:
 def stack_register(args: argparse.Namespace) -> Output:
     stack = Registry.open().register_stack(args.name, _members(args))
     return Message(
-        f"Registered stack {stack.name!r}; activate it with `stack set {stack.name}`.",
+        f"Registered stack {stack.name!r}; activate it with `stackmagic stack set {stack.name}`.",
         _stack_data(stack, active=False),
     )
 
 
 def stack_update(args: argparse.Namespace) -> Output:
     changes: dict[ComponentType, str | None] = dict(_members(args))
+    if args.no_step_operator and args.step_operator:
+        raise UsageError("-s and --no-step-operator contradict each other: give one", "stack update")
     if args.no_step_operator:
         changes[ComponentType.STEP_OPERATOR] = None
     registry = Registry.open()
+    active = registry.active_stack_name()  # a bad STACKMAGIC_STACK fails before anything is written
     stack = registry.update_stack(args.name, changes)
-    return Message(
-        f"Updated stack {stack.name!r}.",
-        _stack_data(stack, active=stack.name == registry.active_stack_name()),
-    )
+    return Message(f"Updated stack {stack.name!r}.", _stack_data(stack, active=stack.name == active))
 
 
 def stack_set(args: argparse.Namespace) -> Output:
     registry = Registry.open()
+    effective = registry.active_stack_name()  # a bad STACKMAGIC_STACK fails before anything is written
     stack = registry.set_active_stack(args.name)
     message = f"Active stack: {stack.name}"
-    effective = registry.active_stack_name()
-    if effective != stack.name:
+    if os.environ.get(STACK_ENV) and effective != stack.name:
         message += f" (but {STACK_ENV}={effective} overrides it in this process)"
     return Message(message, _stack_data(stack, active=True))
 
@@ -236,8 +236,17 @@ def _ask_for_secrets(
     answered = dict(options)
     for option, value in options.items():
         key = option.replace("-", "_")
-        if value == PROMPT and key in secret:
-            answered[option] = getpass.getpass(f"{option_flag(key)} for {name}: ")
+        if value != PROMPT or key not in secret:
+            continue
+        flag = option_flag(key)
+        try:
+            answered[option] = getpass.getpass(f"{flag} for {name}: ")
+        except (EOFError, NotImplementedError):  # no terminal, or a kernel without stdin
+            raise StackmagicError(
+                f"cannot ask for {flag} here (no terminal to type it in); give {flag}=env:VARIABLE"
+            ) from None
+        if not answered[option]:
+            raise StackmagicError(f"nothing was typed for {flag}; nothing changed")
     return answered
 
 

@@ -22,3 +22,9 @@ class UsageError(StackmagicError):
     def __init__(self, message: str, command: str = "") -> None:
         super().__init__(message)
         self.command = command
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for a failed file operation, without a traceback."""
+    where = f": {error.filename}" if error.filename else ""
+    return f"{error.strerror or error}{where}; check that the folder exists and is writable"

@@ -27,13 +27,17 @@ class JsonFile:
         self.path = path
         self.mode = mode
 
-    def read(self, default: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
+    def read(self, default: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """The document, or ``default()`` where there is no file yet."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            if default is None:
-                raise
             return default()
+        except UnicodeDecodeError:
+            raise StackmagicError(
+                f"{self.path} is not UTF-8 text; fix or remove it by hand: stackmagic will not "
+                "overwrite it"
+            ) from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

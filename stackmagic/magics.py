@@ -17,7 +17,7 @@ from IPython.display import display
 
 from .argparsing import HelpShown
 from .component_type import ComponentType
-from .errors import StackmagicError, UsageError
+from .errors import StackmagicError, UsageError, describe_os_error
 
 STACK = "stack"
 PIPELINE = "pipeline"
@@ -50,7 +50,7 @@ def _step_magic(ipython: Any) -> Callable[[str, str], None]:
     return step
 
 
-def _in_notebook_words(message: str) -> str:
+def in_notebook_words(message: str) -> str:
     """Messages quote terminal commands; in a notebook, quote the magic instead."""
     return message.replace("`stackmagic ", "`%")
 
@@ -59,26 +59,28 @@ def _line_magic(command: str) -> Callable[[str], None]:
     prefix = [] if command == WHOLE_GRAMMAR else [command]
 
     def magic(line: str) -> None:
-        if not line.strip():
-            display(_widget_for(command))
-            return
         try:
             words = shlex.split(line)
         except ValueError as error:
             raise IPythonUsageError(f"%{command}: {error}") from None
-        from .parser import run  # on first use, so %load_ext stays instant
-
         try:
+            if not words:
+                display(_widget_for(command))
+                return
+            from .parser import run  # on first use, so %load_ext stays instant
+
             output, as_json = run([*prefix, *words])
         except HelpShown:
             return
         except UsageError as error:
             where = f"%{error.command}" if error.command else f"%{WHOLE_GRAMMAR}"
             raise IPythonUsageError(
-                _in_notebook_words(f"{where}: {error} (see `{where} --help`)")
+                in_notebook_words(f"{where}: {error} (see `{where} --help`)")
             ) from None
         except StackmagicError as error:
-            raise IPythonUsageError(_in_notebook_words(str(error))) from None
+            raise IPythonUsageError(in_notebook_words(str(error))) from None
+        except OSError as error:
+            raise IPythonUsageError(describe_os_error(error)) from None
         if as_json:
             print(output.to_json())
         else:

@@ -48,7 +48,7 @@ def _command(
         command=words, **kwargs,
     )
     if handler is not None:
-        parser.set_defaults(handler=handler, takes_options=False, as_json=False)
+        parser.set_defaults(handler=handler, as_json=False)
     return parser
 
 
@@ -104,7 +104,6 @@ def _component_commands(group: Any, kind: ComponentType) -> None:
     )
     register.add_argument("name", metavar="NAME")
     register.add_argument("--type", "--flavor", dest="flavor", required=True, metavar="FLAVOR")
-    register.set_defaults(takes_options=True)
 
     _json_flag(_command(actions, "list", commands.component_list, f"list the {noun}s", prefix=kind.value))
 
@@ -119,7 +118,6 @@ def _component_commands(group: Any, kind: ComponentType) -> None:
         epilog=options_help,
     )
     update.add_argument("name", metavar="NAME")
-    update.set_defaults(takes_options=True)
 
     delete = _command(actions, "delete", commands.component_delete, f"delete a {noun}", prefix=kind.value)
     delete.add_argument("name", metavar="NAME")
@@ -145,14 +143,15 @@ def _pipeline_commands(group: Any) -> None:
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
-    parser = build_parser()
-    args, extra = parser.parse_known_args(list(argv))
-    command = f"{args.command} {getattr(args, 'action', '')}".strip()
-    args.command_words = command
-    if args.takes_options:
-        args.options = _flavor_options(extra, command)
-    elif extra:
-        raise UsageError(f"unrecognized arguments: {' '.join(extra)}", command)
+    words = list(argv)
+    options: dict[str, str | None] | None = None
+    if len(words) >= 2 and words[0] in _COMPONENT_COMMANDS and words[1] in _FLAVOR_OPTION_ACTIONS:
+        own, options = _split_flavor_options(words[2:], f"{words[0]} {words[1]}")
+        words = [*words[:2], *own]
+    args = build_parser().parse_args(words)
+    args.command_words = f"{args.command} {getattr(args, 'action', '')}".strip()
+    if options is not None:
+        args.options = options
     return args
 
 
@@ -162,31 +161,62 @@ def run(argv: Sequence[str]) -> tuple[Output, bool]:
     return args.handler(args), args.as_json
 
 
-def _flavor_options(tokens: list[str], command: str) -> dict[str, str | None]:
-    """``--key=value`` and ``--key value`` into a dict; a bare ``--flag`` maps to None.
+_COMPONENT_COMMANDS = frozenset(kind.value for kind in ComponentType)
+#: Actions that take flavor options, and the options argparse itself knows there.
+_FLAVOR_OPTION_ACTIONS = {"register": {"--type", "--flavor"}, "update": set()}
 
-    Only the flavor knows whether a bare flag makes sense (a boolean is then true).
+
+def _split_flavor_options(
+    tokens: list[str], command: str
+) -> tuple[list[str], dict[str, str | None]]:
+    """Take ``--key=value`` / ``--key value`` flavor options out before argparse sees the rest.
+
+    Doing it first means an option's value can never be mistaken for NAME (which
+    could print a password as a component name). A bare ``--flag`` maps to None:
+    only the flavor knows whether that makes sense (a boolean is then true).
     """
+    own_options = _FLAVOR_OPTION_ACTIONS[command.split()[1]]
+    own: list[str] = []
     options: dict[str, str | None] = {}
+    have_name = False
     position = 0
     while position < len(tokens):
         token = tokens[position]
-        if not token.startswith("--") or token == "--":
-            raise UsageError(
-                f"unexpected argument {token!r}: flavor options look like --key=value", command
-            )
+        following = tokens[position + 1] if position + 1 < len(tokens) else None
+        position += 1
+        if token in ("-h", "--help"):
+            own.append(token)
+            continue
+        if not token.startswith("-"):
+            if have_name:  # never echoed: it may be the tail of a secret with a space in it
+                raise UsageError(
+                    "an extra word after the options; quote a value that contains spaces "
+                    "(--key='a b')", command
+                )
+            own.append(token)
+            have_name = True
+            continue
+        if not token.startswith("--"):
+            raise UsageError(f"unknown option {token}: flavor options look like --key=value", command)
         key, has_value, given = token[2:].partition("=")
-        value: str | None = given
-        if not has_value:
-            following = tokens[position + 1] if position + 1 < len(tokens) else None
-            if following is not None and not following.startswith("--"):
-                value = following
+        if not key:
+            raise UsageError("an option name is missing before '=': write --key=value", command)
+        if "--" + key in own_options:
+            own.append(token)
+            if not has_value and following is not None:
+                own.append(following)
                 position += 1
-            else:
-                value = None
+            continue
+        if key in ("type", "flavor"):
+            raise UsageError(
+                "the flavor of a component cannot change: delete it and register it again", command
+            )
+        value: str | None = given if has_value else None
+        if not has_value and following is not None and not following.startswith("--"):
+            value = following
+            position += 1
         normalised = key.replace("_", "-")
         if normalised in options:
             raise UsageError(f"--{normalised} is given twice", command)
         options[normalised] = value
-        position += 1
-    return options
+    return own, options

@@ -75,7 +75,7 @@ def _fresh_state() -> dict[str, Any]:
 
 
 def check_name(name: str, what: str) -> None:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise StackmagicError(
             f"invalid {what} name {name!r}: use up to 63 letters, digits, '-', '_' or '.', "
             "starting with a letter"
@@ -180,7 +180,7 @@ class Registry:
         base_dir: Path,
     ) -> Component:
         check_name(name, kind.noun)
-        config = get_flavor(kind, flavor).from_options(options, base_dir)
+        config = get_flavor(kind, flavor).from_options(options, base_dir, given_only=True)
         with self._edit() as state:
             entries = state["components"].setdefault(kind.value, {})
             if name in entries:
@@ -190,7 +190,7 @@ class Registry:
                 )
             with self._storing_secrets(kind, name, config, {}):
                 entries[name] = {"flavor": config.flavor, "options": config.stored()}
-        return Component(kind, name, config)
+        return self.component(kind, name)
 
     def update_component(
         self, kind: ComponentType, name: str, options: Mapping[str, str | None], base_dir: Path
@@ -202,16 +202,21 @@ class Registry:
             config = get_flavor(kind, entry["flavor"]).from_options(entry["options"], self.directory)
             old_secrets = config.secret_references()
             config.apply(options)
-            config.resolve_paths(base_dir)
+            config.resolve_paths(base_dir, options)
             config.check()
             replaced = [ref for option, ref in old_secrets.items() if getattr(config, option) != ref]
             with self._storing_secrets(kind, name, config, old_secrets):
                 entry["options"] = config.stored()
                 for stack_name, stack_entry in state["stacks"].items():
                     if stack_entry.get(kind.value) == name:
-                        self._check_stack(state, stack_name)
+                        try:
+                            self._check_stack(state, stack_name)
+                        except StackmagicError as error:
+                            raise StackmagicError(
+                                f"that change to {kind.noun} {name!r} would break {error}"
+                            ) from None
         self.secrets.discard(replaced)
-        return Component(kind, name, config)
+        return self.component(kind, name)
 
     def delete_component(self, kind: ComponentType, name: str) -> None:
         with self._edit() as state:
@@ -240,7 +245,7 @@ class Registry:
     def update_stack(self, name: str, changes: Mapping[ComponentType, str | None]) -> Stack:
         """Swap components of a stack; ``None`` removes the (optional) step operator."""
         if not changes:
-            raise StackmagicError("nothing to change: give -m, -a, -o or -s")
+            raise StackmagicError("nothing to change: give -m, -a, -o, -s or --no-step-operator")
         with self._edit() as state:
             entry = _stack_entry(state, name)
             for kind, member in changes.items():
@@ -271,12 +276,12 @@ class Registry:
 
     @contextmanager
     def _storing_secrets(
-        self, kind: ComponentType, name: str, config: FlavorConfig, stored: Mapping[str, str]
+        self, kind: ComponentType, name: str, config: FlavorConfig, previous: Mapping[str, str]
     ) -> Iterator[None]:
         """Swap newly given secret values for references; drop them again if the change fails."""
         added = []
         for option, value in config.secret_references().items():
-            if stored.get(option) == value:
+            if previous.get(option) == value:
                 continue
             reference = self.secrets.put(value, f"{kind.value} {name} --{option} in {self.directory}")
             if reference != value:
@@ -318,7 +323,7 @@ class Registry:
                     f"stack {name!r}: {kind.noun} {entry[kind.value]!r} ({runner.flavor}) runs steps "
                     f"off this machine, where the {store.flavor} {store_kind.noun} "
                     f"{entry[store_kind.value]!r} cannot be reached; register a "
-                    f"{choices} {store_kind.noun} and pass it with {STACK_FLAGS[store_kind]}"
+                    f"{choices} {store_kind.noun} for {STACK_FLAGS[store_kind]}"
                 )
 
 
@@ -328,6 +333,13 @@ def _checked(state: dict[str, Any], path: Path) -> dict[str, Any]:
         raise StackmagicError(
             f"{path} has format version {version!r}, which this stackmagic does not read; "
             "upgrade stackmagic (`pip install -U stackmagic`)"
+        )
+    shapes = {"active_stack": str, "components": dict, "stacks": dict}
+    damaged = [key for key, shape in shapes.items() if not isinstance(state.get(key), shape)]
+    if damaged:
+        raise StackmagicError(
+            f"{path} is damaged ({', '.join(damaged)} missing or malformed); fix it by hand: "
+            "stackmagic will not overwrite it"
         )
     return state
 

@@ -20,6 +20,9 @@ from .registry import Registry
 
 
 def _status(widget: w.HTML, message: str, *, ok: bool) -> None:
+    from .magics import in_notebook_words
+
+    message = in_notebook_words(message)
     colour = "var(--jp-success-color1, #2e7d32)" if ok else "var(--jp-error-color1, #c62828)"
     widget.value = f"<span style='color:{colour}'>{html.escape(message, quote=False)}</span>"
 

@@ -82,6 +82,15 @@ def test_local_paths_are_made_absolute_from_where_the_command_runs(project: Path
     assert shown["options"]["path"] == str(project / "data" / "store")
     default = json.loads(cli("artifact-store", "describe", "default", "--json").out)
     assert default["options"]["path"] == str(project / ".stackmagic" / "artifacts")
+    (project / "sub").mkdir(exist_ok=True)
+    import os
+
+    os.chdir(project / "sub")
+    assert cli("metadata-store", "register", "lite", "--type=sqlite").code == 0
+    lite = json.loads(cli("metadata-store", "describe", "lite", "--json").out)
+    assert lite["options"]["path"] == str(project / ".stackmagic" / "metadata.db"), (
+        "a default path stays inside .stackmagic/, wherever the command runs"
+    )
 
 
 def test_registry_is_found_by_walking_up(project: Path, cli, monkeypatch) -> None:

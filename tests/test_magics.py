@@ -147,3 +147,9 @@ def test_pipeline_show_defaults_to_the_kernels_notebook(shell, tmp_path: Path, m
         assert "text/html" not in data, "Markdown, so JupyterLab draws the Mermaid DAG"
         assert "```mermaid\nflowchart TD" in data["text/markdown"]
         assert "a -->|x| b" in data["text/markdown"]
+
+
+def test_widget_magic_with_a_bad_override_is_one_usage_error(shell, monkeypatch) -> None:
+    monkeypatch.setenv("STACKMAGIC_STACK", "nope")
+    with pytest.raises(UsageError, match="STACKMAGIC_STACK=nope names no registered stack"):
+        shell.run_line_magic("stack", "")

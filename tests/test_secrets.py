@@ -110,3 +110,47 @@ def test_dash_asks_for_the_secret_without_echo(project: Path, home: Path) -> Non
     assert child.exitstatus == 0, child.before
     assert CANARY not in child.before
     assert "typed-" + CANARY in (home / "secrets.json").read_text()
+
+
+def test_a_secret_before_the_name_is_never_taken_for_the_name(project: Path, home: Path, cli) -> None:
+    cli("init")
+    result = cli("metadata-store", "register", "--password", CANARY, "sql", "--type=mysql",
+                 "--host=h", "--database=d")
+    assert result.code == 0, result.err
+    assert CANARY not in result.out + result.err
+    assert CANARY not in everything_under(project)
+    registry = Registry.open()
+    assert registry.resolve_secret(registry.component(ComponentType.METADATA_STORE, "sql"), "password") == CANARY
+    updated = cli("metadata-store", "update", "--password", "NEW-" + CANARY, "sql")
+    assert updated.code == 0 and CANARY not in updated.out + updated.err
+
+
+def test_prompt_without_a_terminal_is_one_clear_line(project: Path) -> None:
+    import subprocess
+
+    completed = subprocess.run(
+        [str(BIN / "stackmagic"), "metadata-store", "register", "db", "--type=mysql", "--host=h",
+         "--database=d", "--password=-"],
+        cwd=project, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        start_new_session=True,  # no controlling terminal, as under a scheduler
+    )
+    assert completed.returncode == 2
+    assert "cannot ask for --password here" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_empty_answer_at_the_prompt_changes_nothing(project: Path, home: Path) -> None:
+    child = pexpect.spawn(
+        str(BIN / "stackmagic"),
+        ["metadata-store", "register", "db", "--type=mysql", "--host=h", "--database=d", "--password=-"],
+        cwd=str(project), env=dict(os.environ), encoding="utf-8", timeout=30,
+    )
+    child.expect("--password for db: ")
+    child.sendline("")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 2
+    assert "nothing was typed for --password" in child.before
+    assert not (project / ".stackmagic").exists() or "db" not in (
+        project / ".stackmagic" / "config.json"
+    ).read_text()

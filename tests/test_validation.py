@@ -42,15 +42,30 @@ BAD_INPUTS = {
     "setting an unknown stack": (["stack", "set", "prod"], "no stack named 'prod'"),
     "remote orchestrator with a local artifact store": (
         ["stack", "register", "x", "-m", "sql", "-a", "default", "-o", "kf"],
-        "register a gcp, s3 or azure artifact store and pass it with -a"),
+        "register a gcp, s3 or azure artifact store for -a"),
     "remote orchestrator with a SQLite metadata store": (
         ["stack", "register", "x", "-m", "default", "-a", "gcs", "-o", "kf"],
-        "register a mysql or postgresql metadata store and pass it with -m"),
+        "register a mysql or postgresql metadata store for -m"),
     "updating a component so a stack breaks": (
         ["orchestrator", "update", "local-kf", "--mode=remote", "--host=https://kf"],
-        "runs steps off this machine"),
+        "that change to orchestrator 'local-kf' would break stack"),
     "update with nothing to change": (["artifact-store", "update", "gcs"], "nothing to change"),
     "stray argument": (["stack", "get", "now"], "unrecognized arguments: now"),
+    "name ending in a newline": (["artifact-store", "register", "evil\n", "--type=local"],
+                                 "invalid artifact store name"),
+    "bucket missing from the URL": (["artifact-store", "register", "x", "--type=gcp", "--path=gs:////"],
+                                    "gs://bucket/dir"),
+    "empty local path": (["artifact-store", "register", "x", "--type=local", "--path="],
+                         "--path cannot be empty"),
+    "option without a name": (["artifact-store", "register", "x", "--type=local", "--=x"],
+                              "an option name is missing"),
+    "changing the flavor": (["artifact-store", "update", "gcs", "--type=s3"],
+                            "the flavor of a component cannot change"),
+    "step operator both set and removed": (["stack", "update", "gcp", "-s", "x", "--no-step-operator"],
+                                           "contradict each other"),
+    "unquoted value with a space is not echoed": (
+        ["metadata-store", "update", "sql", "--password", "two", "SECRET-TAIL"],
+        "quote a value that contains spaces"),
 }
 
 
@@ -79,6 +94,7 @@ def test_bad_input_gives_one_line_and_changes_nothing(
     assert lines[0].startswith("stackmagic")
     assert expected in lines[0]
     assert "Traceback" not in result.err
+    assert "SECRET-TAIL" not in result.err
     assert snapshot(populated) == before
     assert snapshot(home) == secrets_before
 
@@ -109,3 +125,30 @@ def test_config_from_a_newer_release_is_refused(project: Path, cli) -> None:
     config.write_text(config.read_text().replace('"version": 1', '"version": 99'))
     result = cli("stack", "list")
     assert result.code == 2 and "upgrade stackmagic" in result.err
+
+
+def test_a_bad_stack_override_refuses_before_writing(populated: Path, terminal) -> None:
+    before = snapshot(populated)
+    for words in (["stack", "set", "default"], ["stack", "update", "kfp-here", "-m", "default"]):
+        result = terminal(*words, env={"STACKMAGIC_STACK": "nope"})
+        assert result.code == 2 and "STACKMAGIC_STACK=nope" in result.err
+    assert snapshot(populated) == before
+
+
+def test_damaged_config_is_one_line(project: Path, cli) -> None:
+    cli("init")
+    config = project / ".stackmagic" / "config.json"
+    config.write_text('{"version": 1}')
+    result = cli("stack", "list")
+    assert result.code == 2 and "is damaged (active_stack, components, stacks" in result.err
+    config.write_bytes(b'{"version": 1, "x": "\xff"}')
+    result = cli("stack", "list")
+    assert result.code == 2 and "is not UTF-8 text" in result.err
+
+
+def test_unwritable_home_is_one_line(project: Path, tmp_path: Path, terminal) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = terminal("stack", "get", env={"STACKMAGIC_HOME": str(blocker / "home")})
+    assert result.code == 2
+    assert result.err.count("\n") == 1 and "Traceback" not in result.err

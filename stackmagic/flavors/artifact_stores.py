@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import traitlets as t
@@ -12,12 +13,14 @@ from .base import ArtifactStoreConfig
 def _url_validator(*schemes: str):
     """A traitlets validator that accepts only URLs of the given schemes."""
 
+    pattern = re.compile(rf"^({'|'.join(schemes)})://[^/\s]+(/\S*)?$")
+
     def check(self: Any, proposal: dict[str, Any]) -> str:
-        url = proposal["value"]
-        if not any(url.startswith(f"{scheme}://") and len(url) > len(scheme) + 3 for scheme in schemes):
+        url = proposal["value"].rstrip("/")
+        if not pattern.match(url):
             examples = " or ".join(f"{scheme}://bucket/dir" for scheme in schemes)
-            raise t.TraitError(f"expects a URL like {examples}, not {url!r}")
-        return url.rstrip("/")
+            raise t.TraitError(f"expects a URL like {examples}, not {proposal['value']!r}")
+        return url
 
     return t.validate("path")(check)
 

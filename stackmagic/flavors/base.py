@@ -2,7 +2,7 @@
 
 A flavor is one class of typed traits. That single declaration drives
 validation, the ``--key=value`` options of the CLI and magics, the ipywidgets
-registration form and the JSON schema the JupyterLab panel reads. Traits are
+registration form and the JSON schema of ``TYPE flavors --json``. Traits are
 tagged ``secret=True`` (kept out of the config, masked in output),
 ``required=True`` (must be given) or ``local_path=True`` (a path on this
 machine, made absolute against the directory it was given in).
@@ -11,7 +11,7 @@ machine, made absolute against the directory it was given in).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,22 +50,28 @@ class FlavorConfig(t.HasTraits):
         return found
 
     @classmethod
-    def from_options(cls, values: Mapping[str, Any], base_dir: Path) -> FlavorConfig:
+    def from_options(
+        cls, values: Mapping[str, Any], base_dir: Path, *, given_only: bool = False
+    ) -> FlavorConfig:
         """Build and validate a config from option values (strings from a command line, or stored JSON).
 
-        Relative local paths, given or default, are taken from ``base_dir``: the
-        user's working directory for a command, the registry folder for stored config.
+        Relative local paths are taken from ``base_dir``: the registry folder for
+        stored config, where defaults such as ``artifacts`` live too; the user's
+        working directory for a command, which then resolves only what it gave
+        (``given_only``), so defaults stay inside the registry folder.
         """
         config = cls()
         config.apply(values)
-        config.resolve_paths(base_dir)
+        config.resolve_paths(base_dir, values if given_only else None)
         config.check()
         return config
 
-    def resolve_paths(self, base_dir: Path) -> None:
+    def resolve_paths(self, base_dir: Path, names: Iterable[str] | None = None) -> None:
+        """Make local paths absolute: all of them, or only the options in ``names``."""
+        wanted = None if names is None else {name.replace("-", "_") for name in names}
         for name, trait in self.options().items():
             value = getattr(self, name)
-            if trait.metadata.get("local_path") and value:
+            if trait.metadata.get("local_path") and value and (wanted is None or name in wanted):
                 setattr(self, name, str((base_dir / Path(value).expanduser()).resolve()))
 
     def apply(self, values: Mapping[str, Any]) -> None:
@@ -80,6 +86,8 @@ class FlavorConfig(t.HasTraits):
                 )
             trait = options[name]
             value = _coerce(name, trait, raw_value)
+            if trait.metadata.get("local_path") and trait.default() and not value:
+                raise StackmagicError(f"{option_flag(name)} cannot be empty")
             try:
                 setattr(self, name, value)
             except t.TraitError as exc:

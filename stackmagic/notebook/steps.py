@@ -37,7 +37,7 @@ def _positive_number(text: str) -> str:
 
 
 def _memory(text: str) -> str:
-    if not _MEMORY.match(text):
+    if not _MEMORY.fullmatch(text):
         raise UsageError(f"--memory expects a size such as 512M, 4G or 8Gi, not {text!r}", "step")
     return text
 
@@ -73,7 +73,7 @@ def parse_step_line(arguments: str) -> StepSettings:
     except ValueError as error:
         raise UsageError(str(error), "step") from None
     parsed = _parser().parse_args(words)
-    if not _NAME.match(parsed.name):
+    if not _NAME.fullmatch(parsed.name):
         raise UsageError(
             f"invalid step name {parsed.name!r}: use up to 63 letters, digits, '-' or '_', "
             "starting with a letter",
