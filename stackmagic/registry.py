@@ -89,6 +89,8 @@ class Registry:
         self.directory = directory
         self.secrets = secrets or SecretStore()
         self._file = JsonFile(directory / CONFIG_FILE)
+        self._read_version: tuple[int, int, int] | None = None
+        self._read_state: dict[str, Any] = {}
 
     # -- finding and creating -------------------------------------------------
 
@@ -120,7 +122,20 @@ class Registry:
     # -- reading ---------------------------------------------------------------
 
     def _state(self) -> dict[str, Any]:
-        return _checked(self._file.read(_fresh_state), self._file.path)
+        """The registry as last written; parsed again only when the file changes.
+
+        Writers replace the file by renaming a new one over it, so a new inode
+        (or size, or mtime) means new content. Callers only read the result.
+        """
+        try:
+            stat = self._file.path.stat()
+            version = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        except FileNotFoundError:
+            version = None
+        if version is None or version != self._read_version:
+            self._read_state = _checked(self._file.read(_fresh_state), self._file.path)
+            self._read_version = version
+        return self._read_state
 
     def components(self, kind: ComponentType) -> list[Component]:
         entries = self._state()["components"].get(kind.value, {})

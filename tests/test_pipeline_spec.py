@@ -70,9 +70,13 @@ def test_exploration_cell_is_left_out_with_a_warning(tmp_path: Path) -> None:
     assert "'cleaned'" in warning and "cell 2" in warning and "make it a step" in warning
 
 
-def test_star_import_in_setup_allows_names_it_may_define(tmp_path: Path) -> None:
-    notebook = write_notebook(tmp_path / "star.ipynb", "from math import *", "%%step a\nx = floor(pi)")
+@pytest.mark.parametrize("setup", ["from math import *", "%run helpers.py"])
+def test_setup_that_binds_unlisted_names_allows_them(tmp_path: Path, setup: str) -> None:
+    notebook = write_notebook(tmp_path / "opaque.ipynb", setup, "%%step a\nx = floor(pi)")
     assert load_pipeline(notebook).steps["a"].inputs == {}
+    plain = write_notebook(tmp_path / "plain.ipynb", "import math", "%%step a\nx = floor(pi)")
+    with pytest.raises(StackmagicError, match="reads 'floor'"):
+        load_pipeline(plain)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from conftest import BIN, CANARY, REFERENCE_SEQUENCE
+from conftest import BIN, CANARY, REFERENCE_SEQUENCE, snapshot
 
 from stackmagic.errors import StackmagicError
 from stackmagic.flavors import ComponentType
@@ -139,7 +139,9 @@ def test_prompt_without_a_terminal_is_one_clear_line(project: Path) -> None:
     assert "Traceback" not in completed.stderr
 
 
-def test_empty_answer_at_the_prompt_changes_nothing(project: Path, home: Path) -> None:
+def test_empty_answer_at_the_prompt_changes_nothing(project: Path, home: Path, cli) -> None:
+    cli("init")
+    before = snapshot(project / ".stackmagic"), snapshot(home)
     child = pexpect.spawn(
         str(BIN / "stackmagic"),
         ["metadata-store", "register", "db", "--type=mysql", "--host=h", "--database=d", "--password=-"],
@@ -151,6 +153,4 @@ def test_empty_answer_at_the_prompt_changes_nothing(project: Path, home: Path) -
     child.close()
     assert child.exitstatus == 2
     assert "nothing was typed for --password" in child.before
-    assert not (project / ".stackmagic").exists() or "db" not in (
-        project / ".stackmagic" / "config.json"
-    ).read_text()
+    assert (snapshot(project / ".stackmagic"), snapshot(home)) == before

@@ -109,24 +109,6 @@ def test_stack_set_refuses_a_stack_made_invalid_by_hand(populated: Path, cli) ->
     assert snapshot(populated) == before
 
 
-def test_broken_config_file_is_reported_not_overwritten(project: Path, cli) -> None:
-    cli("init")
-    config = project / ".stackmagic" / "config.json"
-    config.write_text('{"version": 1, "stacks": ')
-    result = cli("stack", "list")
-    assert result.code == 2 and "is not valid JSON" in result.err
-    assert cli("stack", "set", "default").code == 2
-    assert config.read_text() == '{"version": 1, "stacks": '
-
-
-def test_config_from_a_newer_release_is_refused(project: Path, cli) -> None:
-    cli("init")
-    config = project / ".stackmagic" / "config.json"
-    config.write_text(config.read_text().replace('"version": 1', '"version": 99'))
-    result = cli("stack", "list")
-    assert result.code == 2 and "upgrade stackmagic" in result.err
-
-
 def test_a_bad_stack_override_refuses_before_writing(populated: Path, terminal) -> None:
     before = snapshot(populated)
     for words in (["stack", "set", "default"], ["stack", "update", "kfp-here", "-m", "default"]):
@@ -135,15 +117,28 @@ def test_a_bad_stack_override_refuses_before_writing(populated: Path, terminal) 
     assert snapshot(populated) == before
 
 
-def test_damaged_config_is_one_line(project: Path, cli) -> None:
+UNREADABLE_CONFIGS = {
+    "not JSON": (b'{"version": 1, "stacks": ', "is not valid JSON"),
+    "newer format": (b'{"version": 99, "active_stack": "default", "components": {}, "stacks": {}}',
+                     "upgrade stackmagic"),
+    "missing parts": (b'{"version": 1}', "is damaged (active_stack, components, stacks"),
+    "not UTF-8": (b'{"version": 1, "x": "\xff"}', "is not UTF-8 text"),
+}
+
+
+@pytest.mark.parametrize("content, message", UNREADABLE_CONFIGS.values(), ids=UNREADABLE_CONFIGS.keys())
+def test_unreadable_config_is_one_line_and_never_overwritten(
+    project: Path, cli, content: bytes, message: str
+) -> None:
     cli("init")
     config = project / ".stackmagic" / "config.json"
-    config.write_text('{"version": 1}')
-    result = cli("stack", "list")
-    assert result.code == 2 and "is damaged (active_stack, components, stacks" in result.err
-    config.write_bytes(b'{"version": 1, "x": "\xff"}')
-    result = cli("stack", "list")
-    assert result.code == 2 and "is not UTF-8 text" in result.err
+    config.write_bytes(content)
+    for words in (["stack", "list"], ["stack", "set", "default"],
+                  ["artifact-store", "register", "x", "--type=local"]):
+        result = cli(*words)
+        assert result.code == 2 and message in result.err
+        assert result.err.count("\n") == 1
+    assert config.read_bytes() == content
 
 
 def test_unwritable_home_is_one_line(project: Path, tmp_path: Path, terminal) -> None:

@@ -28,8 +28,8 @@ _IGNORED = KERNEL_NAMES | frozenset(dir(builtins))
 class NameUse:
     reads: frozenset[str]
     binds: frozenset[str]
-    #: ``from x import *`` binds names no analysis can list.
-    star_import: bool = False
+    #: ``from x import *`` or ``%run script.py`` bind names no analysis can list.
+    opaque: bool = False
 
 
 def python_source(cell: str) -> str:
@@ -49,7 +49,7 @@ def analyse(cell: str, where: str) -> NameUse:
         ) from None
     flow = _Flow()
     flow.statements(_expand_code_magics(tree.body))
-    return NameUse(frozenset(flow.reads - _IGNORED), frozenset(flow.binds), flow.star_import)
+    return NameUse(frozenset(flow.reads - _IGNORED), frozenset(flow.binds), flow.opaque)
 
 
 class _Flow:
@@ -58,7 +58,7 @@ class _Flow:
     def __init__(self) -> None:
         self.reads: set[str] = set()
         self.binds: set[str] = set()
-        self.star_import = False
+        self.opaque = False
 
     def statements(self, statements: list[ast.stmt]) -> None:
         for statement in statements:
@@ -91,9 +91,7 @@ class _Flow:
             if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
                 self.note({node.target.id}, set())  # `total += x` reads total first
             self.note(*_statement_names(node))
-            self.star_import |= isinstance(node, ast.ImportFrom) and any(
-                alias.name == "*" for alias in node.names
-            )
+            self.opaque |= _binds_unknown_names(node)
 
     def expression(self, node: ast.expr) -> None:
         self.note(*_statement_names(ast.Expr(node)))
@@ -106,6 +104,13 @@ class _Flow:
     def note(self, reads: set[str], binds: set[str]) -> None:
         self.reads |= reads - self.binds
         self.binds |= binds
+
+
+def _binds_unknown_names(statement: ast.stmt) -> bool:
+    if isinstance(statement, ast.ImportFrom):
+        return any(alias.name == "*" for alias in statement.names)
+    magic = _magic_call(statement)
+    return magic is not None and magic[0] == "run"
 
 
 def _statement_names(statement: ast.stmt) -> tuple[set[str], set[str]]:
@@ -152,7 +157,8 @@ def _expand_code_magics(statements: list[ast.stmt]) -> list[ast.stmt]:
     return expanded
 
 
-def _code_magic_argument(statement: ast.stmt) -> str | None:
+def _magic_call(statement: ast.stmt) -> tuple[str, list[str], bool] | None:
+    """``(magic, arguments, is_line_magic)`` for a statement IPython made from a magic."""
     call = statement.value if isinstance(statement, ast.Expr | ast.Assign) else None
     if not (
         isinstance(call, ast.Call)
@@ -161,14 +167,21 @@ def _code_magic_argument(statement: ast.stmt) -> str | None:
         and isinstance(call.func.value, ast.Call)
         and isinstance(call.func.value.func, ast.Name)
         and call.func.value.func.id == "get_ipython"
+        and call.args
         and all(isinstance(arg, ast.Constant) and isinstance(arg.value, str) for arg in call.args)
     ):
         return None
     name, *arguments = (arg.value for arg in call.args)  # type: ignore[attr-defined]
-    if name not in CODE_MAGICS or not arguments:
+    return name, arguments, call.func.attr == "run_line_magic"
+
+
+def _code_magic_argument(statement: ast.stmt) -> str | None:
+    magic = _magic_call(statement)
+    if magic is None or magic[0] not in CODE_MAGICS or not magic[1]:
         return None
+    _, arguments, is_line_magic = magic
     code = arguments[-1]
-    if call.func.attr == "run_line_magic":  # drop options such as `%timeit -n1 -r1 f()`
+    if is_line_magic:  # drop options such as `%timeit -n1 -r1 f()`
         words = code.split()
         while words and words[0].startswith("-"):
             words.pop(0)

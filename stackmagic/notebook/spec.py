@@ -200,7 +200,7 @@ def _resolve(
     for number, source in enumerate(setup):
         use = analyse(source, f"setup cell {number + 1} of {notebook}")
         setup_names |= use.binds
-        opaque_setup |= use.star_import or "run_line_magic('run'" in source
+        opaque_setup |= use.opaque
     parameter_names = set(analyse(parameters_source, "the parameters cell").binds)
     explored: dict[str, int] = {}
     for index, source in exploration:
