@@ -15,3 +15,17 @@ def load_ipython_extension(ipython: Any) -> None:
     from .magics import register_magics
 
     register_magics(ipython)
+
+
+def run(notebook: Any, **options: Any) -> Any:
+    """Run a saved notebook as a pipeline: see :func:`stackmagic.pipelines.run`."""
+    from .pipelines import run as run_pipeline
+
+    return run_pipeline(notebook, **options)
+
+
+def log_metric(name: str, value: float) -> None:
+    """Record a metric of the step run this code runs in (accuracy, loss...)."""
+    from .step_io import log_metric as log
+
+    log(name, value)

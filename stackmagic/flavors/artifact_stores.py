@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import traitlets as t
 
 from .base import ArtifactStoreConfig
+
+if TYPE_CHECKING:
+    from ..registry import Registry
+    from ..stores.artifacts import ArtifactStore
 
 
 def _url_validator(*schemes: str):
@@ -36,6 +40,11 @@ class LocalArtifactStore(ArtifactStoreConfig):
         help="Folder that holds the artifacts (default: artifacts/ in .stackmagic/); a relative "
         "path given in a command is taken from where you run it.",
     ).tag(local_path=True)
+
+    def open(self, registry: Registry) -> ArtifactStore:
+        from ..stores.artifacts import ArtifactStore
+
+        return ArtifactStore(self.path)
 
 
 class GCSArtifactStore(ArtifactStoreConfig):

@@ -13,13 +13,19 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import traitlets as t
 
 from ..component_type import ComponentType
 from ..errors import StackmagicError
 from ..secrets import masked
+
+if TYPE_CHECKING:
+    from ..orchestrators.base import Orchestrator
+    from ..registry import Registry
+    from ..stores.artifacts import ArtifactStore
+    from ..stores.metadata import MetadataStore
 
 
 class FlavorConfig(t.HasTraits):
@@ -150,12 +156,28 @@ class FlavorConfig(t.HasTraits):
         }
 
 
+    def not_runnable(self) -> StackmagicError:
+        return StackmagicError(
+            f"this stackmagic cannot run pipelines with the {self.flavor} "
+            f"{self.component_type.noun} yet; use a stack with the local one "
+            "(`stackmagic stack set default`)"
+        )
+
+
 class ArtifactStoreConfig(FlavorConfig):
     component_type = ComponentType.ARTIFACT_STORE
+
+    def open(self, registry: Registry) -> ArtifactStore:
+        """The store itself, with its secrets resolved, ready to read and write."""
+        raise self.not_runnable()
 
 
 class MetadataStoreConfig(FlavorConfig):
     component_type = ComponentType.METADATA_STORE
+
+    def open(self, registry: Registry) -> MetadataStore:
+        """A connection to the store, its schema brought up to date."""
+        raise self.not_runnable()
 
 
 class OrchestratorConfig(FlavorConfig):
@@ -164,6 +186,10 @@ class OrchestratorConfig(FlavorConfig):
     @property
     def runs_remotely(self) -> bool:
         return True
+
+    def orchestrator(self) -> Orchestrator:
+        """What runs a pipeline's steps for this flavor."""
+        raise self.not_runnable()
 
 
 class StepOperatorConfig(FlavorConfig):

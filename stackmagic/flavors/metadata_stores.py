@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import traitlets as t
 
 from .base import MetadataStoreConfig
+
+if TYPE_CHECKING:
+    from ..registry import Registry
+    from ..stores.metadata import MetadataStore
 
 
 class SQLiteMetadataStore(MetadataStoreConfig):
@@ -18,6 +25,12 @@ class SQLiteMetadataStore(MetadataStoreConfig):
         help="Database file (default: metadata.db in .stackmagic/); a relative path given in a "
         "command is taken from where you run it.",
     ).tag(local_path=True)
+
+    def open(self, registry: Registry) -> MetadataStore:
+        from ..stores.metadata import MetadataStore
+
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        return MetadataStore(f"sqlite:///{self.path}", label=self.path)
 
 
 class _ServerMetadataStore(MetadataStoreConfig):

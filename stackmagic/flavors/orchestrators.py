@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import traitlets as t
 
 from ..errors import StackmagicError
 from .base import OrchestratorConfig
+
+if TYPE_CHECKING:
+    from ..orchestrators.base import Orchestrator
 
 
 class LocalOrchestrator(OrchestratorConfig):
@@ -13,11 +18,24 @@ class LocalOrchestrator(OrchestratorConfig):
 
     flavor = "local"
 
-    max_workers = t.Int(0, help="Steps run at once; 0 means one per CPU core.")
+    max_workers = t.Int(
+        0, help="Steps run at once; 0 means the number of CPU cores plus 4 (steps often wait)."
+    )
+
+    @t.validate("max_workers")
+    def _check_max_workers(self, proposal: dict) -> int:
+        if proposal["value"] < 0:
+            raise t.TraitError("expects 0 (automatic) or a positive number of steps")
+        return proposal["value"]
 
     @property
     def runs_remotely(self) -> bool:
         return False
+
+    def orchestrator(self) -> Orchestrator:
+        from ..orchestrators.local import LocalRunner
+
+        return LocalRunner(self.max_workers)
 
 
 class KubeflowOrchestrator(OrchestratorConfig):

@@ -48,11 +48,21 @@ class Step:
 class PipelineSpec:
     name: str
     notebook: Path
-    setup: list[str]
+    #: (cell index, source) of each setup cell, in notebook order
+    setup_cells: list[tuple[int, str]]
+    #: How many setup cells come before the parameters cell (which the steps run there).
+    parameters_position: int
     parameters_source: str
     parameters: dict[str, Any]
+    #: Parameters the setup cells read: every step depends on them.
+    setup_parameters: list[str]
     steps: dict[str, Step]
     warnings: list[str]
+    kernel_name: str = "python3"
+
+    @property
+    def setup(self) -> list[str]:
+        return [source for _, source in self.setup_cells]
 
     def order(self) -> list[str]:
         """Steps in an order that runs every step after its upstream ones (notebook order on ties)."""
@@ -100,22 +110,24 @@ class PipelineSpec:
 
 def load_pipeline(notebook: Path) -> PipelineSpec:
     """Parse and check a notebook's pipeline; every problem is one StackmagicError."""
-    cells = _code_cells(notebook)
-    setup: list[str] = []
+    cells, kernel_name = _code_cells(notebook)
+    setup: list[tuple[int, str]] = []
     parameters_source = ""
+    parameters_position = 0
     steps: dict[str, Step] = {}
     exploration: list[tuple[int, str]] = []
     for index, source, tags in cells:
         where = f"cell {index + 1} of {notebook.name}"
         if PARAMETERS_TAG in tags:
             parameters_source = source
+            parameters_position = len(setup)
             continue
         step_cell = split_step_cell(source)
         if step_cell is None:
             if steps:
                 exploration.append((index, source))
             else:
-                setup.append(source)
+                setup.append((index, source))
             continue
         arguments, body = step_cell
         try:
@@ -128,21 +140,27 @@ def load_pipeline(notebook: Path) -> PipelineSpec:
             f"{notebook.name} has no steps: start a code cell with `%%step NAME` to make it one "
             "(save the notebook first)"
         )
-    warnings = _resolve(notebook.name, setup, parameters_source, steps, exploration)
+    setup_parameters, warnings = _resolve(
+        notebook.name, [source for _, source in setup], parameters_source, steps, exploration
+    )
     spec = PipelineSpec(
         name=_pipeline_name(notebook),
         notebook=notebook,
-        setup=setup,
+        setup_cells=setup,
+        parameters_position=parameters_position,
         parameters_source=parameters_source,
         parameters=_parameter_values(parameters_source),
+        setup_parameters=setup_parameters,
         steps=steps,
         warnings=warnings,
+        kernel_name=kernel_name,
     )
     _check_dag(spec)
     return spec
 
 
-def _code_cells(notebook: Path) -> list[tuple[int, str, list[str]]]:
+def _code_cells(notebook: Path) -> tuple[list[tuple[int, str, list[str]]], str]:
+    """The code cells (index, source, tags) and the name of the notebook's kernel."""
     try:
         document = json.loads(notebook.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -162,7 +180,9 @@ def _code_cells(notebook: Path) -> list[tuple[int, str, list[str]]]:
         source = "".join(source) if isinstance(source, list) else str(source)
         tags = cell.get("metadata", {}).get("tags", [])
         found.append((index, source, list(tags) if isinstance(tags, list) else []))
-    return found
+    kernelspec = document.get("metadata", {}).get("kernelspec", {})
+    kernel_name = kernelspec.get("name") if isinstance(kernelspec, dict) else None
+    return found, kernel_name if isinstance(kernel_name, str) and kernel_name else "python3"
 
 
 def _add_cell(steps: dict[str, Step], settings: StepSettings, index: int, body: str, where: str) -> None:
@@ -193,15 +213,17 @@ def _resolve(
     parameters_source: str,
     steps: dict[str, Step],
     exploration: list[tuple[int, str]],
-) -> list[str]:
-    """Fill in each step's inputs, parameters and outputs; returns warnings."""
+) -> tuple[list[str], list[str]]:
+    """Fill in each step's inputs, parameters and outputs; returns the setup's parameters and warnings."""
+    parameter_names = set(analyse(parameters_source, "the parameters cell").binds)
     setup_names: set[str] = set()
+    setup_parameters: set[str] = set()
     opaque_setup = False
     for number, source in enumerate(setup):
         use = analyse(source, f"setup cell {number + 1} of {notebook}")
+        setup_parameters |= use.reads & parameter_names
         setup_names |= use.binds
         opaque_setup |= use.opaque
-    parameter_names = set(analyse(parameters_source, "the parameters cell").binds)
     explored: dict[str, int] = {}
     for index, source in exploration:
         for name in analyse(source, f"cell {index + 1} of {notebook}").binds:
@@ -238,7 +260,7 @@ def _resolve(
         step.upstream = list(dict.fromkeys([*step.inputs.values(), *step.settings.after]))
     for step in steps.values():
         step.outputs.sort()
-    return warnings
+    return sorted(setup_parameters), warnings
 
 
 def _step_names(step: Step, notebook: str) -> tuple[set[str], set[str]]:

@@ -1,0 +1,242 @@
+"""A pipeline as a *bundle*: one small notebook per step, the files beside the notebook, a manifest.
+
+Every orchestrator runs the same bundle, so it holds everything a step needs
+and nothing about a particular run: a step's notebook is the setup cells, the
+``parameters`` cell (where papermill injects the run's parameters and the
+step's context), a cell loading the step's inputs, the step's own cells and a
+cell saving its outputs. The bundle is content-addressed: its hash covers
+the manifest, every step notebook and every source file, so an unchanged
+notebook gives the same bundle, stored once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .. import __version__
+from ..errors import StackmagicError
+from .sources import collect_sources
+from .spec import PARAMETERS_TAG, PipelineSpec, Step
+
+BUNDLE_FORMAT = 1
+MANIFEST = "manifest.json"
+STEPS_DIR = "steps"
+SOURCES_DIR = "sources"
+#: The variable papermill injects into every step: which run, where inputs are, where outputs go.
+CONTEXT_VARIABLE = "stackmagic_context"
+#: Step settings that change neither what a step computes nor where: left out of its cache key.
+_NOT_IN_CACHE_KEY = ("name", "after", "no_cache", "retries")
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class BundleStep:
+    """A step as the manifest describes it: what runtimes and orchestrators need to know."""
+
+    name: str
+    notebook: str
+    inputs: dict[str, str]
+    outputs: list[str]
+    parameters: list[str]
+    upstream: list[str]
+    settings: dict[str, Any]
+    source_hash: str
+
+    @property
+    def no_cache(self) -> bool:
+        return bool(self.settings.get("no_cache"))
+
+    def cache_settings(self) -> dict[str, Any]:
+        return {k: v for k, v in self.settings.items() if k not in _NOT_IN_CACHE_KEY}
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """An exported pipeline in a folder (``manifest.json``, ``steps/``, ``sources/``)."""
+
+    directory: Path
+    manifest: dict[str, Any]
+
+    @property
+    def hash(self) -> str:
+        return str(self.manifest["hash"])
+
+    @property
+    def pipeline(self) -> str:
+        return str(self.manifest["pipeline"])
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return dict(self.manifest["parameters"])
+
+    @property
+    def steps(self) -> dict[str, BundleStep]:
+        return {step["name"]: BundleStep(**step) for step in self.manifest["steps"]}
+
+    @property
+    def sources(self) -> Path:
+        return self.directory / SOURCES_DIR
+
+    def step_notebook(self, step: str) -> Path:
+        return self.directory / self.steps[step].notebook
+
+    @classmethod
+    def load(cls, directory: Path) -> Bundle:
+        try:
+            manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise StackmagicError(
+                f"{directory} is not a stackmagic bundle ({error}); export one with "
+                "`stackmagic pipeline export NOTEBOOK --to bundle -o DIR`"
+            ) from None
+        if manifest.get("format") != BUNDLE_FORMAT:
+            raise StackmagicError(
+                f"the bundle in {directory} has format {manifest.get('format')!r}, which this "
+                "stackmagic does not run; export it again with this version"
+            )
+        return cls(directory, manifest)
+
+    def archive(self) -> bytes:
+        """The bundle as a zip with fixed timestamps: same content, same bytes."""
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(p for p in self.directory.rglob("*") if p.is_file()):
+                info = zipfile.ZipInfo(path.relative_to(self.directory).as_posix(), _ZIP_TIME)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = (path.stat().st_mode & 0o777) << 16
+                archive.writestr(info, path.read_bytes())
+        return buffer.getvalue()
+
+    @classmethod
+    def unpack(cls, archive: bytes, directory: Path) -> Bundle:
+        with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+            for member in opened.infolist():
+                if PurePosixPath(member.filename).is_absolute() or ".." in member.filename.split("/"):
+                    raise StackmagicError(f"the bundle holds an unsafe path {member.filename!r}")
+                target = directory / member.filename
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(opened.read(member))
+                if member.external_attr >> 16:
+                    target.chmod((member.external_attr >> 16) & 0o777)
+        return cls.load(directory)
+
+
+def export_bundle(spec: PipelineSpec, destination: Path, *, exclude: Iterable[Path] = ()) -> Bundle:
+    """Write ``spec`` as a bundle into ``destination`` (an empty or missing folder)."""
+    if destination.exists() and any(destination.iterdir()):
+        raise StackmagicError(f"{destination} is not empty; give a new folder for the bundle")
+    sources = collect_sources(spec.notebook.parent, exclude=exclude)
+    (destination / STEPS_DIR).mkdir(parents=True, exist_ok=True)
+    sources.copy_to(destination / SOURCES_DIR)
+
+    digest = hashlib.sha256()
+    steps = []
+    for name in spec.order():
+        step = spec.steps[name]
+        relative = f"{STEPS_DIR}/{name}.ipynb"
+        text = _step_notebook(spec, step)
+        (destination / relative).write_text(text, encoding="utf-8")
+        digest.update(text.encode())
+        steps.append(_manifest_step(spec, step, relative))
+
+    manifest: dict[str, Any] = {
+        "format": BUNDLE_FORMAT,
+        "stackmagic": __version__,
+        "pipeline": spec.name,
+        "notebook": spec.notebook.name,
+        "kernel": spec.kernel_name,
+        "parameters": spec.parameters,
+        "setup_parameters": spec.setup_parameters,
+        "sources": {"digest": sources.digest, "files": sources.files},
+        "steps": steps,
+        "warnings": [*spec.warnings, *sources.warnings],
+    }
+    digest.update(json.dumps(manifest, sort_keys=True).encode())
+    manifest["hash"] = digest.hexdigest()
+    (destination / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return Bundle(destination, manifest)
+
+
+def _manifest_step(spec: PipelineSpec, step: Step, notebook: str) -> dict[str, Any]:
+    return {
+        "name": step.name,
+        "notebook": notebook,
+        "inputs": step.inputs,
+        "outputs": step.outputs,
+        "parameters": step.parameters,
+        "upstream": step.upstream,
+        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(step.settings).items()},
+        "source_hash": spec.source_hash(step.name),
+    }
+
+
+def _step_notebook(spec: PipelineSpec, step: Step) -> str:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    cells = [
+        new_markdown_cell(
+            f"Step **{step.name}** of the pipeline **{spec.name}** ({spec.notebook.name}): "
+            "the setup cells, the parameters, the step's inputs, its cells, and its outputs.",
+            metadata={"stackmagic": {"role": "title"}},
+        )
+    ]
+    setup = [
+        new_code_cell(source, metadata={"stackmagic": {"cell": index + 1}})
+        for index, source in spec.setup_cells
+    ]
+    parameters = new_code_cell(
+        f"{spec.parameters_source.rstrip()}\n{CONTEXT_VARIABLE} = {{}}  # set by stackmagic for each run".lstrip(),
+        metadata={"tags": [PARAMETERS_TAG], "stackmagic": {"role": "parameters"}},
+    )
+    setup.insert(spec.parameters_position, parameters)
+    cells += setup
+    if step.inputs:
+        loads = "\n".join(
+            f"{name} = _stackmagic_io.load_input({CONTEXT_VARIABLE}, {name!r})" for name in step.inputs
+        )
+        cells.append(new_code_cell(
+            f"# The inputs of this step, from the artifact store\n"
+            f"from stackmagic import step_io as _stackmagic_io\n{loads}",
+            metadata={"stackmagic": {"role": "inputs"}},
+        ))
+    cells += [
+        new_code_cell(body, metadata={"stackmagic": {"cell": index + 1}})
+        for index, body in zip(step.cells, step.sources)
+    ]
+    cells.append(new_code_cell(
+        "# The outputs of this step, to the artifact store\n"
+        "from stackmagic import step_io as _stackmagic_io\n"
+        f"_stackmagic_io.save_outputs({CONTEXT_VARIABLE}, globals(), {step.outputs!r})",
+        metadata={"stackmagic": {"role": "outputs"}},
+    ))
+    for number, cell in enumerate(cells):  # stable ids: the same step gives the same bytes
+        cell["id"] = f"{step.name}-{number}"
+    notebook = new_notebook(cells=cells, metadata={
+        "kernelspec": {"name": spec.kernel_name, "display_name": spec.kernel_name, "language": "python"},
+        "stackmagic": {"pipeline": spec.name, "step": step.name, "notebook": spec.notebook.name},
+    })
+    return nbformat.writes(notebook)
+
+
+def cell_of(notebook: Any, cell_index: int) -> str:
+    """Where a cell of a step's notebook came from, in words: "cell 5 of demo.ipynb"."""
+    cells = notebook.get("cells", [])
+    if not 0 <= cell_index < len(cells):
+        return "its notebook"
+    meta = cells[cell_index].get("metadata", {}).get("stackmagic", {})
+    source = notebook.get("metadata", {}).get("stackmagic", {}).get("notebook", "the notebook")
+    if "cell" in meta:
+        return f"cell {meta['cell']} of {source}"
+    return {"inputs": "loading its inputs", "outputs": "saving its outputs",
+            "parameters": "the parameters cell"}.get(meta.get("role"), "its notebook")
+
+
+__all__ = ["Bundle", "BundleStep", "CONTEXT_VARIABLE", "cell_of", "export_bundle"]

@@ -1,0 +1,15 @@
+"""The interface every orchestrator implements."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..progress import Progress
+    from ..runtime import RunContext, StepOutcome
+
+
+class Orchestrator(Protocol):
+    def run(self, context: RunContext, progress: Progress) -> list[StepOutcome]:
+        """Run the bundle's steps as ``context.modes`` asks; record each; return their outcomes."""
+        ...

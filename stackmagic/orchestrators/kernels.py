@@ -1,0 +1,107 @@
+"""Kernels started ahead of need, for the papermill engine that runs step notebooks on them.
+
+A fresh kernel costs about half a second of CPU, so a pipeline that starts
+one per step, in sequence, spends most of its time waiting for kernels. The
+pool starts kernels while earlier steps run; each kernel still serves exactly
+one step (steps never share state) and is shut down in the background after.
+Kernels talk over Unix sockets in a private folder, not TCP ports.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from jupyter_client import KernelManager
+from jupyter_client.kernelspec import NoSuchKernel
+
+from ..errors import StackmagicError
+
+_ASYNC_CLIENT = "jupyter_client.asynchronous.AsyncKernelClient"
+
+
+class KernelPool:
+    """Started kernels of one kind, in one working folder, waiting for steps."""
+
+    def __init__(self, kernel_name: str, cwd: Path, *, env: dict[str, str] | None = None) -> None:
+        self.kernel_name = kernel_name
+        self.cwd = cwd
+        self.env = env
+        self._folder = Path(tempfile.mkdtemp(prefix="stackmagic-kernels-"))
+        self._log = open(self._folder / "kernels.log", "ab")  # noqa: SIM115 - closed in close()
+        self._waiting: deque[Future[Any]] = deque()
+        self._starter = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kernel-start")
+        self._stopper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kernel-stop")
+        self._lock = threading.Lock()
+        self._count = 0
+        self._closed = False
+
+    def reserve(self, count: int) -> None:
+        """Have at least ``count`` kernels started or starting for steps to come."""
+        with self._lock:
+            while not self._closed and len(self._waiting) < count:
+                self._waiting.append(self._starter.submit(self._start))
+
+    def take(self) -> Any:
+        """A started kernel manager for one step (started now if none is waiting)."""
+        with self._lock:
+            if self._closed:
+                raise StackmagicError("the run was stopped")
+            future = self._waiting.popleft() if self._waiting else self._starter.submit(self._start)
+        return future.result()
+
+    def retire(self, manager: Any) -> None:
+        """Shut a used kernel down without making the next step wait for it."""
+        self._stopper.submit(_stop, manager)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            waiting = list(self._waiting)
+            self._waiting.clear()
+        for future in waiting:
+            future.add_done_callback(lambda done: done.exception() or self.retire(done.result()))
+        self._starter.shutdown(wait=True)
+        self._stopper.shutdown(wait=True)
+        self._log.close()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+    def _start(self) -> KernelManager:
+        with self._lock:
+            self._count += 1
+            number = self._count
+        manager = KernelManager(
+            kernel_name=self.kernel_name,
+            transport="ipc",
+            ip=str(self._folder / f"kernel-{number}"),
+            connection_file=str(self._folder / f"kernel-{number}.json"),
+            client_class=_ASYNC_CLIENT,
+        )
+        try:
+            manager.start_kernel(
+                cwd=str(self.cwd), env=self.env or dict(os.environ), stdout=self._log, stderr=self._log
+            )
+        except NoSuchKernel:
+            raise StackmagicError(
+                f"the notebook's kernel {self.kernel_name!r} is not installed here; install it "
+                "(`jupyter kernelspec list` shows the installed ones) or pick another kernel in Jupyter"
+            ) from None
+        return manager
+
+
+def _stop(manager: Any) -> None:
+    try:
+        manager.shutdown_kernel(now=True)
+    except Exception:  # already gone: nothing left to stop
+        manager.cleanup_resources()
+
+
+def default_workers() -> int:
+    """Steps at once when the orchestrator does not say: Python's own rule for waiting work."""
+    return min(32, (os.cpu_count() or 1) + 4)

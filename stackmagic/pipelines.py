@@ -1,0 +1,192 @@
+"""Running a notebook as a pipeline on a stack, and the runs it leaves behind.
+
+``run`` reads the saved notebook, exports it as a bundle, keeps the bundle in
+the stack's artifact store (once per content), records the run in the
+metadata store and hands it to the stack's orchestrator. The same function
+serves ``stackmagic pipeline run``, ``%pipeline run`` and Python code.
+"""
+
+from __future__ import annotations
+
+import ast
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import StackmagicError
+from .flavors import ComponentType
+from .notebook.exporter import Bundle, export_bundle
+from .notebook.spec import load_pipeline
+from .progress import Progress
+from .registry import Component, Registry
+from .runtime import RunContext, StepOutcome, new_run_id, plan
+from .stores.artifacts import ArtifactStore
+from .stores.metadata import MetadataStore, RunRecord
+from .stores.models import StepStatus
+
+BUNDLES = "_bundles"
+
+
+class PipelineFailed(StackmagicError):
+    """A run ended with a failed step; ``run`` has every step's record."""
+
+    def __init__(self, message: str, run: PipelineRun) -> None:
+        super().__init__(message)
+        self.run = run
+
+
+@dataclass
+class OpenStack:
+    """A stack's components, opened: ready to store, record and run."""
+
+    name: str
+    components: dict[ComponentType, Component]
+    artifact_store: ArtifactStore
+    metadata: MetadataStore
+
+    @classmethod
+    def open(cls, registry: Registry, name: str | None = None) -> OpenStack:
+        stack = registry.stack(name or registry.active_stack_name())
+        components = {kind: registry.component(kind, member) for kind, member in stack.components.items()}
+        orchestrator = components[ComponentType.ORCHESTRATOR].config
+        orchestrator.orchestrator()  # refuses a flavor that cannot run yet, before anything is written
+        return cls(
+            stack.name,
+            components,
+            components[ComponentType.ARTIFACT_STORE].config.open(registry),
+            components[ComponentType.METADATA_STORE].config.open(registry),
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the run record keeps of the stack: flavors and options, secrets masked."""
+        return {
+            kind.value: {"name": c.name, "flavor": c.flavor, "options": c.config.shown()}
+            for kind, c in self.components.items()
+        }
+
+    def local_paths(self) -> list[Path]:
+        """Folders and files of local stores, which a bundle must never carry."""
+        paths = []
+        for kind in (ComponentType.ARTIFACT_STORE, ComponentType.METADATA_STORE):
+            config = self.components[kind].config
+            if not config.is_remote:
+                paths.append(Path(config.path))
+        return paths
+
+
+class PipelineRun:
+    """A run, as recorded: status, step runs, their outputs (loaded on demand)."""
+
+    def __init__(self, record: RunRecord, artifact_store: ArtifactStore) -> None:
+        self.record = record
+        self._store = artifact_store
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def status(self) -> str:
+        return self.record.status
+
+    @property
+    def steps(self) -> dict[str, Any]:
+        return {step.name: step for step in self.record.steps}
+
+    def outputs(self, step: str) -> dict[str, Any]:
+        """The values a step left, loaded from the artifact store."""
+        return {name: self._store.load(info.uri) for name, info in self.record.step(step).outputs.items()}
+
+    def __repr__(self) -> str:
+        return f"<PipelineRun {self.id} of {self.record.pipeline}: {self.status}>"
+
+
+def run(
+    notebook: str | Path,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    stack: str | None = None,
+    no_cache: bool = False,
+    only: str | None = None,
+    from_step: str | None = None,
+    progress: Progress | None = None,
+) -> PipelineRun:
+    """Run a saved notebook as a pipeline on a stack (default: the active one).
+
+    Returns the finished run; raises :class:`PipelineFailed` (with ``.run``) if a step failed.
+    """
+    notebook = Path(notebook).expanduser().resolve()
+    progress = progress or Progress()
+    spec = load_pipeline(notebook)
+    overrides = _check_parameters(spec.parameters, parameters or {})
+    opened = OpenStack.open(Registry.open(), stack)
+    orchestrator = opened.components[ComponentType.ORCHESTRATOR].config.orchestrator()
+    with tempfile.TemporaryDirectory(prefix="stackmagic-bundle-") as scratch:
+        bundle = export_bundle(spec, Path(scratch) / "bundle", exclude=opened.local_paths())
+        modes = plan(bundle, only=only, from_step=from_step)
+        bundle_uri = store_bundle(opened.artifact_store, bundle)
+        context = RunContext(
+            run_id=new_run_id(), bundle=bundle, bundle_uri=bundle_uri,
+            artifact_store=opened.artifact_store, metadata=opened.metadata,
+            workdir=notebook.parent, overrides=overrides, no_cache=no_cache, modes=modes,
+        )
+        opened.metadata.create_run(
+            run_id=context.run_id, pipeline=bundle.pipeline, notebook=str(notebook),
+            stack_name=opened.name, stack=opened.snapshot(), bundle_uri=bundle_uri,
+            bundle_hash=bundle.hash,
+            options={"no_cache": no_cache, "only": only, "from": from_step},
+            parameters=context.parameters, overridden=list(overrides),
+            steps=list(bundle.steps),
+        )
+        wanted = [name for name, mode in modes.items() if mode != "skip"]
+        progress.run_started(context.run_id, bundle.pipeline, wanted)
+        error = None
+        try:
+            outcomes = orchestrator.run(context, progress)
+            error = _first_failure(outcomes)
+        except KeyboardInterrupt:
+            error = "interrupted"
+            raise
+        finally:
+            opened.metadata.run_finished(context.run_id, error=error)
+            progress.run_finished()
+    result = PipelineRun(opened.metadata.run(context.run_id), opened.artifact_store)
+    if error is not None:
+        raise PipelineFailed(f"run {context.run_id} of {bundle.pipeline} failed: {error}", result)
+    return result
+
+
+def store_bundle(store: ArtifactStore, bundle: Bundle) -> str:
+    """Keep the bundle in the artifact store under its hash, unless it is there already."""
+    uri = store.uri(BUNDLES, f"{bundle.hash}.zip")
+    if not store.exists(uri):
+        store.put_bytes(bundle.archive(), uri)
+    return uri
+
+
+def _first_failure(outcomes: list[StepOutcome]) -> str | None:
+    for outcome in outcomes:
+        if outcome.status == StepStatus.FAILED:
+            where = f"; executed notebook: {outcome.notebook_uri}" if outcome.notebook_uri else ""
+            return f"step {outcome.step!r} failed: {outcome.error}{where}"
+    return None
+
+
+def _check_parameters(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        known = ", ".join(defaults) or "none (tag a cell `parameters` to give it some)"
+        raise StackmagicError(
+            f"the pipeline has no parameter {', '.join(map(repr, unknown))} (parameters: {known})"
+        )
+    return dict(given)
+
+
+def parse_parameter(text: str) -> Any:
+    """``-p lr 0.2`` gives 0.2, ``-p name abc`` gives "abc": a Python literal, else the text."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text

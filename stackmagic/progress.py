@@ -1,0 +1,152 @@
+"""Live progress of a run: a bar in a terminal, a widget in a notebook, lines in a log.
+
+The orchestrator calls these from one thread, so displays are never updated
+concurrently.
+"""
+
+from __future__ import annotations
+
+import html
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from .runtime import StepOutcome
+
+_ICONS = {"pending": "·", "running": "▶", "completed": "✓", "cached": "↺", "failed": "✗",
+          "skipped": "–"}
+
+
+class Progress:
+    """Tells nobody anything: for scripts that only want the result."""
+
+    def run_started(self, run_id: str, pipeline: str, steps: list[str]) -> None:
+        pass
+
+    def step_started(self, step: str) -> None:
+        pass
+
+    def step_finished(self, outcome: StepOutcome) -> None:
+        pass
+
+    def run_finished(self) -> None:
+        pass
+
+
+class LogLines(Progress):
+    """One line per event, for logs and for terminals that are not a screen (CI)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+
+    def run_started(self, run_id: str, pipeline: str, steps: list[str]) -> None:
+        self._print(f"run {run_id} of {pipeline}: {len(steps)} steps")
+
+    def step_started(self, step: str) -> None:
+        self._print(f"  {step}: running")
+
+    def step_finished(self, outcome: StepOutcome) -> None:
+        self._print(f"  {outcome.step}: {_describe(outcome)}")
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.stream, flush=True)
+
+
+class TerminalBar(Progress):
+    """A tqdm bar over the steps, naming those running now."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._running: list[str] = []
+
+    def run_started(self, run_id: str, pipeline: str, steps: list[str]) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=len(steps), desc=pipeline, unit="step", file=sys.stderr, leave=True)
+
+    def step_started(self, step: str) -> None:
+        self._running.append(step)
+        self._show()
+
+    def step_finished(self, outcome: StepOutcome) -> None:
+        if outcome.step in self._running:
+            self._running.remove(outcome.step)
+        if outcome.status != "completed":
+            self._bar.write(f"  {outcome.step}: {_describe(outcome)}", file=sys.stderr)
+        self._bar.update(1)
+        self._show()
+
+    def run_finished(self) -> None:
+        self._bar.close()
+
+    def _show(self) -> None:
+        self._bar.set_postfix_str(", ".join(self._running), refresh=True)
+
+
+class NotebookWidget(Progress):
+    """A progress bar and a table of the steps, updated in place under the cell."""
+
+    def __init__(self) -> None:
+        self._status: dict[str, str] = {}
+        self._notes: dict[str, str] = {}
+
+    def run_started(self, run_id: str, pipeline: str, steps: list[str]) -> None:
+        import ipywidgets
+        from IPython.display import display
+
+        self._title = f"Run {run_id} of {pipeline}"
+        self._status = dict.fromkeys(steps, "pending")
+        self._bar = ipywidgets.IntProgress(min=0, max=len(steps), description="steps")
+        self._table = ipywidgets.HTML()
+        self._render()
+        display(ipywidgets.VBox([self._bar, self._table]))
+
+    def step_started(self, step: str) -> None:
+        self._status[step] = "running"
+        self._render()
+
+    def step_finished(self, outcome: StepOutcome) -> None:
+        self._status[outcome.step] = outcome.status
+        self._notes[outcome.step] = _describe(outcome)
+        self._bar.value += 1
+        if outcome.status == "failed":
+            self._bar.bar_style = "danger"
+        self._render()
+
+    def run_finished(self) -> None:
+        if self._bar.bar_style != "danger":
+            self._bar.bar_style = "success"
+
+    def _render(self) -> None:
+        rows = "".join(
+            f"<tr><td>{_ICONS[status]}</td><td>{html.escape(step)}</td>"
+            f"<td>{html.escape(self._notes.get(step, status))}</td></tr>"
+            for step, status in self._status.items()
+        )
+        self._table.value = f"<b>{html.escape(self._title)}</b><table>{rows}</table>"
+
+
+def _describe(outcome: StepOutcome) -> str:
+    if outcome.status == "failed":
+        return f"failed: {outcome.error}"
+    if outcome.status in ("skipped", "cached"):
+        return outcome.status
+    return f"{outcome.status} in {outcome.seconds:.1f} s"
+
+
+def choose(kind: str = "auto") -> Progress:
+    """``auto``: the widget in a notebook, a bar on a terminal screen, lines elsewhere."""
+    if kind == "none":
+        return Progress()
+    if kind == "auto":
+        if _in_kernel():
+            return NotebookWidget()
+        return TerminalBar() if sys.stderr.isatty() else LogLines()
+    return {"widget": NotebookWidget, "bar": TerminalBar, "lines": LogLines}[kind]()
+
+
+def _in_kernel() -> bool:
+    """True in a Jupyter kernel, where widgets can be shown (not in a terminal IPython)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"

@@ -1,0 +1,202 @@
+"""The metadata store's tables, as SQLAlchemy 2 models.
+
+Portable on purpose: SQLite now, MySQL/MariaDB and PostgreSQL for teams. So
+strings that are indexed have lengths (MySQL needs them), JSON is kept as
+text (MySQL 5.6 has no JSON type), and times are UTC. Changing a table means
+adding a migration under ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+#: The newest migration; the store upgrades any older schema to it on open.
+SCHEMA_REVISION = "0001"
+
+
+class RunStatus:
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class StepStatus:
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    CACHED = "cached"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    #: The steps whose outputs exist: they can feed other steps and serve as a cache.
+    WITH_OUTPUTS = (COMPLETED, CACHED)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, whatever the database keeps."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+class JSONText(TypeDecorator[Any]):
+    """JSON kept as text, readable by every database we support."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+    def process_result_value(self, value: str | None, dialect: Any) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Pipeline(Base):
+    __tablename__ = "pipelines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    runs: Mapped[list[Run]] = relationship(back_populates="pipeline")
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id"))
+    notebook: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stack_name: Mapped[str] = mapped_column(String(100))
+    #: Every component's flavor and options, secrets masked: what the run ran on.
+    stack: Mapped[dict[str, Any]] = mapped_column(JSONText)
+    bundle_uri: Mapped[str] = mapped_column(Text)
+    bundle_hash: Mapped[str] = mapped_column(String(64))
+    #: How the run was asked for: no_cache, only, from.
+    options: Mapped[dict[str, Any]] = mapped_column(JSONText, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    pipeline: Mapped[Pipeline] = relationship(back_populates="runs")
+    parameters: Mapped[list[RunParameter]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", order_by="RunParameter.name"
+    )
+    steps: Mapped[list[StepRun]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", order_by="StepRun.position"
+    )
+
+    __table_args__ = (Index("ix_runs_pipeline_started", "pipeline_id", "started_at"),)
+
+
+class RunParameter(Base):
+    __tablename__ = "run_parameters"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSONText)
+    #: False where the value is the notebook's default, True where the run overrode it.
+    overridden: Mapped[bool] = mapped_column(default=False)
+
+    run: Mapped[Run] = relationship(back_populates="parameters")
+
+
+class StepRun(Base):
+    __tablename__ = "step_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    #: The step's place in the pipeline's order, so listings follow the DAG.
+    position: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Hash of the code, the parameters it reads and its settings; with the
+    #: inputs' content hashes it makes the cache key.
+    code_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    cache_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    cached_from_id: Mapped[int | None] = mapped_column(ForeignKey("step_runs.id"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    notebook_uri: Mapped[str | None] = mapped_column(Text)
+
+    run: Mapped[Run] = relationship(back_populates="steps")
+    cached_from: Mapped[StepRun | None] = relationship(remote_side=[id])
+    artifacts: Mapped[list[StepArtifact]] = relationship(
+        back_populates="step_run", cascade="all, delete-orphan", order_by="StepArtifact.name"
+    )
+    metrics: Mapped[list[Metric]] = relationship(
+        back_populates="step_run", cascade="all, delete-orphan", order_by="Metric.id"
+    )
+
+    __table_args__ = (UniqueConstraint("run_id", "name"),)
+
+
+class Artifact(Base):
+    __tablename__ = "artifacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uri: Mapped[str] = mapped_column(Text)
+    materializer: Mapped[str] = mapped_column(String(50))
+    type_name: Mapped[str] = mapped_column(String(300))
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StepArtifact(Base):
+    """An artifact a step run read (``input``) or wrote or reused (``output``), by name."""
+
+    __tablename__ = "step_artifacts"
+
+    step_run_id: Mapped[int] = mapped_column(ForeignKey("step_runs.id"), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(10), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"), index=True)
+
+    step_run: Mapped[StepRun] = relationship(back_populates="artifacts")
+    artifact: Mapped[Artifact] = relationship()
+
+
+class Metric(Base):
+    __tablename__ = "metrics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    step_run_id: Mapped[int] = mapped_column(ForeignKey("step_runs.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    value: Mapped[float] = mapped_column(Float)
+    logged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    step_run: Mapped[StepRun] = relationship(back_populates="metrics")
