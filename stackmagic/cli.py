@@ -10,6 +10,7 @@ from .errors import StackmagicError, UsageError, describe_os_error
 from .parser import run
 
 EXIT_USAGE = 2
+EXIT_FAILED_RUN = 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,8 +23,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{command}: error: {error} (see `{command} --help`)", file=sys.stderr)
         return EXIT_USAGE
     except StackmagicError as error:
+        shown = getattr(error, "output", None)  # a failed run: its steps, then why it failed
+        if shown is not None:
+            print(shown.text())
         print(f"stackmagic: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_FAILED_RUN if shown is not None else EXIT_USAGE
     except OSError as error:  # an unwritable folder, a full disk...
         print(f"stackmagic: error: {describe_os_error(error)}", file=sys.stderr)
         return EXIT_USAGE

@@ -201,6 +201,83 @@ def pipeline_show(args: argparse.Namespace) -> Output:
     return pipeline_table(load_pipeline(notebook_path(args.notebook, args.command_words)))
 
 
+def pipeline_run(args: argparse.Namespace) -> Output:
+    from .pipelines import PipelineFailed, parse_parameter, run
+    from .progress import choose
+    from .run_view import run_fields
+
+    notebook = notebook_path(args.notebook, args.command_words)
+    parameters: dict[str, Any] = {}
+    for name, value in args.parameter:
+        if name in parameters:
+            raise UsageError(f"-p {name} is given twice", args.command_words)
+        parameters[name] = parse_parameter(value)
+    try:
+        finished = run(
+            notebook, parameters=parameters, stack=args.stack, no_cache=args.no_cache,
+            only=args.only, from_step=args.from_step,
+            progress=choose("none" if args.as_json else args.progress),
+        )
+    except PipelineFailed as failure:
+        failure.output = run_fields(failure.run.record)
+        raise
+    return run_fields(finished.record)
+
+
+def pipeline_export(args: argparse.Namespace) -> Output:
+    from .notebook.exporter import export_bundle
+    from .notebook.spec import load_pipeline
+
+    spec = load_pipeline(notebook_path(args.notebook, args.command_words))
+    bundle = export_bundle(spec, Path(args.output).expanduser().resolve())
+    lines = [f"Exported {spec.name} ({len(bundle.steps)} steps) to {bundle.directory}",
+             *(f"warning: {warning}" for warning in bundle.manifest["warnings"])]
+    return Message("\n".join(lines), {"directory": str(bundle.directory), **bundle.manifest})
+
+
+def pipeline_runs(args: argparse.Namespace) -> Output:
+    from .pipelines import OpenStack
+    from .run_view import runs_table
+
+    metadata = OpenStack.open(Registry.open(), args.stack).metadata
+    return runs_table(metadata.runs(pipeline=args.pipeline, limit=args.limit))
+
+
+def pipeline_describe(args: argparse.Namespace) -> Output:
+    from .pipelines import OpenStack
+    from .run_view import run_fields
+
+    return run_fields(OpenStack.open(Registry.open(), args.stack).metadata.run(args.run_id))
+
+
+def pipeline_load(args: argparse.Namespace) -> Output:
+    from .pipelines import OpenStack
+
+    step, _, wanted = args.what.partition(".")
+    opened = OpenStack.open(Registry.open(), args.stack)
+    record = opened.metadata.run(args.run_id)
+    outputs = record.step(step).outputs
+    if wanted and wanted not in outputs:
+        raise StackmagicError(
+            f"step {step!r} of run {record.id} has no output {wanted!r} "
+            f"(outputs: {', '.join(outputs) or 'none'})"
+        )
+    chosen = {wanted: outputs[wanted]} if wanted else outputs
+    if not chosen:
+        raise StackmagicError(
+            f"step {step!r} of run {record.id} left no outputs (a step's outputs are the names "
+            "later steps read)"
+        )
+    values = {name: opened.artifact_store.load(info.uri) for name, info in chosen.items()}
+    fields = [(name, f"{info.type_name} from {info.uri}") for name, info in chosen.items()]
+    loaded = Fields(
+        f"Loaded from run {record.id}, step {step}", fields,
+        {name: info.to_json() for name, info in chosen.items()},
+    )
+    loaded.namespace = values
+    return loaded
+
+
 def notebook_path(given: str | None, command: str) -> Path:
     """The notebook a pipeline command is about: the one given, else the kernel's own."""
     path = given or os.environ.get(SESSION_ENV)

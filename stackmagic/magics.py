@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError as IPythonUsageError
+from IPython.core.getipython import get_ipython
 from IPython.display import display
 
 from .argparsing import HelpShown
@@ -78,9 +79,14 @@ def _line_magic(command: str) -> Callable[[str], None]:
                 in_notebook_words(f"{where}: {error} (see `{where} --help`)")
             ) from None
         except StackmagicError as error:
+            shown = getattr(error, "output", None)  # a failed run: its steps, then why it failed
+            if shown is not None:
+                display(shown)
             raise IPythonUsageError(in_notebook_words(str(error))) from None
         except OSError as error:
             raise IPythonUsageError(describe_os_error(error)) from None
+        if output.namespace:
+            get_ipython().push(output.namespace)
         if as_json:
             print(output.to_json())
         else:

@@ -18,6 +18,8 @@ ACTIVE_MARK = "●"
 
 class Output:
     data: Any
+    #: Values a magic puts into the user's namespace (``%pipeline load``); unused in a terminal.
+    namespace: dict[str, Any] | None = None
 
     def text(self) -> str:
         raise NotImplementedError

@@ -131,15 +131,62 @@ def _component_commands(group: Any, kind: ComponentType) -> None:
 
 
 def _pipeline_commands(group: Any) -> None:
-    top = _command(group, "pipeline", None, "inspect notebook pipelines")
+    top = _command(group, "pipeline", None, "run notebooks as pipelines and inspect their runs")
     actions = top.add_subparsers(title="actions", dest="action", metavar="ACTION", required=True)
-    show = _command(
-        actions, "show", commands.pipeline_show, "show a notebook's steps, their inputs and outputs, "
-        "and the DAG", prefix="pipeline",
-    )
-    show.add_argument("notebook", metavar="NOTEBOOK", nargs="?",
-                      help="the .ipynb file; in a notebook, default: this notebook (saved)")
+    notebook_help = "the .ipynb file; in a notebook, default: this notebook (saved)"
+
+    run = _command(actions, "run", commands.pipeline_run, "run a notebook as a pipeline on a stack",
+                   prefix="pipeline")
+    run.add_argument("notebook", metavar="NOTEBOOK", nargs="?", help=notebook_help)
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                     metavar=("NAME", "VALUE"), help="override a parameter (a Python literal, else text)")
+    run.add_argument("--stack", metavar="NAME", help="run on this stack (default: the active one)")
+    run.add_argument("--no-cache", action="store_true", help="run every step, reuse no cached result")
+    run.add_argument("--only", metavar="STEP", help="run this step alone, from cached upstream outputs")
+    run.add_argument("--from", dest="from_step", metavar="STEP",
+                     help="run this step and those after it, from cached upstream outputs")
+    run.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="auto",
+                     help="how to show progress (default: a bar on a terminal, lines in a log)")
+    _json_flag(run)
+
+    show = _command(actions, "show", commands.pipeline_show,
+                    "show a notebook's steps, their inputs and outputs, and the DAG", prefix="pipeline")
+    show.add_argument("notebook", metavar="NOTEBOOK", nargs="?", help=notebook_help)
     _json_flag(show)
+
+    export = _command(actions, "export", commands.pipeline_export,
+                      "write a notebook's pipeline out, for inspection or another orchestrator",
+                      prefix="pipeline")
+    export.add_argument("notebook", metavar="NOTEBOOK", nargs="?", help=notebook_help)
+    export.add_argument("--to", choices=["bundle"], required=True,
+                        help="bundle: the step notebooks, the sources and the manifest, in a folder")
+    export.add_argument("-o", "--output", metavar="PATH", required=True, help="a new folder")
+
+    runs = _command(actions, "runs", commands.pipeline_runs, "list recent runs", prefix="pipeline")
+    runs.add_argument("--pipeline", metavar="NAME", help="only the runs of this pipeline")
+    runs.add_argument("--limit", type=_positive_int, default=20, metavar="N",
+                      help="at most N runs (default 20)")
+    runs.add_argument("--stack", metavar="NAME", help="the stack whose metadata store to read")
+    _json_flag(runs)
+
+    describe = _command(actions, "describe", commands.pipeline_describe,
+                        "a run's steps, parameters, outputs and metrics", prefix="pipeline")
+    describe.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique beginning of one, or latest")
+    describe.add_argument("--stack", metavar="NAME", help="the stack whose metadata store to read")
+    _json_flag(describe)
+
+    load = _command(actions, "load", commands.pipeline_load,
+                    "load a past run's outputs (in a notebook: into the kernel)", prefix="pipeline")
+    load.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique beginning of one, or latest")
+    load.add_argument("what", metavar="STEP[.OUTPUT]", help="a step's outputs, or one of them")
+    load.add_argument("--stack", metavar="NAME", help="the stack whose stores to read")
+    _json_flag(load)
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"expects a whole number above 0, not {text!r}")
+    return int(text)
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:

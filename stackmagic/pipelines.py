@@ -35,6 +35,8 @@ class PipelineFailed(StackmagicError):
     def __init__(self, message: str, run: PipelineRun) -> None:
         super().__init__(message)
         self.run = run
+        #: What a command shows of the failed run before the error line.
+        self.output: Any = None
 
 
 @dataclass
@@ -50,8 +52,6 @@ class OpenStack:
     def open(cls, registry: Registry, name: str | None = None) -> OpenStack:
         stack = registry.stack(name or registry.active_stack_name())
         components = {kind: registry.component(kind, member) for kind, member in stack.components.items()}
-        orchestrator = components[ComponentType.ORCHESTRATOR].config
-        orchestrator.orchestrator()  # refuses a flavor that cannot run yet, before anything is written
         return cls(
             stack.name,
             components,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StackmagicError
-from .notebook.exporter import CONTEXT_VARIABLE, Bundle, BundleStep, cell_of
+from .notebook.exporter import CONTEXT_VARIABLE, Bundle, BundleStep, failed_cell
 from .stores.artifacts import ArtifactInfo, ArtifactStore
 from .stores.metadata import CacheHit, MetadataStore, StoredArtifact
 from .stores.models import StepStatus
@@ -239,7 +239,7 @@ def _execute(
         except PapermillExecutionError as failure:
             import nbformat
 
-            where = cell_of(nbformat.read(executed_path, as_version=4), failure.cell_index)
+            where = failed_cell(nbformat.read(executed_path, as_version=4))
             error = f"{failure.ename}: {failure.evalue} (in {where})"
             executed = None
         except StackmagicError:

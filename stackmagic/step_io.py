@@ -38,7 +38,13 @@ def load_input(context: Mapping[str, Any], name: str) -> Any:
     return store.load(context["inputs"][name])
 
 
-def save_outputs(context: Mapping[str, Any], namespace: Mapping[str, Any], names: Sequence[str]) -> None:
+def save_outputs(
+    context: Mapping[str, Any],
+    namespace: Mapping[str, Any],
+    names: Sequence[str],
+    results: Sequence[str] = (),
+) -> None:
+    """Save the outputs later steps read (all must exist) and a final step's results (those that do)."""
     missing = [name for name in names if name not in namespace]
     if missing:
         readers = context.get("readers", {})
@@ -47,8 +53,9 @@ def save_outputs(context: Mapping[str, Any], namespace: Mapping[str, Any], names
                       f"{', '.join(repr(r) for r in readers.get(name, [])) or 'a later step'} reads"
                       for name in missing)
         )
+    kept = [*names, *(name for name in results if _is_result(namespace.get(name, _module)))]
     store = _store(context)
-    saved = {name: store.save(namespace[name], f"{context['outputs']}/{name}") for name in names}
+    saved = {name: store.save(namespace[name], f"{context['outputs']}/{name}") for name in kept}
     from IPython.display import display
 
     summary = ", ".join(f"{name} ({info.materializer}, {_size(info.size)})" for name, info in saved.items())
@@ -61,6 +68,14 @@ def save_outputs(context: Mapping[str, Any], namespace: Mapping[str, Any], names
             "metrics": [list(metric) for metric in _metrics],
         },
     }, raw=True)
+
+
+def _is_result(value: Any) -> bool:
+    """Modules are imports, not results."""
+    return not isinstance(value, type(math))
+
+
+_module = math
 
 
 def _store(context: Mapping[str, Any]) -> Any:

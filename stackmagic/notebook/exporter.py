@@ -44,6 +44,7 @@ class BundleStep:
     notebook: str
     inputs: dict[str, str]
     outputs: list[str]
+    results: list[str]
     parameters: list[str]
     upstream: list[str]
     settings: dict[str, Any]
@@ -132,7 +133,7 @@ def export_bundle(spec: PipelineSpec, destination: Path, *, exclude: Iterable[Pa
     """Write ``spec`` as a bundle into ``destination`` (an empty or missing folder)."""
     if destination.exists() and any(destination.iterdir()):
         raise StackmagicError(f"{destination} is not empty; give a new folder for the bundle")
-    sources = collect_sources(spec.notebook.parent, exclude=exclude)
+    sources = collect_sources(spec.notebook.parent, exclude=[*exclude, destination])
     (destination / STEPS_DIR).mkdir(parents=True, exist_ok=True)
     sources.copy_to(destination / SOURCES_DIR)
 
@@ -170,6 +171,7 @@ def _manifest_step(spec: PipelineSpec, step: Step, notebook: str) -> dict[str, A
         "notebook": notebook,
         "inputs": step.inputs,
         "outputs": step.outputs,
+        "results": step.results,
         "parameters": step.parameters,
         "upstream": step.upstream,
         "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(step.settings).items()},
@@ -214,7 +216,8 @@ def _step_notebook(spec: PipelineSpec, step: Step) -> str:
     cells.append(new_code_cell(
         "# The outputs of this step, to the artifact store\n"
         "from stackmagic import step_io as _stackmagic_io\n"
-        f"_stackmagic_io.save_outputs({CONTEXT_VARIABLE}, globals(), {step.outputs!r})",
+        f"_stackmagic_io.save_outputs({CONTEXT_VARIABLE}, globals(), {step.outputs!r}"
+        + (f", results={step.results!r})" if step.results else ")"),
         metadata={"stackmagic": {"role": "outputs"}},
     ))
     for number, cell in enumerate(cells):  # stable ids: the same step gives the same bytes
@@ -226,17 +229,18 @@ def _step_notebook(spec: PipelineSpec, step: Step) -> str:
     return nbformat.writes(notebook)
 
 
-def cell_of(notebook: Any, cell_index: int) -> str:
-    """Where a cell of a step's notebook came from, in words: "cell 5 of demo.ipynb"."""
-    cells = notebook.get("cells", [])
-    if not 0 <= cell_index < len(cells):
-        return "its notebook"
-    meta = cells[cell_index].get("metadata", {}).get("stackmagic", {})
+def failed_cell(notebook: Any) -> str:
+    """Where an executed step notebook failed, in the user's words: "cell 5 of demo.ipynb"."""
     source = notebook.get("metadata", {}).get("stackmagic", {}).get("notebook", "the notebook")
-    if "cell" in meta:
-        return f"cell {meta['cell']} of {source}"
-    return {"inputs": "loading its inputs", "outputs": "saving its outputs",
-            "parameters": "the parameters cell"}.get(meta.get("role"), "its notebook")
+    for cell in notebook.get("cells", []):
+        if not any(output.get("output_type") == "error" for output in cell.get("outputs", [])):
+            continue
+        meta = cell.get("metadata", {}).get("stackmagic", {})
+        if "cell" in meta:
+            return f"cell {meta['cell']} of {source}"
+        return {"inputs": "loading its inputs", "outputs": "saving its outputs",
+                "parameters": "the parameters cell"}.get(meta.get("role"), "its notebook")
+    return "its notebook"
 
 
-__all__ = ["Bundle", "BundleStep", "CONTEXT_VARIABLE", "cell_of", "export_bundle"]
+__all__ = ["Bundle", "BundleStep", "CONTEXT_VARIABLE", "failed_cell", "export_bundle"]

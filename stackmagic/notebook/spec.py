@@ -33,6 +33,8 @@ class Step:
     inputs: dict[str, str] = field(default_factory=dict)
     parameters: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
+    #: What a final step (one no step reads from) binds: kept as its results where defined.
+    results: list[str] = field(default_factory=list)
     upstream: list[str] = field(default_factory=list)
 
     @property
@@ -231,8 +233,10 @@ def _resolve(
 
     warnings: list[str] = []
     producers: dict[str, str] = {}
+    bound: dict[str, set[str]] = {}
     for step in steps.values():
         reads, binds = _step_names(step, notebook)
+        bound[step.name] = binds
         for name in sorted(reads):
             if name in producers:
                 step.inputs[name] = producers[name]
@@ -260,6 +264,8 @@ def _resolve(
         step.upstream = list(dict.fromkeys([*step.inputs.values(), *step.settings.after]))
     for step in steps.values():
         step.outputs.sort()
+        if not step.outputs:
+            step.results = sorted(name for name in bound[step.name] if not name.startswith("_"))
     return sorted(setup_parameters), warnings
 
 

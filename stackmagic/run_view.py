@@ -1,0 +1,117 @@
+"""How runs are shown: a list of runs, and one run with its steps, outputs and metrics."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from .output import Fields, Table
+from .stores.metadata import RunRecord, StepRecord
+
+
+def runs_table(records: list[RunRecord]) -> Table:
+    return Table(
+        title="Runs",
+        columns=["run", "pipeline", "status", "started", "took", "steps", "stack"],
+        rows=[
+            [r.id, r.pipeline, r.status, _when(r.started_at), _took(r.seconds), _step_counts(r),
+             r.stack_name]
+            for r in records
+        ],
+        data=[run_data(r) for r in records],
+        empty="none yet (run one with `stackmagic pipeline run NOTEBOOK`)",
+    )
+
+
+def run_fields(record: RunRecord) -> Fields:
+    """One run: its facts, then a table of its steps."""
+    fields = [
+        ("pipeline", f"{record.pipeline} ({record.notebook})"),
+        ("status", record.status + (f": {record.error}" if record.error else "")),
+        ("started", _when(record.started_at)),
+        ("took", _took(record.seconds)),
+        ("stack", record.stack_name),
+        ("parameters", ", ".join(
+            f"{k}={v!r}" + (" (given)" if k in record.overridden else "")
+            for k, v in record.parameters.items()
+        ) or "none"),
+        ("bundle", record.bundle_uri),
+    ]
+    options = [f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
+               for k, v in record.options.items() if v]
+    if options:
+        fields.append(("asked for", " ".join(options)))
+    steps = Table(
+        title="Steps",
+        columns=["step", "status", "took", "outputs", "metrics", "notes"],
+        rows=[_step_row(step) for step in record.steps],
+    )
+    return Fields(f"Run {record.id}", fields, run_data(record), [steps])
+
+
+def _step_row(step: StepRecord) -> list[str]:
+    notes = []
+    if step.cached_from:
+        notes.append(f"from {step.cached_from}")
+    if step.error:
+        notes.append(step.error)
+    if step.notebook_uri:
+        notes.append(f"notebook: {step.notebook_uri}")
+    return [
+        step.name,
+        step.status,
+        _took(step.seconds) if step.status == "completed" else "-",
+        ", ".join(f"{name} ({info.materializer})" for name, info in step.outputs.items()) or "-",
+        ", ".join(f"{name}={value:g}" for name, value in step.metrics) or "-",
+        "; ".join(notes) or "-",
+    ]
+
+
+def run_data(record: RunRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "pipeline": record.pipeline,
+        "notebook": record.notebook,
+        "status": record.status,
+        "error": record.error,
+        "started_at": record.started_at.isoformat(),
+        "ended_at": record.ended_at.isoformat() if record.ended_at else None,
+        "stack": record.stack_name,
+        "parameters": record.parameters,
+        "overridden": record.overridden,
+        "options": record.options,
+        "bundle": record.bundle_uri,
+        "steps": [
+            {
+                "name": step.name,
+                "status": step.status,
+                "seconds": step.seconds,
+                "cache_key": step.cache_key,
+                "cached_from": step.cached_from,
+                "attempts": step.attempts,
+                "error": step.error,
+                "notebook": step.notebook_uri,
+                "inputs": {name: info.to_json() for name, info in step.inputs.items()},
+                "outputs": {name: info.to_json() for name, info in step.outputs.items()},
+                "metrics": [{"name": name, "value": value} for name, value in step.metrics],
+            }
+            for step in record.steps
+        ],
+    }
+
+
+def _step_counts(record: RunRecord) -> str:
+    counts: dict[str, int] = {}
+    for step in record.steps:
+        counts[step.status] = counts.get(step.status, 0) + 1
+    return ", ".join(f"{n} {status}" for status, n in counts.items())
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _took(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
