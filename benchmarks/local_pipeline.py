@@ -217,7 +217,7 @@ def main() -> None:
         print(
             f"Python {platform.python_version()}, {os.cpu_count()} CPUs, stackmagic "
             f"{stackmagic.__version__}, papermill {papermill.__version__}, ploomber "
-            f"{ploomber.__version__ if ploomber else 'not installed'}; {repeat} rounds"
+            f"{ploomber.__version__ if ploomber else 'not installed'}; rounds: {repeat}"
         )
         names = ("chain", "papermill", "ploomber", "first", "cached", "waiting", "idle")
         samples: dict[str, list[float]] = {name: [] for name in names}
@@ -246,7 +246,7 @@ def main() -> None:
 
     m = {name: median(values) for name, values in samples.items()}
     chain_line = f"{STEPS}-step chain, every step executed: stackmagic {seconds(m['chain'])}"
-    print(f"\nMedians of {repeat} rounds:")
+    print(f"\nMedians over {repeat} round(s):")
     print(
         f"{chain_line}, papermill loop over {STEPS} notebooks {seconds(m['papermill'])}, "
         f"ratio {ratio(m['chain'], m['papermill'])} (target <= 0.5x)"

@@ -73,3 +73,35 @@ def test_a_mistake_in_a_kernel_is_one_usage_error(kernel: Kernel) -> None:
         "UsageError: no metadata store named 'sql' (registered: default); register it with "
         "`%metadata-store register sql --type=FLAVOR`"
     ]
+
+
+def test_pipeline_run_in_a_kernel_runs_its_own_notebook_and_loads_outputs(project: Path) -> None:
+    from notebooks import write_notebook
+
+    notebook = write_notebook(
+        project / "mine.ipynb",
+        "%load_ext stackmagic",
+        "%%step make\nnumbers = list(range(4))",
+        "%%step total\nresult = sum(numbers) * factor",
+        parameters="factor = 10",
+    )
+    env = {**os.environ, "JPY_SESSION_NAME": str(notebook)}
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(project), env=env)
+    try:
+        kernel = Kernel(client)
+        kernel.run("%load_ext stackmagic")
+        _, error, displays = kernel.run("%pipeline run -p factor 3")
+        assert error == "", error
+        assert any("application/vnd.jupyter.widget-view+json" in shown for shown in displays), \
+            "a live progress widget"
+        summary = displays[-1]["text/html"]
+        assert "completed" in summary and "total" in summary
+        _, error, _ = kernel.run("%pipeline load latest total.result")
+        assert error == "", error
+        _, _, displays = kernel.run("result")
+        assert displays[-1]["text/plain"] == "18"
+        _, error, _ = kernel.run("%pipeline run --only nope")
+        assert error.strip().splitlines()[-1].startswith("UsageError: --only nope: the pipeline has no such step")
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)

@@ -197,7 +197,7 @@ def _run_in_process(folder: str, notebook: str, queue: multiprocessing.Queue) ->
     os.chdir(folder)
     try:
         queue.put(stackmagic.run(notebook, no_cache=True).status)
-    except Exception as error:  # reported to the test, which fails on it
+    except Exception:  # reported to the test, which fails on it
         import traceback
 
         queue.put(traceback.format_exc())
