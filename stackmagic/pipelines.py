@@ -128,7 +128,7 @@ def run(
         modes = plan(bundle, only=only, from_step=from_step)
         bundle_uri = store_bundle(opened.artifact_store, bundle)
         context = RunContext(
-            run_id=new_run_id(), bundle=bundle, bundle_uri=bundle_uri,
+            run_id=new_run_id(), bundle=bundle,
             artifact_store=opened.artifact_store, metadata=opened.metadata,
             workdir=notebook.parent, overrides=overrides, no_cache=no_cache, modes=modes,
         )

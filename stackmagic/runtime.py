@@ -43,7 +43,6 @@ class RunContext:
 
     run_id: str
     bundle: Bundle
-    bundle_uri: str
     artifact_store: ArtifactStore
     metadata: MetadataStore
     #: where steps run: the notebook's folder here, the bundle's sources elsewhere

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,14 +36,20 @@ class Kernel:
         return "".join(streams["stdout"]), "".join(streams["stderr"]), displays
 
 
-@pytest.fixture
-def kernel(project: Path) -> Iterator[Kernel]:
-    manager, client = start_new_kernel(kernel_name="python3", cwd=str(project), env=dict(os.environ))
+@contextmanager
+def started_kernel(cwd: Path, **env: str) -> Iterator[Kernel]:
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(cwd), env={**os.environ, **env})
     try:
         yield Kernel(client)
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+@pytest.fixture
+def kernel(project: Path) -> Iterator[Kernel]:
+    with started_kernel(project) as started:
+        yield started
 
 
 def test_magics_in_a_kernel_and_the_terminal_see_the_same_stacks(kernel: Kernel, terminal) -> None:
@@ -85,10 +92,7 @@ def test_pipeline_run_in_a_kernel_runs_its_own_notebook_and_loads_outputs(projec
         "%%step total\nresult = sum(numbers) * factor",
         parameters="factor = 10",
     )
-    env = {**os.environ, "JPY_SESSION_NAME": str(notebook)}
-    manager, client = start_new_kernel(kernel_name="python3", cwd=str(project), env=env)
-    try:
-        kernel = Kernel(client)
+    with started_kernel(project, JPY_SESSION_NAME=str(notebook)) as kernel:
         kernel.run("%load_ext stackmagic")
         _, error, displays = kernel.run("%pipeline run -p factor 3")
         assert error == "", error
@@ -102,6 +106,3 @@ def test_pipeline_run_in_a_kernel_runs_its_own_notebook_and_loads_outputs(projec
         assert displays[-1]["text/plain"] == "18"
         _, error, _ = kernel.run("%pipeline run --only nope")
         assert error.strip().splitlines()[-1].startswith("UsageError: --only nope: the pipeline has no such step")
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)

@@ -17,7 +17,7 @@ import json
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from .. import __version__
@@ -114,19 +114,6 @@ class Bundle:
                 info.external_attr = (path.stat().st_mode & 0o777) << 16
                 archive.writestr(info, path.read_bytes())
         return buffer.getvalue()
-
-    @classmethod
-    def unpack(cls, archive: bytes, directory: Path) -> Bundle:
-        with zipfile.ZipFile(io.BytesIO(archive)) as opened:
-            for member in opened.infolist():
-                if PurePosixPath(member.filename).is_absolute() or ".." in member.filename.split("/"):
-                    raise StackmagicError(f"the bundle holds an unsafe path {member.filename!r}")
-                target = directory / member.filename
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(opened.read(member))
-                if member.external_attr >> 16:
-                    target.chmod((member.external_attr >> 16) & 0o777)
-        return cls.load(directory)
 
 
 def export_bundle(spec: PipelineSpec, destination: Path, *, exclude: Iterable[Path] = ()) -> Bundle:

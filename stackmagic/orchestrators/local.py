@@ -35,11 +35,10 @@ class LocalRunner:
         outcomes: dict[str, StepOutcome] = {}
         waiting = list(wanted)
         running: set[str] = set()
+        started: set[str] = set()  # running steps that needed a kernel (not cached)
 
         def keep_kernels_ready() -> None:
-            to_come = [name for name in waiting if name in expected] + [
-                name for name in running if name in expected and name not in started
-            ]
+            to_come = [n for n in wanted if n in expected and n not in started and n not in outcomes]
             pool.reserve(min(len(to_come), self.workers, _LOOKAHEAD))
 
         def work(name: str) -> None:
@@ -50,7 +49,6 @@ class LocalRunner:
                 outcome = StepOutcome(name, StepStatus.FAILED, 0.0, f"{type(error).__name__}: {error}")
             events.put(("finished", outcome))
 
-        started: set[str] = set()
         try:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="step") as executor:
                 while waiting or running:
