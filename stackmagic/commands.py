@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -239,23 +240,24 @@ def pipeline_runs(args: argparse.Namespace) -> Output:
     from .pipelines import OpenStack
     from .run_view import runs_table
 
-    metadata = OpenStack.open(Registry.open(), args.stack).metadata
-    return runs_table(metadata.runs(pipeline=args.pipeline, limit=args.limit))
+    with OpenStack.open(Registry.open(), args.stack) as opened:
+        return runs_table(opened.metadata.runs(pipeline=args.pipeline, limit=args.limit))
 
 
 def pipeline_describe(args: argparse.Namespace) -> Output:
     from .pipelines import OpenStack
     from .run_view import run_fields
 
-    return run_fields(OpenStack.open(Registry.open(), args.stack).metadata.run(args.run_id))
+    with OpenStack.open(Registry.open(), args.stack) as opened:
+        return run_fields(opened.metadata.run(args.run_id))
 
 
 def pipeline_load(args: argparse.Namespace) -> Output:
     from .pipelines import OpenStack
 
     step, _, wanted = args.what.partition(".")
-    opened = OpenStack.open(Registry.open(), args.stack)
-    record = opened.metadata.run(args.run_id)
+    with OpenStack.open(Registry.open(), args.stack) as opened:
+        record = opened.metadata.run(args.run_id)
     outputs = record.step(step).outputs
     if wanted and wanted not in outputs:
         raise StackmagicError(
@@ -265,11 +267,14 @@ def pipeline_load(args: argparse.Namespace) -> Output:
     chosen = {wanted: outputs[wanted]} if wanted else outputs
     if not chosen:
         raise StackmagicError(
-            f"step {step!r} of run {record.id} left no outputs (a step's outputs are the names "
-            "later steps read)"
+            f"step {step!r} of run {record.id} left no outputs: it binds no name a later step reads "
+            "(a final step keeps what it binds)"
         )
     values = {name: opened.artifact_store.load(info.uri) for name, info in chosen.items()}
-    fields = [(name, f"{info.type_name} from {info.uri}") for name, info in chosen.items()]
+    fields = [
+        (name, f"{reprlib.repr(values[name])}  ({info.type_name}, from {info.uri})")
+        for name, info in chosen.items()
+    ]
     loaded = Fields(
         f"Loaded from run {record.id}, step {step}", fields,
         {name: info.to_json() for name, info in chosen.items()},

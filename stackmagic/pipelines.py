@@ -21,7 +21,7 @@ from .notebook.exporter import Bundle, export_bundle
 from .notebook.spec import load_pipeline
 from .progress import Progress
 from .registry import Component, Registry
-from .runtime import RunContext, StepOutcome, new_run_id, plan
+from .runtime import Mode, RunContext, StepOutcome, new_run_id, plan
 from .stores.artifacts import ArtifactStore
 from .stores.metadata import MetadataStore, RunRecord
 from .stores.models import StepStatus
@@ -58,6 +58,13 @@ class OpenStack:
             components[ComponentType.ARTIFACT_STORE].config.open(registry),
             components[ComponentType.METADATA_STORE].config.open(registry),
         )
+
+    def __enter__(self) -> OpenStack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Let go of the metadata store's connections (a kernel lives long)."""
+        self.metadata.close()
 
     def snapshot(self) -> dict[str, Any]:
         """What the run record keeps of the stack: flavors and options, secrets masked."""
@@ -121,40 +128,40 @@ def run(
     progress = progress or Progress()
     spec = load_pipeline(notebook)
     overrides = _check_parameters(spec.parameters, parameters or {})
-    opened = OpenStack.open(Registry.open(), stack)
-    orchestrator = opened.components[ComponentType.ORCHESTRATOR].config.orchestrator()
-    with tempfile.TemporaryDirectory(prefix="stackmagic-bundle-") as scratch:
+    with OpenStack.open(Registry.open(), stack) as opened, tempfile.TemporaryDirectory(
+        prefix="stackmagic-bundle-"
+    ) as scratch:
+        orchestrator = opened.components[ComponentType.ORCHESTRATOR].config.orchestrator()
         bundle = export_bundle(spec, Path(scratch) / "bundle", exclude=opened.local_paths())
-        modes = plan(bundle, only=only, from_step=from_step)
-        bundle_uri = store_bundle(opened.artifact_store, bundle)
         context = RunContext(
-            run_id=new_run_id(), bundle=bundle,
-            artifact_store=opened.artifact_store, metadata=opened.metadata,
-            workdir=notebook.parent, overrides=overrides, no_cache=no_cache, modes=modes,
+            run_id=new_run_id(), bundle=bundle, artifact_store=opened.artifact_store,
+            metadata=opened.metadata, workdir=notebook.parent, overrides=overrides,
+            no_cache=no_cache, modes=plan(bundle, only=only, from_step=from_step),
         )
         opened.metadata.create_run(
             run_id=context.run_id, pipeline=bundle.pipeline, notebook=str(notebook),
-            stack_name=opened.name, stack=opened.snapshot(), bundle_uri=bundle_uri,
-            bundle_hash=bundle.hash,
+            stack_name=opened.name, stack=opened.snapshot(),
+            bundle_uri=store_bundle(opened.artifact_store, bundle), bundle_hash=bundle.hash,
             options={"no_cache": no_cache, "only": only, "from": from_step},
             parameters=context.parameters, overridden=list(overrides),
             steps=list(bundle.steps),
         )
-        wanted = [name for name, mode in modes.items() if mode != "skip"]
-        progress.run_started(context.run_id, bundle.pipeline, wanted)
+        progress.run_started(
+            context.run_id, bundle.pipeline,
+            [name for name, mode in context.modes.items() if mode != Mode.SKIP],
+        )
         error = None
         try:
-            outcomes = orchestrator.run(context, progress)
-            error = _first_failure(outcomes)
+            error = _first_failure(orchestrator.run(context, progress))
         except KeyboardInterrupt:
             error = "interrupted"
             raise
         finally:
             opened.metadata.run_finished(context.run_id, error=error)
             progress.run_finished()
-    result = PipelineRun(opened.metadata.run(context.run_id), opened.artifact_store)
+        result = PipelineRun(opened.metadata.run(context.run_id), opened.artifact_store)
     if error is not None:
-        raise PipelineFailed(f"run {context.run_id} of {bundle.pipeline} failed: {error}", result)
+        raise PipelineFailed(f"run {result.id} of {bundle.pipeline} failed: {error}", result)
     return result
 
 

@@ -107,6 +107,7 @@ def code_key(bundle: Bundle, step: str, parameters: Mapping[str, Any]) -> str:
     used = sorted({*spec.parameters, *bundle.manifest["setup_parameters"]})
     return _hash({
         "code": spec.source_hash,
+        "saves": [spec.outputs, spec.results],
         "sources": bundle.manifest["sources"]["digest"],
         "kernel": bundle.manifest["kernel"],
         "parameters": {name: parameters.get(name) for name in used},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from types import ModuleType
 from typing import Any
 
 #: The MIME type of the outputs cell's result, read back by the runtime.
@@ -44,7 +45,10 @@ def save_outputs(
     names: Sequence[str],
     results: Sequence[str] = (),
 ) -> None:
-    """Save the outputs later steps read (all must exist) and a final step's results (those that do)."""
+    """Save the outputs later steps read (all must exist) and a final step's results.
+
+    Results are what a final step binds: those still defined, modules (imports) aside.
+    """
     missing = [name for name in names if name not in namespace]
     if missing:
         readers = context.get("readers", {})
@@ -53,7 +57,7 @@ def save_outputs(
                       f"{', '.join(repr(r) for r in readers.get(name, [])) or 'a later step'} reads"
                       for name in missing)
         )
-    kept = [*names, *(name for name in results if _is_result(namespace.get(name, _module)))]
+    kept = [*names, *(n for n in results if n in namespace and not isinstance(namespace[n], ModuleType))]
     store = _store(context)
     saved = {name: store.save(namespace[name], f"{context['outputs']}/{name}") for name in kept}
     from IPython.display import display
@@ -68,14 +72,6 @@ def save_outputs(
             "metrics": [list(metric) for metric in _metrics],
         },
     }, raw=True)
-
-
-def _is_result(value: Any) -> bool:
-    """Modules are imports, not results."""
-    return not isinstance(value, type(math))
-
-
-_module = math
 
 
 def _store(context: Mapping[str, Any]) -> Any:

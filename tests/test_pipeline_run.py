@@ -51,6 +51,7 @@ def test_run_records_steps_outputs_metrics_and_executed_notebooks(initialised: P
     assert run.outputs("train")["model"] == 10.0 + 1
     assert "helpers.py" in run.outputs("load")["listing"], "steps run in the notebook's folder"
     assert run.steps["train"].metrics == [("loss", pytest.approx(1 / 11))]
+    assert run.outputs("report")["summary"]["model"] == 11.0, "a final step keeps what it binds"
     executed = nbformat.read(run.steps["train"].notebook_uri, as_version=4)
     sources = [cell.source for cell in executed.cells]
     assert any("model = model + epochs" in source for source in sources)

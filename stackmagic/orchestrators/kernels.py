@@ -29,10 +29,9 @@ _ASYNC_CLIENT = "jupyter_client.asynchronous.AsyncKernelClient"
 class KernelPool:
     """Started kernels of one kind, in one working folder, waiting for steps."""
 
-    def __init__(self, kernel_name: str, cwd: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(self, kernel_name: str, cwd: Path) -> None:
         self.kernel_name = kernel_name
         self.cwd = cwd
-        self.env = env
         self._folder = Path(tempfile.mkdtemp(prefix="stackmagic-kernels-"))
         self._log = open(self._folder / "kernels.log", "ab")  # noqa: SIM115 - closed in close()
         self._waiting: deque[Future[Any]] = deque()
@@ -85,7 +84,7 @@ class KernelPool:
         )
         try:
             manager.start_kernel(
-                cwd=str(self.cwd), env=self.env or dict(os.environ), stdout=self._log, stderr=self._log
+                cwd=str(self.cwd), env=dict(os.environ), stdout=self._log, stderr=self._log
             )
         except NoSuchKernel:
             raise StackmagicError(

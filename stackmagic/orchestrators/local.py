@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import papermill  # noqa: F401 - imported once here, not by several step threads at the same time
 
+from ..errors import StackmagicError
 from ..runtime import Mode, RunContext, StepOutcome, code_key, may_use_cache, run_step
 from ..stores.models import StepStatus
 from .kernels import KernelPool, default_workers
@@ -46,7 +47,8 @@ class LocalRunner:
                 outcome = run_step(context, name, kernel_pool=pool,
                                    on_start=lambda step: events.put(("started", step)))
             except BaseException as error:  # recorded as the step's failure, never lost in a thread
-                outcome = StepOutcome(name, StepStatus.FAILED, 0.0, f"{type(error).__name__}: {error}")
+                said = str(error) if isinstance(error, StackmagicError) else f"{type(error).__name__}: {error}"
+                outcome = StepOutcome(name, StepStatus.FAILED, 0.0, said)
             events.put(("finished", outcome))
 
         try:

@@ -202,26 +202,21 @@ class MetadataStore:
         outputs: Mapping[str, ArtifactInfo],
         metrics: Sequence[tuple[str, float]],
         notebook_uri: str,
-    ) -> dict[str, StoredArtifact]:
-        """Record a step that ran; returns its outputs as stored, for the steps after it."""
+    ) -> None:
+        """Record a step that ran, its outputs, the inputs it read and its metrics."""
         with self._session(write=True) as session:
             row = _step_row(session, run_id, step)
             row.status, row.ended_at = StepStatus.COMPLETED, utcnow()
             row.code_key, row.cache_key, row.notebook_uri = code_key, cache_key, notebook_uri
             row.started_at = row.started_at or row.ended_at
             _link_inputs(row, inputs)
-            stored = {}
             for name, info in outputs.items():
                 artifact = Artifact(
                     uri=info.uri, materializer=info.materializer, type_name=info.type_name[:300],
                     content_hash=info.content_hash, size=info.size,
                 )
                 row.artifacts.append(StepArtifact(direction=OUTPUT, name=name, artifact=artifact))
-                stored[name] = artifact
             row.metrics = [Metric(name=name[:200], value=value) for name, value in metrics]
-            session.flush()
-            return {name: StoredArtifact(a.id, info) for (name, a), info in
-                    zip(stored.items(), outputs.values())}
 
     def step_cached(
         self,
