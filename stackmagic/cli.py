@@ -3,36 +3,43 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .argparsing import HelpShown
-from .errors import StackmagicError, UsageError, describe_os_error
+from .errors import RunFailed, StackmagicError, UsageError, describe_os_error
+from .output import Output
 from .parser import run
 
 EXIT_USAGE = 2
 EXIT_FAILED_RUN = 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+Dispatch = Callable[[Sequence[str]], tuple[Output, bool]]
+
+
+def main(argv: Sequence[str] | None = None, *, dispatch: Dispatch = run, prog: str = "stackmagic") -> int:
+    """Carry out one command and print its output; every mistake is one line on stderr."""
     try:
-        output, as_json = run(sys.argv[1:] if argv is None else argv)
+        output, as_json = dispatch(sys.argv[1:] if argv is None else argv)
     except HelpShown:
         return 0
     except UsageError as error:
-        command = f"stackmagic {error.command}".rstrip()
+        command = f"{prog} {error.command}".rstrip()
         print(f"{command}: error: {error} (see `{command} --help`)", file=sys.stderr)
         return EXIT_USAGE
+    except RunFailed as error:
+        if error.output is not None:
+            print(error.output.to_json() if error.as_json else error.output.text())
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return EXIT_FAILED_RUN
     except StackmagicError as error:
-        shown = getattr(error, "output", None)  # a failed run: its steps, then why it failed
-        if shown is not None:
-            print(shown.text())
-        print(f"stackmagic: error: {error}", file=sys.stderr)
-        return EXIT_FAILED_RUN if shown is not None else EXIT_USAGE
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as error:  # an unwritable folder, a full disk...
-        print(f"stackmagic: error: {describe_os_error(error)}", file=sys.stderr)
+        print(f"{prog}: error: {describe_os_error(error)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("stackmagic: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     print(output.to_json() if as_json else output.text())
     return 0

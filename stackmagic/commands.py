@@ -203,7 +203,7 @@ def pipeline_show(args: argparse.Namespace) -> Output:
 
 
 def pipeline_run(args: argparse.Namespace) -> Output:
-    from .pipelines import PipelineFailed, parse_parameter, run
+    from .pipelines import parse_parameter, run
     from .progress import choose
     from .run_view import run_fields
 
@@ -213,15 +213,11 @@ def pipeline_run(args: argparse.Namespace) -> Output:
         if name in parameters:
             raise UsageError(f"-p {name} is given twice", args.command_words)
         parameters[name] = parse_parameter(value)
-    try:
-        finished = run(
-            notebook, parameters=parameters, stack=args.stack, no_cache=args.no_cache,
-            only=args.only, from_step=args.from_step,
-            progress=choose("none" if args.as_json else args.progress),
-        )
-    except PipelineFailed as failure:
-        failure.output = run_fields(failure.run.record)
-        raise
+    finished = run(
+        notebook, parameters=parameters, stack=args.stack, no_cache=args.no_cache,
+        only=args.only, from_step=args.from_step,
+        progress=choose("none" if args.as_json else args.progress),
+    )
     return run_fields(finished.record)
 
 

@@ -24,6 +24,18 @@ class UsageError(StackmagicError):
         self.command = command
 
 
+class RunFailed(StackmagicError):
+    """A run or step that ended in failure: not a usage mistake (exit code 1, not 2).
+
+    ``output`` is what to show before the error line: the steps and how each ended.
+    """
+
+    def __init__(self, message: str, output: object = None) -> None:
+        super().__init__(message)
+        self.output = output
+        self.as_json = False
+
+
 def describe_os_error(error: OSError) -> str:
     """One line for a failed file operation, without a traceback."""
     where = f": {error.filename}" if error.filename else ""

@@ -18,7 +18,7 @@ from IPython.display import display
 
 from .argparsing import HelpShown
 from .component_type import ComponentType
-from .errors import StackmagicError, UsageError, describe_os_error
+from .errors import RunFailed, StackmagicError, UsageError, describe_os_error
 
 STACK = "stack"
 PIPELINE = "pipeline"
@@ -79,9 +79,8 @@ def _line_magic(command: str) -> Callable[[str], None]:
                 in_notebook_words(f"{where}: {error} (see `{where} --help`)")
             ) from None
         except StackmagicError as error:
-            shown = getattr(error, "output", None)  # a failed run: its steps, then why it failed
-            if shown is not None:
-                display(shown)
+            if isinstance(error, RunFailed) and error.output is not None:
+                display(error.output)  # the steps and how each ended, then why the run failed
             raise IPythonUsageError(in_notebook_words(str(error))) from None
         except OSError as error:
             raise IPythonUsageError(describe_os_error(error)) from None

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import __version__, commands
 from .argparsing import Parser
-from .errors import UsageError
+from .errors import RunFailed, UsageError
 from .flavors import ComponentType
 from .output import Output
 
@@ -205,7 +205,11 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 def run(argv: Sequence[str]) -> tuple[Output, bool]:
     """Parse and carry out one command; returns its output and whether JSON was asked for."""
     args = parse(argv)
-    return args.handler(args), args.as_json
+    try:
+        return args.handler(args), args.as_json
+    except RunFailed as failure:
+        failure.as_json = args.as_json  # the failed run is shown the way the command asked
+        raise
 
 
 _COMPONENT_COMMANDS = frozenset(kind.value for kind in ComponentType)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import StackmagicError
+from .errors import RunFailed, StackmagicError
 from .flavors import ComponentType
 from .notebook.exporter import Bundle, export_bundle
 from .notebook.spec import load_pipeline
@@ -29,14 +29,14 @@ from .stores.models import StepStatus
 BUNDLES = "_bundles"
 
 
-class PipelineFailed(StackmagicError):
+class PipelineFailed(RunFailed):
     """A run ended with a failed step; ``run`` has every step's record."""
 
     def __init__(self, message: str, run: PipelineRun) -> None:
-        super().__init__(message)
+        from .run_view import run_fields
+
+        super().__init__(message, run_fields(run.record))
         self.run = run
-        #: What a command shows of the failed run before the error line.
-        self.output: Any = None
 
 
 @dataclass
@@ -122,44 +122,64 @@ def run(
 ) -> PipelineRun:
     """Run a saved notebook as a pipeline on a stack (default: the active one).
 
-    Returns the finished run; raises :class:`PipelineFailed` (with ``.run``) if a step failed.
+    Steps run in the notebook's folder. Returns the finished run; raises
+    :class:`PipelineFailed` (with ``.run``) if a step failed.
     """
     notebook = Path(notebook).expanduser().resolve()
-    progress = progress or Progress()
     spec = load_pipeline(notebook)
-    overrides = _check_parameters(spec.parameters, parameters or {})
+    overrides = check_parameters(spec.parameters, parameters or {})
     with OpenStack.open(Registry.open(), stack) as opened, tempfile.TemporaryDirectory(
         prefix="stackmagic-bundle-"
     ) as scratch:
-        orchestrator = opened.components[ComponentType.ORCHESTRATOR].config.orchestrator()
         bundle = export_bundle(spec, Path(scratch) / "bundle", exclude=opened.local_paths())
-        context = RunContext(
-            run_id=new_run_id(), bundle=bundle, artifact_store=opened.artifact_store,
-            metadata=opened.metadata, workdir=notebook.parent, overrides=overrides,
-            no_cache=no_cache, modes=plan(bundle, only=only, from_step=from_step),
+        return run_bundle(
+            bundle, opened, workdir=notebook.parent, notebook=str(notebook), overrides=overrides,
+            no_cache=no_cache, only=only, from_step=from_step, progress=progress,
         )
-        opened.metadata.create_run(
-            run_id=context.run_id, pipeline=bundle.pipeline, notebook=str(notebook),
-            stack_name=opened.name, stack=opened.snapshot(),
-            bundle_uri=store_bundle(opened.artifact_store, bundle), bundle_hash=bundle.hash,
-            options={"no_cache": no_cache, "only": only, "from": from_step},
-            parameters=context.parameters, overridden=list(overrides),
-            steps=list(bundle.steps),
-        )
-        progress.run_started(
-            context.run_id, bundle.pipeline,
-            [name for name, mode in context.modes.items() if mode != Mode.SKIP],
-        )
-        error = None
-        try:
-            error = _first_failure(orchestrator.run(context, progress))
-        except KeyboardInterrupt:
-            error = "interrupted"
-            raise
-        finally:
-            opened.metadata.run_finished(context.run_id, error=error)
-            progress.run_finished()
-        result = PipelineRun(opened.metadata.run(context.run_id), opened.artifact_store)
+
+
+def run_bundle(
+    bundle: Bundle,
+    opened: OpenStack,
+    *,
+    workdir: Path,
+    notebook: str,
+    overrides: Mapping[str, Any],
+    no_cache: bool = False,
+    only: str | None = None,
+    from_step: str | None = None,
+    progress: Progress | None = None,
+) -> PipelineRun:
+    """Record a run of ``bundle`` and hand it to the stack's orchestrator; steps run in ``workdir``."""
+    progress = progress or Progress()
+    orchestrator = opened.components[ComponentType.ORCHESTRATOR].config.orchestrator()
+    context = RunContext(
+        run_id=new_run_id(), bundle=bundle, artifact_store=opened.artifact_store,
+        metadata=opened.metadata, workdir=workdir, overrides=dict(overrides),
+        no_cache=no_cache, modes=plan(bundle, only=only, from_step=from_step),
+    )
+    opened.metadata.create_run(
+        run_id=context.run_id, pipeline=bundle.pipeline, notebook=notebook,
+        stack_name=opened.name, stack=opened.snapshot(),
+        bundle_uri=store_bundle(opened.artifact_store, bundle), bundle_hash=bundle.hash,
+        options={"no_cache": no_cache, "only": only, "from": from_step},
+        parameters=context.parameters, overridden=list(overrides),
+        steps=list(bundle.steps),
+    )
+    progress.run_started(
+        context.run_id, bundle.pipeline,
+        [name for name, mode in context.modes.items() if mode != Mode.SKIP],
+    )
+    error = None
+    try:
+        error = _first_failure(orchestrator.run(context, progress))
+    except KeyboardInterrupt:
+        error = "interrupted"
+        raise
+    finally:
+        opened.metadata.run_finished(context.run_id, error=error)
+        progress.run_finished()
+    result = PipelineRun(opened.metadata.run(context.run_id), opened.artifact_store)
     if error is not None:
         raise PipelineFailed(f"run {result.id} of {bundle.pipeline} failed: {error}", result)
     return result
@@ -173,6 +193,23 @@ def store_bundle(store: ArtifactStore, bundle: Bundle) -> str:
     return uri
 
 
+def fetch_bundle(store: ArtifactStore, location: str, directory: Path) -> Bundle:
+    """A bundle from the artifact store (``.../_bundles/HASH.zip``), a local zip or a local folder."""
+    local = Path(location).expanduser()
+    if local.is_dir():
+        return Bundle.load(local.resolve())
+    if local.is_file():
+        return Bundle.unpack(local.read_bytes(), directory)
+    try:
+        archive = store.read_bytes(location)
+    except ValueError:
+        raise StackmagicError(
+            f"no bundle at {location}: give a folder or zip from `stackmagic pipeline export`, "
+            f"or a bundle in the artifact store ({store.root}/{BUNDLES}/...)"
+        ) from None
+    return Bundle.unpack(archive, directory)
+
+
 def _first_failure(outcomes: list[StepOutcome]) -> str | None:
     for outcome in outcomes:
         if outcome.status == StepStatus.FAILED:
@@ -181,7 +218,7 @@ def _first_failure(outcomes: list[StepOutcome]) -> str | None:
     return None
 
 
-def _check_parameters(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+def check_parameters(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         known = ", ".join(defaults) or "none (tag a cell `parameters` to give it some)"

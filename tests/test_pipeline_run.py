@@ -6,6 +6,8 @@ import hashlib
 import json
 import multiprocessing
 import sqlite3
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -96,6 +98,10 @@ def test_a_failing_step_names_the_cell_skips_dependants_and_exits_non_zero(
     assert statuses == {"load": "completed", "divide": "failed", "report": "skipped", "side": "completed"}
     runs = terminal("pipeline", "runs", "--json")
     assert json.loads(runs.out)[0]["status"] == "failed"
+    as_json = terminal("pipeline", "run", str(notebook), "--json")
+    assert as_json.code == 1
+    assert [s["status"] for s in json.loads(as_json.out)["steps"]] == [
+        "cached", "failed", "skipped", "cached"]
 
 
 def test_a_40_mb_array_crosses_steps_intact(initialised: Path) -> None:
@@ -226,3 +232,38 @@ def test_two_pipelines_at_once_share_one_sqlite_store(initialised: Path) -> None
         "JOIN pipelines p ON r.pipeline_id = p.id GROUP BY p.name, s.status"
     ).fetchall()
     assert sorted(rows) == [("one", "completed", 6), ("two", "completed", 6)]
+
+
+def test_the_runtime_runs_an_exported_bundle_without_the_notebook(
+    initialised: Path, tmp_path: Path, terminal
+) -> None:
+    notebook = demo(initialised)
+    assert terminal("pipeline", "export", str(notebook), "--to", "bundle", "-o", str(tmp_path / "b")).code == 0
+    notebook.unlink()
+    (initialised / "helpers.py").unlink()  # the bundle's own copy must serve the steps
+
+    def runtime(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "stackmagic.runtime", *args], cwd=initialised,
+                              capture_output=True, text=True, timeout=300)
+
+    whole = runtime("run", str(tmp_path / "b"), "-p", "lr", "2")
+    assert whole.returncode == 0, whole.stderr
+    described = json.loads(terminal("pipeline", "describe", "latest", "--json").out)
+    assert described["status"] == "completed" and described["parameters"]["lr"] == 2
+    assert json.loads(Path(described["steps"][0]["outputs"]["raw"]["uri"]).read_text()) == [0, 2, 4, 6, 8]
+
+    # one step of a recorded run, as a remote orchestrator starts it: the stored bundle, run again
+    again = runtime("step", described["id"], "train")
+    assert again.returncode == 0, again.stderr
+    assert f"step 'train' of run {described['id']}: completed" in again.stdout
+    after = json.loads(terminal("pipeline", "describe", "latest", "--json").out)
+    train = after["steps"][1]
+    assert train["status"] == "completed" and train["cached_from"] is None
+    assert json.loads(Path(train["outputs"]["model"]["uri"]).read_text()) == 20 * 2 + 1
+
+    wrong = runtime("step", described["id"], "nope")
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip().splitlines() == [
+        f"python -m stackmagic.runtime: error: run {described['id']} has no step 'nope' "
+        "(steps: load, train, report)"
+    ]

@@ -17,7 +17,7 @@ import json
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .. import __version__
@@ -108,12 +108,35 @@ class Bundle:
         """The bundle as a zip with fixed timestamps: same content, same bytes."""
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path in sorted(p for p in self.directory.rglob("*") if p.is_file()):
-                info = zipfile.ZipInfo(path.relative_to(self.directory).as_posix(), _ZIP_TIME)
+            for path in sorted(self.directory.rglob("*")):
+                name = path.relative_to(self.directory).as_posix()
+                if path.is_dir():  # kept even when empty: steps run in sources/
+                    archive.writestr(zipfile.ZipInfo(name + "/", _ZIP_TIME), b"")
+                    continue
+                info = zipfile.ZipInfo(name, _ZIP_TIME)
                 info.compress_type = zipfile.ZIP_DEFLATED
                 info.external_attr = (path.stat().st_mode & 0o777) << 16
                 archive.writestr(info, path.read_bytes())
         return buffer.getvalue()
+
+    @classmethod
+    def unpack(cls, archive: bytes, directory: Path) -> Bundle:
+        """The bundle :meth:`archive` made, written out into ``directory``."""
+        with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+            for member in opened.infolist():
+                parts = PurePosixPath(member.filename).parts
+                if PurePosixPath(member.filename).is_absolute() or ".." in parts:
+                    raise StackmagicError(f"the bundle holds an unsafe path {member.filename!r}")
+                target = directory / member.filename
+                if member.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(opened.read(member))
+                if member.external_attr >> 16:
+                    target.chmod((member.external_attr >> 16) & 0o777)
+        (directory / SOURCES_DIR).mkdir(exist_ok=True)  # zips of an empty folder may omit it
+        return cls.load(directory)
 
 
 def export_bundle(spec: PipelineSpec, destination: Path, *, exclude: Iterable[Path] = ()) -> Bundle:
@@ -121,7 +144,8 @@ def export_bundle(spec: PipelineSpec, destination: Path, *, exclude: Iterable[Pa
     if destination.exists() and any(destination.iterdir()):
         raise StackmagicError(f"{destination} is not empty; give a new folder for the bundle")
     sources = collect_sources(spec.notebook.parent, exclude=[*exclude, destination])
-    (destination / STEPS_DIR).mkdir(parents=True, exist_ok=True)
+    for folder in (STEPS_DIR, SOURCES_DIR):
+        (destination / folder).mkdir(parents=True, exist_ok=True)
     sources.copy_to(destination / SOURCES_DIR)
 
     digest = hashlib.sha256()

@@ -206,10 +206,11 @@ class MetadataStore:
         """Record a step that ran, its outputs, the inputs it read and its metrics."""
         with self._session(write=True) as session:
             row = _step_row(session, run_id, step)
-            row.status, row.ended_at = StepStatus.COMPLETED, utcnow()
+            row.status, row.ended_at, row.error = StepStatus.COMPLETED, utcnow(), None
             row.code_key, row.cache_key, row.notebook_uri = code_key, cache_key, notebook_uri
             row.started_at = row.started_at or row.ended_at
             _link_inputs(row, inputs)
+            _forget_results(row)
             for name, info in outputs.items():
                 artifact = Artifact(
                     uri=info.uri, materializer=info.materializer, type_name=info.type_name[:300],
@@ -249,6 +250,7 @@ class MetadataStore:
             )
             row.started_at = row.started_at or row.ended_at
             _link_inputs(row, inputs)
+            _forget_results(row)
 
     def steps_skipped(self, run_id: str, steps: Sequence[str], reason: str) -> None:
         if not steps:
@@ -280,12 +282,16 @@ class MetadataStore:
                 ).limit(1)
             ) is not None
 
-    def cache_hits(self, cache_key: str) -> Iterator[CacheHit]:
-        """Completed step runs with this key, newest first (the caller checks their outputs exist)."""
+    def cache_hits(self, cache_key: str, *, other_than: str) -> Iterator[CacheHit]:
+        """Completed step runs with this key in runs other than ``other_than``, newest first.
+
+        The caller checks that their outputs still exist.
+        """
         with self._session() as session:
             rows = session.scalars(
                 select(StepRun)
-                .where(StepRun.cache_key == cache_key, StepRun.status == StepStatus.COMPLETED)
+                .where(StepRun.cache_key == cache_key, StepRun.status == StepStatus.COMPLETED,
+                       StepRun.run_id != other_than)
                 .order_by(StepRun.ended_at.desc())
                 .limit(5)
                 .options(selectinload(StepRun.artifacts).selectinload(StepArtifact.artifact))
@@ -403,6 +409,12 @@ def _link_inputs(row: StepRun, inputs: Mapping[str, StoredArtifact]) -> None:
     for name, artifact in inputs.items():
         if (INPUT, name) not in known:
             row.artifacts.append(StepArtifact(direction=INPUT, name=name, artifact_id=artifact.id))
+
+
+def _forget_results(row: StepRun) -> None:
+    """A step run again in the same run (a retried pod) replaces what it left before."""
+    row.artifacts = [link for link in row.artifacts if link.direction == INPUT]
+    row.metrics = []
 
 
 def _info(artifact: Artifact) -> ArtifactInfo:

@@ -1,7 +1,8 @@
 """What runs where a step runs: one step of a bundle, from its inputs to its recorded outputs.
 
 Every orchestrator uses :func:`run_step`: the local one calls it in-process
-with a pool of started kernels, remote ones run ``python -m stackmagic.runtime``.
+with a pool of started kernels, remote ones run ``python -m stackmagic.runtime``
+(see ``__main__.py``).
 A step first looks for a cached result (same code, parameters, settings and
 input contents); otherwise its notebook runs under papermill, the executed
 notebook is kept in the artifact store, and the outputs, metrics and status
@@ -19,13 +20,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import StackmagicError
-from .notebook.exporter import CONTEXT_VARIABLE, Bundle, BundleStep, failed_cell
-from .stores.artifacts import ArtifactInfo, ArtifactStore
-from .stores.metadata import CacheHit, MetadataStore, StoredArtifact
-from .stores.models import StepStatus
+from ..errors import StackmagicError
+from ..notebook.exporter import CONTEXT_VARIABLE, Bundle, BundleStep, failed_cell
+from ..stores.artifacts import ArtifactInfo, ArtifactStore
+from ..stores.metadata import CacheHit, MetadataStore, StoredArtifact
+from ..stores.models import StepStatus
+
+if TYPE_CHECKING:
+    from ..orchestrators.kernels import KernelPool
 
 
 class Mode:
@@ -147,7 +151,7 @@ def run_step(
     context: RunContext,
     step: str,
     *,
-    kernel_pool: Any = None,
+    kernel_pool: KernelPool,
     on_start: Callable[[str], None] | None = None,
 ) -> StepOutcome:
     """Run (or reuse) one step of the run and record what happened."""
@@ -193,20 +197,20 @@ def run_step(
 
 def _find_hit(context: RunContext, key: str) -> CacheHit | None:
     """The newest earlier result with this key whose outputs are all still in the store."""
-    for hit in context.metadata.cache_hits(key):
+    for hit in context.metadata.cache_hits(key, other_than=context.run_id):
         if all(context.artifact_store.exists(a.info.uri) for a in hit.outputs.values()):
             return hit
     return None
 
 
 def _execute(
-    context: RunContext, step: str, inputs: Mapping[str, StoredArtifact], kernel_pool: Any
+    context: RunContext, step: str, inputs: Mapping[str, StoredArtifact], kernel_pool: KernelPool
 ) -> tuple[str | None, dict[str, Any], str | None]:
     """Run the step's notebook; returns the executed notebook's URI, the result, and an error."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    from .step_io import RESULT_MIME_TYPE
+    from ..step_io import RESULT_MIME_TYPE
 
     store = context.artifact_store
     bundle = context.bundle
@@ -231,8 +235,8 @@ def _execute(
                 parameters={**context.overrides, CONTEXT_VARIABLE: step_context},
                 engine_name="stackmagic",
                 kernel_name=bundle.manifest["kernel"],
-                kernel_pool=kernel_pool,
-                cwd=str(context.workdir),
+                kernel_pool=kernel_pool,  # its kernels start in the workdir: no papermill cwd,
+                # which is a process-wide chdir that steps running at once would race on
                 progress_bar=False,
                 request_save_on_cell_execute=False,
             )

@@ -1,0 +1,114 @@
+"""``python -m stackmagic.runtime``: a bundle, or one step of a recorded run, on this machine.
+
+Remote orchestrators start this where steps run (a Kubeflow pod, a cloud VM).
+It needs no notebook: steps run in the bundle's own copy of the files beside
+the notebook. The stack is the active one of the registry found from the
+working directory, or ``--stack``.
+
+    python -m stackmagic.runtime run BUNDLE [-p NAME VALUE]... [--no-cache] [--only STEP] [--from STEP]
+    python -m stackmagic.runtime step RUN_ID STEP
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..argparsing import Parser
+from ..cli import main as report
+from ..errors import RunFailed, StackmagicError
+from ..output import Message, Output
+from ..registry import Registry
+from . import RunContext, plan, run_step
+
+PROG = "python -m stackmagic.runtime"
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    whole = actions.add_parser("run", help="run every step of a bundle here and record the run",
+                               prog=f"{PROG} run", command="run")
+    whole.add_argument("bundle", metavar="BUNDLE",
+                       help="a folder or zip from `stackmagic pipeline export`, or a bundle's URI "
+                            "in the artifact store")
+    whole.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                       metavar=("NAME", "VALUE"), help="override a parameter")
+    whole.add_argument("--no-cache", action="store_true", help="reuse no cached result")
+    whole.add_argument("--only", metavar="STEP", help="run this step alone")
+    whole.add_argument("--from", dest="from_step", metavar="STEP", help="run this step and those after it")
+
+    one = actions.add_parser("step", help="run one step of a recorded run here",
+                             prog=f"{PROG} step", command="step")
+    one.add_argument("run_id", metavar="RUN_ID")
+    one.add_argument("step", metavar="STEP")
+    for action in (whole, one):
+        action.add_argument("--stack", metavar="NAME", help="default: the active stack")
+    return parser
+
+
+def dispatch(argv: Sequence[str]) -> tuple[Output, bool]:
+    args = build_parser().parse_args(argv)
+    return (run_whole(args) if args.action == "run" else run_one(args)), False
+
+
+def run_whole(args: argparse.Namespace) -> Output:
+    from ..pipelines import OpenStack, check_parameters, fetch_bundle, parse_parameter, run_bundle
+    from ..progress import LogLines
+    from ..run_view import run_fields
+
+    with OpenStack.open(Registry.open(), args.stack) as opened, tempfile.TemporaryDirectory(
+        prefix="stackmagic-bundle-"
+    ) as scratch:
+        bundle = fetch_bundle(opened.artifact_store, args.bundle, Path(scratch))
+        overrides = check_parameters(
+            bundle.parameters, {name: parse_parameter(value) for name, value in args.parameter}
+        )
+        finished = run_bundle(
+            bundle, opened, workdir=bundle.sources, notebook=bundle.manifest["notebook"],
+            overrides=overrides, no_cache=args.no_cache, only=args.only,
+            from_step=args.from_step, progress=LogLines(),
+        )
+    return run_fields(finished.record)
+
+
+def run_one(args: argparse.Namespace) -> Output:
+    from ..pipelines import OpenStack, fetch_bundle
+
+    with OpenStack.open(Registry.open(), args.stack) as opened, tempfile.TemporaryDirectory(
+        prefix="stackmagic-bundle-"
+    ) as scratch:
+        record = opened.metadata.run(args.run_id)
+        bundle = fetch_bundle(opened.artifact_store, record.bundle_uri, Path(scratch))
+        if args.step not in bundle.steps:
+            raise StackmagicError(
+                f"run {record.id} has no step {args.step!r} (steps: {', '.join(bundle.steps)})"
+            )
+        context = RunContext(
+            run_id=record.id, bundle=bundle, artifact_store=opened.artifact_store,
+            metadata=opened.metadata, workdir=bundle.sources,
+            overrides={name: record.parameters[name] for name in record.overridden},
+            no_cache=bool(record.options.get("no_cache")),
+            modes=plan(bundle, only=record.options.get("only"),
+                       from_step=record.options.get("from")),
+        )
+        from ..orchestrators.kernels import KernelPool
+
+        pool = KernelPool(bundle.manifest["kernel"], bundle.sources)
+        try:
+            outcome = run_step(context, args.step, kernel_pool=pool)
+        finally:
+            pool.close()
+    if outcome.error is not None:
+        where = f"; executed notebook: {outcome.notebook_uri}" if outcome.notebook_uri else ""
+        raise RunFailed(f"step {args.step!r} of run {record.id} failed: {outcome.error}{where}")
+    return Message(f"step {args.step!r} of run {record.id}: {outcome.status} "
+                   f"in {outcome.seconds:.1f} s", {"step": args.step, "status": outcome.status})
+
+
+if __name__ == "__main__":
+    sys.exit(report(dispatch=dispatch, prog=PROG))
