@@ -5,15 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
+from conftest import BIN
 
 import stackmagic
 from notebooks import write_notebook
@@ -267,3 +270,39 @@ def test_the_runtime_runs_an_exported_bundle_without_the_notebook(
         f"python -m stackmagic.runtime: error: run {described['id']} has no step 'nope' "
         "(steps: load, train, report)"
     ]
+
+
+def _kernels_of_this_test(folder: Path) -> list[str]:
+    """Command lines of kernel processes still running in ``folder`` (their working directory)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and Path(proc, "cwd").resolve() == folder.resolve():
+                found.append(Path(proc, "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return [line for line in found if "ipykernel" in line]
+
+
+def test_ctrl_c_stops_the_run_its_kernels_and_records_it(initialised: Path, terminal) -> None:
+    notebook = write_notebook(
+        initialised / "slow.ipynb", "%%step wait\nimport time\ntime.sleep(120)\nx = 1",
+    )
+    process = subprocess.Popen(
+        [str(BIN / "stackmagic"), "pipeline", "run", str(notebook), "--progress", "lines"],
+        cwd=initialised, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:  # wait until the step runs in its kernel
+        if "wait: running" in line:
+            break
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 130, "Ctrl-C ended the run without waiting for the step"
+    assert "stackmagic: interrupted" in process.stderr.read()
+    runs = json.loads(terminal("pipeline", "runs", "--json").out)
+    assert runs[0]["status"] == "failed" and runs[0]["error"] == "interrupted"
+    deadline = time.monotonic() + 10
+    while _kernels_of_this_test(initialised) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _kernels_of_this_test(initialised) == [], "no kernel outlives its run"

@@ -35,6 +35,7 @@ class KernelPool:
         self._folder = Path(tempfile.mkdtemp(prefix="stackmagic-kernels-"))
         self._log = open(self._folder / "kernels.log", "ab")  # noqa: SIM115 - closed in close()
         self._waiting: deque[Future[Any]] = deque()
+        self._in_use: set[KernelManager] = set()
         self._starter = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kernel-start")
         self._stopper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kernel-stop")
         self._lock = threading.Lock()
@@ -47,25 +48,41 @@ class KernelPool:
             while not self._closed and len(self._waiting) < count:
                 self._waiting.append(self._starter.submit(self._start))
 
-    def take(self) -> Any:
+    def take(self) -> KernelManager:
         """A started kernel manager for one step (started now if none is waiting)."""
         with self._lock:
             if self._closed:
                 raise StackmagicError("the run was stopped")
             future = self._waiting.popleft() if self._waiting else self._starter.submit(self._start)
-        return future.result()
+        manager = future.result()
+        with self._lock:
+            self._in_use.add(manager)
+        return manager
 
-    def retire(self, manager: Any) -> None:
+    def retire(self, manager: KernelManager) -> None:
         """Shut a used kernel down without making the next step wait for it."""
+        with self._lock:
+            if manager not in self._in_use:  # already stopped by close()
+                return
+            self._in_use.discard(manager)
         self._stopper.submit(_stop, manager)
 
     def close(self) -> None:
+        """Stop every kernel: those waiting, and those still running a step (an interrupted run)."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             waiting = list(self._waiting)
             self._waiting.clear()
+            running = list(self._in_use)
+            self._in_use.clear()
+        for manager in running:
+            self._stopper.submit(_stop, manager)
         for future in waiting:
-            future.add_done_callback(lambda done: done.exception() or self.retire(done.result()))
+            future.add_done_callback(
+                lambda done: done.exception() or self._stopper.submit(_stop, done.result())
+            )
         self._starter.shutdown(wait=True)
         self._stopper.shutdown(wait=True)
         self._log.close()

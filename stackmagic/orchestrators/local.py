@@ -3,7 +3,8 @@
 Steps are scheduled as soon as their upstream steps succeed, up to
 ``max_workers`` at once. Kernels for the steps expected to run (not served
 from the cache) are started ahead of need. A failed step's dependants are
-skipped; independent steps go on, and the run is marked failed.
+skipped; independent steps go on, and the run is marked failed. Progress is
+reported from the calling thread only, so displays are never updated at once.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from typing import TYPE_CHECKING
 import papermill  # noqa: F401 - imported once here, not by several step threads at the same time
 
 from ..errors import StackmagicError
-from ..runtime import Mode, RunContext, StepOutcome, code_key, may_use_cache, run_step
+from ..runtime import Mode, RunContext, StepOutcome, code_key, downstream, may_use_cache, run_step
 from ..stores.models import StepStatus
 from .kernels import KernelPool, default_workers
 
 if TYPE_CHECKING:
     from ..progress import Progress
+
+#: Kernels started ahead at most: more only compete for the CPU with the running steps.
+_LOOKAHEAD = 3
 
 
 class LocalRunner:
@@ -28,79 +32,85 @@ class LocalRunner:
         self.workers = max_workers or default_workers()
 
     def run(self, context: RunContext, progress: Progress) -> list[StepOutcome]:
-        steps = context.bundle.steps
-        wanted = [name for name in steps if context.modes.get(name, Mode.RUN) != Mode.SKIP]
-        expected = _expected_to_execute(context, wanted)
         pool = KernelPool(context.bundle.manifest["kernel"], context.workdir)
-        events: queue.Queue[tuple[str, str | StepOutcome]] = queue.Queue()
-        outcomes: dict[str, StepOutcome] = {}
-        waiting = list(wanted)
-        running: set[str] = set()
-        started: set[str] = set()  # running steps that needed a kernel (not cached)
-
-        def keep_kernels_ready() -> None:
-            to_come = [n for n in wanted if n in expected and n not in started and n not in outcomes]
-            pool.reserve(min(len(to_come), self.workers, _LOOKAHEAD))
-
-        def work(name: str) -> None:
-            try:
-                outcome = run_step(context, name, kernel_pool=pool,
-                                   on_start=lambda step: events.put(("started", step)))
-            except BaseException as error:  # recorded as the step's failure, never lost in a thread
-                said = str(error) if isinstance(error, StackmagicError) else f"{type(error).__name__}: {error}"
-                outcome = StepOutcome(name, StepStatus.FAILED, 0.0, said)
-            events.put(("finished", outcome))
-
+        schedule = _Schedule(context, progress, pool, self.workers)
         try:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="step") as executor:
-                while waiting or running:
-                    for name in _ready(steps, waiting, outcomes, len(running), self.workers):
-                        waiting.remove(name)
-                        running.add(name)
-                        executor.submit(work, name)
-                    keep_kernels_ready()
-                    if not running:  # what is left waits on failed steps
-                        break
-                    kind, payload = events.get()
-                    if kind == "started":
-                        started.add(str(payload))
-                        progress.step_started(str(payload))
-                        continue
-                    assert isinstance(payload, StepOutcome)
-                    running.discard(payload.step)
-                    outcomes[payload.step] = payload
-                    progress.step_finished(payload)
-                    if payload.status == StepStatus.FAILED:
-                        skipped = _dependants(steps, payload.step) & set(waiting)
-                        for name in sorted(skipped, key=wanted.index):
-                            waiting.remove(name)
-                            outcomes[name] = StepOutcome(name, StepStatus.SKIPPED, 0.0)
-                            progress.step_finished(outcomes[name])
-                        context.metadata.steps_skipped(
-                            context.run_id, sorted(skipped), f"step {payload.step!r} failed"
-                        )
+                try:
+                    schedule.run(executor)
+                except BaseException:  # Ctrl-C: stop the running kernels, so their steps end now
+                    pool.close()
+                    raise
         finally:
             pool.close()
-        return [outcomes[name] for name in wanted if name in outcomes]
+        return schedule.outcomes()
 
 
-#: Kernels started ahead at most: more only compete for the CPU with the running steps.
-_LOOKAHEAD = 3
+class _Schedule:
+    """One run's steps: which wait, which run, how each ended."""
 
+    def __init__(self, context: RunContext, progress: Progress, pool: KernelPool, workers: int) -> None:
+        self.context, self.progress, self.pool, self.workers = context, progress, pool, workers
+        self.steps = context.bundle.steps
+        self.wanted = [n for n in self.steps if context.modes.get(n, Mode.RUN) != Mode.SKIP]
+        self.expected = _expected_to_execute(context, self.wanted)
+        self.waiting = list(self.wanted)
+        self.running: set[str] = set()
+        self.executing: set[str] = set()  # running steps past the cache: they hold a kernel
+        self.finished: dict[str, StepOutcome] = {}
+        self.events: queue.Queue[tuple[str, str | StepOutcome]] = queue.Queue()
 
-def _ready(steps, waiting: list[str], outcomes: dict[str, StepOutcome], busy: int, workers: int):
-    done = {name for name, o in outcomes.items() if o.status in StepStatus.WITH_OUTPUTS}
-    ready = [name for name in waiting if set(steps[name].upstream) <= done]
-    return ready[: max(0, workers - busy)]
+    def outcomes(self) -> list[StepOutcome]:
+        return [self.finished[name] for name in self.wanted if name in self.finished]
 
+    def run(self, executor: ThreadPoolExecutor) -> None:
+        while self.waiting or self.running:
+            for name in self._ready():
+                self.waiting.remove(name)
+                self.running.add(name)
+                executor.submit(self._work, name)
+            self._keep_kernels_ready()
+            if not self.running:  # what is left waits on failed steps
+                return
+            kind, payload = self.events.get()
+            if isinstance(payload, StepOutcome):
+                self._finish(payload)
+            else:
+                self.executing.add(payload)
+                self.progress.step_started(payload)
 
-def _dependants(steps, failed: str) -> set[str]:
-    found: set[str] = set()
-    frontier = {failed}
-    while frontier:
-        frontier = {name for name, spec in steps.items() if frontier & set(spec.upstream)} - found
-        found |= frontier
-    return found
+    def _work(self, name: str) -> None:
+        """In a worker thread: run one step; whatever happens, report how it ended."""
+        try:
+            outcome = run_step(self.context, name, kernel_pool=self.pool,
+                               on_start=lambda step: self.events.put(("started", step)))
+        except BaseException as error:  # recorded as the step's failure, never lost in a thread
+            said = str(error) if isinstance(error, StackmagicError) else f"{type(error).__name__}: {error}"
+            outcome = StepOutcome(name, StepStatus.FAILED, 0.0, said)
+        self.events.put(("finished", outcome))
+
+    def _finish(self, outcome: StepOutcome) -> None:
+        self.running.discard(outcome.step)
+        self.finished[outcome.step] = outcome
+        self.progress.step_finished(outcome)
+        if outcome.status != StepStatus.FAILED:
+            return
+        skipped = sorted(downstream(self.steps, outcome.step) & set(self.waiting), key=self.wanted.index)
+        for name in skipped:
+            self.waiting.remove(name)
+            self.finished[name] = StepOutcome(name, StepStatus.SKIPPED, 0.0)
+            self.progress.step_finished(self.finished[name])
+        self.context.metadata.steps_skipped(self.context.run_id, skipped, f"step {outcome.step!r} failed")
+
+    def _ready(self) -> list[str]:
+        done = {n for n, o in self.finished.items() if o.status in StepStatus.WITH_OUTPUTS}
+        ready = [n for n in self.waiting if set(self.steps[n].upstream) <= done]
+        return ready[: max(0, self.workers - len(self.running))]
+
+    def _keep_kernels_ready(self) -> None:
+        to_come = [n for n in self.wanted
+                   if n in self.expected and n not in self.executing and n not in self.finished]
+        self.pool.reserve(min(len(to_come), self.workers, _LOOKAHEAD))
 
 
 def _expected_to_execute(context: RunContext, wanted: list[str]) -> set[str]:
@@ -112,8 +122,7 @@ def _expected_to_execute(context: RunContext, wanted: list[str]) -> set[str]:
     expected: set[str] = set()
     steps = context.bundle.steps
     for name in wanted:
-        mode = context.modes.get(name, Mode.RUN)
-        if mode == Mode.CACHED:
+        if context.modes.get(name, Mode.RUN) == Mode.CACHED:
             continue
         if (
             not may_use_cache(context, name)

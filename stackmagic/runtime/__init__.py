@@ -86,7 +86,7 @@ def plan(bundle: Bundle, *, only: str | None = None, from_step: str | None = Non
         return dict.fromkeys(steps, Mode.RUN)
     if only is not None and from_step is not None:
         raise StackmagicError("give --only or --from, not both")
-    forced = {only} if only is not None else {from_step, *_downstream(steps, str(from_step))}
+    forced = {only} if only is not None else {from_step, *downstream(steps, str(from_step))}
     needed = set().union(*(_upstream(steps, name) for name in forced)) - forced
     return {
         name: Mode.FORCE if name in forced else Mode.CACHED if name in needed else Mode.SKIP
@@ -101,7 +101,8 @@ def _upstream(steps: Mapping[str, BundleStep], name: str) -> set[str]:
     return found
 
 
-def _downstream(steps: Mapping[str, BundleStep], name: str) -> set[str]:
+def downstream(steps: Mapping[str, BundleStep], name: str) -> set[str]:
+    """Every step that depends on ``name``, directly or through others."""
     return {other for other in steps if name in _upstream(steps, other)}
 
 
