@@ -166,6 +166,14 @@ def run_bundle(
         parameters=context.parameters, overridden=list(overrides),
         steps=list(bundle.steps),
     )
+    for warning in bundle.manifest["warnings"]:
+        progress.warn(warning)
+    for name, step in bundle.steps.items():
+        if step.settings.get("operator"):
+            progress.warn(
+                f"step {name!r} names step operator {step.settings['operator']!r}, but step "
+                "operators cannot run steps yet: it runs with the orchestrator"
+            )
     progress.run_started(
         context.run_id, bundle.pipeline,
         [name for name, mode in context.modes.items() if mode != Mode.SKIP],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import sys
+import warnings
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -18,7 +19,10 @@ _ICONS = {"pending": "·", "running": "▶", "completed": "✓", "cached": "↺"
 
 
 class Progress:
-    """Tells nobody anything: for scripts that only want the result."""
+    """Shows no progress, for scripts that only want the result; warnings go to :mod:`warnings`."""
+
+    def warn(self, message: str) -> None:
+        warnings.warn(message, stacklevel=2)
 
     def run_started(self, run_id: str, pipeline: str, steps: list[str]) -> None:
         pass
@@ -33,7 +37,14 @@ class Progress:
         pass
 
 
-class LogLines(Progress):
+class _Shown(Progress):
+    """Progress someone watches: warnings are lines on stderr, beside it."""
+
+    def warn(self, message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+class LogLines(_Shown):
     """One line per event, for logs and for terminals that are not a screen (CI)."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
@@ -52,7 +63,7 @@ class LogLines(Progress):
         print(line, file=self.stream, flush=True)
 
 
-class TerminalBar(Progress):
+class TerminalBar(_Shown):
     """A tqdm bar over the steps, naming those running now."""
 
     def __init__(self) -> None:
@@ -83,7 +94,7 @@ class TerminalBar(Progress):
         self._bar.set_postfix_str(", ".join(self._running), refresh=True)
 
 
-class NotebookWidget(Progress):
+class NotebookWidget(_Shown):
     """A progress bar and a table of the steps, updated in place under the cell."""
 
     def __init__(self) -> None:

@@ -306,3 +306,21 @@ def test_ctrl_c_stops_the_run_its_kernels_and_records_it(initialised: Path, term
     while _kernels_of_this_test(initialised) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _kernels_of_this_test(initialised) == [], "no kernel outlives its run"
+
+
+def test_warnings_reach_the_terminal_and_python(initialised: Path, terminal) -> None:
+    notebook = write_notebook(
+        initialised / "explore.ipynb",
+        "%%step a\nraw = 1",
+        "cleaned = raw + 1",
+        "%%step b --operator sm\ntry:\n    y = raw + cleaned\nexcept NameError:\n    y = raw",
+    )
+    shown = terminal("pipeline", "run", str(notebook), "--progress", "lines")
+    assert shown.code == 0, shown.err
+    warnings = [line for line in shown.err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2
+    assert "step 'b' reads 'cleaned', which only cell 2 defines" in warnings[0]
+    assert "step operator 'sm'" in warnings[1]
+    with pytest.warns(UserWarning) as caught:
+        stackmagic.run(notebook)
+    assert [str(w.message) for w in caught] == [line[len("warning: "):] for line in warnings]
