@@ -224,9 +224,11 @@ def pipeline_run(args: argparse.Namespace) -> Output:
 def pipeline_export(args: argparse.Namespace) -> Output:
     from .notebook.exporter import export_bundle
     from .notebook.spec import load_pipeline
+    from .pipelines import local_paths, stack_components
 
     spec = load_pipeline(notebook_path(args.notebook, args.command_words))
-    bundle = export_bundle(spec, Path(args.output).expanduser().resolve())
+    stores = local_paths(stack_components(Registry.open()))
+    bundle = export_bundle(spec, Path(args.output).expanduser().resolve(), exclude=stores)
     lines = [f"Exported {spec.name} ({len(bundle.steps)} steps) to {bundle.directory}",
              *(f"warning: {warning}" for warning in bundle.manifest["warnings"])]
     return Message("\n".join(lines), {"directory": str(bundle.directory), **bundle.manifest})

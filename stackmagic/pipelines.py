@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,10 +50,9 @@ class OpenStack:
 
     @classmethod
     def open(cls, registry: Registry, name: str | None = None) -> OpenStack:
-        stack = registry.stack(name or registry.active_stack_name())
-        components = {kind: registry.component(kind, member) for kind, member in stack.components.items()}
+        components = {c.type: c for c in stack_components(registry, name)}
         return cls(
-            stack.name,
+            name or registry.active_stack_name(),
             components,
             components[ComponentType.ARTIFACT_STORE].config.open(registry),
             components[ComponentType.METADATA_STORE].config.open(registry),
@@ -74,13 +73,17 @@ class OpenStack:
         }
 
     def local_paths(self) -> list[Path]:
-        """Folders and files of local stores, which a bundle must never carry."""
-        paths = []
-        for kind in (ComponentType.ARTIFACT_STORE, ComponentType.METADATA_STORE):
-            config = self.components[kind].config
-            if not config.is_remote:
-                paths.append(Path(config.path))
-        return paths
+        return local_paths(self.components.values())
+
+
+def local_paths(components: Iterable[Component]) -> list[Path]:
+    """Folders and files of a stack's local stores, which a bundle must never carry."""
+    return [path for component in components for path in component.config.local_paths()]
+
+
+def stack_components(registry: Registry, name: str | None = None) -> list[Component]:
+    stack = registry.stack(name or registry.active_stack_name())
+    return [registry.component(kind, member) for kind, member in stack.components.items()]
 
 
 class PipelineRun:
@@ -127,7 +130,7 @@ def run(
     """
     notebook = Path(notebook).expanduser().resolve()
     spec = load_pipeline(notebook)
-    overrides = check_parameters(spec.parameters, parameters or {})
+    overrides = check_parameters(spec.parameter_names, parameters or {})
     with OpenStack.open(Registry.open(), stack) as opened, tempfile.TemporaryDirectory(
         prefix="stackmagic-bundle-"
     ) as scratch:
@@ -153,6 +156,7 @@ def run_bundle(
     """Record a run of ``bundle`` and hand it to the stack's orchestrator; steps run in ``workdir``."""
     progress = progress or Progress()
     orchestrator = opened.components[ComponentType.ORCHESTRATOR].config.orchestrator()
+    orchestrator.check(bundle)
     context = RunContext(
         run_id=new_run_id(), bundle=bundle, artifact_store=opened.artifact_store,
         metadata=opened.metadata, workdir=workdir, overrides=dict(overrides),
@@ -226,10 +230,12 @@ def _first_failure(outcomes: list[StepOutcome]) -> str | None:
     return None
 
 
-def check_parameters(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(given) - set(defaults))
+def check_parameters(names: Iterable[str], given: Mapping[str, Any]) -> dict[str, Any]:
+    """The overrides, if each names a parameter: a name the ``parameters`` cell binds."""
+    names = list(names)
+    unknown = sorted(set(given) - set(names))
     if unknown:
-        known = ", ".join(defaults) or "none (tag a cell `parameters` to give it some)"
+        known = ", ".join(names) or "none (tag a cell `parameters` to give it some)"
         raise StackmagicError(
             f"the pipeline has no parameter {', '.join(map(repr, unknown))} (parameters: {known})"
         )

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
+from .errors import StackmagicError
+
 #: The MIME type of the outputs cell's result, read back by the runtime.
 RESULT_MIME_TYPE = "application/vnd.stackmagic.step-result+json"
 
@@ -57,14 +59,23 @@ def save_outputs(
                       f"{', '.join(repr(r) for r in readers.get(name, [])) or 'a later step'} reads"
                       for name in missing)
         )
-    kept = [*names, *(n for n in results if n in namespace and not isinstance(namespace[n], ModuleType))]
     store = _store(context)
-    saved = {name: store.save(namespace[name], f"{context['outputs']}/{name}") for name in kept}
+    saved = {name: store.save(namespace[name], f"{context['outputs']}/{name}") for name in names}
+    not_kept = []
+    for name in results:
+        if name not in namespace or isinstance(namespace[name], ModuleType):
+            continue
+        try:
+            saved[name] = store.save(namespace[name], f"{context['outputs']}/{name}")
+        except StackmagicError:  # an open file, a lock, a connection: not a result to keep
+            not_kept.append(name)
     from IPython.display import display
 
     summary = ", ".join(f"{name} ({info.materializer}, {_size(info.size)})" for name, info in saved.items())
     metrics = ", ".join(f"{name}={value:g}" for name, value in _metrics)
     text = f"Saved {summary or 'no outputs'}" + (f"; metrics: {metrics}" if metrics else "")
+    if not_kept:
+        text += f"; not kept (cannot be saved): {', '.join(not_kept)}"
     display({
         "text/plain": text,
         RESULT_MIME_TYPE: {

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+import traceback
+import zipfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -77,7 +80,7 @@ def test_parameter_override_reaches_the_steps_and_is_recorded(initialised: Path,
     model_uri = json.loads(loaded.out)["model"]["uri"]
     assert json.loads(Path(model_uri).read_text()) == 20 * 2 + 1
     unknown = terminal("pipeline", "run", str(notebook), "-p", "lrr", "2")
-    assert unknown.code == 2 and "no parameter 'lrr' (parameters: lr, epochs)" in unknown.err
+    assert unknown.code == 2 and "no parameter 'lrr' (parameters: epochs, lr)" in unknown.err
 
 
 def test_a_failing_step_names_the_cell_skips_dependants_and_exits_non_zero(
@@ -144,6 +147,7 @@ def test_unchanged_rerun_is_served_from_cache_and_a_change_reruns_from_there(ini
     second = stackmagic.run(notebook)
     assert [s.status for s in second.steps.values()] == ["cached"] * 3
     assert second.steps["train"].cached_from == f"{first.id}/train"
+    assert second.steps["train"].metrics == first.steps["train"].metrics, "a cached step keeps its metrics"
     assert second.outputs("train") == first.outputs("train")
 
     changed = stackmagic.run(notebook, parameters={"epochs": 2})
@@ -202,14 +206,10 @@ def test_export_writes_a_bundle_with_step_notebooks_and_sources(initialised: Pat
 
 
 def _run_in_process(folder: str, notebook: str, queue: multiprocessing.Queue) -> None:
-    import os
-
     os.chdir(folder)
     try:
         queue.put(stackmagic.run(notebook, no_cache=True).status)
     except Exception:  # reported to the test, which fails on it
-        import traceback
-
         queue.put(traceback.format_exc())
 
 
@@ -255,21 +255,37 @@ def test_the_runtime_runs_an_exported_bundle_without_the_notebook(
     assert described["status"] == "completed" and described["parameters"]["lr"] == 2
     assert json.loads(Path(described["steps"][0]["outputs"]["raw"]["uri"]).read_text()) == [0, 2, 4, 6, 8]
 
-    # one step of a recorded run, as a remote orchestrator starts it: the stored bundle, run again
-    again = runtime("step", described["id"], "train")
-    assert again.returncode == 0, again.stderr
-    assert f"step 'train' of run {described['id']}: completed" in again.stdout
-    after = json.loads(terminal("pipeline", "describe", "latest", "--json").out)
-    train = after["steps"][1]
-    assert train["status"] == "completed" and train["cached_from"] is None
-    assert json.loads(Path(train["outputs"]["model"]["uri"]).read_text()) == 20 * 2 + 1
-
     wrong = runtime("step", described["id"], "nope")
     assert wrong.returncode == 2
     assert wrong.stderr.strip().splitlines() == [
         f"python -m stackmagic.runtime: error: run {described['id']} has no step 'nope' "
         "(steps: load, train, report)"
     ]
+    again = runtime("step", described["id"], "train")
+    assert again.returncode == 2 and "is completed already; start a new run" in again.stderr
+
+
+def test_the_runtime_runs_one_unfinished_step_of_a_recorded_run(initialised: Path, terminal) -> None:
+    notebook = write_notebook(
+        initialised / "flaky.ipynb",
+        "import os",
+        "%%step fetch\nassert os.environ.get('SERVICE_UP') == '1', 'the service is down'\nrows = [1, 2]",
+        "%%step count\ntotal = len(rows)",
+    )
+    failed = terminal("pipeline", "run", str(notebook), "--json")
+    assert failed.code == 1
+    run_id = json.loads(failed.out)["id"]
+
+    # as an orchestrator retries a failed step: the recorded run's stored bundle, run again here
+    retried = subprocess.run(
+        [sys.executable, "-m", "stackmagic.runtime", "step", run_id, "fetch"], cwd=initialised,
+        capture_output=True, text=True, timeout=300, env={**os.environ, "SERVICE_UP": "1"},
+    )
+    assert retried.returncode == 0, retried.stderr
+    assert f"step 'fetch' of run {run_id}: completed" in retried.stdout
+    fetch = json.loads(terminal("pipeline", "describe", run_id, "--json").out)["steps"][0]
+    assert fetch["status"] == "completed" and fetch["error"] is None
+    assert json.loads(Path(fetch["outputs"]["rows"]["uri"]).read_text()) == [1, 2]
 
 
 def _kernels_of_this_test(folder: Path) -> list[str]:
@@ -302,6 +318,8 @@ def test_ctrl_c_stops_the_run_its_kernels_and_records_it(initialised: Path, term
     assert "stackmagic: interrupted" in process.stderr.read()
     runs = json.loads(terminal("pipeline", "runs", "--json").out)
     assert runs[0]["status"] == "failed" and runs[0]["error"] == "interrupted"
+    step = json.loads(terminal("pipeline", "describe", "latest", "--json").out)["steps"][0]
+    assert step["status"] == "failed" and step["error"] == "interrupted"
     deadline = time.monotonic() + 10
     while _kernels_of_this_test(initialised) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -324,3 +342,68 @@ def test_warnings_reach_the_terminal_and_python(initialised: Path, terminal) -> 
     with pytest.warns(UserWarning) as caught:
         stackmagic.run(notebook)
     assert [str(w.message) for w in caught] == [line[len("warning: "):] for line in warnings]
+
+
+def test_parameters_bound_in_other_ways_can_be_set_and_invalidate_the_cache(
+    initialised: Path,
+) -> None:
+    cells = ["%%step a\nfirst = low * 10", "%%step b\nsecond = high + 1"]
+    notebook = write_notebook(initialised / "p.ipynb", *cells, parameters="low, high = 1, 2")
+    assert stackmagic.run(notebook, parameters={"low": 5}).outputs("a")["first"] == 50
+    assert [s.status for s in stackmagic.run(notebook).steps.values()] == ["completed", "cached"]
+    write_notebook(notebook, *cells, parameters="low, high = 1, 200")
+    again = stackmagic.run(notebook)
+    assert [s.status for s in again.steps.values()] == ["completed", "completed"], \
+        "a change the cell's text alone shows must not be served from the cache"
+    assert again.outputs("b")["second"] == 201
+
+
+def test_stores_inside_the_project_stay_out_of_the_bundle(initialised: Path, terminal) -> None:
+    for words in (
+        ["artifact-store", "register", "here", "--type=local", "--path=store"],
+        ["metadata-store", "register", "here", "--type=sqlite", "--path=meta.db"],
+        ["stack", "register", "here", "-a", "here", "-m", "here", "-o", "default"],
+        ["stack", "set", "here"],
+    ):
+        assert terminal(*words).code == 0
+    notebook = demo(initialised)
+    stackmagic.run(notebook)
+    again = stackmagic.run(notebook)
+    assert [s.status for s in again.steps.values()] == ["cached"] * 3, \
+        "the store's own files changing between runs must not look like a code change"
+    bundles = list((initialised / "store" / "_bundles").glob("*.zip"))
+    assert len(bundles) == 1
+    with zipfile.ZipFile(bundles[0]) as bundle:
+        names = bundle.namelist()
+    assert "sources/helpers.py" in names
+    assert not [n for n in names if n.startswith(("sources/meta.db", "sources/store"))]
+    assert terminal("pipeline", "export", str(notebook), "--to", "bundle", "-o", "../out").code == 0
+    assert not list((initialised.parent / "out" / "sources").glob("meta.db*"))
+
+
+def test_a_final_step_keeps_what_can_be_saved(initialised: Path) -> None:
+    notebook = write_notebook(
+        initialised / "final.ipynb",
+        "%%step make\nrows = [1, 2, 3]",
+        "%%step write\nwith open('report.txt', 'w') as handle:\n    handle.write(str(rows))\n"
+        "written = len(rows)",
+    )
+    run = stackmagic.run(notebook)
+    assert run.outputs("write") == {"written": 3}
+    executed = nbformat.read(run.steps["write"].notebook_uri, as_version=4)
+    shown = executed.cells[-1].outputs[0]["data"]["text/plain"]
+    assert "not kept (cannot be saved): handle" in shown
+
+
+def test_a_kernel_that_is_not_installed_is_refused_before_the_run(initialised: Path, terminal) -> None:
+    notebook = write_notebook(initialised / "julia.ipynb", "%%step a\nx = 1")
+    document = nbformat.read(notebook, as_version=4)
+    document.metadata["kernelspec"] = {"name": "no-such-kernel", "display_name": "x", "language": "x"}
+    nbformat.write(document, notebook)
+    result = terminal("pipeline", "run", str(notebook))
+    assert result.code == 2
+    assert result.err.strip().splitlines() == [
+        "stackmagic: error: the notebook's kernel 'no-such-kernel' is not installed here; install it "
+        "(`jupyter kernelspec list` shows the installed ones) or pick another kernel in Jupyter"
+    ]
+    assert json.loads(terminal("pipeline", "runs", "--json").out) == []

@@ -50,7 +50,7 @@ def test_helper_module_subpackage_and_csv_are_collected_with_their_hashes(tmp_pa
         "helpers.py": sha256("def double(x):\n    return 2 * x\n"),
     }
     assert list(sources.files) == sorted(sources.files)
-    assert sources.left_out == [] and sources.warnings == []
+    assert sources.left_out == {} and sources.warnings == []
 
 
 def test_hidden_entries_caches_and_notebooks_are_left_out(tmp_path: Path) -> None:
@@ -140,11 +140,19 @@ def test_a_file_over_the_size_limit_is_left_out_and_named_in_a_warning(tmp_path:
     sources = collect_sources(tmp_path, max_file_bytes=1024)
 
     assert list(sources.files) == ["helpers.py"]
-    assert sources.left_out == ["data/big.csv", "model.bin"]
+    assert list(sources.left_out) == ["data/big.csv", "model.bin"]
     assert sources.warnings == [
         "left out of the bundle, larger than 1 KB: data/big.csv, model.bin (steps off this "
         "machine will not see them; list them in .stackmagicignore to silence this)"
     ]
+
+
+def test_a_left_out_file_still_counts_in_the_digest(tmp_path: Path) -> None:
+    """Steps on this machine read it from the notebook's folder: a change must re-run them."""
+    big = write(tmp_path, "data/big.csv", b"0" * 2048)
+    before = collect_sources(tmp_path, max_file_bytes=1024).digest
+    big.write_bytes(b"1" * 4096)
+    assert collect_sources(tmp_path, max_file_bytes=1024).digest != before
 
 
 def test_a_warning_names_five_large_files_and_counts_the_rest(tmp_path: Path) -> None:
@@ -254,7 +262,7 @@ def test_the_order_the_os_lists_files_in_does_not_matter(
     reordered = collect_sources(tmp_path, max_file_bytes=50)
 
     assert list(reordered.files) == list(expected.files) == ["a.py", "b.py", "pkg/y.py", "pkg/z.py"]
-    assert reordered.left_out == expected.left_out == ["big.bin", "huge.bin"]
+    assert list(reordered.left_out) == list(expected.left_out) == ["big.bin", "huge.bin"]
     assert reordered.digest == expected.digest
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import traitlets as t
@@ -45,6 +46,9 @@ class LocalArtifactStore(ArtifactStoreConfig):
         from ..stores.artifacts import ArtifactStore
 
         return ArtifactStore(self.path)
+
+    def local_paths(self) -> list[Path]:
+        return [Path(self.path)]
 
 
 class GCSArtifactStore(ArtifactStoreConfig):

@@ -156,6 +156,10 @@ class FlavorConfig(t.HasTraits):
         }
 
 
+    def local_paths(self) -> list[Path]:
+        """Files and folders of this component on this machine: never part of a bundle."""
+        return []
+
     def not_runnable(self) -> StackmagicError:
         return StackmagicError(
             f"this stackmagic cannot run pipelines with the {self.flavor} "

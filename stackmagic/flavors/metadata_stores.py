@@ -32,6 +32,10 @@ class SQLiteMetadataStore(MetadataStoreConfig):
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         return MetadataStore(f"sqlite:///{self.path}", label=self.path)
 
+    def local_paths(self) -> list[Path]:
+        """The database and the files SQLite keeps beside it while it writes."""
+        return [Path(self.path + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+
 
 class _ServerMetadataStore(MetadataStoreConfig):
     """Options shared by the database-server flavors."""

@@ -75,7 +75,13 @@ class Bundle:
 
     @property
     def parameters(self) -> dict[str, Any]:
+        """The defaults known from the parameters cell's text."""
         return dict(self.manifest["parameters"])
+
+    @property
+    def parameter_names(self) -> list[str]:
+        """Every name the parameters cell binds: what a run may override."""
+        return list(self.manifest["parameter_names"])
 
     @property
     def steps(self) -> dict[str, BundleStep]:
@@ -122,7 +128,14 @@ class Bundle:
     @classmethod
     def unpack(cls, archive: bytes, directory: Path) -> Bundle:
         """The bundle :meth:`archive` made, written out into ``directory``."""
-        with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+        try:
+            opened = zipfile.ZipFile(io.BytesIO(archive))
+        except zipfile.BadZipFile:
+            raise StackmagicError(
+                "that bundle is not a zip file; give a folder or zip from "
+                "`stackmagic pipeline export`, or a bundle's URI in the artifact store"
+            ) from None
+        with opened:
             for member in opened.infolist():
                 parts = PurePosixPath(member.filename).parts
                 if PurePosixPath(member.filename).is_absolute() or ".." in parts:
@@ -165,6 +178,8 @@ def export_bundle(spec: PipelineSpec, destination: Path, *, exclude: Iterable[Pa
         "notebook": spec.notebook.name,
         "kernel": spec.kernel_name,
         "parameters": spec.parameters,
+        "parameter_names": spec.parameter_names,
+        "parameters_hash": hashlib.sha256(spec.parameters_source.encode()).hexdigest(),
         "setup_parameters": spec.setup_parameters,
         "sources": {"digest": sources.digest, "files": sources.files},
         "steps": steps,

@@ -58,16 +58,20 @@ class SourceFiles:
     root: Path
     #: relative POSIX path -> sha256 of the content, in path order
     files: dict[str, str]
-    #: relative paths of files over ``max_file_bytes``, in path order
-    left_out: list[str]
+    #: relative path -> "size:mtime" of files over ``max_file_bytes``, in path order: not
+    #: carried, but steps on this machine read them, so their changes still count
+    left_out: dict[str, str]
     #: the limit ``left_out`` was measured against, for the warning
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 
     @property
     def digest(self) -> str:
-        """Changes exactly when a file is added, removed, renamed or edited."""
+        """Changes exactly when a file is added, removed, renamed or edited.
+
+        A file left out for its size counts by its size and modification time.
+        """
         pairs = hashlib.sha256()
-        for path, content in sorted(self.files.items()):
+        for path, content in sorted({**self.files, **self.left_out}.items()):
             pairs.update(os.fsencode(path) + b"\0" + content.encode() + b"\0")
         return pairs.hexdigest()
 
@@ -77,7 +81,7 @@ class SourceFiles:
             return []
         return [
             f"left out of the bundle, larger than {_describe_size(self.max_file_bytes)}: "
-            f"{_name_some(self.left_out)} (steps off this machine will not see them; "
+            f"{_name_some(list(self.left_out))} (steps off this machine will not see them; "
             "list them in .stackmagicignore to silence this)"
         ]
 
@@ -115,16 +119,17 @@ def collect_sources(
         raise StackmagicError(f"{root} is not a folder; give the folder that holds the notebook")
     excluded = _excluded_paths(root, exclude)
     sizes: dict[str, int] = {}
-    left_out: list[str] = []
+    left_out: dict[str, str] = {}
     total_bytes = 0
     candidates = () if "." in excluded else _walk(root, "", _IgnoreRules(), excluded)
     for relative, entry in candidates:
         try:
-            size = entry.stat().st_size
+            stat = entry.stat()
         except OSError as error:
             raise _unreadable(error) from None
+        size = stat.st_size
         if size > max_file_bytes:
-            left_out.append(relative)
+            left_out[relative] = f"{size}:{stat.st_mtime_ns}"
             continue
         sizes[relative] = size
         total_bytes += size
@@ -142,7 +147,7 @@ def collect_sources(
         files = {relative: _sha256(root / relative) for relative in sorted(sizes)}
     except OSError as error:
         raise _unreadable(error) from None
-    return SourceFiles(root, files, sorted(left_out), max_file_bytes)
+    return SourceFiles(root, files, dict(sorted(left_out.items())), max_file_bytes)
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,9 @@ class PipelineSpec:
     #: How many setup cells come before the parameters cell (which the steps run there).
     parameters_position: int
     parameters_source: str
+    #: Every name the parameters cell binds: what ``-p NAME VALUE`` may set.
+    parameter_names: list[str]
+    #: The defaults known from the cell's text (see ``_parameter_values``).
     parameters: dict[str, Any]
     #: Parameters the setup cells read: every step depends on them.
     setup_parameters: list[str]
@@ -151,6 +154,7 @@ def load_pipeline(notebook: Path) -> PipelineSpec:
         setup_cells=setup,
         parameters_position=parameters_position,
         parameters_source=parameters_source,
+        parameter_names=sorted(analyse(parameters_source, "the parameters cell").binds),
         parameters=_parameter_values(parameters_source),
         setup_parameters=setup_parameters,
         steps=steps,
@@ -323,25 +327,29 @@ def _find_cycle(spec: PipelineSpec) -> list[str] | None:
 
 
 def _parameter_values(source: str) -> dict[str, Any]:
-    """Defaults of the parameters cell: literals as values, anything else as its source text."""
-    values: dict[str, Any] = {}
+    """Defaults of the parameters cell that can be told from its text alone.
+
+    A name bound once, by ``name = value``, has that value (a literal, else its
+    source text). A name bound any other way (``a, b = 1, 2``, ``lr *= 2``,
+    inside an ``if``) has no known default: its steps' cache keys take the
+    whole cell's text instead.
+    """
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return values
+        return {}
+    simple: dict[str, Any] = {}
+    bound_otherwise: set[str] = set()
     for node in tree.body:
-        if isinstance(node, ast.Assign | ast.AnnAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            if node.value is None:
-                continue
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+        if isinstance(target, ast.Name) and target.id not in simple:
             try:
-                value: Any = ast.literal_eval(node.value)
-            except ValueError:
-                value = ast.unparse(node.value)
-            for target in targets:
-                if isinstance(target, ast.Name):
-                    values[target.id] = value
-    return values
+                simple[target.id] = ast.literal_eval(node.value)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                simple[target.id] = ast.unparse(node.value)
+            continue
+        bound_otherwise |= analyse(ast.unparse(node), "the parameters cell").binds
+    return {name: value for name, value in simple.items() if name not in bound_otherwise}
 
 
 def _pipeline_name(notebook: Path) -> str:

@@ -56,8 +56,16 @@ class KernelPool:
             future = self._waiting.popleft() if self._waiting else self._starter.submit(self._start)
         manager = future.result()
         with self._lock:
-            self._in_use.add(manager)
-        return manager
+            if not self._closed:
+                self._in_use.add(manager)
+                return manager
+        _stop(manager)  # the pool closed while this kernel started: stop it here, right away
+        raise StackmagicError("the run was stopped")
+
+    @property
+    def stopped(self) -> bool:
+        """Closed: the run is over, or was interrupted while steps ran."""
+        return self._closed
 
     def retire(self, manager: KernelManager) -> None:
         """Shut a used kernel down without making the next step wait for it."""
@@ -104,11 +112,25 @@ class KernelPool:
                 cwd=str(self.cwd), env=dict(os.environ), stdout=self._log, stderr=self._log
             )
         except NoSuchKernel:
-            raise StackmagicError(
-                f"the notebook's kernel {self.kernel_name!r} is not installed here; install it "
-                "(`jupyter kernelspec list` shows the installed ones) or pick another kernel in Jupyter"
-            ) from None
+            raise missing_kernel(self.kernel_name) from None
         return manager
+
+
+def check_kernel(name: str) -> None:
+    """Refuse a kernel that is not installed before anything starts."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    try:
+        KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        raise missing_kernel(name) from None
+
+
+def missing_kernel(name: str) -> StackmagicError:
+    return StackmagicError(
+        f"the notebook's kernel {name!r} is not installed here; install it "
+        "(`jupyter kernelspec list` shows the installed ones) or pick another kernel in Jupyter"
+    )
 
 
 def _stop(manager: Any) -> None:

@@ -18,9 +18,10 @@ import papermill  # noqa: F401 - imported once here, not by several step threads
 from ..errors import StackmagicError
 from ..runtime import Mode, RunContext, StepOutcome, code_key, downstream, may_use_cache, run_step
 from ..stores.models import StepStatus
-from .kernels import KernelPool, default_workers
+from .kernels import KernelPool, check_kernel, default_workers
 
 if TYPE_CHECKING:
+    from ..notebook.exporter import Bundle
     from ..progress import Progress
 
 #: Kernels started ahead at most: more only compete for the CPU with the running steps.
@@ -30,6 +31,9 @@ _LOOKAHEAD = 3
 class LocalRunner:
     def __init__(self, max_workers: int = 0) -> None:
         self.workers = max_workers or default_workers()
+
+    def check(self, bundle: Bundle) -> None:
+        check_kernel(bundle.manifest["kernel"])
 
     def run(self, context: RunContext, progress: Progress) -> list[StepOutcome]:
         pool = KernelPool(context.bundle.manifest["kernel"], context.workdir)

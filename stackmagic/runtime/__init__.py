@@ -95,15 +95,28 @@ def plan(bundle: Bundle, *, only: str | None = None, from_step: str | None = Non
 
 
 def _upstream(steps: Mapping[str, BundleStep], name: str) -> set[str]:
-    found: set[str] = set()
-    for parent in steps[name].upstream:
-        found |= {parent, *_upstream(steps, parent)}
-    return found
+    """Every step ``name`` depends on, directly or through others."""
+    return _reachable(name, lambda step: steps[step].upstream)
 
 
 def downstream(steps: Mapping[str, BundleStep], name: str) -> set[str]:
     """Every step that depends on ``name``, directly or through others."""
-    return {other for other in steps if name in _upstream(steps, other)}
+    children: dict[str, list[str]] = {step: [] for step in steps}
+    for step, spec in steps.items():
+        for parent in spec.upstream:
+            children[parent].append(step)
+    return _reachable(name, children.__getitem__)
+
+
+def _reachable(start: str, neighbours: Callable[[str], list[str]]) -> set[str]:
+    found: set[str] = set()
+    frontier = [start]
+    while frontier:
+        for step in neighbours(frontier.pop()):
+            if step not in found:
+                found.add(step)
+                frontier.append(step)
+    return found
 
 
 def code_key(bundle: Bundle, step: str, parameters: Mapping[str, Any]) -> str:
@@ -115,7 +128,8 @@ def code_key(bundle: Bundle, step: str, parameters: Mapping[str, Any]) -> str:
         "saves": [spec.outputs, spec.results],
         "sources": bundle.manifest["sources"]["digest"],
         "kernel": bundle.manifest["kernel"],
-        "parameters": {name: parameters.get(name) for name in used},
+        # a default the cell's text does not tell (`a, b = 1, 2`): the cell's text stands in
+        "parameters": {name: parameters.get(name, bundle.manifest["parameters_hash"]) for name in used},
         "settings": spec.cache_settings(),
     })
 
@@ -247,10 +261,13 @@ def _execute(
             where = failed_cell(nbformat.read(executed_path, as_version=4))
             error = f"{failure.ename}: {failure.evalue} (in {where})"
             executed = None
-        except StackmagicError:
-            raise
-        except Exception as failure:  # the kernel died, timed out, or never started
-            error = f"{type(failure).__name__}: {failure}"
+        except Exception as failure:  # the kernel died, timed out, never started, or was stopped
+            if kernel_pool.stopped:
+                error = "interrupted"
+            elif isinstance(failure, StackmagicError):
+                error = str(failure)
+            else:
+                error = f"{type(failure).__name__}: {failure}"
             executed = None
         notebook_uri = None
         if executed_path.exists():

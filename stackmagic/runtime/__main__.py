@@ -7,6 +7,9 @@ working directory, or ``--stack``.
 
     python -m stackmagic.runtime run BUNDLE [-p NAME VALUE]... [--no-cache] [--only STEP] [--from STEP]
     python -m stackmagic.runtime step RUN_ID STEP
+
+``step`` runs a step that has not completed (a retried pod, a step the
+orchestrator hands out); a completed step's outputs stay as they were.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ..cli import main as report
 from ..errors import RunFailed, StackmagicError
 from ..output import Message, Output
 from ..registry import Registry
+from ..stores.models import StepStatus
 from . import RunContext, plan, run_step
 
 PROG = "python -m stackmagic.runtime"
@@ -66,7 +70,7 @@ def run_whole(args: argparse.Namespace) -> Output:
     ) as scratch:
         bundle = fetch_bundle(opened.artifact_store, args.bundle, Path(scratch))
         overrides = check_parameters(
-            bundle.parameters, {name: parse_parameter(value) for name, value in args.parameter}
+            bundle.parameter_names, {name: parse_parameter(value) for name, value in args.parameter}
         )
         finished = run_bundle(
             bundle, opened, workdir=bundle.sources, notebook=bundle.manifest["notebook"],
@@ -84,9 +88,11 @@ def run_one(args: argparse.Namespace) -> Output:
     ) as scratch:
         record = opened.metadata.run(args.run_id)
         bundle = fetch_bundle(opened.artifact_store, record.bundle_uri, Path(scratch))
-        if args.step not in bundle.steps:
+        status = record.step(args.step).status
+        if status in StepStatus.WITH_OUTPUTS:  # its outputs are history other runs may build on
             raise StackmagicError(
-                f"run {record.id} has no step {args.step!r} (steps: {', '.join(bundle.steps)})"
+                f"step {args.step!r} of run {record.id} is {status} already; start a new run "
+                f"for it (`stackmagic pipeline run NOTEBOOK --only {args.step}`)"
             )
         context = RunContext(
             run_id=record.id, bundle=bundle, artifact_store=opened.artifact_store,

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import URL, Engine, create_engine, event, inspect, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from ..errors import StackmagicError
@@ -113,7 +114,15 @@ class MetadataStore:
         self.engine = _create_engine(url)
         self.label = label or str(url)
         self._writer = self.engine.execution_options(**{_WRITE: True})
-        self._migrate()
+        try:
+            self._migrate()
+        except DBAPIError as error:
+            self.engine.dispose()
+            reason = str(error.orig).splitlines()[0] if error.orig else type(error).__name__
+            raise StackmagicError(
+                f"cannot open the metadata store {self.label} ({reason}); check its settings "
+                "(`stackmagic metadata-store describe NAME`)"
+            ) from None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -165,10 +174,7 @@ class MetadataStore:
         steps: Sequence[str],
     ) -> None:
         with self._session(write=True) as session:
-            found = session.scalar(select(Pipeline).where(Pipeline.name == pipeline))
-            if found is None:
-                found = Pipeline(name=pipeline)
-                session.add(found)
+            found = _pipeline_row(session, pipeline)
             run = Run(
                 id=run_id, pipeline=found, notebook=notebook, status=RunStatus.RUNNING,
                 stack_name=stack_name, stack=dict(stack), bundle_uri=bundle_uri,
@@ -236,6 +242,8 @@ class MetadataStore:
             row.status, row.started_at, row.ended_at = StepStatus.CACHED, now, now
             row.code_key, row.cache_key, row.cached_from_id = code_key, cache_key, hit.step_run_id
             _link_inputs(row, inputs)
+            original = session.get(StepRun, hit.step_run_id)
+            row.metrics = [Metric(name=m.name, value=m.value) for m in original.metrics] if original else []
             for name, artifact in hit.outputs.items():
                 row.artifacts.append(StepArtifact(direction=OUTPUT, name=name, artifact_id=artifact.id))
 
@@ -395,6 +403,21 @@ def _sqlite_begin(connection: Any) -> None:
     """Writers take the write lock up front: a deferred one could not wait for it, only fail."""
     write = connection.get_execution_options().get(_WRITE, False)
     connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _pipeline_row(session: Session, name: str) -> Pipeline:
+    """The pipeline's row, made on its first run; two first runs at once make one."""
+    query = select(Pipeline).where(Pipeline.name == name)
+    found = session.scalar(query)
+    if found is not None:
+        return found
+    try:
+        with session.begin_nested():
+            found = Pipeline(name=name)
+            session.add(found)
+        return found
+    except IntegrityError:  # another process made it meanwhile
+        return session.scalars(query).one()
 
 
 def _step_row(session: Session, run_id: str, step: str) -> StepRun:

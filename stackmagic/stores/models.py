@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     DateTime,
-    Float,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -52,10 +52,21 @@ def utcnow() -> datetime:
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in, aware UTC datetimes out, whatever the database keeps."""
+    """Aware UTC datetimes in, aware UTC datetimes out, whatever the database keeps.
+
+    With microseconds everywhere: MySQL's plain DATETIME would round to seconds,
+    and "newest first" would then be a guess.
+    """
 
     impl = DateTime
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            from sqlalchemy.dialects.mysql import DATETIME
+
+            return dialect.type_descriptor(DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         return None if value is None else value.astimezone(timezone.utc).replace(tzinfo=None)
@@ -125,7 +136,7 @@ class RunParameter(Base):
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
-    value: Mapped[Any] = mapped_column(JSONText)
+    value: Mapped[Any] = mapped_column(JSONText, nullable=True)  # a parameter may be None
     #: False where the value is the notebook's default, True where the run overrode it.
     overridden: Mapped[bool] = mapped_column(default=False)
 
@@ -196,7 +207,7 @@ class Metric(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     step_run_id: Mapped[int] = mapped_column(ForeignKey("step_runs.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
-    value: Mapped[float] = mapped_column(Float)
+    value: Mapped[float] = mapped_column(Double)  # MySQL's FLOAT keeps 6 digits
     logged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     step_run: Mapped[StepRun] = relationship(back_populates="metrics")

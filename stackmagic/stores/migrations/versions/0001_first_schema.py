@@ -90,7 +90,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("step_run_id", sa.Integer, sa.ForeignKey("step_runs.id"), nullable=False),
         sa.Column("name", sa.String(200), nullable=False),
-        sa.Column("value", sa.Float, nullable=False),
+        sa.Column("value", sa.Double, nullable=False),
         sa.Column("logged_at", UTCDateTime, nullable=False),
     )
     op.create_index("ix_metrics_step_run_id", "metrics", ["step_run_id"])
