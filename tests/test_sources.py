@@ -166,29 +166,25 @@ def test_a_warning_names_five_large_files_and_counts_the_rest(tmp_path: Path) ->
     assert "shard-5.bin" not in warning
 
 
-def test_too_many_files_is_a_one_line_error_naming_the_folder(tmp_path: Path) -> None:
-    for number in range(4):
-        write(tmp_path, f"module_{number}.py")
+@pytest.mark.parametrize(
+    "files, limit, said",
+    [
+        ({f"module_{n}.py": b"x = 1\n" for n in range(4)}, {"max_files": 3}, "more than 3 files"),
+        ({"a.bin": b"0" * 1500, "b.bin": b"0" * 1500}, {"max_total_bytes": 2048}, "more than 2 KB"),
+    ],
+)
+def test_too_much_to_bundle_is_a_one_line_error_naming_the_folder(
+    tmp_path: Path, files: dict[str, bytes], limit: dict[str, int], said: str
+) -> None:
+    for relative, content in files.items():
+        write(tmp_path, relative, content)
 
     with pytest.raises(StackmagicError) as raised:
-        collect_sources(tmp_path, max_files=3)
+        collect_sources(tmp_path, **limit)
 
     message = str(raised.value)
     assert "\n" not in message
-    assert "more than 3 files" in message
-    assert str(tmp_path.resolve()) in message and ".stackmagicignore" in message
-
-
-def test_too_many_bytes_is_a_one_line_error_naming_the_folder(tmp_path: Path) -> None:
-    write(tmp_path, "a.bin", b"0" * 1500)
-    write(tmp_path, "b.bin", b"0" * 1500)
-
-    with pytest.raises(StackmagicError) as raised:
-        collect_sources(tmp_path, max_total_bytes=2048)
-
-    message = str(raised.value)
-    assert "\n" not in message
-    assert "more than 2 KB" in message
+    assert said in message
     assert str(tmp_path.resolve()) in message and ".stackmagicignore" in message
 
 
