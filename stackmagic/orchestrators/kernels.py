@@ -9,6 +9,7 @@ Kernels talk over Unix sockets in a private folder, not TCP ports.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
@@ -97,6 +98,12 @@ class KernelPool:
         shutil.rmtree(self._folder, ignore_errors=True)
 
     def _start(self) -> KernelManager:
+        try:
+            return self._launch()
+        finally:
+            close_thread_loop()
+
+    def _launch(self) -> KernelManager:
         with self._lock:
             self._count += 1
             number = self._count
@@ -138,6 +145,20 @@ def _stop(manager: Any) -> None:
         manager.shutdown_kernel(now=True)
     except Exception:  # already gone: nothing left to stop
         manager.cleanup_resources()
+    finally:
+        close_thread_loop()
+
+
+def close_thread_loop() -> None:
+    """jupyter_client and nbclient run their coroutines on an event loop of the calling
+    thread's own, which nothing closes: close it when the thread's work is done."""
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:  # no loop in this thread
+        return
+    if not loop.is_running():
+        loop.close()
+        asyncio.set_event_loop(None)
 
 
 def default_workers() -> int:

@@ -18,7 +18,7 @@ import papermill  # noqa: F401 - imported once here, not by several step threads
 from ..errors import StackmagicError
 from ..runtime import Mode, RunContext, StepOutcome, code_key, downstream, may_use_cache, run_step
 from ..stores.models import StepStatus
-from .kernels import KernelPool, check_kernel, default_workers
+from .kernels import KernelPool, check_kernel, close_thread_loop, default_workers
 
 if TYPE_CHECKING:
     from ..notebook.exporter import Bundle
@@ -91,6 +91,8 @@ class _Schedule:
         except BaseException as error:  # recorded as the step's failure, never lost in a thread
             said = str(error) if isinstance(error, StackmagicError) else f"{type(error).__name__}: {error}"
             outcome = StepOutcome(name, StepStatus.FAILED, 0.0, said)
+        finally:
+            close_thread_loop()
         self.events.put(("finished", outcome))
 
     def _finish(self, outcome: StepOutcome) -> None:
