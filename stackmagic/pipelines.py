@@ -9,6 +9,7 @@ serves ``stackmagic pipeline run``, ``%pipeline run`` and Python code.
 from __future__ import annotations
 
 import ast
+import functools
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -51,11 +52,16 @@ class OpenStack:
     @classmethod
     def open(cls, registry: Registry, name: str | None = None) -> OpenStack:
         components = {c.type: c for c in stack_components(registry, name)}
+
+        def opened(kind: ComponentType) -> Any:
+            component = components[kind]
+            return component.config.open(functools.partial(registry.resolve_secret, component))
+
         return cls(
             name or registry.active_stack_name(),
             components,
-            components[ComponentType.ARTIFACT_STORE].config.open(registry),
-            components[ComponentType.METADATA_STORE].config.open(registry),
+            opened(ComponentType.ARTIFACT_STORE),
+            opened(ComponentType.METADATA_STORE),
         )
 
     def __enter__(self) -> OpenStack:
@@ -184,7 +190,8 @@ def run_bundle(
     )
     error = None
     try:
-        error = _first_failure(orchestrator.run(context, progress))
+        with opened.metadata.keeping_alive(context.run_id):
+            error = _first_failure(orchestrator.run(context, progress))
     except KeyboardInterrupt:
         error = "interrupted"
         raise

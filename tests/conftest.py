@@ -92,3 +92,14 @@ REFERENCE_SEQUENCE = [
     ["stack", "set", "gcp"],
 ]
 CANARY = "CANARY-pa55-word"
+
+
+# Real servers on 127.0.0.1 (S3, GCS and Azure emulators, MariaDB, PostgreSQL): tests/services.py.
+from services import (  # noqa: E402, F401
+    azurite_server,
+    bucket,
+    gcs_server,
+    mysql_database,
+    postgresql_database,
+    s3_server,
+)

@@ -1,12 +1,19 @@
-"""The artifact store and its materializers, on real local files and fsspec's memory filesystem."""
+"""The artifact store's contract and its materializers.
+
+Every test of the ``store`` fixture runs on each flavor's real filesystem: a
+local folder, and buckets on the S3 (moto), GCS (gcp-storage-emulator) and
+Azure Blob (Azurite) emulators, through s3fs, gcsfs and adlfs.
+"""
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import io
 import json
 import logging
 import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -19,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
+from services import storage_options
 
 from stackmagic.errors import StackmagicError
 from stackmagic.stores.artifacts import ArtifactInfo, ArtifactStore
@@ -32,9 +40,20 @@ from stackmagic.stores.materializers import (
 MiB = 1 << 20
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> ArtifactStore:
-    return ArtifactStore(str(tmp_path / "artifacts"))
+SERVERS = {"s3": "s3_server", "gcs": "gcs_server", "azure": "azurite_server"}
+#: fsspec options that are secrets: given as the store's secret options, as the flavors do.
+SECRET_OPTIONS = {"secret", "connection_string"}
+
+
+@pytest.fixture(params=["local", "s3", "gcs", "azure"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
+    kind = request.param
+    if kind == "local":
+        return ArtifactStore(str(tmp_path / "artifacts"))
+    url = request.getfixturevalue("bucket")(kind)
+    options = storage_options(kind, request.getfixturevalue(SERVERS[kind]))
+    secrets = {name: options.pop(name) for name in SECRET_OPTIONS & set(options)}
+    return ArtifactStore(url, options, secret_options=secrets)
 
 
 @pytest.fixture
@@ -51,12 +70,9 @@ def files_under(folder: Path) -> list[str]:
     return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(MiB):
-            digest.update(chunk)
-    return digest.hexdigest()
+def stored_files(store: ArtifactStore) -> list[str]:
+    """Every file in the store, temporary ones included, relative to its root."""
+    return [uri[len(store.root) + 1:] for uri in store.find(store.root)]
 
 
 def one_line_error(error: pytest.ExceptionInfo[StackmagicError]) -> str:
@@ -72,7 +88,7 @@ def test_bytes_are_stored_as_they_are(store: ArtifactStore) -> None:
     data = bytes(range(256)) * 3
     info = store.save(data, store.uri("pipe", "run1", "fetch", "raw"))
     assert (info.materializer, info.uri) == ("bytes", store.uri("pipe", "run1", "fetch", "raw.bin"))
-    assert Path(info.uri).read_bytes() == data
+    assert store.read_bytes(info.uri) == data
     loaded = store.load(info.uri)
     assert loaded == data and type(loaded) is bytes
 
@@ -91,7 +107,7 @@ def test_bytes_are_stored_as_they_are(store: ArtifactStore) -> None:
 def test_plain_data_is_stored_as_json(store: ArtifactStore, value: object) -> None:
     info = store.save(value, store.uri("params"))
     assert info.materializer == "json" and info.uri.endswith("params.json")
-    assert json.loads(Path(info.uri).read_text()) == value  # any tool can read it
+    assert json.loads(store.read_bytes(info.uri)) == value  # any tool can read it
     loaded = store.load(info.uri)
     assert loaded == value and type(loaded) is type(value)
 
@@ -129,7 +145,7 @@ def test_json_keeps_special_floats(store: ArtifactStore) -> None:
 def test_arrays_are_stored_as_npy(store: ArtifactStore, array: np.ndarray) -> None:
     info = store.save(array, store.uri("features"))
     assert info.materializer == "numpy" and info.uri.endswith("features.npy")
-    assert np.array_equal(np.load(info.uri, allow_pickle=False), array)  # readable without us
+    assert np.array_equal(np.load(io.BytesIO(store.read_bytes(info.uri)), allow_pickle=False), array)  # readable without us
     loaded = store.load(info.uri)
     assert loaded.dtype == array.dtype and loaded.shape == array.shape
     assert np.array_equal(loaded, array)
@@ -160,7 +176,7 @@ def test_dataframe_is_stored_as_parquet(store: ArtifactStore) -> None:
     frame = ordinary_frame()
     info = store.save(frame, store.uri("customers"))
     assert info.materializer == "pandas" and info.uri.endswith("customers.parquet")
-    assert pd.read_parquet(info.uri).equals(frame)  # other tools read it as a table
+    assert pd.read_parquet(io.BytesIO(store.read_bytes(info.uri))).equals(frame)  # other tools read it as a table
     loaded = store.load(info.uri)
     assert type(loaded) is pd.DataFrame and loaded.equals(frame)
     assert loaded.index.equals(frame.index) and loaded.index.name == "customer_id"
@@ -192,7 +208,7 @@ def test_frames_parquet_would_change_are_pickled(store: ArtifactStore, frame: pd
     assert info.materializer == "pickle"
     loaded = store.load(info.uri)
     assert loaded.equals(frame) and list(loaded.columns) == list(frame.columns)
-    assert files_under(Path(store.root)) == ["odd.pkl"]  # no half-written .parquet left
+    assert stored_files(store) == ["odd.pkl"]  # no half-written .parquet left
 
 
 def test_object_column_of_strings_keeps_its_dtype(store: ArtifactStore) -> None:
@@ -239,6 +255,7 @@ def test_deep_or_self_containing_lists_are_pickled(store: ArtifactStore) -> None
 
 NOTEBOOK_SCRIPT = textwrap.dedent(
     """
+    import json
     import sys
     from stackmagic.stores.artifacts import ArtifactStore
 
@@ -253,7 +270,7 @@ NOTEBOOK_SCRIPT = textwrap.dedent(
             self.count += 1
             return self.count
 
-    store = ArtifactStore(sys.argv[1])
+    store = ArtifactStore.from_description(json.loads(sys.argv[1]))  # secrets: from the environment
     outputs = {"double": double, "triple": lambda x: 3 * x, "Counter": Counter,
                "counter": Counter(41)}
     for name, value in outputs.items():
@@ -266,8 +283,9 @@ NOTEBOOK_SCRIPT = textwrap.dedent(
 def test_functions_and_classes_from_main_survive(tmp_path: Path, store: ArtifactStore) -> None:
     """Saved in one process's ``__main__`` (as in a notebook), loaded where never defined."""
     saved = subprocess.run(
-        [sys.executable, "-c", NOTEBOOK_SCRIPT, store.root],
+        [sys.executable, "-c", NOTEBOOK_SCRIPT, json.dumps(store.describe())],
         cwd=tmp_path,
+        env={**os.environ, **store.secret_environment()},
         capture_output=True,
         text=True,
         timeout=60,
@@ -286,9 +304,9 @@ def test_functions_and_classes_from_main_survive(tmp_path: Path, store: Artifact
 def test_large_array_hash_and_size_match_the_stored_file(store: ArtifactStore) -> None:
     array = np.random.default_rng(0).integers(0, 256, size=40 * MiB, dtype=np.uint8)
     info = store.save(array, store.uri("big"))
-    stored = Path(info.uri)
-    assert info.size == stored.stat().st_size > 40 * MiB
-    assert info.content_hash == sha256_of(stored)
+    stored = store.read_bytes(info.uri)
+    assert info.size == len(stored) > 40 * MiB
+    assert info.content_hash == hashlib.sha256(stored).hexdigest()
     assert np.array_equal(store.load(info.uri), array)
 
 
@@ -312,8 +330,9 @@ def test_info_round_trips_through_json(store: ArtifactStore) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [threading.Lock(), [b"x" * (2 * MiB), threading.Lock()]],
-    ids=["lock", "lock-after-2MiB"],
+    # 60 MiB: past every filesystem's first upload part, so an upload is under way when it fails
+    [threading.Lock(), [b"x" * (2 * MiB), threading.Lock()], [b"x" * (60 * MiB), threading.Lock()]],
+    ids=["lock", "lock-after-2MiB", "lock-after-60MiB"],
 )
 def test_failed_save_leaves_nothing_behind(store: ArtifactStore, value: object) -> None:
     location = store.uri("pipe", "run1", "train", "model")
@@ -321,7 +340,7 @@ def test_failed_save_leaves_nothing_behind(store: ArtifactStore, value: object) 
         store.save(value, location)
     message = one_line_error(error)
     assert location in message and "_thread.lock" in message and "pickle" in message
-    assert files_under(Path(store.root)) == []
+    assert stored_files(store) == []
 
 
 def test_reader_sees_nothing_or_the_whole_artifact(store: ArtifactStore) -> None:
@@ -336,11 +355,11 @@ def test_reader_sees_nothing_or_the_whole_artifact(store: ArtifactStore) -> None
     while saver.is_alive():
         polls += 1
         if store.exists(final):
-            sizes_seen.add(Path(final).stat().st_size)
+            sizes_seen.add(len(store.read_bytes(final)))
     saver.join()
     assert saved and polls > 0
     assert sizes_seen <= {saved[0].size}
-    assert files_under(Path(store.root)) == ["pipe/run1/train/chunks.pkl"]
+    assert stored_files(store) == ["pipe/run1/train/chunks.pkl"]
 
 
 def test_bytes_and_files_are_copied_in_and_out(store: ArtifactStore, tmp_path: Path) -> None:
@@ -354,7 +373,7 @@ def test_bytes_and_files_are_copied_in_and_out(store: ArtifactStore, tmp_path: P
     store.get_file(store.uri("bundles", "abc.zip"), downloads / "copy.zip")
     assert (downloads / "copy.zip").read_bytes() == source.read_bytes()
     assert files_under(downloads) == ["copy.zip"]
-    assert files_under(Path(store.root)) == ["bundles/abc.zip", "pipe/run1/log.txt"]
+    assert stored_files(store) == ["bundles/abc.zip", "pipe/run1/log.txt"]
 
 
 # --- errors a user acts on ----------------------------------------------------------------------
@@ -502,7 +521,7 @@ def test_installed_materializer_is_used_and_broken_ones_skipped(
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="stackmagic"):
         info = store.save(Fraction(22, 7), store.uri("ratio"))
-    assert info.materializer == "fraction" and Path(info.uri).read_text() == "22/7"
+    assert info.materializer == "fraction" and store.read_bytes(info.uri) == b"22/7"
     assert store.load(info.uri) == Fraction(22, 7)
     warnings = [record.getMessage() for record in caplog.records]
     assert len(warnings) == 2

@@ -2,39 +2,47 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
-from alembic.autogenerate import compare_metadata
+from alembic import command
 from alembic.config import Config
-from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, text
 
 from stackmagic.errors import StackmagicError
 from stackmagic.stores.metadata import MetadataStore
-from stackmagic.stores.models import SCHEMA_REVISION, Base
+from stackmagic.stores.models import SCHEMA_REVISION
 
 
-def test_the_migrations_build_exactly_the_models(tmp_path: Path) -> None:
-    store = MetadataStore(f"sqlite:///{tmp_path / 'm.db'}")
-    with store.engine.connect() as connection:
-        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+def test_the_newest_migration_is_the_models_revision() -> None:
     config = Config()
     config.set_main_option("script_location", "stackmagic.stores:migrations")
     assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION, \
         "a new migration must also be the models' SCHEMA_REVISION"
 
 
-def test_a_store_from_a_newer_stackmagic_is_refused_untouched(tmp_path: Path) -> None:
+def test_a_first_schema_store_is_upgraded_keeping_its_runs(tmp_path: Path) -> None:
     path = tmp_path / "m.db"
-    MetadataStore(f"sqlite:///{path}").close()
-    with sqlite3.connect(path) as database:
-        database.execute("UPDATE alembic_version SET version_num = '9999'")
-    before = path.read_bytes()
-    with pytest.raises(StackmagicError, match="written by a newer stackmagic"):
-        MetadataStore(f"sqlite:///{path}")
-    assert path.read_bytes() == before
+    store = MetadataStore(f"sqlite:///{path}")
+    store.close()
+    config = Config()
+    config.set_main_option("script_location", "stackmagic.stores:migrations")
+    with create_engine(f"sqlite:///{path}").begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0001")
+        connection.execute(text(
+            "INSERT INTO pipelines (id, name, created_at) VALUES (1, 'train', '2026-01-01 00:00:00')"
+        ))
+        connection.execute(text(
+            "INSERT INTO runs (id, pipeline_id, notebook, status, started_at, stack_name, stack, "
+            "bundle_uri, bundle_hash, options) VALUES ('old', 1, 'nb', 'completed', "
+            "'2026-01-01 00:00:00', 'default', '{}', 'b', 'h', '{}')"
+        ))
+    store = MetadataStore(f"sqlite:///{path}")
+    assert [run.id for run in store.runs()] == ["old"]
+    assert store.run("old").status == "completed"
+    store.close()
 
 
 @pytest.mark.parametrize("make", [lambda p: p.mkdir(), lambda p: p.write_text("not a database " * 100)])

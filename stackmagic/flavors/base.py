@@ -10,8 +10,9 @@ machine, made absolute against the directory it was given in).
 
 from __future__ import annotations
 
+import importlib
 import inspect
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -23,9 +24,12 @@ from ..secrets import masked
 
 if TYPE_CHECKING:
     from ..orchestrators.base import Orchestrator
-    from ..registry import Registry
     from ..stores.artifacts import ArtifactStore
     from ..stores.metadata import MetadataStore
+
+
+#: The real value of one of a component's secret options, by option name.
+SecretResolver = Callable[[str], str]
 
 
 class FlavorConfig(t.HasTraits):
@@ -155,7 +159,6 @@ class FlavorConfig(t.HasTraits):
             ],
         }
 
-
     def local_paths(self) -> list[Path]:
         """Files and folders of this component on this machine: never part of a bundle."""
         return []
@@ -171,7 +174,7 @@ class FlavorConfig(t.HasTraits):
 class ArtifactStoreConfig(FlavorConfig):
     component_type = ComponentType.ARTIFACT_STORE
 
-    def open(self, registry: Registry) -> ArtifactStore:
+    def open(self, secret: SecretResolver) -> ArtifactStore:
         """The store itself, with its secrets resolved, ready to read and write."""
         raise self.not_runnable()
 
@@ -179,7 +182,7 @@ class ArtifactStoreConfig(FlavorConfig):
 class MetadataStoreConfig(FlavorConfig):
     component_type = ComponentType.METADATA_STORE
 
-    def open(self, registry: Registry) -> MetadataStore:
+    def open(self, secret: SecretResolver) -> MetadataStore:
         """A connection to the store, its schema brought up to date."""
         raise self.not_runnable()
 
@@ -202,6 +205,17 @@ class StepOperatorConfig(FlavorConfig):
     @property
     def runs_remotely(self) -> bool:
         return True
+
+
+def require_module(module: str, needed_by: str, extra: str) -> None:
+    """Refuse early, with the install command, when an optional driver is missing."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise StackmagicError(
+            f"{needed_by} needs the Python package {module!r}, which is not installed; "
+            f'install it with `pip install "stackmagic[{extra}]"`'
+        ) from None
 
 
 def _kind(trait: t.TraitType) -> str:

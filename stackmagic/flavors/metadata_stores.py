@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import traitlets as t
 
-from .base import MetadataStoreConfig
+from .base import MetadataStoreConfig, SecretResolver, require_module
 
 if TYPE_CHECKING:
-    from ..registry import Registry
+    from sqlalchemy import URL
+
     from ..stores.metadata import MetadataStore
+
+#: Seconds a database server has to answer before a connection attempt gives up.
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 class SQLiteMetadataStore(MetadataStoreConfig):
@@ -26,7 +30,7 @@ class SQLiteMetadataStore(MetadataStoreConfig):
         "command is taken from where you run it.",
     ).tag(local_path=True)
 
-    def open(self, registry: Registry) -> MetadataStore:
+    def open(self, secret: SecretResolver) -> MetadataStore:
         from ..stores.metadata import MetadataStore
 
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -40,6 +44,11 @@ class SQLiteMetadataStore(MetadataStoreConfig):
 class _ServerMetadataStore(MetadataStoreConfig):
     """Options shared by the database-server flavors."""
 
+    #: SQLAlchemy's dialect+driver, the driver's module and the extra that installs it.
+    driver: ClassVar[str]
+    driver_module: ClassVar[str]
+    extra: ClassVar[str]
+
     host = t.Unicode(help="Database server host name or address.").tag(required=True)
     port = t.Int(help="Server port.")
     username = t.Unicode(help="User to connect as.")
@@ -51,18 +60,63 @@ class _ServerMetadataStore(MetadataStoreConfig):
     ssl_cert = t.Unicode(help="Client certificate file, for mutual TLS.").tag(local_path=True)
     ssl_key = t.Unicode(help="Client key file, for mutual TLS.").tag(local_path=True)
 
+    def open(self, secret: SecretResolver) -> MetadataStore:
+        from ..stores.metadata import MetadataStore
+
+        require_module(self.driver_module, f"the {self.flavor} metadata store", self.extra)
+        password = secret("password") if self.password else None
+        return MetadataStore(self.url(password), label=self.label, connect_args=self.connect_args())
+
+    @property
+    def label(self) -> str:
+        """The store as messages name it: where it is, never the password."""
+        user = f"{self.username}@" if self.username else ""
+        return f"{self.flavor}://{user}{self.host}:{self.port}/{self.database}"
+
+    def url(self, password: str | None) -> URL:
+        from sqlalchemy import URL
+
+        return URL.create(
+            self.driver, username=self.username or None, password=password, host=self.host,
+            port=self.port, database=self.database, query=self.url_query(),
+        )
+
+    def url_query(self) -> dict[str, str]:
+        return {}
+
+    def connect_args(self) -> dict[str, Any]:
+        return {}
+
 
 class MySQLMetadataStore(_ServerMetadataStore):
     """A MySQL (5.6+) or MariaDB server, shared by a team."""
 
     flavor = "mysql"
+    driver, driver_module, extra = "mysql+pymysql", "pymysql", "mysql"
 
     port = t.Int(3306, help="Server port.")
+
+    def url_query(self) -> dict[str, str]:
+        return {"charset": "utf8mb4"}  # names and errors in any script
+
+    def connect_args(self) -> dict[str, Any]:
+        ssl = {key: value for key, value in
+               (("ca", self.ssl_ca), ("cert", self.ssl_cert), ("key", self.ssl_key)) if value}
+        return {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **({"ssl": ssl} if ssl else {})}
 
 
 class PostgreSQLMetadataStore(_ServerMetadataStore):
     """A PostgreSQL server, shared by a team."""
 
     flavor = "postgresql"
+    driver, driver_module, extra = "postgresql+psycopg", "psycopg", "postgresql"
 
     port = t.Int(5432, help="Server port.")
+
+    def connect_args(self) -> dict[str, Any]:
+        tls: dict[str, Any] = {}
+        if self.ssl_ca:
+            tls = {"sslmode": "verify-full", "sslrootcert": self.ssl_ca}
+        if self.ssl_cert:
+            tls |= {"sslcert": self.ssl_cert, "sslkey": self.ssl_key}
+        return {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **tls}

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import threading
 from collections import deque
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,11 @@ _ASYNC_CLIENT = "jupyter_client.asynchronous.AsyncKernelClient"
 class KernelPool:
     """Started kernels of one kind, in one working folder, waiting for steps."""
 
-    def __init__(self, kernel_name: str, cwd: Path) -> None:
+    def __init__(self, kernel_name: str, cwd: Path, env: Mapping[str, str] | None = None) -> None:
+        """``env`` adds to this process's environment for the kernels: the stores' secrets."""
         self.kernel_name = kernel_name
         self.cwd = cwd
+        self._env = {**os.environ, **(env or {})}
         self._folder = Path(tempfile.mkdtemp(prefix="stackmagic-kernels-"))
         self._log = open(self._folder / "kernels.log", "ab")  # noqa: SIM115 - closed in close()
         self._waiting: deque[Future[Any]] = deque()
@@ -116,7 +119,7 @@ class KernelPool:
         )
         try:
             manager.start_kernel(
-                cwd=str(self.cwd), env=dict(os.environ), stdout=self._log, stderr=self._log
+                cwd=str(self.cwd), env=dict(self._env), stdout=self._log, stderr=self._log
             )
         except NoSuchKernel:
             raise missing_kernel(self.kernel_name) from None

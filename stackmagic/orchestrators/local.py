@@ -36,7 +36,8 @@ class LocalRunner:
         check_kernel(bundle.manifest["kernel"])
 
     def run(self, context: RunContext, progress: Progress) -> list[StepOutcome]:
-        pool = KernelPool(context.bundle.manifest["kernel"], context.workdir)
+        pool = KernelPool(context.bundle.manifest["kernel"], context.workdir,
+                          context.artifact_store.secret_environment())
         schedule = _Schedule(context, progress, pool, self.workers)
         try:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="step") as executor:

@@ -104,7 +104,8 @@ def run_one(args: argparse.Namespace) -> Output:
         )
         from ..orchestrators.kernels import KernelPool
 
-        pool = KernelPool(bundle.manifest["kernel"], bundle.sources)
+        pool = KernelPool(bundle.manifest["kernel"], bundle.sources,
+                          opened.artifact_store.secret_environment())
         try:
             outcome = run_step(context, args.step, kernel_pool=pool)
         finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import posixpath
 import secrets
@@ -33,6 +34,10 @@ from .materializers import (
 )
 
 COPY_CHUNK_BYTES = 1 << 20
+#: Where a process started for a step finds the store's secret options (JSON).
+SECRETS_VARIABLE = "STACKMAGIC_ARTIFACT_STORE_SECRETS"
+#: fsspec protocols of stores where an upload becomes visible only once complete.
+OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,8 @@ class ArtifactStore:
 
     ``storage_options`` go to fsspec and are part of :meth:`describe`, which is
     how a step's kernel opens the same store; ``secret_options`` (keys,
-    tokens) reach fsspec too but are never described or shown.
+    tokens) reach fsspec too but are never described or shown: another
+    process gets them through :data:`SECRETS_VARIABLE` in its environment.
     """
 
     def __init__(
@@ -75,7 +81,8 @@ class ArtifactStore:
         secret_options: Mapping[str, Any] | None = None,
     ) -> None:
         self._storage_options = dict(storage_options or {})
-        self._fs, path = url_to_fs(root, **{**self._storage_options, **(secret_options or {})})
+        self._secret_options = dict(secret_options or {})
+        self._fs, path = url_to_fs(root, **{**self._storage_options, **self._secret_options})
         if isinstance(self._fs, LocalFileSystem):
             # absolute, so a kernel started in another folder finds the same files
             root = path = posixpath.normpath(path)
@@ -85,6 +92,10 @@ class ArtifactStore:
             raise StackmagicError(
                 f"artifact store root {root!r} names no folder; give a folder or a bucket path"
             )
+        protocols = {self._fs.protocol} if isinstance(self._fs.protocol, str) else set(self._fs.protocol)
+        #: An object store publishes an object whole when its upload completes, so
+        #: writes go straight to the final name; elsewhere, to a temporary one first.
+        self._whole_objects = bool(protocols & OBJECT_STORE_PROTOCOLS)
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.root!r}, storage_options={self._storage_options!r})"
@@ -93,11 +104,17 @@ class ArtifactStore:
         """What another process needs to open this store, without the secret options."""
         return {"root": self.root, "storage_options": dict(self._storage_options)}
 
+    def secret_environment(self) -> dict[str, str]:
+        """Environment variables that carry the secret options to a process this one starts."""
+        return {SECRETS_VARIABLE: json.dumps(self._secret_options)} if self._secret_options else {}
+
     @classmethod
     def from_description(
         cls, description: Mapping[str, Any], *, secret_options: Mapping[str, Any] | None = None
     ) -> ArtifactStore:
-        """The store :meth:`describe` described, with secrets given again separately."""
+        """The store :meth:`describe` described; secrets given, or else from the environment."""
+        if secret_options is None:
+            secret_options = json.loads(os.environ.get(SECRETS_VARIABLE) or "{}")
         return cls(
             description["root"],
             description.get("storage_options"),
@@ -117,10 +134,9 @@ class ArtifactStore:
         type_name = f"{type(value).__module__}.{type(value).__qualname__}"
         for materializer in materializers_for(value):
             try:
-                with self._publishing(f"{path}.{materializer.extension}") as temporary:
-                    with self._fs.open(temporary, "wb") as stream:
-                        hashing = _HashingStream(stream)
-                        _write(materializer, value, hashing, type_name, location)
+                with self._writing(f"{path}.{materializer.extension}") as stream:
+                    hashing = _HashingStream(stream)
+                    _write(materializer, value, hashing, type_name, location)
             except MaterializerUnsuitable:
                 continue
             return ArtifactInfo(
@@ -191,9 +207,37 @@ class ArtifactStore:
         with stream:
             yield stream
 
+    def find(self, uri: str) -> list[str]:
+        """Every file under the folder ``uri``, temporary ones included, as URIs."""
+        base = self._path_of(uri)
+        try:
+            found = self._fs.find(base)
+        except FileNotFoundError:
+            return []
+        return sorted(uri + path[len(base):] for path in found if path.startswith(base + "/"))
+
+    @contextlib.contextmanager
+    def _writing(self, path: str) -> Iterator[IO[bytes]]:
+        """A stream that becomes the file at ``path`` only if the block succeeds."""
+        with self._publishing(path) as target:
+            stream = self._fs.open(target, "wb")
+            try:
+                yield stream
+            except BaseException:
+                _abandon(stream, self._whole_objects)
+                raise
+            stream.close()
+
     @contextlib.contextmanager
     def _publishing(self, path: str) -> Iterator[str]:
-        """A temporary path beside ``path``, moved onto it if the block succeeds, else removed."""
+        """Where to write ``path`` so that readers see all of it or nothing.
+
+        In an object store, the path itself; elsewhere a temporary path beside
+        it, moved onto it if the block succeeds, else removed.
+        """
+        if self._whole_objects:
+            yield path
+            return
         directory, name = posixpath.split(path)
         self._fs.makedirs(directory, exist_ok=True)
         temporary = posixpath.join(directory, _temporary_name(name))
@@ -204,6 +248,16 @@ class ArtifactStore:
             with contextlib.suppress(OSError):
                 self._fs.rm_file(temporary)
             raise
+
+
+def _abandon(stream: Any, whole_objects: bool) -> None:
+    """Close a stream that failed part way without letting an object store publish it."""
+    if not whole_objects:
+        stream.close()  # a temporary file, removed next
+        return
+    with contextlib.suppress(Exception):
+        stream.discard()  # cancels an upload already started in parts
+    stream.closed = True  # closing would upload what was written so far
 
 
 class _HashingStream(io.RawIOBase):

@@ -11,6 +11,10 @@ migrations the first time a store is opened by a newer stackmagic.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,7 +22,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import URL, Engine, create_engine, event, inspect, select, text
+from sqlalchemy import (
+    URL,
+    Connection,
+    Engine,
+    create_engine,
+    event,
+    inspect,
+    make_url,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -39,6 +54,11 @@ from .models import (
 )
 
 BUSY_TIMEOUT_SECONDS = 60
+#: How often a running pipeline's process says it is alive, and how long a silence means it died.
+HEARTBEAT_SECONDS = 15
+ABANDONED_AFTER_SECONDS = 8 * HEARTBEAT_SECONDS
+_LOCK_NAME = "stackmagic_schema_upgrade"
+_LOCK_KEY = 0x5354_4B4D_4147  # any fixed number: the advisory lock's name on PostgreSQL
 INPUT, OUTPUT = "input", "output"
 _WRITE = "stackmagic_write"
 
@@ -109,19 +129,24 @@ class RunRecord:
 
 
 class MetadataStore:
-    def __init__(self, url: str | URL, *, label: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        label: str | None = None,
+        connect_args: Mapping[str, Any] | None = None,
+    ) -> None:
         """``label`` names the store in messages (a path, or a server without its password)."""
-        self.engine = _create_engine(url)
+        self.engine = _create_engine(url, connect_args or {})
         self.label = label or str(url)
         self._writer = self.engine.execution_options(**{_WRITE: True})
         try:
             self._migrate()
         except DBAPIError as error:
             self.engine.dispose()
-            reason = str(error.orig).splitlines()[0] if error.orig else type(error).__name__
             raise StackmagicError(
-                f"cannot open the metadata store {self.label} ({reason}); check its settings "
-                "(`stackmagic metadata-store describe NAME`)"
+                f"cannot open the metadata store {self.label} ({_reason(error)}); "
+                f"{_advice(error)}"
             ) from None
 
     def close(self) -> None:
@@ -131,13 +156,18 @@ class MetadataStore:
 
     @contextmanager
     def _session(self, *, write: bool = False) -> Iterator[Session]:
-        with Session(self._writer if write else self.engine, expire_on_commit=False) as session:
-            with session.begin():
-                yield session
+        try:
+            with Session(self._writer if write else self.engine, expire_on_commit=False) as session:
+                with session.begin():
+                    yield session
+        except DBAPIError as error:  # the server went away, a disk filled up...
+            raise StackmagicError(
+                f"the metadata store {self.label} failed ({_reason(error)}); {_advice(error)}"
+            ) from None
 
     def _migrate(self) -> None:
         """Bring the schema up to date, once, even when several processes open a new store at once."""
-        with self._writer.connect() as connection, connection.begin():
+        with self._writer.connect() as connection, connection.begin(), _migration_lock(connection):
             revision = None
             if inspect(connection).has_table("alembic_version"):
                 revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
@@ -179,6 +209,7 @@ class MetadataStore:
                 id=run_id, pipeline=found, notebook=notebook, status=RunStatus.RUNNING,
                 stack_name=stack_name, stack=dict(stack), bundle_uri=bundle_uri,
                 bundle_hash=bundle_hash, options=dict(options),
+                runner=this_runner(), heartbeat_at=utcnow(),
             )
             run.parameters = [
                 RunParameter(name=name, value=value, overridden=name in overridden)
@@ -189,6 +220,27 @@ class MetadataStore:
                 for position, name in enumerate(steps)
             ]
             session.add(run)
+
+    @contextmanager
+    def keeping_alive(self, run_id: str) -> Iterator[None]:
+        """Beat the run's heartbeat while the block runs, so readers know its process lives."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(HEARTBEAT_SECONDS):
+                with contextlib.suppress(StackmagicError):  # a missed beat is not a failure
+                    with self._session(write=True) as session:
+                        session.execute(
+                            update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow())
+                        )
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{run_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def step_started(self, run_id: str, step: str, *, code_key: str, attempt: int) -> None:
         with self._session(write=True) as session:
@@ -316,6 +368,7 @@ class MetadataStore:
     # -- reading ---------------------------------------------------------------------------
 
     def runs(self, *, pipeline: str | None = None, limit: int = 20) -> list[RunRecord]:
+        self.fail_abandoned_runs()
         with self._session() as session:
             query = select(Run).join(Run.pipeline).order_by(Run.started_at.desc()).limit(limit)
             if pipeline is not None:
@@ -325,6 +378,7 @@ class MetadataStore:
 
     def run(self, run_id: str) -> RunRecord:
         """One run by its id or a unique beginning of it, ``latest`` for the newest."""
+        self.fail_abandoned_runs()
         with self._session() as session:
             if run_id == "latest":
                 matches = session.scalars(select(Run.id).order_by(Run.started_at.desc()).limit(1)).all()
@@ -351,6 +405,36 @@ class MetadataStore:
             ).one()
             return _run_record(run, with_artifacts=True)
 
+    def fail_abandoned_runs(self) -> list[str]:
+        """Mark as failed the runs whose process died (killed, or its machine lost) mid-run.
+
+        A process on this machine that no longer exists is gone at once; one
+        elsewhere, when its heartbeat has been silent for ``ABANDONED_AFTER_SECONDS``.
+        """
+        with self._session() as session:
+            running = session.execute(
+                select(Run.id, Run.runner, Run.heartbeat_at).where(Run.status == RunStatus.RUNNING)
+            ).all()
+        now = utcnow()
+        failed = []
+        for run_id, runner, heartbeat in running:
+            if not _abandoned(runner, heartbeat, now):
+                continue
+            with self._session(write=True) as session:
+                run = session.get(Run, run_id, with_for_update=True)
+                if run is None or run.status != RunStatus.RUNNING:  # it finished meanwhile
+                    continue
+                error = f"abandoned: the process running it ({runner}) stopped before the run ended"
+                run.status, run.error = RunStatus.FAILED, error
+                run.ended_at = heartbeat or now
+                for row in run.steps:
+                    if row.status == StepStatus.RUNNING:
+                        row.status, row.error, row.ended_at = StepStatus.FAILED, error, run.ended_at
+                    elif row.status == StepStatus.PENDING:
+                        row.status, row.error = StepStatus.SKIPPED, error
+            failed.append(run_id)
+        return failed
+
     def step_outputs(self, run_id: str, step: str) -> dict[str, StoredArtifact]:
         """The outputs a step of a past run left (``run_id`` exact)."""
         with self._session() as session:
@@ -361,17 +445,103 @@ class MetadataStore:
             }
 
 
-def _create_engine(url: str | URL) -> Engine:
-    engine = create_engine(url, connect_args=_connect_args(url))
-    if engine.dialect.name == "sqlite":
+def this_runner() -> str:
+    """How a run names the process driving it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _abandoned(runner: str | None, heartbeat: datetime | None, now: datetime) -> bool:
+    if runner is None:  # driven from elsewhere (a cluster's own scheduler): not ours to judge
+        return False
+    host, _, pid = runner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+        return heartbeat is not None and (now - heartbeat).total_seconds() > ABANDONED_AFTER_SECONDS
+    return heartbeat is None or (now - heartbeat).total_seconds() > ABANDONED_AFTER_SECONDS
+
+
+def _create_engine(url: str | URL, connect_args: Mapping[str, Any]) -> Engine:
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS, **connect_args})
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
-    return engine
+        return engine
+    return create_engine(
+        url,
+        connect_args=dict(connect_args),
+        # each transaction sees what others committed before it: a pipeline row another
+        # process just made is found, not hidden by MySQL's repeatable-read snapshot
+        isolation_level="READ COMMITTED",
+        pool_pre_ping=True,  # a kernel's connection may have idled past the server's timeout
+        pool_recycle=3600,
+    )
 
 
-def _connect_args(url: str | URL) -> dict[str, Any]:
-    name = (url if isinstance(url, str) else url.drivername).split(":", 1)[0]
-    return {"timeout": BUSY_TIMEOUT_SECONDS} if name.startswith("sqlite") else {}
+@contextmanager
+def _migration_lock(connection: Connection) -> Iterator[None]:
+    """Serialise schema upgrades across processes on a database server.
+
+    SQLite's ``BEGIN IMMEDIATE`` already does; MySQL's DDL commits as it goes,
+    so there a named lock is held for the session instead.
+    """
+    backend = connection.dialect.name
+    if backend == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+    elif backend in ("mysql", "mariadb"):
+        got = connection.execute(
+            text("SELECT GET_LOCK(:name, :wait)"), {"name": _LOCK_NAME, "wait": BUSY_TIMEOUT_SECONDS}
+        ).scalar()
+        if got != 1:
+            raise StackmagicError(
+                f"another process has been upgrading the metadata store for {BUSY_TIMEOUT_SECONDS} s; "
+                "try again when it is done"
+            )
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": _LOCK_NAME})
+        return
+    yield
+
+
+def _reason(error: DBAPIError) -> str:
+    """The driver's own words, without codes, SQL or the server's address twice."""
+    original = error.orig
+    if original is None:
+        return type(error).__name__
+    args = getattr(original, "args", ())
+    if len(args) == 2 and isinstance(args[0], int):  # PyMySQL: (code, message)
+        return str(args[1]).splitlines()[0]
+    lines = [line.strip() for line in str(original).splitlines() if line.strip()]
+    return lines[0] if lines else type(original).__name__
+
+
+def _advice(error: DBAPIError) -> str:
+    """What a user can do about the commonest failures."""
+    said = str(error.orig).lower()
+    for words, advice in _ADVICE:
+        if any(word in said for word in words):
+            return advice
+    return "check its settings (`stackmagic metadata-store describe NAME`)"
+
+
+_ADVICE = (
+    (("access denied for user", "password authentication failed", "no password supplied"),
+     "check --username and --password (`stackmagic metadata-store update NAME --password=-`)"),
+    (("unknown database", "does not exist"),
+     "create that database on the server, or fix --database"),
+    (("command denied", "permission denied", "access denied"),
+     "grant the user CREATE, ALTER, INDEX, SELECT, INSERT, UPDATE and DELETE on that database"),
+    (("can't connect", "connection refused", "timed out", "timeout expired",
+      "name or service not known", "could not translate host name", "nodename nor servname"),
+     "check that the server is running and reachable at --host and --port"),
+)
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -1,8 +1,9 @@
 """The metadata store's tables, as SQLAlchemy 2 models.
 
-Portable on purpose: SQLite now, MySQL/MariaDB and PostgreSQL for teams. So
-strings that are indexed have lengths (MySQL needs them), JSON is kept as
-text (MySQL 5.6 has no JSON type), and times are UTC. Changing a table means
+Portable on purpose: SQLite, MySQL 5.6+/MariaDB and PostgreSQL. So strings
+that are indexed have lengths of at most 191 characters (the longest MySQL 5.6
+indexes in utf8mb4), JSON is kept as text (MySQL 5.6 has no JSON type) of up
+to 16 MB, and times are UTC with microseconds. Changing a table means
 adding a migration under ``migrations/versions``.
 """
 
@@ -27,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 #: The newest migration; the store upgrades any older schema to it on open.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 
 class RunStatus:
@@ -75,16 +76,27 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=timezone.utc)
 
 
-class JSONText(TypeDecorator[Any]):
-    """JSON kept as text, readable by every database we support."""
+class LongText(TypeDecorator[str]):
+    """Text without a practical limit: MySQL's TEXT stops at 64 kB, so there MEDIUMTEXT."""
 
     impl = Text
     cache_ok = True
 
-    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            from sqlalchemy.dialects.mysql import MEDIUMTEXT
+
+            return dialect.type_descriptor(MEDIUMTEXT())
+        return dialect.type_descriptor(Text())
+
+
+class JSONText(LongText):
+    """JSON kept as text, readable by every database we support."""
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:  # type: ignore[override]
         return None if value is None else json.dumps(value, sort_keys=True, default=str)
 
-    def process_result_value(self, value: str | None, dialect: Any) -> Any:
+    def process_result_value(self, value: str | None, dialect: Any) -> Any:  # type: ignore[override]
         return None if value is None else json.loads(value)
 
 
@@ -96,7 +108,7 @@ class Pipeline(Base):
     __tablename__ = "pipelines"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(191), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     runs: Mapped[list[Run]] = relationship(back_populates="pipeline")
@@ -118,7 +130,11 @@ class Run(Base):
     bundle_hash: Mapped[str] = mapped_column(String(64))
     #: How the run was asked for: no_cache, only, from.
     options: Mapped[dict[str, Any]] = mapped_column(JSONText, default=dict)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(LongText)
+    #: "HOST:PID" of the process driving the run, and its last sign of life: a run whose
+    #: process is gone is shown as failed instead of running forever.
+    runner: Mapped[str | None] = mapped_column(String(191))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     pipeline: Mapped[Pipeline] = relationship(back_populates="runs")
     parameters: Mapped[list[RunParameter]] = relationship(
@@ -128,14 +144,18 @@ class Run(Base):
         back_populates="run", cascade="all, delete-orphan", order_by="StepRun.position"
     )
 
-    __table_args__ = (Index("ix_runs_pipeline_started", "pipeline_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_runs_pipeline_started", "pipeline_id", "started_at"),
+        Index("ix_runs_started", "started_at"),
+        Index("ix_runs_status", "status"),
+    )
 
 
 class RunParameter(Base):
     __tablename__ = "run_parameters"
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name: Mapped[str] = mapped_column(String(191), primary_key=True)
     value: Mapped[Any] = mapped_column(JSONText, nullable=True)  # a parameter may be None
     #: False where the value is the notebook's default, True where the run overrode it.
     overridden: Mapped[bool] = mapped_column(default=False)
@@ -160,7 +180,7 @@ class StepRun(Base):
     cache_key: Mapped[str | None] = mapped_column(String(64), index=True)
     cached_from_id: Mapped[int | None] = mapped_column(ForeignKey("step_runs.id"))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(LongText)
     notebook_uri: Mapped[str | None] = mapped_column(Text)
 
     run: Mapped[Run] = relationship(back_populates="steps")
@@ -194,7 +214,7 @@ class StepArtifact(Base):
 
     step_run_id: Mapped[int] = mapped_column(ForeignKey("step_runs.id"), primary_key=True)
     direction: Mapped[str] = mapped_column(String(10), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name: Mapped[str] = mapped_column(String(191), primary_key=True)
     artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"), index=True)
 
     step_run: Mapped[StepRun] = relationship(back_populates="artifacts")
@@ -206,7 +226,7 @@ class Metric(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     step_run_id: Mapped[int] = mapped_column(ForeignKey("step_runs.id"), index=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(191))
     value: Mapped[float] = mapped_column(Double)  # MySQL's FLOAT keeps 6 digits
     logged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from stackmagic.stores.models import JSONText, UTCDateTime
+from stackmagic.stores.models import JSONText, LongText, UTCDateTime
 
 revision = "0001"
 down_revision = None
@@ -21,7 +21,7 @@ def upgrade() -> None:
     op.create_table(
         "pipelines",
         sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("name", sa.String(200), nullable=False, unique=True),
+        sa.Column("name", sa.String(191), nullable=False, unique=True),
         sa.Column("created_at", UTCDateTime, nullable=False),
     )
     op.create_table(
@@ -37,13 +37,13 @@ def upgrade() -> None:
         sa.Column("bundle_uri", sa.Text, nullable=False),
         sa.Column("bundle_hash", sa.String(64), nullable=False),
         sa.Column("options", JSONText, nullable=False),
-        sa.Column("error", sa.Text),
+        sa.Column("error", LongText),
     )
     op.create_index("ix_runs_pipeline_started", "runs", ["pipeline_id", "started_at"])
     op.create_table(
         "run_parameters",
         sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), primary_key=True),
-        sa.Column("name", sa.String(200), primary_key=True),
+        sa.Column("name", sa.String(191), primary_key=True),
         sa.Column("value", JSONText),
         sa.Column("overridden", sa.Boolean, nullable=False),
     )
@@ -60,7 +60,7 @@ def upgrade() -> None:
         sa.Column("cache_key", sa.String(64)),
         sa.Column("cached_from_id", sa.Integer, sa.ForeignKey("step_runs.id")),
         sa.Column("attempts", sa.Integer, nullable=False),
-        sa.Column("error", sa.Text),
+        sa.Column("error", LongText),
         sa.Column("notebook_uri", sa.Text),
         sa.UniqueConstraint("run_id", "name"),
     )
@@ -81,7 +81,7 @@ def upgrade() -> None:
         "step_artifacts",
         sa.Column("step_run_id", sa.Integer, sa.ForeignKey("step_runs.id"), primary_key=True),
         sa.Column("direction", sa.String(10), primary_key=True),
-        sa.Column("name", sa.String(200), primary_key=True),
+        sa.Column("name", sa.String(191), primary_key=True),
         sa.Column("artifact_id", sa.Integer, sa.ForeignKey("artifacts.id"), nullable=False),
     )
     op.create_index("ix_step_artifacts_artifact_id", "step_artifacts", ["artifact_id"])
@@ -89,7 +89,7 @@ def upgrade() -> None:
         "metrics",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("step_run_id", sa.Integer, sa.ForeignKey("step_runs.id"), nullable=False),
-        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("name", sa.String(191), nullable=False),
         sa.Column("value", sa.Double, nullable=False),
         sa.Column("logged_at", UTCDateTime, nullable=False),
     )
