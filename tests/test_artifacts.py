@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -546,3 +547,40 @@ def test_importing_the_stores_imports_no_heavy_library() -> None:
     )
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout.strip() == "[]"
+
+
+KILLED_WRITER = textwrap.dedent(
+    """
+    import json, sys, time
+    from stackmagic.stores.artifacts import ArtifactStore
+
+    class Stalls:
+        def __reduce__(self):  # pickled after 60 MiB are written: the upload is under way
+            print("writing", flush=True)
+            time.sleep(600)
+
+    store = ArtifactStore.from_description(json.loads(sys.argv[1]))
+    store.save([b"x" * (60 << 20), Stalls()], store.uri("run1", "model"))
+    """
+)
+
+
+def test_a_writer_killed_mid_write_leaves_no_artifact(store: ArtifactStore, tmp_path: Path) -> None:
+    store.save("an older artifact", store.uri("run0", "model"))
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, json.dumps(store.describe())],
+        cwd=tmp_path, env={**os.environ, **store.secret_environment()},
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+    finally:
+        writer.kill()
+    assert not store.exists(store.uri("run1", "model.pkl"))
+    with pytest.raises(StackmagicError, match="no artifact at"):
+        store.load(store.uri("run1", "model.pkl"))
+    # what is left, if anything, is a hidden temporary file: never under the artifact's name
+    assert all(Path(uri).name.startswith(".model.pkl.tmp-") for uri in store.find(store.uri("run1")))
+    assert store.load(store.uri("run0", "model.json")) == "an older artifact"

@@ -102,7 +102,10 @@ class MySQLMetadataStore(_ServerMetadataStore):
     def connect_args(self) -> dict[str, Any]:
         ssl = {key: value for key, value in
                (("ca", self.ssl_ca), ("cert", self.ssl_cert), ("key", self.ssl_key)) if value}
-        return {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **({"ssl": ssl} if ssl else {})}
+        # a server that accepts but never answers would hold the handshake forever: the read
+        # timeout bounds it, and the store lifts it once connected (a migration may take long)
+        return {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "read_timeout": CONNECT_TIMEOUT_SECONDS,
+                **({"ssl": ssl} if ssl else {})}
 
 
 class PostgreSQLMetadataStore(_ServerMetadataStore):

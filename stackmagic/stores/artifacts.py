@@ -134,7 +134,7 @@ class ArtifactStore:
         type_name = f"{type(value).__module__}.{type(value).__qualname__}"
         for materializer in materializers_for(value):
             try:
-                with self._writing(f"{path}.{materializer.extension}") as stream:
+                with self._explained(location), self._writing(f"{path}.{materializer.extension}") as stream:
                     hashing = _HashingStream(stream)
                     _write(materializer, value, hashing, type_name, location)
             except MaterializerUnsuitable:
@@ -157,25 +157,26 @@ class ArtifactStore:
             materializer = materializer_by_extension(extension)
         except StackmagicError as exc:
             raise StackmagicError(f"cannot load {uri}: {exc}") from None
-        with self._open_artifact(uri) as stream:
+        with self._explained(uri), self._open_artifact(uri) as stream:
             return materializer.read(stream)
 
     def exists(self, uri: str) -> bool:
-        return self._fs.exists(self._path_of(uri))
+        with self._explained(uri):
+            return self._fs.exists(self._path_of(uri))
 
     def put_bytes(self, data: bytes, uri: str) -> None:
-        with self._publishing(self._path_of(uri)) as temporary:
+        with self._explained(uri), self._publishing(self._path_of(uri)) as temporary:
             self._fs.pipe_file(temporary, data)
 
     def put_file(self, local_path: str | os.PathLike[str], uri: str) -> None:
-        with self._publishing(self._path_of(uri)) as temporary:
+        with self._explained(uri), self._publishing(self._path_of(uri)) as temporary:
             self._fs.put_file(os.fspath(local_path), temporary)
 
     def get_file(self, uri: str, local_path: str | os.PathLike[str]) -> None:
         """Copy ``uri`` to ``local_path``, which also appears only once complete."""
         target = Path(local_path)
         temporary = target.with_name(_temporary_name(target.name))
-        with self._open_artifact(uri) as source:
+        with self._explained(uri), self._open_artifact(uri) as source:
             try:
                 with open(temporary, "wb") as destination:
                     shutil.copyfileobj(source, destination, COPY_CHUNK_BYTES)
@@ -185,10 +186,8 @@ class ArtifactStore:
                 raise
 
     def read_bytes(self, uri: str) -> bytes:
-        try:
+        with self._explained(uri):
             return self._fs.cat_file(self._path_of(uri))
-        except FileNotFoundError:
-            raise _missing(uri) from None
 
     def _path_of(self, uri: str) -> str:
         """The filesystem's own path for a URI under this store's root."""
@@ -200,19 +199,44 @@ class ArtifactStore:
 
     @contextlib.contextmanager
     def _open_artifact(self, uri: str) -> Iterator[IO[bytes]]:
-        try:
-            stream = self._fs.open(self._path_of(uri), "rb")
-        except FileNotFoundError:
-            raise _missing(uri) from None
-        with stream:
+        with self._fs.open(self._path_of(uri), "rb") as stream:
             yield stream
+
+    @contextlib.contextmanager
+    def _explained(self, uri: str) -> Iterator[None]:
+        """Turn a storage client's own exception into one line that says what to do."""
+        try:
+            yield
+        except Exception as error:
+            if not _from_storage(error):
+                raise
+            if _is_missing(error):
+                if not self._bucket_exists():
+                    raise StackmagicError(
+                        f"the bucket of the artifact store {self.root} does not exist; create it, "
+                        "or point the store at one that does "
+                        "(`stackmagic artifact-store update NAME --path=...`)"
+                    ) from None
+                raise _missing(uri) from None
+            raise _failure(self.root, error) from None
+
+    def _bucket_exists(self) -> bool:
+        if not self._whole_objects:
+            return True
+        try:
+            return bool(self._fs.exists(self._path.split("/", 1)[0]))
+        except Exception:  # cannot tell: say what the first error said
+            return True
 
     def find(self, uri: str) -> list[str]:
         """Every file under the folder ``uri``, temporary ones included, as URIs."""
         base = self._path_of(uri)
         try:
-            found = self._fs.find(base)
-        except FileNotFoundError:
+            with self._explained(uri):
+                found = self._fs.find(base)
+        except StackmagicError:
+            if not self._bucket_exists():
+                raise
             return []
         return sorted(uri + path[len(base):] for path in found if path.startswith(base + "/"))
 
@@ -300,6 +324,45 @@ def _write(
             f"cannot save a {type_name} to {location} ({materializer.name}: {reason}); "
             "keep only values that can be pickled in a step's outputs"
         ) from exc
+
+
+#: Packages whose exceptions mean "the storage failed", not "the value or the code is wrong".
+_STORAGE_PACKAGES = frozenset({
+    "botocore", "aiobotocore", "s3fs", "gcsfs", "google", "adlfs", "azure", "aiohttp",
+    "requests", "urllib3", "fsspec",
+})
+
+
+def _from_storage(error: Exception) -> bool:
+    if isinstance(error, (StackmagicError, MaterializerUnsuitable)):
+        return False
+    return isinstance(error, OSError) or type(error).__module__.split(".")[0] in _STORAGE_PACKAGES
+
+
+def _is_missing(error: Exception) -> bool:
+    return isinstance(error, FileNotFoundError) or type(error).__name__ == "ResourceNotFoundError"
+
+
+def _failure(root: str, error: Exception) -> StackmagicError:
+    """Refused credentials, an unreachable service, or something else, in one line."""
+    lines = str(error).strip().splitlines()
+    reason = (lines[0] if lines else type(error).__name__)[:200]
+    status = next((getattr(error, name) for name in ("status_code", "status", "code")
+                   if isinstance(getattr(error, name, None), int)), None)
+    kind = type(error).__name__
+    if isinstance(error, PermissionError) or status in (401, 403) or "Authentication" in kind:
+        return StackmagicError(
+            f"the artifact store {root} refused access ({reason}); check its credentials "
+            "(`stackmagic artifact-store describe NAME`)"
+        )
+    if isinstance(error, (ConnectionError, TimeoutError)) or any(
+        word in kind for word in ("Connect", "ServiceRequest", "Timeout")
+    ):
+        return StackmagicError(
+            f"cannot reach the artifact store {root} ({reason}); check the network, and "
+            "--endpoint-url if the store has one"
+        )
+    return StackmagicError(f"the artifact store {root} failed ({kind}: {reason})")
 
 
 def _temporary_name(name: str) -> str:

@@ -472,7 +472,7 @@ def _create_engine(url: str | URL, connect_args: Mapping[str, Any]) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         connect_args=dict(connect_args),
         # each transaction sees what others committed before it: a pipeline row another
@@ -481,6 +481,15 @@ def _create_engine(url: str | URL, connect_args: Mapping[str, Any]) -> Engine:
         pool_pre_ping=True,  # a kernel's connection may have idled past the server's timeout
         pool_recycle=3600,
     )
+    if backend == "mysql":
+        event.listen(engine, "connect", _lift_read_timeout)
+    return engine
+
+
+def _lift_read_timeout(dbapi_connection: Any, _record: Any) -> None:
+    """PyMySQL's read timeout bounds the handshake; after it, queries may take their time."""
+    if hasattr(dbapi_connection, "_read_timeout"):
+        dbapi_connection._read_timeout = None
 
 
 @contextmanager
@@ -532,6 +541,8 @@ def _advice(error: DBAPIError) -> str:
 
 
 _ADVICE = (
+    (("' to database '",),  # MySQL says this alike of a missing database and a forbidden one
+     "create that database on the server, or fix --database, or grant the user its use"),
     (("access denied for user", "password authentication failed", "no password supplied"),
      "check --username and --password (`stackmagic metadata-store update NAME --password=-`)"),
     (("unknown database", "does not exist"),

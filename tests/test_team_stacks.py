@@ -1,0 +1,341 @@
+"""Team stacks end to end: MariaDB or PostgreSQL tracking, S3, GCS and Azure buckets for artifacts.
+
+Everything here is real: the database servers of the machine, the storage
+emulators started by tests/services.py, the ``stackmagic`` console script and
+real kernels running the steps.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import BIN, Result
+from services import Database, storage_options, unique_name
+from sqlalchemy import create_engine, inspect, text
+
+from notebooks import write_notebook
+from stackmagic.stores.artifacts import ArtifactStore
+
+pytestmark = pytest.mark.kernel
+
+DB_CANARY = "CANARY-db-" + secrets.token_hex(6)
+S3_CANARY = "CANARY-s3-" + secrets.token_hex(6)
+
+
+@pytest.fixture
+def team_database(mysql_database: Database) -> Iterator[Database]:
+    """The fresh MariaDB database, reached as a user of its own whose password is a canary."""
+    user = unique_name("smu_")
+    admin = create_engine("mysql+pymysql://root@127.0.0.1:3306/")
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{DB_CANARY}'"))
+        connection.execute(text(f"GRANT ALL ON `{mysql_database.database}`.* TO '{user}'@'%'"))
+    yield Database(url=mysql_database.url.replace("root@", f"{user}@"), host=mysql_database.host,
+                   port=mysql_database.port, username=user, database=mysql_database.database)
+    with admin.begin() as connection:
+        connection.execute(text(f"DROP USER '{user}'@'%'"))
+    admin.dispose()
+
+
+def bucket_options(kind: str, request: pytest.FixtureRequest) -> tuple[str, list[str], ArtifactStore]:
+    """A new bucket: its registration options, and the store for looking inside it."""
+    url = request.getfixturevalue("bucket")(kind)
+    server = request.getfixturevalue({"s3": "s3_server", "gcs": "gcs_server",
+                                      "azure": "azurite_server"}[kind])
+    options = storage_options(kind, server)
+    if kind == "s3":
+        flags = ["--type=s3", f"--endpoint-url={server.endpoint_url}", "--access-key-id=testing",
+                 f"--secret-access-key={S3_CANARY}"]  # moto takes any secret
+    elif kind == "gcs":
+        flags = ["--type=gcp", f"--endpoint-url={server.endpoint_url}", "--anonymous=true"]
+    else:
+        flags = ["--type=azure", f"--connection-string={server.connection_string}"]
+    return url, [f"--path={url}", *flags], ArtifactStore(url, options)
+
+
+def register_team_stack(terminal: Callable[..., Result], database: Database, bucket_flags: list[str],
+                        password: str | None = DB_CANARY, flavor: str = "mysql") -> None:
+    commands = [
+        ["init"],
+        ["metadata-store", "register", "team-db", f"--type={flavor}", f"--host={database.host}",
+         f"--port={database.port}", f"--username={database.username}",
+         f"--database={database.database}", *([f"--password={password}"] if password else [])],
+        ["artifact-store", "register", "bucket", *bucket_flags],
+        ["stack", "register", "team", "-m", "team-db", "-a", "bucket", "-o", "default"],
+        ["stack", "set", "team"],
+    ]
+    for words in commands:
+        result = terminal(*words)
+        assert result.code == 0, result.err
+
+
+def team_notebook(folder: Path) -> Path:
+    return write_notebook(
+        folder / "team.ipynb",
+        "import numpy as np\nimport stackmagic",
+        "%%step load\nfeatures = np.arange(1000.0) * scale",
+        "%%step train\nweights = features.mean()\nstackmagic.log_metric('mean', weights)",
+        "%%step report\nsummary = {'weights': float(weights), 'scale': scale}",
+        parameters="scale = 2.0",
+    )
+
+
+@pytest.mark.parametrize("kind", ["s3", "gcs", "azure"])
+def test_a_pipeline_runs_on_mysql_and_a_bucket_and_reads_back(
+    kind: str, team_database: Database, terminal, project: Path, home: Path, tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    url, flags, bucket = bucket_options(kind, request)
+    register_team_stack(terminal, team_database, flags)
+    said: list[Result] = []
+
+    def run(*words: str) -> Result:
+        said.append(result := terminal(*words))
+        assert result.code == 0, result.err
+        return result
+
+    finished = json.loads(run("pipeline", "run", str(team_notebook(project)), "-p", "scale", "3",
+                              "--json").out)
+    assert finished["status"] == "completed"
+    assert [step["status"] for step in finished["steps"]] == ["completed"] * 3
+
+    listed = json.loads(run("pipeline", "runs", "--json").out)
+    assert [r["id"] for r in listed] == [finished["id"]] and listed[0]["stack"] == "team"
+    described = json.loads(run("pipeline", "describe", finished["id"][:12], "--json").out)
+    train = described["steps"][1]
+    assert train["metrics"] == [{"name": "mean", "value": pytest.approx(1498.5)}]
+    assert train["outputs"]["weights"]["uri"].startswith(url + "/team/")
+    assert train["notebook"].startswith(url + "/") and bucket.exists(train["notebook"])
+    loaded = run("pipeline", "load", "latest", "report.summary")
+    assert "summary  {'scale': 3, 'weights': 1498.5}" in loaded.out
+    summary_uri = json.loads(run("pipeline", "load", "latest", "report.summary", "--json").out)
+    assert bucket.load(summary_uri["summary"]["uri"]) == {"weights": 1498.5, "scale": 3}
+    assert bucket.find(url + "/_bundles"), "the bundle is kept in the bucket"
+    assert not (project / ".stackmagic" / "artifacts").exists(), "nothing went to the local store"
+
+    # a cached re-run on the team stores: every step from the cache
+    again = json.loads(run("pipeline", "run", str(team_notebook(project)), "-p", "scale", "3",
+                           "--json").out)
+    assert [step["status"] for step in again["steps"]] == ["cached"] * 3
+
+    if kind == "s3":
+        leaks = secret_sightings([DB_CANARY, S3_CANARY], tmp_path, bucket, team_database, said)
+        assert leaks == [], f"a secret was written out: {leaks}"
+
+
+def secret_sightings(canaries: list[str], folder: Path, bucket: ArtifactStore, database: Database,
+                     outputs: list[Result]) -> list[str]:
+    """Where any canary appears: files (the secret file aside), objects, rows, output."""
+    places: dict[str, bytes] = {}
+    for path in folder.rglob("*"):
+        if path.is_file() and path.name != "secrets.json":
+            places[str(path)] = path.read_bytes()
+    for uri in bucket.find(bucket.root):
+        places[uri] = bucket.read_bytes(uri)
+    engine = create_engine(database.url.replace(f"{database.username}@", "root@"))
+    with engine.connect() as connection:
+        for table in inspect(connection).get_table_names():
+            rows = connection.execute(text(f"SELECT * FROM {table}")).all()
+            places[f"table {table}"] = repr(rows).encode()
+    engine.dispose()
+    for number, result in enumerate(outputs):
+        places[f"output {number}"] = (result.out + result.err).encode()
+    assert len(places) > 20, "the search looked at the run's files, objects and rows"
+    return [place for place, data in places.items() for c in canaries if c.encode() in data]
+
+
+def test_several_pipelines_at_once_on_one_database_and_bucket_lose_nothing(
+    team_database: Database, terminal, project: Path, request: pytest.FixtureRequest
+) -> None:
+    _, flags, bucket = bucket_options("s3", request)
+    register_team_stack(terminal, team_database, flags)
+    notebook = team_notebook(project)
+    runners = [
+        subprocess.Popen([str(BIN / "stackmagic"), "pipeline", "run", str(notebook), "-p", "scale",
+                          str(scale), "--json", "--progress", "none"],
+                         cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for scale in (1, 2, 3, 4)
+    ]
+    results = [runner.communicate(timeout=300) for runner in runners]
+    assert [runner.returncode for runner in runners] == [0] * 4, [err for _, err in results]
+    runs = json.loads(terminal("pipeline", "runs", "--json").out)
+    assert len(runs) == 4 and {r["status"] for r in runs} == {"completed"}
+    for out, _ in results:
+        finished = json.loads(out)
+        scale = finished["parameters"]["scale"]
+        loaded = json.loads(terminal("pipeline", "load", finished["id"], "report.summary",
+                                     "--json").out)
+        assert bucket.load(loaded["summary"]["uri"]) == {"weights": 499.5 * scale, "scale": scale}
+
+
+def test_a_killed_run_is_shown_failed_not_running(
+    team_database: Database, terminal, project: Path, request: pytest.FixtureRequest
+) -> None:
+    _, flags, _ = bucket_options("s3", request)
+    register_team_stack(terminal, team_database, flags)
+    notebook = write_notebook(project / "slow.ipynb", "%%step wait\nimport time\ntime.sleep(300)\nx = 1")
+    runner = subprocess.Popen([str(BIN / "stackmagic"), "pipeline", "run", str(notebook),
+                               "--progress", "lines"],
+                              cwd=project, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        for line in runner.stderr:
+            if "wait: running" in line:
+                break
+        assert json.loads(terminal("pipeline", "runs", "--json").out)[0]["status"] == "running"
+        family = [runner.pid, *(child.pid for child in psutil.Process(runner.pid).children(True))]
+        for pid in family:  # the runner and its kernels die at once, as when a machine is lost
+            psutil.Process(pid).kill()
+        runner.wait(timeout=30)
+    finally:
+        runner.kill()
+    runs = json.loads(terminal("pipeline", "runs", "--json").out)
+    assert runs[0]["status"] == "failed" and runs[0]["error"].startswith("abandoned:")
+    step = json.loads(terminal("pipeline", "describe", "latest", "--json").out)["steps"][0]
+    assert step["status"] == "failed"
+
+
+# --- problems, each one line within seconds -------------------------------------------------------
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A port that accepts connections and never says a word: a server hung, or a firewall."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    listener.close()
+
+
+def closed_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("problem", ["wrong password", "unknown database", "no server",
+                                     "silent server", "no permission"])
+def test_a_mysql_store_that_cannot_be_used_is_one_line(
+    problem: str, team_database: Database, terminal, project: Path, silent_server: int,
+    request: pytest.FixtureRequest,
+) -> None:
+    _, flags, _ = bucket_options("s3", request)
+    database, password = team_database, DB_CANARY
+    if problem == "wrong password":
+        password = "not-the-password"
+    elif problem == "unknown database":
+        database = Database(database.url, database.host, database.port, database.username, "nope")
+    elif problem in ("no server", "silent server"):
+        port = closed_port() if problem == "no server" else silent_server
+        database = Database(database.url, database.host, port, database.username, database.database)
+    elif problem == "no permission":
+        engine = create_engine("mysql+pymysql://root@127.0.0.1:3306/")
+        with engine.begin() as connection:
+            connection.execute(text(f"REVOKE ALL ON `{database.database}`.* "
+                                    f"FROM '{database.username}'@'%'"))
+            connection.execute(text(f"GRANT SELECT ON `{database.database}`.* "
+                                    f"TO '{database.username}'@'%'"))
+        engine.dispose()
+    register_team_stack(terminal, database, flags, password=password)
+    started = time.monotonic()
+    result = terminal("pipeline", "runs")
+    elapsed = time.monotonic() - started
+    advice = {
+        "wrong password": "check --username and --password",
+        "unknown database": "create that database on the server, or fix --database",
+        "no server": "check that the server is running and reachable",
+        "silent server": "check that the server is running and reachable",
+        "no permission": "grant the user CREATE",
+    }[problem]
+    assert result.code == 2 and result.out == ""
+    assert result.err.count("\n") == 1 and advice in result.err, result.err
+    assert result.err.startswith("stackmagic: error: cannot open the metadata store mysql://")
+    assert DB_CANARY not in result.err and "Traceback" not in result.err
+    assert elapsed < 20, f"gave up after {elapsed:.0f} s"  # the connect timeout is 10 s, not forever
+
+
+@pytest.mark.parametrize("problem", ["unknown database", "no server"])
+def test_a_postgresql_store_that_cannot_be_used_is_one_line(
+    problem: str, postgresql_database: Database, terminal, project: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    _, flags, _ = bucket_options("s3", request)
+    database = postgresql_database
+    if problem == "unknown database":
+        database = Database(database.url, database.host, database.port, database.username, "nope")
+    else:
+        database = Database(database.url, database.host, closed_port(), database.username,
+                            database.database)
+    register_team_stack(terminal, database, flags, password=None, flavor="postgresql")
+    result = terminal("pipeline", "runs")
+    assert result.code == 2 and result.err.count("\n") == 1, result.err
+    assert result.err.startswith("stackmagic: error: cannot open the metadata store postgresql://")
+
+
+def test_a_pipeline_runs_on_postgresql(postgresql_database: Database, terminal, project: Path,
+                                       request: pytest.FixtureRequest) -> None:
+    _, flags, _ = bucket_options("s3", request)
+    register_team_stack(terminal, postgresql_database, flags, password=None, flavor="postgresql")
+    result = terminal("pipeline", "run", str(team_notebook(project)), "--json")
+    assert result.code == 0, result.err
+    assert json.loads(terminal("pipeline", "describe", "latest", "--json").out)["status"] == "completed"
+
+
+def test_a_missing_bucket_is_one_line_and_creates_nothing(
+    team_database: Database, terminal, project: Path, request: pytest.FixtureRequest
+) -> None:
+    url, flags, store = bucket_options("s3", request)
+    missing = url.replace("s3://", "s3://no-such-")
+    flags = [f"--path={missing}", *flags[1:]]
+    register_team_stack(terminal, team_database, flags)
+    result = terminal("pipeline", "run", str(team_notebook(project)))
+    assert result.code == 2 and result.err.count("\n") == 1, result.err
+    assert f"the bucket of the artifact store {missing} does not exist" in result.err
+    assert json.loads(terminal("pipeline", "runs", "--json").out) == [], "no run was recorded"
+
+
+@pytest.mark.parametrize(("flavor", "flags", "module", "extra"), [
+    ("metadata-store", ["--type=mysql", "--host=127.0.0.1", "--database=d"], "pymysql", "mysql"),
+    ("artifact-store", ["--type=s3", "--path=s3://b/d"], "s3fs", "s3"),
+    ("artifact-store", ["--type=gcp", "--path=gs://b/d"], "gcsfs", "gcp"),
+    ("artifact-store", ["--type=azure", "--path=az://b/d"], "adlfs", "azure"),
+])
+def test_a_missing_extra_says_what_to_install(flavor: str, flags: list[str], module: str, extra: str,
+                                              terminal, project: Path) -> None:
+    assert terminal("init").code == 0
+    assert terminal(flavor, "register", "x", *flags).code == 0
+    kind = "-m" if flavor == "metadata-store" else "-a"
+    members = {"-m": "default", "-a": "default", "-o": "default"} | {kind: "x"}
+    assert terminal("stack", "register", "s", *(w for pair in members.items() for w in pair)).code == 0
+    script = (f"import sys; sys.modules[{module!r}] = None\n"  # as if the extra were not installed
+              "from stackmagic.cli import main\n"
+              "sys.exit(main(['pipeline', 'runs', '--stack', 's']))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=project, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert f'pip install "stackmagic[{extra}]"' in result.stderr
+    assert result.stderr.count("\n") == 1
