@@ -2,26 +2,30 @@
 
 Like fsspec itself, the URL's protocol picks the filesystem, so a bucket on
 S3, GCS or Azure differs from a local folder only by its storage options.
-Every file is written to a hidden temporary name in its final folder and then
-moved into place: a reader, even in another process, sees either nothing or
-the whole file, never half an artifact.
+A reader, even in another process, sees either nothing or the whole file,
+never half an artifact: in a folder, every file is written to a hidden
+temporary name beside its final one and then renamed; in an object store
+(S3, GCS, Azure), which publishes an object only once its upload completes,
+it is spooled locally and uploaded whole.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
 import posixpath
 import secrets
 import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from blake3 import blake3
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
@@ -34,6 +38,8 @@ from .materializers import (
 )
 
 COPY_CHUNK_BYTES = 1 << 20
+#: Writes from this size on are hashed in parallel with writing them.
+PARALLEL_HASH_BYTES = 1 << 20
 #: Where a process started for a step finds the store's secret options (JSON).
 SECRETS_VARIABLE = "STACKMAGIC_ARTIFACT_STORE_SECRETS"
 #: fsspec protocols of stores where an upload becomes visible only once complete.
@@ -46,7 +52,7 @@ class ArtifactInfo:
 
     uri: str  # as the store names it: an absolute path for a local folder, else a URL
     materializer: str
-    content_hash: str  # sha256 of the stored bytes: equal files, equal hashes (the cache key)
+    content_hash: str  # BLAKE3 of the stored bytes: equal files, equal hashes (the cache key)
     size: int
     type_name: str
 
@@ -94,7 +100,7 @@ class ArtifactStore:
             )
         protocols = {self._fs.protocol} if isinstance(self._fs.protocol, str) else set(self._fs.protocol)
         #: An object store publishes an object whole when its upload completes, so
-        #: writes go straight to the final name; elsewhere, to a temporary one first.
+        #: uploads go straight to the final name; elsewhere, to a temporary one first.
         self._whole_objects = bool(protocols & OBJECT_STORE_PROTOCOLS)
 
     def __repr__(self) -> str:
@@ -134,8 +140,11 @@ class ArtifactStore:
         type_name = f"{type(value).__module__}.{type(value).__qualname__}"
         for materializer in materializers_for(value):
             try:
-                with self._explained(location), self._writing(f"{path}.{materializer.extension}") as stream:
-                    hashing = _HashingStream(stream)
+                with (
+                    self._explained(location),
+                    self._writing(f"{path}.{materializer.extension}") as stream,
+                    contextlib.closing(_HashingStream(stream)) as hashing,
+                ):
                     _write(materializer, value, hashing, type_name, location)
             except MaterializerUnsuitable:
                 continue
@@ -242,15 +251,21 @@ class ArtifactStore:
 
     @contextlib.contextmanager
     def _writing(self, path: str) -> Iterator[IO[bytes]]:
-        """A stream that becomes the file at ``path`` only if the block succeeds."""
-        with self._publishing(path) as target:
-            stream = self._fs.open(target, "wb")
-            try:
+        """A stream that becomes the file at ``path`` only if the block succeeds.
+
+        For an object store, a local spool file uploaded whole at the end, by
+        the filesystem's own upload (parallel parts for a large file): a write
+        that fails part way never starts an upload, so there is none to cancel.
+        """
+        if not self._whole_objects:
+            with self._publishing(path) as temporary, self._fs.open(temporary, "wb") as stream:
                 yield stream
-            except BaseException:
-                _abandon(stream, self._whole_objects)
-                raise
-            stream.close()
+            return
+        with tempfile.TemporaryDirectory(prefix="stackmagic-upload-") as spool:
+            local = os.path.join(spool, posixpath.basename(path))
+            with open(local, "wb") as stream:
+                yield stream
+            self._fs.put_file(local, path)
 
     @contextlib.contextmanager
     def _publishing(self, path: str) -> Iterator[str]:
@@ -274,23 +289,22 @@ class ArtifactStore:
             raise
 
 
-def _abandon(stream: Any, whole_objects: bool) -> None:
-    """Close a stream that failed part way without letting an object store publish it."""
-    if not whole_objects:
-        stream.close()  # a temporary file, removed next
-        return
-    with contextlib.suppress(Exception):
-        stream.discard()  # cancels an upload already started in parts
-    stream.closed = True  # closing would upload what was written so far
-
-
 class _HashingStream(io.RawIOBase):
-    """Passes writes through while hashing them, so the bytes are never read twice."""
+    """Passes writes through while hashing them, so the bytes are never read twice.
+
+    BLAKE3, a cryptographic hash, runs at several GB/s where SHA-256 manages
+    about 1.6: slower than writing to the page cache, so saves would wait on it.
+
+    A large write is hashed in a helper thread while this one writes it: both
+    release the GIL, so hashing costs no extra time. Each write waits for its
+    hash before returning, so the caller may reuse its buffer at once.
+    """
 
     def __init__(self, stream: IO[bytes]) -> None:
         super().__init__()
         self._stream = stream
-        self._digest = hashlib.sha256()
+        self._digest = blake3()
+        self._hasher: ThreadPoolExecutor | None = None
         self.size = 0
 
     def writable(self) -> bool:
@@ -298,10 +312,24 @@ class _HashingStream(io.RawIOBase):
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
-        self._stream.write(view)
-        self._digest.update(view)
+        if view.nbytes < PARALLEL_HASH_BYTES:
+            self._stream.write(view)
+            self._digest.update(view)
+        else:
+            if self._hasher is None:
+                self._hasher = ThreadPoolExecutor(1, thread_name_prefix="artifact-hash")
+            hashed = self._hasher.submit(self._digest.update, view)
+            try:
+                self._stream.write(view)
+            finally:
+                hashed.result()
         self.size += view.nbytes
         return view.nbytes
+
+    def close(self) -> None:
+        if self._hasher is not None:
+            self._hasher.shutdown()
+        super().close()
 
     def tell(self) -> int:
         return self.size
