@@ -46,7 +46,7 @@ def metadata(store_url: str) -> Iterator[MetadataStore]:
 def new_run(store: MetadataStore, run_id: str, *, pipeline: str = "train", steps=("load", "fit"),
             parameters=None, overridden=()) -> None:
     store.create_run(
-        run_id=run_id, pipeline=pipeline, notebook="/work/train.ipynb", stack_name="team",
+        run_id=run_id, pipeline=pipeline, notebook="train.ipynb", stack_name="team",
         stack={"orchestrator": {"flavor": "local"}}, bundle_uri="s3://b/_bundles/h.zip",
         bundle_hash="h" * 64, options={"no_cache": False}, parameters=parameters or {},
         overridden=list(overridden), steps=list(steps),
