@@ -584,3 +584,22 @@ def test_a_writer_killed_mid_write_leaves_no_artifact(store: ArtifactStore, tmp_
     # what is left, if anything, is a hidden temporary file: never under the artifact's name
     assert all(Path(uri).name.startswith(".model.pkl.tmp-") for uri in store.find(store.uri("run1")))
     assert store.load(store.uri("run0", "model.json")) == "an older artifact"
+
+
+def test_refused_credentials_and_a_missing_bucket_are_one_line(request: pytest.FixtureRequest) -> None:
+    """Azurite checks the account key, as Azure does; every bucket store names a missing bucket."""
+    server = request.getfixturevalue("azurite_server")
+    wrong_key = server.connection_string.replace(server.account_key, "A" * 86 + "==")
+    refused = ArtifactStore(request.getfixturevalue("bucket")("azure"),
+                            secret_options={"connection_string": wrong_key})
+    with pytest.raises(StackmagicError) as error:
+        refused.save({"a": 1}, refused.uri("x"))
+    message = one_line_error(error)
+    assert message.startswith(f"the artifact store {refused.root} refused access (")
+    assert "check its credentials" in message and "A" * 86 not in message
+    missing = ArtifactStore("az://no-such-container/store",
+                            secret_options={"connection_string": server.connection_string})
+    with pytest.raises(StackmagicError) as error:
+        missing.save({"a": 1}, missing.uri("x"))
+    assert one_line_error(error).startswith(
+        "the bucket of the artifact store az://no-such-container/store does not exist; create it")
