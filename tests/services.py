@@ -10,6 +10,7 @@ STACKMAGIC_REQUIRE_SERVICES is set (as CI does), so a broken install cannot hide
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
@@ -279,71 +280,56 @@ def _require_port(name: str, port: int) -> None:
         unavailable(f"{name} is not reachable on {HOST}:{port}")
 
 
+def _fresh_database(server: str, port: int, user: str, driver: str, admin_database: str,
+                    drop: Callable[[Any, str], None]) -> Iterator[Database]:
+    """A new database on one of the machine's servers; ``drop`` removes it, whatever is open on it."""
+    _require_port(server, port)
+    _import(driver.split("+")[1])
+    sqlalchemy = _import("sqlalchemy")
+    name = unique_name("sm_")
+    admin = sqlalchemy.create_engine(f"{driver}://{user}@{HOST}:{port}/{admin_database}",
+                                     isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    except sqlalchemy.exc.DBAPIError as error:
+        admin.dispose()
+        unavailable(f"{server} on {HOST}:{port}: {error.orig}")
+    try:
+        yield Database(url=f"{driver}://{user}@{HOST}:{port}/{name}", host=HOST, port=port,
+                       username=user, database=name)
+        with admin.connect() as connection:
+            drop(connection, name)
+    finally:
+        admin.dispose()
+
+
+def _drop_mariadb_database(connection: Any, name: str) -> None:
+    # A connection the test left open would hold a lock and stall DROP DATABASE.
+    others = connection.exec_driver_sql(
+        "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()",
+        (name,),
+    ).scalars()
+    for connection_id in list(others):
+        with contextlib.suppress(Exception):  # it ended by itself meanwhile
+            connection.exec_driver_sql(f"KILL {int(connection_id)}")
+    connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+
+
+def _drop_postgresql_database(connection: Any, name: str) -> None:
+    # FORCE ends connections the test left open, which would otherwise block the drop.
+    connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 @pytest.fixture
 def mysql_database() -> Iterator[Database]:
     """A fresh database on the machine's MariaDB (root, no password), dropped afterwards."""
-    port, user = 3306, "root"
-    _require_port("MariaDB", port)
-    pymysql = _import("pymysql")
-    name = unique_name("sm_")
-    try:
-        admin = pymysql.connect(
-            host=HOST, port=port, user=user, password="", autocommit=True, connect_timeout=10
-        )
-    except pymysql.MySQLError as error:
-        unavailable(f"MariaDB on {HOST}:{port}: {error}")
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE `{name}`")
-        yield Database(
-            url=f"mysql+pymysql://{user}@{HOST}:{port}/{name}",
-            host=HOST,
-            port=port,
-            username=user,
-            database=name,
-        )
-        with admin.cursor() as cursor:
-            # A connection the test left open would hold a lock and stall DROP DATABASE.
-            cursor.execute(
-                "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()",
-                (name,),
-            )
-            for (connection_id,) in cursor.fetchall():
-                try:
-                    cursor.execute(f"KILL {int(connection_id)}")
-                except pymysql.MySQLError:
-                    pass  # it ended by itself meanwhile
-            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-    finally:
-        admin.close()
+    yield from _fresh_database("MariaDB", 3306, "root", "mysql+pymysql", "",
+                               _drop_mariadb_database)
 
 
 @pytest.fixture
 def postgresql_database() -> Iterator[Database]:
     """A fresh database on the machine's PostgreSQL (postgres, trust auth), dropped afterwards."""
-    port, user = 5432, "postgres"
-    _require_port("PostgreSQL", port)
-    psycopg = _import("psycopg")
-    sql = _import("psycopg.sql")
-    name = unique_name("sm_")
-    try:
-        admin = psycopg.connect(
-            host=HOST, port=port, user=user, dbname="postgres", autocommit=True, connect_timeout=10
-        )
-    except psycopg.Error as error:
-        unavailable(f"PostgreSQL on {HOST}:{port}: {error}")
-    try:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        yield Database(
-            url=f"postgresql+psycopg://{user}@{HOST}:{port}/{name}",
-            host=HOST,
-            port=port,
-            username=user,
-            database=name,
-        )
-        # FORCE ends connections the test left open, which would otherwise block the drop.
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-    finally:
-        admin.close()
+    yield from _fresh_database("PostgreSQL", 5432, "postgres", "postgresql+psycopg", "postgres",
+                               _drop_postgresql_database)

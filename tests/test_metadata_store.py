@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, func, select, text, update
 
 from stackmagic.errors import StackmagicError
+from stackmagic.flavors.metadata_stores import CONNECT_TIMEOUT_SECONDS, MySQLMetadataStore
 from stackmagic.stores.artifacts import ArtifactInfo
 from stackmagic.stores.metadata import MetadataStore
 from stackmagic.stores.models import Base, Pipeline, Run, StepStatus, utcnow
@@ -273,3 +275,25 @@ def test_a_finished_run_is_never_marked_abandoned(metadata: MetadataStore) -> No
         connection.execute(update(Run).values(runner="another-machine:1", heartbeat_at=None))
     assert metadata.fail_abandoned_runs() == []
     assert metadata.run("done").status == "completed"
+
+
+def test_a_running_pipeline_beats_its_heartbeat(metadata: MetadataStore,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("stackmagic.stores.metadata.HEARTBEAT_SECONDS", 0.05)
+    new_run(metadata, "alive")
+    with metadata.engine.begin() as connection:  # as if it had last beaten long ago, elsewhere
+        connection.execute(update(Run).where(Run.id == "alive").values(
+            runner="another-machine:4242", heartbeat_at=utcnow() - timedelta(minutes=5)))
+    with metadata.keeping_alive("alive"):
+        time.sleep(0.5)
+    assert metadata.run("alive").status == "running", "its heartbeat is fresh: not abandoned"
+
+
+def test_queries_may_outlast_the_connect_timeout(mysql_database) -> None:
+    """The 10 s read timeout guards the handshake only: a long query (a migration) goes on."""
+    config = MySQLMetadataStore(host=mysql_database.host, port=mysql_database.port,
+                                username=mysql_database.username, database=mysql_database.database)
+    store = config.open(lambda option: "")
+    with store.engine.connect() as connection:
+        assert connection.execute(text(f"SELECT SLEEP({CONNECT_TIMEOUT_SECONDS + 1})")).scalar() == 0
+    store.close()

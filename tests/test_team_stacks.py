@@ -8,6 +8,7 @@ real kernels running the steps.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import socket
 import subprocess
@@ -339,3 +340,20 @@ def test_a_missing_extra_says_what_to_install(flavor: str, flags: list[str], mod
     assert result.returncode == 2, result.stderr
     assert f'pip install "stackmagic[{extra}]"' in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_a_gcs_emulator_needs_no_environment_setup(terminal, project: Path,
+                                                   request: pytest.FixtureRequest) -> None:
+    """gcsfs reads a switch once, on import; without it, it probes the emulator for a minute."""
+    _, flags, bucket = bucket_options("gcs", request)
+    for words in (["init"], ["artifact-store", "register", "bucket", *flags],
+                  ["stack", "register", "gcs", "-m", "default", "-a", "bucket", "-o", "default"]):
+        assert terminal(*words).code == 0
+    notebook = write_notebook(project / "one.ipynb", "%%step only\nanswer = 42")
+    environment = {k: v for k, v in os.environ.items() if k != "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"}
+    finished = subprocess.run(
+        [str(BIN / "stackmagic"), "pipeline", "run", str(notebook), "--stack", "gcs", "--json"],
+        cwd=project, env=environment, capture_output=True, text=True, timeout=45,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert bucket.find(bucket.root), "the run's files are in the emulator's bucket"

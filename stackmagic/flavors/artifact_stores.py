@@ -61,6 +61,8 @@ class _BucketArtifactStore(ArtifactStoreConfig):
     def open(self, secret: SecretResolver) -> ArtifactStore:
         from ..stores.artifacts import ArtifactStore
 
+        for variable, value in self.import_environment().items():
+            os.environ.setdefault(variable, value)  # a user's own setting wins
         require_module(self.driver_module, f"the {self.flavor} artifact store", self.extra)
         secrets = {
             self.fsspec_names.get(name, name): secret(name) for name in self.secret_references()
@@ -73,6 +75,10 @@ class _BucketArtifactStore(ArtifactStoreConfig):
     def storage_options(self) -> dict[str, Any]:
         """fsspec's options for this bucket, secrets aside."""
         raise NotImplementedError
+
+    def import_environment(self) -> dict[str, str]:
+        """Environment variables the filesystem's package reads once, when it is imported."""
+        return {}
 
 
 class GCSArtifactStore(_BucketArtifactStore):
@@ -92,11 +98,12 @@ class GCSArtifactStore(_BucketArtifactStore):
     _check_path = _url_validator("gs")
 
     def storage_options(self) -> dict[str, Any]:
-        if self.endpoint_url:
-            # gcsfs otherwise probes a gRPC endpoint an emulator lacks, for a minute
-            os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
         token = "anon" if self.anonymous else self.service_account_file or None
         return _given(project=self.project, token=token, endpoint_url=self.endpoint_url)
+
+    def import_environment(self) -> dict[str, str]:
+        # gcsfs otherwise probes a gRPC endpoint an emulator lacks, for a minute
+        return {"GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"} if self.endpoint_url else {}
 
 
 class S3ArtifactStore(_BucketArtifactStore):

@@ -240,13 +240,8 @@ class ArtifactStore:
     def find(self, uri: str) -> list[str]:
         """Every file under the folder ``uri``, temporary ones included, as URIs."""
         base = self._path_of(uri)
-        try:
-            with self._explained(uri):
-                found = self._fs.find(base)
-        except StackmagicError:
-            if not self._bucket_exists():
-                raise
-            return []
+        with self._explained(uri):
+            found = self._fs.find(base)
         return sorted(uri + path[len(base):] for path in found if path.startswith(base + "/"))
 
     @contextlib.contextmanager
