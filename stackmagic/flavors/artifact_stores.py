@@ -57,6 +57,8 @@ class _BucketArtifactStore(ArtifactStoreConfig):
     #: The fsspec implementation's module and the extra that installs it.
     driver_module: ClassVar[str]
     extra: ClassVar[str]
+    #: Option names that fsspec knows by another name.
+    fsspec_names: ClassVar[dict[str, str]] = {}
 
     def open(self, secret: SecretResolver) -> ArtifactStore:
         from ..stores.artifacts import ArtifactStore
@@ -68,9 +70,6 @@ class _BucketArtifactStore(ArtifactStoreConfig):
             self.fsspec_names.get(name, name): secret(name) for name in self.secret_references()
         }
         return ArtifactStore(self.path, self.storage_options(), secret_options=secrets)
-
-    #: Option names that fsspec knows by another name.
-    fsspec_names: ClassVar[dict[str, str]] = {}
 
     def storage_options(self) -> dict[str, Any]:
         """fsspec's options for this bucket, secrets aside."""
