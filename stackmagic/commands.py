@@ -12,7 +12,7 @@ import getpass
 import os
 import reprlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import StackmagicError, UsageError
 from .flavors import (
@@ -25,6 +25,9 @@ from .flavors import (
 )
 from .output import Fields, Message, Output, Table
 from .registry import STACK_ENV, Component, Registry, Stack
+
+if TYPE_CHECKING:
+    from .notebook.spec import PipelineSpec
 
 PROMPT = "-"
 
@@ -215,7 +218,7 @@ def pipeline_run(args: argparse.Namespace) -> Output:
         parameters[name] = parse_parameter(value)
     finished = run(
         notebook, parameters=parameters, stack=args.stack, no_cache=args.no_cache,
-        only=args.only, from_step=args.from_step,
+        only=args.only, from_step=args.from_step, wait=args.wait,
         progress=choose("none" if args.as_json else args.progress),
     )
     return run_fields(finished.record)
@@ -227,11 +230,63 @@ def pipeline_export(args: argparse.Namespace) -> Output:
     from .pipelines import local_paths, stack_components
 
     spec = load_pipeline(notebook_path(args.notebook, args.command_words))
-    stores = local_paths(stack_components(Registry.open()))
+    if args.to == "kubeflow":
+        return _export_kubeflow(spec, Path(args.output).expanduser().resolve(), args.stack)
+    stores = local_paths(stack_components(Registry.open(), args.stack))
     bundle = export_bundle(spec, Path(args.output).expanduser().resolve(), exclude=stores)
     lines = [f"Exported {spec.name} ({len(bundle.steps)} steps) to {bundle.directory}",
              *(f"warning: {warning}" for warning in bundle.manifest["warnings"])]
     return Message("\n".join(lines), {"directory": str(bundle.directory), **bundle.manifest})
+
+
+def _export_kubeflow(spec: PipelineSpec, output: Path, stack: str | None) -> Output:
+    """Compile for the stack's kubeflow orchestrator; the bundle goes to its artifact store."""
+    import tempfile
+
+    from .notebook.exporter import export_bundle
+    from .orchestrators.kubeflow import compile_pipeline
+    from .pipelines import OpenStack, store_bundle
+
+    if output.is_dir():
+        raise StackmagicError(f"{output} is a folder; give the YAML file to write, pipeline.yaml say")
+    with OpenStack.open(Registry.open(), stack) as opened, tempfile.TemporaryDirectory(
+        prefix="stackmagic-bundle-"
+    ) as scratch:
+        orchestrator = opened.components[ComponentType.ORCHESTRATOR]
+        if orchestrator.flavor != "kubeflow":
+            raise StackmagicError(
+                f"stack {opened.name!r} runs pipelines with the {orchestrator.flavor} orchestrator "
+                f"{orchestrator.name!r}; compiling for Kubeflow needs a stack with a kubeflow one "
+                "(--stack NAME, or `stackmagic orchestrator register kf --type=kubeflow --host=URL`)"
+            )
+        bundle = export_bundle(spec, Path(scratch) / "bundle", exclude=opened.local_paths())
+        orchestrator.config.orchestrator(opened).check(bundle)
+        bundle_uri = store_bundle(opened.artifact_store, bundle)
+        compile_pipeline(bundle, bundle_uri, opened, orchestrator.config, output)
+    return Message(
+        f"Compiled {spec.name} ({len(bundle.steps)} steps) for Kubeflow Pipelines to {output}; "
+        f"its steps fetch the bundle {bundle_uri}",
+        {"pipeline": str(output), "bundle": bundle_uri, "steps": list(bundle.steps)},
+    )
+
+
+def image_dockerfile(args: argparse.Namespace) -> Output:
+    from . import images
+    from .notebook.spec import load_pipeline
+    from .pipelines import stack_components
+
+    spec = load_pipeline(notebook_path(args.notebook, args.command_words))
+    extras = [getattr(c.config, "extra", "") for c in stack_components(Registry.open(), args.stack)]
+    text = images.dockerfile(spec, extras=[e for e in extras if e], base=args.base)
+    if args.output == "-":
+        return Message(text.rstrip("\n"), {"dockerfile": text})
+    path = Path(args.output).expanduser().resolve()
+    images.write(path, text, force=args.force)
+    return Message(
+        f"Wrote {path}: build it with `docker build -t IMAGE -f {path.name} .`, push it, and give "
+        f"it to the orchestrator (`stackmagic orchestrator update NAME --image=IMAGE`)",
+        {"path": str(path), "dockerfile": text},
+    )
 
 
 def pipeline_runs(args: argparse.Namespace) -> Output:

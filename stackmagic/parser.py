@@ -35,6 +35,7 @@ def build_parser() -> Parser:
     for kind in ComponentType:
         _component_commands(commands_, kind)
     _pipeline_commands(commands_)
+    _image_commands(commands_)
     return parser
 
 
@@ -145,6 +146,9 @@ def _pipeline_commands(group: Any) -> None:
     run.add_argument("--only", metavar="STEP", help="run this step alone, from cached upstream outputs")
     run.add_argument("--from", dest="from_step", metavar="STEP",
                      help="run this step and those after it, from cached upstream outputs")
+    run.add_argument("--wait", action="store_true",
+                     help="on a remote orchestrator (Kubeflow), follow the run to its end; "
+                          "local runs always do")
     run.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="auto",
                      help="how to show progress (default: a bar on a terminal, lines in a log)")
     _json_flag(run)
@@ -158,9 +162,14 @@ def _pipeline_commands(group: Any) -> None:
                       "write a notebook's pipeline out, for inspection or another orchestrator",
                       prefix="pipeline")
     export.add_argument("notebook", metavar="NOTEBOOK", nargs="?", help=notebook_help)
-    export.add_argument("--to", choices=["bundle"], required=True,
-                        help="bundle: the step notebooks, the sources and the manifest, in a folder")
-    export.add_argument("-o", "--output", metavar="PATH", required=True, help="a new folder")
+    export.add_argument("--to", choices=["bundle", "kubeflow"], required=True,
+                        help="bundle: the step notebooks, the sources and the manifest, in a folder; "
+                             "kubeflow: a KFP v2 pipeline (YAML) for the stack's kubeflow orchestrator")
+    export.add_argument("-o", "--output", metavar="PATH", required=True,
+                        help="a new folder (bundle) or a YAML file (kubeflow)")
+    export.add_argument("--stack", metavar="NAME",
+                        help="the stack whose stores the pipeline uses (default: the active one)")
+    _json_flag(export)
 
     runs = _command(actions, "runs", commands.pipeline_runs, "list recent runs", prefix="pipeline")
     runs.add_argument("--pipeline", metavar="NAME", help="only the runs of this pipeline")
@@ -181,6 +190,25 @@ def _pipeline_commands(group: Any) -> None:
     load.add_argument("what", metavar="STEP[.OUTPUT]", help="a step's outputs, or one of them")
     load.add_argument("--stack", metavar="NAME", help="the stack whose stores to read")
     _json_flag(load)
+
+
+def _image_commands(group: Any) -> None:
+    top = _command(group, "image", None, "container images for steps that run elsewhere")
+    actions = top.add_subparsers(title="actions", dest="action", metavar="ACTION", required=True)
+    dockerfile = _command(
+        actions, "dockerfile", commands.image_dockerfile,
+        "write a Dockerfile for a step image: stackmagic and the notebook's imports, pinned",
+        prefix="image",
+    )
+    dockerfile.add_argument("notebook", metavar="NOTEBOOK", nargs="?",
+                            help="the .ipynb file; in a notebook, default: this notebook (saved)")
+    dockerfile.add_argument("-o", "--output", metavar="PATH", default="Dockerfile",
+                            help="where to write it (default: Dockerfile; - prints it)")
+    dockerfile.add_argument("--base", metavar="IMAGE", default=None,
+                            help="base image (default: python:X.Y-slim of this Python)")
+    dockerfile.add_argument("--stack", metavar="NAME",
+                            help="the stack whose stores the steps use (default: the active one)")
+    dockerfile.add_argument("--force", action="store_true", help="replace an existing file")
 
 
 def _positive_int(text: str) -> int:

@@ -9,9 +9,10 @@ serves ``stackmagic pipeline run``, ``%pipeline run`` and Python code.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from .registry import Component, Registry
 from .runtime import Mode, RunContext, StepOutcome, new_run_id, plan
 from .stores.artifacts import ArtifactStore
 from .stores.metadata import MetadataStore, RunRecord
-from .stores.models import StepStatus
+from .stores.models import RunStatus, StepStatus
 
 BUNDLES = "_bundles"
 
@@ -48,6 +49,8 @@ class OpenStack:
     components: dict[ComponentType, Component]
     artifact_store: ArtifactStore
     metadata: MetadataStore
+    #: the real value of a component's secret option
+    resolve_secret: Callable[[Component, str], str]
 
     @classmethod
     def open(cls, registry: Registry, name: str | None = None) -> OpenStack:
@@ -62,6 +65,7 @@ class OpenStack:
             components,
             opened(ComponentType.ARTIFACT_STORE),
             opened(ComponentType.METADATA_STORE),
+            registry.resolve_secret,
         )
 
     def __enter__(self) -> OpenStack:
@@ -127,12 +131,14 @@ def run(
     no_cache: bool = False,
     only: str | None = None,
     from_step: str | None = None,
+    wait: bool = False,
     progress: Progress | None = None,
 ) -> PipelineRun:
     """Run a saved notebook as a pipeline on a stack (default: the active one).
 
-    Steps run in the notebook's folder. Returns the finished run; raises
-    :class:`PipelineFailed` (with ``.run``) if a step failed.
+    Steps run in the notebook's folder (on this machine). On a remote
+    orchestrator the run is submitted and, with ``wait``, followed to its end.
+    Returns the run; raises :class:`PipelineFailed` (with ``.run``) if a step failed.
     """
     notebook = Path(notebook).expanduser().resolve()
     spec = load_pipeline(notebook)
@@ -143,7 +149,7 @@ def run(
         bundle = export_bundle(spec, Path(scratch) / "bundle", exclude=opened.local_paths())
         return run_bundle(
             bundle, opened, workdir=notebook.parent, notebook=str(notebook), overrides=overrides,
-            no_cache=no_cache, only=only, from_step=from_step, progress=progress,
+            no_cache=no_cache, only=only, from_step=from_step, wait=wait, progress=progress,
         )
 
 
@@ -157,24 +163,31 @@ def run_bundle(
     no_cache: bool = False,
     only: str | None = None,
     from_step: str | None = None,
+    wait: bool = True,
     progress: Progress | None = None,
 ) -> PipelineRun:
-    """Record a run of ``bundle`` and hand it to the stack's orchestrator; steps run in ``workdir``."""
+    """Record a run of ``bundle`` and hand it to the stack's orchestrator; steps run in ``workdir``.
+
+    A remote orchestrator's run goes on without this process: with ``wait``
+    it is followed to its end, else the run is returned as submitted.
+    """
     progress = progress or Progress()
-    orchestrator = opened.components[ComponentType.ORCHESTRATOR].config.orchestrator()
+    orchestrator = opened.components[ComponentType.ORCHESTRATOR].config.orchestrator(opened)
     orchestrator.check(bundle)
     context = RunContext(
         run_id=new_run_id(), bundle=bundle, artifact_store=opened.artifact_store,
         metadata=opened.metadata, workdir=workdir, overrides=dict(overrides),
         no_cache=no_cache, modes=plan(bundle, only=only, from_step=from_step),
+        only=only, from_step=from_step,
+        bundle_uri=store_bundle(opened.artifact_store, bundle), wait=wait,
     )
     opened.metadata.create_run(
         run_id=context.run_id, pipeline=bundle.pipeline, notebook=notebook,
         stack_name=opened.name, stack=opened.snapshot(),
-        bundle_uri=store_bundle(opened.artifact_store, bundle), bundle_hash=bundle.hash,
+        bundle_uri=context.bundle_uri, bundle_hash=bundle.hash,
         options={"no_cache": no_cache, "only": only, "from": from_step},
         parameters=context.parameters, overridden=list(overrides),
-        steps=list(bundle.steps),
+        steps=list(bundle.steps), driven_here=not orchestrator.detached,
     )
     for warning in bundle.manifest["warnings"]:
         progress.warn(warning)
@@ -190,17 +203,25 @@ def run_bundle(
     )
     error = None
     try:
-        with opened.metadata.keeping_alive(context.run_id):
+        with contextlib.nullcontext() if orchestrator.detached else opened.metadata.keeping_alive(
+            context.run_id
+        ):
             error = _first_failure(orchestrator.run(context, progress))
-    except KeyboardInterrupt:
-        error = "interrupted"
+    except KeyboardInterrupt:  # a detached run goes on: only following it stops
+        error = None if orchestrator.detached else "interrupted"
+        raise
+    except Exception as failure:  # the orchestrator could not take the run
+        error = str(failure) if isinstance(failure, StackmagicError) else (
+            f"{type(failure).__name__}: {failure}"
+        )
         raise
     finally:
-        opened.metadata.run_finished(context.run_id, error=error)
+        if not orchestrator.detached or error is not None:
+            opened.metadata.run_finished(context.run_id, error=error)
         progress.run_finished()
     result = PipelineRun(opened.metadata.run(context.run_id), opened.artifact_store)
-    if error is not None:
-        raise PipelineFailed(f"run {result.id} of {bundle.pipeline} failed: {error}", result)
+    if result.status == RunStatus.FAILED:
+        raise PipelineFailed(f"run {result.id} of {bundle.pipeline} failed: {result.record.error}", result)
     return result
 
 

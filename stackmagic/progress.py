@@ -24,6 +24,9 @@ class Progress:
     def warn(self, message: str) -> None:
         warnings.warn(message, stacklevel=2)
 
+    def note(self, message: str) -> None:
+        """Something the user may want to follow up on: where a submitted run can be watched."""
+
     def run_started(self, run_id: str, pipeline: str, steps: list[str]) -> None:
         pass
 
@@ -42,6 +45,9 @@ class _Shown(Progress):
 
     def warn(self, message: str) -> None:
         print(f"warning: {message}", file=sys.stderr, flush=True)
+
+    def note(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
 
 
 class LogLines(_Shown):

@@ -37,6 +37,8 @@ def run_fields(record: RunRecord) -> Fields:
         ) or "none"),
         ("bundle", record.bundle_uri),
     ]
+    if record.orchestrator_url:
+        fields.append(("orchestrator", f"{record.orchestrator_run_id}: {record.orchestrator_url}"))
     options = [f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
                for k, v in record.options.items() if v]
     if options:
@@ -81,6 +83,8 @@ def run_data(record: RunRecord) -> dict[str, Any]:
         "overridden": record.overridden,
         "options": record.options,
         "bundle": record.bundle_uri,
+        "orchestrator_run_id": record.orchestrator_run_id,
+        "orchestrator_url": record.orchestrator_url,
         "steps": [
             {
                 "name": step.name,

@@ -102,4 +102,5 @@ from services import (  # noqa: E402, F401
     mysql_database,
     postgresql_database,
     s3_server,
+    team_database,
 )

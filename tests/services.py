@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from types import ModuleType
 from typing import Any, NoReturn
 
 import pytest
+from sqlalchemy import create_engine, text
 
 HOST = "127.0.0.1"
 BIN = Path(sys.executable).parent
@@ -40,6 +42,10 @@ AZURITE_KEY = (
 )
 # moto accepts any credentials; explicit ones keep the developer's AWS config out of the tests.
 S3_KEY = S3_SECRET = "testing"
+#: The team database user's password and the S3 secret key of team stacks: searched for
+#: wherever a secret must never appear.
+DB_CANARY = "CANARY-db-" + secrets.token_hex(6)
+S3_CANARY = "CANARY-s3-" + secrets.token_hex(6)
 
 
 @dataclass(frozen=True)
@@ -333,3 +339,18 @@ def postgresql_database() -> Iterator[Database]:
     """A fresh database on the machine's PostgreSQL (postgres, trust auth), dropped afterwards."""
     yield from _fresh_database("PostgreSQL", 5432, "postgres", "postgresql+psycopg", "postgres",
                                _drop_postgresql_database)
+
+
+@pytest.fixture
+def team_database(mysql_database: Database) -> Iterator[Database]:
+    """The fresh MariaDB database, reached as a user of its own whose password is a canary."""
+    user = unique_name("smu_")
+    admin = create_engine("mysql+pymysql://root@127.0.0.1:3306/")
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{DB_CANARY}'"))
+        connection.execute(text(f"GRANT ALL ON `{mysql_database.database}`.* TO '{user}'@'%'"))
+    yield Database(url=mysql_database.url.replace("root@", f"{user}@"), host=mysql_database.host,
+                   port=mysql_database.port, username=user, database=mysql_database.database)
+    with admin.begin() as connection:
+        connection.execute(text(f"DROP USER '{user}'@'%'"))
+    admin.dispose()

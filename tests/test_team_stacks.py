@@ -9,87 +9,24 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 from conftest import BIN, Result
-from services import Database, storage_options, unique_name
-from sqlalchemy import create_engine, inspect, text
+from services import DB_CANARY, S3_CANARY, Database
+from sqlalchemy import create_engine, text
+from team import bucket_options, register_team_stack, secret_sightings, team_notebook
 
 from notebooks import write_notebook
-from stackmagic.stores.artifacts import ArtifactStore
 
 pytestmark = pytest.mark.kernel
-
-DB_CANARY = "CANARY-db-" + secrets.token_hex(6)
-S3_CANARY = "CANARY-s3-" + secrets.token_hex(6)
-
-
-@pytest.fixture
-def team_database(mysql_database: Database) -> Iterator[Database]:
-    """The fresh MariaDB database, reached as a user of its own whose password is a canary."""
-    user = unique_name("smu_")
-    admin = create_engine("mysql+pymysql://root@127.0.0.1:3306/")
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{DB_CANARY}'"))
-        connection.execute(text(f"GRANT ALL ON `{mysql_database.database}`.* TO '{user}'@'%'"))
-    yield Database(url=mysql_database.url.replace("root@", f"{user}@"), host=mysql_database.host,
-                   port=mysql_database.port, username=user, database=mysql_database.database)
-    with admin.begin() as connection:
-        connection.execute(text(f"DROP USER '{user}'@'%'"))
-    admin.dispose()
-
-
-def bucket_options(kind: str, request: pytest.FixtureRequest) -> tuple[str, list[str], ArtifactStore]:
-    """A new bucket: its registration options, and the store for looking inside it."""
-    url = request.getfixturevalue("bucket")(kind)
-    server = request.getfixturevalue({"s3": "s3_server", "gcs": "gcs_server",
-                                      "azure": "azurite_server"}[kind])
-    options = storage_options(kind, server)
-    if kind == "s3":
-        flags = ["--type=s3", f"--endpoint-url={server.endpoint_url}", "--access-key-id=testing",
-                 f"--secret-access-key={S3_CANARY}"]  # moto takes any secret
-    elif kind == "gcs":
-        flags = ["--type=gcp", f"--endpoint-url={server.endpoint_url}", "--anonymous=true"]
-    else:
-        flags = ["--type=azure", f"--connection-string={server.connection_string}"]
-    return url, [f"--path={url}", *flags], ArtifactStore(url, options)
-
-
-def register_team_stack(terminal: Callable[..., Result], database: Database, bucket_flags: list[str],
-                        password: str | None = DB_CANARY, flavor: str = "mysql") -> None:
-    commands = [
-        ["init"],
-        ["metadata-store", "register", "team-db", f"--type={flavor}", f"--host={database.host}",
-         f"--port={database.port}", f"--username={database.username}",
-         f"--database={database.database}", *([f"--password={password}"] if password else [])],
-        ["artifact-store", "register", "bucket", *bucket_flags],
-        ["stack", "register", "team", "-m", "team-db", "-a", "bucket", "-o", "default"],
-        ["stack", "set", "team"],
-    ]
-    for words in commands:
-        result = terminal(*words)
-        assert result.code == 0, result.err
-
-
-def team_notebook(folder: Path) -> Path:
-    return write_notebook(
-        folder / "team.ipynb",
-        "import numpy as np\nimport stackmagic",
-        "%%step load\nfeatures = np.arange(1000.0) * scale",
-        "%%step train\nweights = features.mean()\nstackmagic.log_metric('mean', weights)",
-        "%%step report\nsummary = {'weights': float(weights), 'scale': scale}",
-        parameters="scale = 2.0",
-    )
-
 
 @pytest.mark.parametrize("kind", ["s3", "gcs", "azure"])
 def test_a_pipeline_runs_on_mysql_and_a_bucket_and_reads_back(
@@ -132,27 +69,6 @@ def test_a_pipeline_runs_on_mysql_and_a_bucket_and_reads_back(
     if kind == "s3":
         leaks = secret_sightings([DB_CANARY, S3_CANARY], tmp_path, bucket, team_database, said)
         assert leaks == [], f"a secret was written out: {leaks}"
-
-
-def secret_sightings(canaries: list[str], folder: Path, bucket: ArtifactStore, database: Database,
-                     outputs: list[Result]) -> list[str]:
-    """Where any canary appears: files (the secret file aside), objects, rows, output."""
-    places: dict[str, bytes] = {}
-    for path in folder.rglob("*"):
-        if path.is_file() and path.name != "secrets.json":
-            places[str(path)] = path.read_bytes()
-    for uri in bucket.find(bucket.root):
-        places[uri] = bucket.read_bytes(uri)
-    engine = create_engine(database.url.replace(f"{database.username}@", "root@"))
-    with engine.connect() as connection:
-        for table in inspect(connection).get_table_names():
-            rows = connection.execute(text(f"SELECT * FROM {table}")).all()
-            places[f"table {table}"] = repr(rows).encode()
-    engine.dispose()
-    for number, result in enumerate(outputs):
-        places[f"output {number}"] = (result.out + result.err).encode()
-    assert len(places) > 20, "the search looked at the run's files, objects and rows"
-    return [place for place, data in places.items() for c in canaries if c.encode() in data]
 
 
 def test_several_pipelines_at_once_on_one_database_and_bucket_lose_nothing(

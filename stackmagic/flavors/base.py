@@ -24,6 +24,7 @@ from ..secrets import masked
 
 if TYPE_CHECKING:
     from ..orchestrators.base import Orchestrator
+    from ..pipelines import OpenStack
     from ..stores.artifacts import ArtifactStore
     from ..stores.metadata import MetadataStore
 
@@ -194,8 +195,8 @@ class OrchestratorConfig(FlavorConfig):
     def runs_remotely(self) -> bool:
         return True
 
-    def orchestrator(self) -> Orchestrator:
-        """What runs a pipeline's steps for this flavor."""
+    def orchestrator(self, stack: OpenStack) -> Orchestrator:
+        """What runs a pipeline's steps for this flavor, on ``stack``."""
         raise self.not_runnable()
 
 

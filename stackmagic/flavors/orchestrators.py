@@ -11,6 +11,7 @@ from .base import OrchestratorConfig
 
 if TYPE_CHECKING:
     from ..orchestrators.base import Orchestrator
+    from ..pipelines import OpenStack
 
 
 class LocalOrchestrator(OrchestratorConfig):
@@ -32,7 +33,7 @@ class LocalOrchestrator(OrchestratorConfig):
     def runs_remotely(self) -> bool:
         return False
 
-    def orchestrator(self) -> Orchestrator:
+    def orchestrator(self, stack: OpenStack) -> Orchestrator:
         from ..orchestrators.local import LocalRunner
 
         return LocalRunner(self.max_workers)
@@ -62,13 +63,20 @@ class KubeflowOrchestrator(OrchestratorConfig):
         help="How to authenticate to KFP: no auth, --token, or the pod's service-account token.",
     )
     token = t.Unicode(help="Bearer token for the KFP API (with --auth=token).").tag(secret=True)
-    store_secrets = t.List(
-        t.Unicode(), help="Kubernetes secrets with store credentials, mounted as environment."
+    store_secret = t.Unicode(
+        help="Kubernetes secret holding the stores' secret options, one key each "
+        "(STACKMAGIC_METADATA_STORE_PASSWORD...), given to the steps as environment variables."
     )
+    gpu_resource = t.Unicode("nvidia.com/gpu", help="Kubernetes resource that %%step --gpu asks for.")
 
     @property
     def runs_remotely(self) -> bool:
         return self.mode == "remote"
+
+    def orchestrator(self, stack: OpenStack) -> Orchestrator:
+        from ..orchestrators.kubeflow import KubeflowRunner
+
+        return KubeflowRunner(self, stack)
 
     def check(self) -> None:
         super().check()

@@ -11,10 +11,17 @@ if TYPE_CHECKING:
 
 
 class Orchestrator(Protocol):
+    #: True where the run goes on without this process (a cluster runs it): its steps record
+    #: the run's end, and this process only submits it and, when asked, follows it.
+    detached: bool
+
     def check(self, bundle: Bundle) -> None:
         """Refuse a bundle this orchestrator cannot run, before the run is recorded."""
         ...
 
     def run(self, context: RunContext, progress: Progress) -> list[StepOutcome]:
-        """Run the bundle's steps as ``context.modes`` asks; record each; return their outcomes."""
+        """Run the bundle's steps as ``context.modes`` asks; record each; return their outcomes.
+
+        A detached orchestrator returns no outcomes when it did not wait for the run.
+        """
         ...

@@ -29,6 +29,8 @@ _LOOKAHEAD = 3
 
 
 class LocalRunner:
+    detached = False
+
     def __init__(self, max_workers: int = 0) -> None:
         self.workers = max_workers or default_workers()
 

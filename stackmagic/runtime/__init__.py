@@ -54,6 +54,12 @@ class RunContext:
     overrides: dict[str, Any] = field(default_factory=dict)
     no_cache: bool = False
     modes: dict[str, str] = field(default_factory=dict)
+    only: str | None = None
+    from_step: str | None = None
+    #: where the bundle is kept in the artifact store, for steps that fetch it themselves
+    bundle_uri: str = ""
+    #: a remote orchestrator's run: follow it to its end (True), or only submit it
+    wait: bool = True
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -168,8 +174,13 @@ def run_step(
     *,
     kernel_pool: KernelPool,
     on_start: Callable[[str], None] | None = None,
+    attempt: int | None = None,
 ) -> StepOutcome:
-    """Run (or reuse) one step of the run and record what happened."""
+    """Run (or reuse) one step of the run and record what happened.
+
+    The step is tried ``--retries`` more times if it fails, unless ``attempt``
+    is given: then the orchestrator retries (a new pod), and this is that try.
+    """
     started = time.perf_counter()
     spec = context.bundle.steps[step]
     inputs = step_inputs(context, step)
@@ -192,9 +203,9 @@ def run_step(
             return StepOutcome(step, StepStatus.FAILED, time.perf_counter() - started, error)
     if on_start is not None:
         on_start(step)
-    attempts = int(spec.settings.get("retries", 0)) + 1
-    for attempt in range(1, attempts + 1):
-        context.metadata.step_started(context.run_id, step, code_key=code, attempt=attempt)
+    attempts = [attempt] if attempt else range(1, int(spec.settings.get("retries", 0)) + 2)
+    for number in attempts:
+        context.metadata.step_started(context.run_id, step, code_key=code, attempt=number)
         notebook_uri, result, error = _execute(context, step, inputs, kernel_pool)
         if error is None:
             context.metadata.step_completed(

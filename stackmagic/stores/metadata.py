@@ -114,6 +114,8 @@ class RunRecord:
     parameters: dict[str, Any]
     overridden: list[str]
     steps: list[StepRecord] = field(default_factory=list)
+    orchestrator_run_id: str | None = None
+    orchestrator_url: str | None = None
 
     @property
     def seconds(self) -> float | None:
@@ -202,6 +204,37 @@ class MetadataStore:
         parameters: Mapping[str, Any],
         overridden: Sequence[str],
         steps: Sequence[str],
+        driven_here: bool = True,
+        exist_ok: bool = False,
+    ) -> None:
+        """Record a new run, its parameters and its steps (all pending).
+
+        ``driven_here=False``: no process of this machine drives the run (a
+        cluster schedules its steps), so its liveness is not judged by ours.
+        ``exist_ok``: steps on several machines may each be the first to record it.
+        """
+        if exist_ok and self._has_run(run_id):
+            return
+        try:
+            self._add_run(
+                run_id=run_id, pipeline=pipeline, notebook=notebook, stack_name=stack_name,
+                stack=stack, bundle_uri=bundle_uri, bundle_hash=bundle_hash, options=options,
+                parameters=parameters, overridden=overridden, steps=steps, driven_here=driven_here,
+            )
+        except StackmagicError:
+            if exist_ok and self._has_run(run_id):  # recorded by another step meanwhile
+                return
+            raise
+
+    def _has_run(self, run_id: str) -> bool:
+        with self._session() as session:
+            return session.scalar(select(Run.id).where(Run.id == run_id)) is not None
+
+    def _add_run(
+        self, *, run_id: str, pipeline: str, notebook: str, stack_name: str,
+        stack: Mapping[str, Any], bundle_uri: str, bundle_hash: str, options: Mapping[str, Any],
+        parameters: Mapping[str, Any], overridden: Sequence[str], steps: Sequence[str],
+        driven_here: bool,
     ) -> None:
         with self._session(write=True) as session:
             found = _pipeline_row(session, pipeline)
@@ -209,7 +242,8 @@ class MetadataStore:
                 id=run_id, pipeline=found, notebook=notebook, status=RunStatus.RUNNING,
                 stack_name=stack_name, stack=dict(stack), bundle_uri=bundle_uri,
                 bundle_hash=bundle_hash, options=dict(options),
-                runner=this_runner(), heartbeat_at=utcnow(),
+                runner=this_runner() if driven_here else None,
+                heartbeat_at=utcnow() if driven_here else None,
             )
             run.parameters = [
                 RunParameter(name=name, value=value, overridden=name in overridden)
@@ -319,6 +353,34 @@ class MetadataStore:
             for step in steps:
                 row = _step_row(session, run_id, step)
                 row.status, row.error = StepStatus.SKIPPED, reason
+
+    def run_submitted(self, run_id: str, *, orchestrator_run_id: str, url: str) -> None:
+        """Link a run to its twin on a remote orchestrator."""
+        with self._session(write=True) as session:
+            session.execute(
+                update(Run).where(Run.id == run_id)
+                .values(orchestrator_run_id=orchestrator_run_id, orchestrator_url=url)
+            )
+
+    def settle_run(self, run_id: str) -> bool:
+        """Finish a run whose steps have all ended; True if it is finished (now or before).
+
+        Where each step records itself on its own machine, the last one to end
+        finishes the run: failed if a step failed, else completed.
+        """
+        with self._session(write=True) as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise StackmagicError(f"no run {run_id} in the metadata store {self.label}")
+            if run.status != RunStatus.RUNNING:
+                return True
+            if any(row.status in (StepStatus.PENDING, StepStatus.RUNNING) for row in run.steps):
+                return False
+            failed = [row for row in run.steps if row.status == StepStatus.FAILED]
+            run.status = RunStatus.FAILED if failed else RunStatus.COMPLETED
+            run.ended_at = utcnow()
+            run.error = f"step {failed[0].name!r} failed: {failed[0].error}" if failed else None
+            return True
 
     def run_finished(self, run_id: str, *, error: str | None = None) -> None:
         with self._session(write=True) as session:
@@ -650,5 +712,6 @@ def _run_record(run: Run, *, with_artifacts: bool) -> RunRecord:
         stack=run.stack, bundle_uri=run.bundle_uri, options=run.options, error=run.error,
         parameters={p.name: p.value for p in run.parameters},
         overridden=[p.name for p in run.parameters if p.overridden],
-        steps=steps,
+        steps=steps, orchestrator_run_id=run.orchestrator_run_id,
+        orchestrator_url=run.orchestrator_url,
     )

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 #: The newest migration; the store upgrades any older schema to it on open.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 
 class RunStatus:
@@ -135,6 +135,9 @@ class Run(Base):
     #: process is gone is shown as failed instead of running forever.
     runner: Mapped[str | None] = mapped_column(String(191))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The run as a remote orchestrator knows it (a Kubeflow run id) and where to see it there.
+    orchestrator_run_id: Mapped[str | None] = mapped_column(String(191))
+    orchestrator_url: Mapped[str | None] = mapped_column(Text)
 
     pipeline: Mapped[Pipeline] = relationship(back_populates="runs")
     parameters: Mapped[list[RunParameter]] = relationship(

@@ -1,0 +1,370 @@
+"""The kubeflow orchestrator: a bundle as a Kubeflow Pipelines (KFP v2) pipeline.
+
+The pipeline is built with the kfp SDK, not written as code: one task per
+step, each running ``stackmagic_step`` (the runtime on its step of the
+bundle kept in the artifact store) in the step's image, which must have
+stackmagic installed; nothing is installed when a step runs. The notebook's
+parameters are the pipeline's inputs. KFP's own cache is off: stackmagic's
+cache decides inside the task and records the step either way, where KFP's
+would skip the task and leave the step unrecorded.
+
+``--mode=remote`` uploads the pipeline, starts a run and optionally follows
+it; ``--mode=local`` runs the same compiled pipeline on this machine with
+``kfp.local``, in a child process so its global configuration and output stay
+out of a notebook's kernel.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kfp import dsl
+
+from ..component_type import ComponentType
+from ..errors import StackmagicError
+from ..stores.models import RunStatus, StepStatus
+from ..stores.portable import describe_stores, secret_environment, secret_variables
+from .kfp_task import stackmagic_step
+
+if TYPE_CHECKING:
+    from ..flavors.orchestrators import KubeflowOrchestrator
+    from ..notebook.exporter import Bundle
+    from ..pipelines import OpenStack
+    from ..progress import Progress
+    from ..runtime import RunContext, StepOutcome
+
+#: Pipeline inputs stackmagic adds beside the notebook's parameters.
+RUN_INPUT = "stackmagic_run"
+OPTION_INPUTS = {"stackmagic_no_cache": bool, "stackmagic_only": str, "stackmagic_from": str}
+RESERVED_PREFIX = "stackmagic_"
+#: The image steps run in when none is given: kfp.local runs steps here and ignores it.
+LOCAL_IMAGE = "python:3.11"
+_INPUT_TYPES = (bool, int, float, str, list, dict)
+_FINAL_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED", "CANCELLED"}
+
+
+def compile_pipeline(
+    bundle: Bundle, bundle_uri: str, stack: OpenStack, config: KubeflowOrchestrator, path: Path
+) -> None:
+    """Write the bundle's KFP pipeline as YAML to ``path``."""
+    from kfp import compiler
+
+    pipeline = build_pipeline(bundle, bundle_uri, stack, config)
+    compiler.Compiler().compile(pipeline, str(path))
+
+
+def build_pipeline(
+    bundle: Bundle, bundle_uri: str, stack: OpenStack, config: KubeflowOrchestrator
+) -> Any:
+    """The bundle as a KFP pipeline object, ready to compile."""
+    from kfp import kubernetes
+
+    check_parameter_names(bundle)
+    stores = describe_stores(stack.name, stack.components)
+    secret_keys = sorted(secret_variables(stack.components))
+    defaults = bundle.parameters
+    component = dsl.component(
+        stackmagic_step, base_image=config.image or LOCAL_IMAGE, install_kfp_package=False
+    )
+
+    signature = inspect.Signature([
+        *(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=value,
+                            annotation=type(value)) for name, value in defaults.items()),
+        inspect.Parameter(RUN_INPUT, inspect.Parameter.POSITIONAL_OR_KEYWORD, default="",
+                          annotation=str),
+        *(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=kind(),
+                            annotation=kind) for name, kind in OPTION_INPUTS.items()),
+    ])
+
+    def pipeline(*channels: Any) -> None:
+        """Called once by the kfp SDK, with a channel for each input, to record the tasks."""
+        inputs = dict(zip(signature.parameters, channels))
+        tasks: dict[str, Any] = {}
+        for name, spec in bundle.steps.items():
+            task = component(
+                step=name, run=inputs[RUN_INPUT], kfp_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                bundle=bundle_uri, stores=stores,
+                parameters={parameter: inputs[parameter] for parameter in defaults},
+                options={"no_cache": inputs["stackmagic_no_cache"],
+                         "only": inputs["stackmagic_only"], "from": inputs["stackmagic_from"]},
+            )
+            task.set_display_name(name)
+            task.set_caching_options(False)
+            task.after(*(tasks[upstream] for upstream in spec.upstream))
+            _set_resources(task, spec.settings, config)
+            kubernetes.set_image_pull_policy(task, config.image_pull_policy)
+            if secret_keys and config.store_secret:
+                kubernetes.use_secret_as_env(
+                    task, secret_name=config.store_secret,
+                    secret_key_to_env={key: key for key in secret_keys},
+                )
+            tasks[name] = task
+
+    pipeline.__signature__ = signature  # type: ignore[attr-defined]  # the inputs kfp reads
+    pipeline.__name__ = _kfp_name(bundle.pipeline)
+    return dsl.pipeline(
+        name=_kfp_name(bundle.pipeline),
+        description=f"stackmagic pipeline {bundle.pipeline} from {bundle.manifest['notebook']} "
+                    f"(bundle {bundle.hash[:12]})",
+    )(pipeline)
+
+
+def check_parameter_names(bundle: Bundle) -> None:
+    """Refuse parameters a KFP input cannot carry, before anything is submitted."""
+    reserved = [name for name in bundle.parameter_names if name.startswith(RESERVED_PREFIX)]
+    if reserved:
+        raise StackmagicError(
+            f"parameter {reserved[0]!r}: names starting with {RESERVED_PREFIX!r} are stackmagic's "
+            "own Kubeflow inputs; rename it in the parameters cell"
+        )
+    for name, value in bundle.parameters.items():
+        if not isinstance(value, _INPUT_TYPES) or (
+            isinstance(value, (list, dict)) and not _json_able(value)
+        ):
+            raise StackmagicError(
+                f"parameter {name!r} = {value!r}: Kubeflow inputs are numbers, text, booleans, "
+                "lists or dicts of those; give it such a default in the parameters cell"
+            )
+
+
+def _json_able(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _set_resources(task: Any, settings: Mapping[str, Any], config: KubeflowOrchestrator) -> None:
+    """``%%step --cpu/--memory/--gpu/--retries/--image`` as the task's Kubernetes settings."""
+    if settings.get("cpu"):
+        task.set_cpu_request(str(settings["cpu"])).set_cpu_limit(str(settings["cpu"]))
+    if settings.get("memory"):
+        task.set_memory_request(settings["memory"]).set_memory_limit(settings["memory"])
+    if settings.get("gpu"):
+        task.set_accelerator_type(config.gpu_resource).set_accelerator_limit(int(settings["gpu"]))
+    if settings.get("retries"):
+        task.set_retry(int(settings["retries"]))
+    if settings.get("image"):
+        task.set_container_image(settings["image"])
+
+
+def _kfp_name(pipeline: str) -> str:
+    """KFP names are lowercase letters, digits and hyphens."""
+    cleaned = "".join(c if c.isalnum() else "-" for c in pipeline.lower()).strip("-")
+    return cleaned or "pipeline"
+
+
+class KubeflowRunner:
+    """Runs a bundle as a KFP pipeline: submitted to a cluster, or here through kfp.local."""
+
+    def __init__(self, config: KubeflowOrchestrator, stack: OpenStack) -> None:
+        self.config, self.stack = config, stack
+        self.detached = config.mode == "remote"
+
+    def check(self, bundle: Bundle) -> None:
+        check_parameter_names(bundle)
+        if not self.detached:
+            return
+        missing_image = [n for n, s in bundle.steps.items() if not (s.settings.get("image") or self.config.image)]
+        if missing_image:
+            raise StackmagicError(
+                "the kubeflow orchestrator needs an image with stackmagic installed for the steps: "
+                "set --image (`stackmagic image dockerfile NOTEBOOK` writes a Dockerfile for one), "
+                f"or `%%step --image` on {', '.join(missing_image)}"
+            )
+        variables = sorted(secret_variables(self.stack.components))
+        if variables and not self.config.store_secret:
+            raise StackmagicError(
+                f"the stack's stores have secret options, which reach the step pods from a "
+                f"Kubernetes secret: create one with the keys {', '.join(variables)} "
+                f"(`kubectl create secret generic NAME --from-literal={variables[0]}=...`) and "
+                f"give it with --store-secret=NAME"
+            )
+
+    def run(self, context: RunContext, progress: Progress) -> list[StepOutcome]:
+        with tempfile.TemporaryDirectory(prefix="stackmagic-kfp-") as scratch:
+            package = Path(scratch) / "pipeline.yaml"
+            compile_pipeline(context.bundle, context.bundle_uri, self.stack, self.config, package)
+            arguments = pipeline_arguments(context)
+            if self.detached:
+                return self._submit(context, progress, package, arguments)
+            return self._run_here(context, progress, package, arguments, Path(scratch))
+
+    # -- kfp.local -------------------------------------------------------------------
+
+    def _run_here(
+        self, context: RunContext, progress: Progress, package: Path, arguments: dict[str, Any],
+        scratch: Path,
+    ) -> list[StepOutcome]:
+        log_path = scratch / "kfp-local.log"
+        environment = {**os.environ, **secret_environment(self.stack.components,
+                                                           self.stack.resolve_secret)}
+        command = [sys.executable, "-m", "stackmagic.orchestrators.kfp_local", str(package),
+                   str(scratch / "outputs"), json.dumps(arguments)]
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                       env=environment, cwd=scratch)
+            try:
+                follow(context, progress, still_going=lambda: process.poll() is None, interval=0.3)
+                process.wait()
+            except BaseException:  # interrupted: stop the pipeline with us
+                process.terminate()
+                process.wait()
+                raise
+        outcomes = step_outcomes(context)
+        store = context.artifact_store
+        log_uri = store.uri(context.bundle.pipeline, context.run_id, "kfp-local.log")
+        store.put_file(log_path, log_uri)
+        for step, page in _html_outputs(package, scratch / "outputs").items():
+            store.put_file(page, store.uri(context.bundle.pipeline, context.run_id, step, f"{step}.html"))
+        if process.returncode != 0 and not any(o.status == StepStatus.FAILED for o in outcomes):
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise StackmagicError(f"kfp.local stopped before the steps ended ({tail[0]}); its log: "
+                                  f"{log_uri}")
+        return outcomes
+
+    # -- a cluster ---------------------------------------------------------------------
+
+    def _submit(
+        self, context: RunContext, progress: Progress, package: Path, arguments: dict[str, Any]
+    ) -> list[StepOutcome]:
+        from .kfp_api import KfpApi
+
+        api = KfpApi(self.config, self._token())
+        name = _kfp_name(context.bundle.pipeline)
+        pipeline_id, version_id = api.upload(name, package)
+        experiment_id = api.experiment(self.config.experiment or name)
+        kfp_run_id = api.start_run(
+            experiment_id, pipeline_id, version_id, arguments,
+            display_name=f"{context.bundle.pipeline} {context.run_id}",
+        )
+        url = api.run_url(kfp_run_id)
+        context.metadata.run_submitted(context.run_id, orchestrator_run_id=kfp_run_id, url=url)
+        progress.note(f"Kubeflow run {kfp_run_id}: {url}")
+        if not context.wait:
+            return []
+        follow(context, progress, still_going=_polled(lambda: api.run_state(kfp_run_id) not in _FINAL_STATES),
+               interval=2.0)
+        state = api.run_state(kfp_run_id)
+        if context.metadata.run(context.run_id).status == RunStatus.RUNNING and not (
+            context.metadata.settle_run(context.run_id)
+        ):
+            context.metadata.run_finished(
+                context.run_id,
+                error=None if state == "SUCCEEDED" else
+                f"the Kubeflow run ended {state} before its steps recorded their end (see {url})",
+            )
+        return step_outcomes(context)
+
+    def _token(self) -> str | None:
+        if self.config.auth != "token":
+            return None
+        component = self.stack.components[ComponentType.ORCHESTRATOR]
+        return self.stack.resolve_secret(component, "token")
+
+
+def _html_outputs(package: Path, outputs: Path) -> dict[str, Path]:
+    """The executed notebooks as HTML that kfp.local's tasks left, by step.
+
+    kfp.local keeps a task's outputs under its task key (``stackmagic-step-2``);
+    the compiled pipeline names each task's step (its display name).
+    """
+    import yaml
+
+    spec = next(iter(yaml.safe_load_all(package.read_text(encoding="utf-8"))))
+    tasks = spec["root"]["dag"]["tasks"]
+    return {
+        task["taskInfo"]["name"]: page
+        for key, task in tasks.items()
+        for page in outputs.glob(f"*/{key}/notebook")
+    }
+
+
+def pipeline_arguments(context: RunContext) -> dict[str, Any]:
+    """The run's pipeline inputs: its parameters and options, and its stackmagic run id."""
+    defaults = context.bundle.parameters
+    untyped = sorted(set(context.overrides) - set(defaults))
+    if untyped:
+        raise StackmagicError(
+            f"-p {untyped[0]}: its default in the parameters cell is not a plain value, so it is "
+            "no Kubeflow input; give it a number, text, boolean, list or dict as default"
+        )
+    return {
+        **{name: _as_input(name, context.parameters[name], default)
+           for name, default in defaults.items()},
+        RUN_INPUT: context.run_id,
+        "stackmagic_no_cache": context.no_cache,
+        "stackmagic_only": context.only or "",
+        "stackmagic_from": context.from_step or "",
+    }
+
+
+def _as_input(name: str, value: Any, default: Any) -> Any:
+    """A parameter's value as its KFP input's type, which its default decided."""
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not type(default):
+        raise StackmagicError(
+            f"-p {name} {value!r}: the Kubeflow input {name} takes {type(default).__name__} values, "
+            f"like its default {default!r}"
+        )
+    return value
+
+
+def _polled(check: Callable[[], bool], every: float = 10.0) -> Callable[[], bool]:
+    """``check``, asked at most once per ``every`` seconds (an API call); between, the last answer."""
+    last: dict[str, Any] = {"at": 0.0, "answer": True}
+
+    def still_going() -> bool:
+        if time.monotonic() - last["at"] >= every:
+            last["answer"], last["at"] = check(), time.monotonic()
+        return bool(last["answer"])
+
+    return still_going
+
+
+def follow(
+    context: RunContext, progress: Progress, *, still_going: Callable[[], bool], interval: float
+) -> None:
+    """Report step changes from the metadata store until the run ends or ``still_going`` says no."""
+    from ..runtime import StepOutcome
+
+    shown: dict[str, str] = {}
+    while True:
+        going = still_going()
+        record = context.metadata.run(context.run_id)
+        for step in record.steps:
+            if shown.get(step.name, StepStatus.PENDING) == step.status:
+                continue
+            if step.status == StepStatus.RUNNING:
+                progress.step_started(step.name)
+            elif step.status != StepStatus.PENDING:
+                if shown.get(step.name) != StepStatus.RUNNING and step.status != StepStatus.SKIPPED:
+                    progress.step_started(step.name)
+                progress.step_finished(StepOutcome(step.name, step.status, step.seconds or 0.0,
+                                                   step.error, step.notebook_uri))
+            shown[step.name] = step.status
+        if record.status != RunStatus.RUNNING or not going:
+            return
+        time.sleep(interval)
+
+
+def step_outcomes(context: RunContext) -> list[StepOutcome]:
+    from ..runtime import StepOutcome
+
+    return [
+        StepOutcome(step.name, step.status, step.seconds or 0.0, step.error, step.notebook_uri)
+        for step in context.metadata.run(context.run_id).steps
+        if step.status != StepStatus.PENDING
+    ]
+

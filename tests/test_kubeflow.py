@@ -1,0 +1,271 @@
+"""The kubeflow orchestrator: compile, run with kfp.local, submit to a KFP API.
+
+Real parts: the kfp SDK compiles and loads the pipeline; ``kfp.local`` runs
+it, its tasks running the runtime against the machine's MariaDB and the S3
+emulator; the real ``kfp.Client`` submits it. No Kubeflow cluster runs here,
+so the submission goes to tests/fake_kfp.py, a FAKE KFP API server that
+implements the few endpoints used and runs submitted pipelines with kfp.local.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fake_kfp import FakeKfp, serve
+from services import DB_CANARY, S3_CANARY, Database
+from team import bucket_options, register_team_stack, secret_sightings, team_notebook
+
+from notebooks import write_notebook
+
+pytestmark = pytest.mark.kernel
+
+TOKEN_CANARY = "CANARY-token-" + secrets.token_hex(6)
+#: What the Kubernetes secret named by --store-secret holds for the team stack.
+POD_SECRETS = {"STACKMAGIC_METADATA_STORE_PASSWORD": DB_CANARY,
+               "STACKMAGIC_ARTIFACT_STORE_SECRET_ACCESS_KEY": S3_CANARY}
+
+
+@pytest.fixture
+def fake_kfp() -> Iterator[FakeKfp]:
+    yield from serve(FakeKfp(token=TOKEN_CANARY, pod_environment=dict(POD_SECRETS)))
+
+
+def remote_flags(host: str, *extra: str) -> list[str]:
+    return ["--type=kubeflow", f"--host={host}", "--namespace=kubeflow", "--image=registry.example/steps:1",
+            "--store-secret=team-secrets", "--auth=token", f"--token={TOKEN_CANARY}", *extra]
+
+
+def settings_notebook(folder: Path) -> Path:
+    return write_notebook(
+        folder / "settings.ipynb",
+        "import numpy as np",
+        "%%step load --cpu 2 --memory 4G\nfeatures = np.arange(10.0) * scale",
+        "%%step train --gpu 1 --retries 2 --image registry.example/train:1\nweights = features.mean()",
+        "%%step report\nsummary = {'weights': float(weights), 'name': name}",
+        parameters="scale = 2.0\nname = 'first'\nflag = True\nsizes = [1, 2]",
+    )
+
+
+def tasks_by_step(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {task["taskInfo"]["name"]: {"key": key, **task}
+            for key, task in document["root"]["dag"]["tasks"].items()}
+
+
+def test_the_compiled_pipeline_loads_and_carries_the_step_settings_but_no_secret(
+    team_database: Database, terminal, project: Path, request: pytest.FixtureRequest
+) -> None:
+    from kfp import components
+
+    url, flags, bucket = bucket_options("s3", request)
+    register_team_stack(terminal, team_database, flags, orchestrator=remote_flags("http://127.0.0.1:9"))
+    result = terminal("pipeline", "export", str(settings_notebook(project)), "--to", "kubeflow",
+                      "-o", "pipeline.yaml", "--json")
+    assert result.code == 0, result.err
+    exported = json.loads(result.out)
+    assert bucket.exists(exported["bundle"]), "the steps fetch the bundle from the bucket"
+
+    package = project / "pipeline.yaml"
+    loaded = components.load_component_from_file(str(package))
+    inputs = loaded.component_spec.inputs
+    assert {name: (spec.type, spec.default) for name, spec in inputs.items()
+            if not name.startswith("stackmagic_")} == {
+        "scale": ("Float", 2.0), "name": ("String", "first"), "flag": ("Boolean", True),
+        "sizes": ("List", [1, 2]),
+    }
+    assert {"stackmagic_run", "stackmagic_no_cache", "stackmagic_only", "stackmagic_from"} <= set(inputs)
+
+    document, platform = yaml.safe_load_all(package.read_text())  # the pipeline; Kubernetes settings
+    tasks = tasks_by_step(document)
+    assert list(tasks) == ["load", "train", "report"]
+    assert tasks["train"]["dependentTasks"] == [tasks["load"]["key"]]
+    assert tasks["report"]["dependentTasks"] == [tasks["train"]["key"]]
+    assert tasks["train"]["retryPolicy"]["maxRetryCount"] == 2
+    assert all(task["cachingOptions"] == {} for task in tasks.values()), "KFP's cache is off"
+
+    executors = document["deploymentSpec"]["executors"]
+    container = {step: executors[f"exec-{task['key']}"]["container"] for step, task in tasks.items()}
+    assert container["load"]["resources"]["resourceCpuLimit"] == "2"
+    assert container["load"]["resources"]["resourceMemoryRequest"] == "4G"
+    assert container["train"]["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert container["train"]["resources"]["accelerator"]["resourceCount"] == "1"
+    assert container["train"]["image"] == "registry.example/train:1"
+    assert container["report"]["image"] == "registry.example/steps:1"
+    assert "pip install" not in package.read_text(), "steps install nothing when they start"
+
+    kubernetes = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for task in tasks.values():
+        mounted = kubernetes[f"exec-{task['key']}"]["secretAsEnv"][0]
+        assert mounted["secretName"] == "team-secrets"
+        assert {m["secretKey"] for m in mounted["keyToEnv"]} == set(POD_SECRETS)
+
+    text = package.read_text()
+    for canary in (DB_CANARY, S3_CANARY, TOKEN_CANARY):
+        assert canary not in text
+
+
+@pytest.mark.parametrize("orchestrator, notebook_parameters, expected", [
+    (None, "scale = 1.0", "compiling for Kubeflow needs a stack with a kubeflow one"),
+    (["--type=kubeflow", "--host=http://127.0.0.1:9", "--store-secret=s"], "scale = 1.0",
+     "needs an image with stackmagic installed"),
+    (["--type=kubeflow", "--host=http://127.0.0.1:9", "--image=i"], "scale = 1.0",
+     "give it with --store-secret=NAME"),
+    (["--type=kubeflow", "--host=http://127.0.0.1:9", "--image=i", "--store-secret=s"],
+     "stackmagic_seed = 1", "names starting with 'stackmagic_' are stackmagic's own"),
+])
+def test_what_kubeflow_cannot_take_is_refused_in_one_line(
+    orchestrator: list[str] | None, notebook_parameters: str, expected: str, team_database: Database,
+    terminal, project: Path, request: pytest.FixtureRequest,
+) -> None:
+    _, flags, _ = bucket_options("s3", request)
+    register_team_stack(terminal, team_database, flags, orchestrator=orchestrator)
+    notebook = write_notebook(project / "n.ipynb", "%%step one\nvalue = 1",
+                              parameters=notebook_parameters)
+    result = terminal("pipeline", "export", str(notebook), "--to", "kubeflow", "-o", "p.yaml")
+    assert result.code == 2 and result.err.count("\n") == 1, result.err
+    assert expected in result.err
+    assert not (project / "p.yaml").exists()
+
+
+def test_kfp_local_runs_the_compiled_pipeline_against_mariadb_and_s3(
+    team_database: Database, terminal, project: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url, flags, bucket = bucket_options("s3", request)
+    register_team_stack(terminal, team_database, flags,
+                        orchestrator=["--type=kubeflow", "--mode=local"])
+    said = [terminal("pipeline", "run", str(team_notebook(project)), "-p", "scale", "3",
+                     "--progress", "lines")]
+    assert said[0].code == 0, said[0].err
+    for step in ("load", "train", "report"):
+        assert f"  {step}: completed in" in said[0].err, "progress comes from the tasks' records"
+
+    said.append(terminal("pipeline", "describe", "latest", "--json"))
+    run = json.loads(said[-1].out)
+    assert run["status"] == "completed" and run["stack"] == "team"
+    assert [s["status"] for s in run["steps"]] == ["completed"] * 3
+    assert run["parameters"] == {"scale": 3.0} and run["overridden"] == ["scale"]
+    train = run["steps"][1]
+    assert train["metrics"] == [{"name": "mean", "value": pytest.approx(1498.5)}]
+    said.append(terminal("pipeline", "load", "latest", "report.summary", "--json"))
+    summary = json.loads(said[-1].out)["summary"]
+    assert bucket.load(summary["uri"]) == {"weights": 1498.5, "scale": 3.0}, "outputs flowed"
+
+    pages = {step: bucket.read_bytes(f"{url}/team/{run['id']}/{step}/{step}.html")
+             for step in ("load", "train", "report")}
+    assert all(b"<html" in page.lower() for page in pages.values()), "executed notebooks as HTML"
+    assert b"Saved features (numpy" in pages["load"], "with the step's own output"
+    assert bucket.exists(f"{url}/team/{run['id']}/kfp-local.log")
+    leaks = secret_sightings([DB_CANARY, S3_CANARY], tmp_path, bucket, team_database, said)
+    assert leaks == [], f"a secret was written out: {leaks}"
+
+
+def test_a_failing_task_fails_the_run_and_skips_the_steps_after_it(terminal, project: Path) -> None:
+    for words in (["init"], ["orchestrator", "register", "kfl", "--type=kubeflow", "--mode=local"],
+                  ["stack", "register", "here", "-m", "default", "-a", "default", "-o", "kfl"],
+                  ["stack", "set", "here"]):
+        assert terminal(*words).code == 0
+    notebook = write_notebook(
+        project / "broken.ipynb",
+        "%%step load\nrows = [1, 2, 3]",
+        "%%step check --after load\nassert len(rows) > 5, 'too few rows'",
+        "%%step report --after check\ntotal = sum(rows)",
+    )
+    result = terminal("pipeline", "run", str(notebook), "--progress", "none")
+    assert result.code == 1 and "step 'check' failed: AssertionError: too few rows" in result.err
+    run = json.loads(terminal("pipeline", "describe", "latest", "--json").out)
+    assert run["status"] == "failed"
+    assert {s["name"]: s["status"] for s in run["steps"]} == {
+        "load": "completed", "check": "failed", "report": "skipped"}
+    assert run["steps"][1]["notebook"], "the failed step's executed notebook is kept"
+
+
+def wait_for(condition: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+
+
+def test_a_run_is_submitted_through_the_kfp_api_and_followed_to_its_end(
+    fake_kfp: FakeKfp, team_database: Database, terminal, project: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    url, flags, bucket = bucket_options("s3", request)
+    register_team_stack(terminal, team_database, flags, orchestrator=remote_flags(fake_kfp.url))
+    notebook = team_notebook(project)
+
+    waited = terminal("pipeline", "run", str(notebook), "-p", "scale", "3", "--wait", "--json")
+    assert waited.code == 0, waited.err
+    run = json.loads(waited.out)
+    [kfp_run] = fake_kfp.runs.values()
+    assert run["status"] == "completed" and [s["status"] for s in run["steps"]] == ["completed"] * 3
+    assert run["orchestrator_run_id"] == kfp_run["run_id"]
+    assert run["orchestrator_url"] == f"{fake_kfp.url}/#/runs/details/{kfp_run['run_id']}"
+    assert kfp_run["runtime_config"]["parameters"] == {
+        "scale": 3.0, "stackmagic_run": run["id"], "stackmagic_no_cache": False,
+        "stackmagic_only": "", "stackmagic_from": ""}
+    [pipeline] = fake_kfp.pipelines.values()
+    [experiment] = fake_kfp.experiments.values()
+    assert pipeline["display_name"] == "team" and experiment["display_name"] == "team"
+    assert experiment["namespace"] == "kubeflow"
+
+    # again, without --wait: the same pipeline version and experiment; the run goes on alone
+    submitted = terminal("pipeline", "run", str(notebook), "-p", "scale", "3", "--json")
+    assert submitted.code == 0, submitted.err
+    second = json.loads(submitted.out)
+    assert second["status"] == "running" and second["orchestrator_url"]
+    assert len(fake_kfp.pipelines) == 1 and len(fake_kfp.versions) == 1
+    assert len(fake_kfp.experiments) == 1
+    wait_for(lambda: fake_kfp.runs[second["orchestrator_run_id"]]["state"] != "RUNNING")
+    described = json.loads(terminal("pipeline", "describe", second["id"], "--json").out)
+    assert described["status"] == "completed", "the tasks recorded the run's end"
+    assert [s["status"] for s in described["steps"]] == ["cached"] * 3
+
+    # a changed notebook is a new version of the same pipeline
+    write_notebook(notebook, "import numpy as np\nimport stackmagic",
+                   "%%step load\nfeatures = np.arange(10.0) * scale", parameters="scale = 5.0")
+    fake_kfp.execute = False
+    third = terminal("pipeline", "run", str(notebook), "--progress", "lines")
+    assert third.code == 0, third.err
+    assert len(fake_kfp.pipelines) == 1 and len(fake_kfp.versions) == 2
+    [third_id] = set(fake_kfp.runs) - {kfp_run["run_id"], second["orchestrator_run_id"]}
+    assert f"Kubeflow run {third_id}: {fake_kfp.url}/#/runs/details/{third_id}" in third.err
+    assert "status        running" in third.out or "running" in third.out.splitlines()[2]
+
+    text = fake_kfp.request_text()
+    assert DB_CANARY not in text and S3_CANARY not in text, "store secrets never leave"
+    for sent in fake_kfp.requests:
+        assert sent.headers.get("authorization") == f"Bearer {TOKEN_CANARY}"
+        assert TOKEN_CANARY not in sent.path and TOKEN_CANARY.encode() not in sent.body
+
+
+def test_kfp_api_failures_are_one_line(
+    fake_kfp: FakeKfp, team_database: Database, terminal, project: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    from test_team_stacks import closed_port
+
+    _, flags, _ = bucket_options("s3", request)
+    register_team_stack(terminal, team_database, flags, orchestrator=remote_flags(fake_kfp.url))
+    notebook = team_notebook(project)
+    fake_kfp.execute = False
+    cases = [
+        (["--host=http://127.0.0.1:%d" % closed_port()], "cannot reach Kubeflow Pipelines at"),
+        (["--token=wrong"], "refused to find the pipeline (401: Request header error"),
+        (["--namespace=nope"], "(404: Namespace 'nope' not found); check --host"),
+    ]
+    for change, expected in cases:
+        assert terminal("orchestrator", "update", "kf", *change).code == 0
+        result = terminal("pipeline", "run", str(notebook), "--progress", "none")
+        assert result.code == 2 and result.err.count("\n") == 1, result.err
+        assert expected in result.err
+        assert terminal("orchestrator", "update", "kf", *remote_flags(fake_kfp.url)[1:]).code == 0
+    runs = json.loads(terminal("pipeline", "runs", "--json").out)
+    assert [r["status"] for r in runs] == ["failed"] * 3, "a run that could not start says why"
+    assert fake_kfp.runs == {}
