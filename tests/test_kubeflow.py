@@ -192,13 +192,19 @@ def wait_for(condition: Any, timeout: float = 60.0) -> None:
         time.sleep(0.5)
 
 
-def test_a_run_is_submitted_through_the_kfp_api_and_followed_to_its_end(
-    fake_kfp: FakeKfp, team_database: Database, terminal, project: Path,
-    request: pytest.FixtureRequest,
-) -> None:
-    url, flags, bucket = bucket_options("s3", request)
+@pytest.fixture
+def kubeflow_notebook(fake_kfp: FakeKfp, team_database: Database, terminal, project: Path,
+                      request: pytest.FixtureRequest) -> Path:
+    """A notebook in a project whose active stack submits to the fake KFP server."""
+    _, flags, _ = bucket_options("s3", request)
     register_team_stack(terminal, team_database, flags, orchestrator=remote_flags(fake_kfp.url))
-    notebook = team_notebook(project)
+    return team_notebook(project)
+
+
+def test_a_run_is_submitted_through_the_kfp_api_and_followed_to_its_end(
+    fake_kfp: FakeKfp, kubeflow_notebook: Path, terminal
+) -> None:
+    notebook = kubeflow_notebook
 
     waited = terminal("pipeline", "run", str(notebook), "-p", "scale", "3", "--wait", "--json")
     assert waited.code == 0, waited.err
@@ -246,17 +252,14 @@ def test_a_run_is_submitted_through_the_kfp_api_and_followed_to_its_end(
 
 
 def test_kfp_api_failures_are_one_line(
-    fake_kfp: FakeKfp, team_database: Database, terminal, project: Path,
-    request: pytest.FixtureRequest,
+    fake_kfp: FakeKfp, kubeflow_notebook: Path, terminal
 ) -> None:
     from test_team_stacks import closed_port
 
-    _, flags, _ = bucket_options("s3", request)
-    register_team_stack(terminal, team_database, flags, orchestrator=remote_flags(fake_kfp.url))
-    notebook = team_notebook(project)
+    notebook = kubeflow_notebook
     fake_kfp.execute = False
     cases = [
-        (["--host=http://127.0.0.1:%d" % closed_port()], "cannot reach Kubeflow Pipelines at"),
+        ([f"--host=http://127.0.0.1:{closed_port()}"], "cannot reach Kubeflow Pipelines at"),
         (["--token=wrong"], "refused to find the pipeline (401: Request header error"),
         (["--namespace=nope"], "(404: Namespace 'nope' not found); check --host"),
     ]
