@@ -11,10 +11,8 @@ skipped, since the orchestrator will not start them.
 from __future__ import annotations
 
 import ast
-import importlib
 import json
 import tempfile
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,8 +37,6 @@ def run_task(
     from ..orchestrators.kernels import KernelPool
     from ..pipelines import fetch_bundle
 
-    if html_path:  # nbconvert takes over a second to import: do it while the step runs
-        threading.Thread(target=importlib.import_module, args=("nbconvert",), daemon=True).start()
     artifact_store, metadata = open_stores(stores)
     try:
         with tempfile.TemporaryDirectory(prefix="stackmagic-bundle-") as scratch:
