@@ -39,7 +39,9 @@ def fake_kfp() -> Iterator[FakeKfp]:
 
 def remote_flags(host: str, *extra: str) -> list[str]:
     return ["--type=kubeflow", f"--host={host}", "--namespace=kubeflow", "--image=registry.example/steps:1",
-            "--store-secret=team-secrets", "--auth=token", f"--token={TOKEN_CANARY}", *extra]
+            "--store-secret=team-secrets", "--auth=token", f"--token={TOKEN_CANARY}",
+            "--service-account=pipeline-runner", "--experiment=nightly", "--image-pull-policy=Always",
+            *extra]
 
 
 def settings_notebook(folder: Path) -> Path:
@@ -101,6 +103,7 @@ def test_the_compiled_pipeline_loads_and_carries_the_step_settings_but_no_secret
 
     kubernetes = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for task in tasks.values():
+        assert kubernetes[f"exec-{task['key']}"]["imagePullPolicy"] == "Always"
         mounted = kubernetes[f"exec-{task['key']}"]["secretAsEnv"][0]
         assert mounted["secretName"] == "team-secrets"
         assert {m["secretKey"] for m in mounted["keyToEnv"]} == set(POD_SECRETS)
@@ -218,8 +221,8 @@ def test_a_run_is_submitted_through_the_kfp_api_and_followed_to_its_end(
         "stackmagic_only": "", "stackmagic_from": ""}
     [pipeline] = fake_kfp.pipelines.values()
     [experiment] = fake_kfp.experiments.values()
-    assert pipeline["display_name"] == "team" and experiment["display_name"] == "team"
-    assert experiment["namespace"] == "kubeflow"
+    assert pipeline["display_name"] == "team" and experiment["display_name"] == "nightly"
+    assert experiment["namespace"] == "kubeflow" and kfp_run["service_account"] == "pipeline-runner"
 
     # again, without --wait: the same pipeline version and experiment; the run goes on alone
     submitted = terminal("pipeline", "run", str(notebook), "-p", "scale", "3", "--json")
