@@ -163,7 +163,7 @@ def run_bundle(
     no_cache: bool = False,
     only: str | None = None,
     from_step: str | None = None,
-    wait: bool = True,
+    wait: bool = False,
     progress: Progress | None = None,
 ) -> PipelineRun:
     """Record a run of ``bundle`` and hand it to the stack's orchestrator; steps run in ``workdir``.
@@ -207,13 +207,15 @@ def run_bundle(
             context.run_id
         ):
             error = _first_failure(orchestrator.run(context, progress))
-    except KeyboardInterrupt:  # a detached run goes on: only following it stops
-        error = None if orchestrator.detached else "interrupted"
+    except KeyboardInterrupt:
+        if not submitted(orchestrator):  # a submitted run goes on: only following it stops
+            error = "interrupted"
         raise
-    except Exception as failure:  # the orchestrator could not take the run
-        error = str(failure) if isinstance(failure, StackmagicError) else (
-            f"{type(failure).__name__}: {failure}"
-        )
+    except Exception as failure:  # the orchestrator could not take the run, or lost sight of it
+        if not submitted(orchestrator):
+            error = str(failure) if isinstance(failure, StackmagicError) else (
+                f"{type(failure).__name__}: {failure}"
+            )
         raise
     finally:
         if not orchestrator.detached or error is not None:
@@ -223,6 +225,11 @@ def run_bundle(
     if result.status == RunStatus.FAILED:
         raise PipelineFailed(f"run {result.id} of {bundle.pipeline} failed: {result.record.error}", result)
     return result
+
+
+def submitted(orchestrator: Any) -> bool:
+    """Whether a detached orchestrator has handed the run over: its record is then the cluster's."""
+    return bool(orchestrator.detached and orchestrator.submitted)
 
 
 def store_bundle(store: ArtifactStore, bundle: Bundle) -> str:

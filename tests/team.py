@@ -54,13 +54,14 @@ def register_team_stack(terminal: Callable[..., Result], database: Database, buc
         assert result.code == 0, result.err
 
 
-def team_notebook(folder: Path) -> Path:
+def team_notebook(folder: Path, *more_steps: str) -> Path:
     return write_notebook(
         folder / "team.ipynb",
         "import numpy as np\nimport stackmagic",
         "%%step load\nfeatures = np.arange(1000.0) * scale",
         "%%step train\nweights = features.mean()\nstackmagic.log_metric('mean', weights)",
         "%%step report\nsummary = {'weights': float(weights), 'scale': scale}",
+        *more_steps,
         parameters="scale = 2.0",
     )
 

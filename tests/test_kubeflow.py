@@ -142,50 +142,90 @@ def test_kfp_local_runs_the_compiled_pipeline_against_mariadb_and_s3(
     url, flags, bucket = bucket_options("s3", request)
     register_team_stack(terminal, team_database, flags,
                         orchestrator=["--type=kubeflow", "--mode=local"])
-    said = [terminal("pipeline", "run", str(team_notebook(project)), "-p", "scale", "3",
+    # a step that shows its environment: the stores' secrets must not be in it
+    snoop = "%%step snoop\nimport os\nprint(sorted(os.environ.items()))"
+    said = [terminal("pipeline", "run", str(team_notebook(project, snoop)), "-p", "scale", "3",
                      "--progress", "lines")]
     assert said[0].code == 0, said[0].err
-    for step in ("load", "train", "report"):
+    for step in ("load", "train", "report", "snoop"):
         assert f"  {step}: completed in" in said[0].err, "progress comes from the tasks' records"
 
     said.append(terminal("pipeline", "describe", "latest", "--json"))
     run = json.loads(said[-1].out)
     assert run["status"] == "completed" and run["stack"] == "team"
-    assert [s["status"] for s in run["steps"]] == ["completed"] * 3
-    assert run["parameters"] == {"scale": 3.0} and run["overridden"] == ["scale"]
+    assert [s["status"] for s in run["steps"]] == ["completed"] * 4
+    assert run["parameters"] == {"scale": 3} and run["overridden"] == ["scale"]
     train = run["steps"][1]
     assert train["metrics"] == [{"name": "mean", "value": pytest.approx(1498.5)}]
     said.append(terminal("pipeline", "load", "latest", "report.summary", "--json"))
     summary = json.loads(said[-1].out)["summary"]
-    assert bucket.load(summary["uri"]) == {"weights": 1498.5, "scale": 3.0}, "outputs flowed"
+    assert bucket.load(summary["uri"]) == {"weights": 1498.5, "scale": 3}, "outputs flowed"
 
     pages = {step: bucket.read_bytes(f"{url}/team/{run['id']}/{step}/{step}.html")
              for step in ("load", "train", "report")}
     assert all(b"<html" in page.lower() for page in pages.values()), "executed notebooks as HTML"
     assert b"Saved features (numpy" in pages["load"], "with the step's own output"
     assert bucket.exists(f"{url}/team/{run['id']}/kfp-local.log")
+    # the step's kernel holds the bucket's credentials (it reads and writes artifacts), so what
+    # snoop printed has them; never the database password, and nothing else has either
+    snooped = f"{url}/team/{run['id']}/snoop/"
     leaks = secret_sightings([DB_CANARY, S3_CANARY], tmp_path, bucket, team_database, said)
-    assert leaks == [], f"a secret was written out: {leaks}"
+    assert [place for place in leaks if not place.startswith(snooped)] == [], leaks
+    assert secret_sightings([DB_CANARY], tmp_path, bucket, team_database, said) == []
 
 
-def test_a_failing_task_fails_the_run_and_skips_the_steps_after_it(terminal, project: Path) -> None:
+@pytest.fixture
+def local_kubeflow(terminal, project: Path) -> Path:
+    """A project whose active stack runs pipelines with kfp.local on the local stores."""
     for words in (["init"], ["orchestrator", "register", "kfl", "--type=kubeflow", "--mode=local"],
                   ["stack", "register", "here", "-m", "default", "-a", "default", "-o", "kfl"],
                   ["stack", "set", "here"]):
         assert terminal(*words).code == 0
+    return project
+
+
+def test_a_failing_task_fails_the_run_and_skips_the_steps_after_it(
+    terminal, local_kubeflow: Path
+) -> None:
     notebook = write_notebook(
-        project / "broken.ipynb",
-        "%%step load\nrows = [1, 2, 3]",
-        "%%step check --after load\nassert len(rows) > 5, 'too few rows'",
+        local_kubeflow / "broken.ipynb",
+        "%%step load\nrows = list(range(n)) + names",
+        "%%step check --after load\nassert len(rows) > 50, f'too few rows: {rows}'",
         "%%step report --after check\ntotal = sum(rows)",
+        parameters="n = 3\nnames = ['a', 'b \"quoted\"']",
     )
-    result = terminal("pipeline", "run", str(notebook), "--progress", "none")
-    assert result.code == 1 and "step 'check' failed: AssertionError: too few rows" in result.err
+    result = terminal("pipeline", "run", str(notebook), "-p", "n", "4", "--progress", "none")
+    assert result.code == 1, result.err
+    # an integer stays one (range() takes it), a list of text arrives whole
+    assert "step 'check' failed: AssertionError: too few rows: [0, 1, 2, 3, 'a', 'b \"quoted\"']" \
+        in result.err
     run = json.loads(terminal("pipeline", "describe", "latest", "--json").out)
     assert run["status"] == "failed"
     assert {s["name"]: s["status"] for s in run["steps"]} == {
         "load": "completed", "check": "failed", "report": "skipped"}
     assert run["steps"][1]["notebook"], "the failed step's executed notebook is kept"
+
+    # a list is no KFP input (kfp.local would break it): the tasks take it from the run's record
+    given = terminal("pipeline", "run", str(notebook), "-p", "names", "['c']", "--progress", "none")
+    assert "too few rows: [0, 1, 2, 'c']" in given.err, given.err
+
+
+def test_a_task_that_fails_once_is_tried_again(terminal, local_kubeflow: Path) -> None:
+    marker = local_kubeflow / "tried"
+    notebook = write_notebook(
+        local_kubeflow / "flaky.ipynb",
+        "import pathlib",
+        f"%%step fetch --retries 2\nmarker = pathlib.Path({str(marker)!r})\n"
+        "if not marker.exists():\n    marker.touch()\n    raise ConnectionError('first try')\n"
+        "value = 42",
+        "%%step use\nresult = value + 1",
+    )
+    result = terminal("pipeline", "run", str(notebook), "--progress", "none", "--json")
+    assert result.code == 0, result.err
+    run = json.loads(result.out)
+    assert run["status"] == "completed"
+    fetch = run["steps"][0]
+    assert fetch["status"] == "completed" and fetch["attempts"] == 2, "KFP started the task again"
 
 
 def wait_for(condition: Any, timeout: float = 60.0) -> None:

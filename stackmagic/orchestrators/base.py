@@ -14,6 +14,9 @@ class Orchestrator(Protocol):
     #: True where the run goes on without this process (a cluster runs it): its steps record
     #: the run's end, and this process only submits it and, when asked, follows it.
     detached: bool
+    #: a detached orchestrator's run has been handed over: what happens to this process
+    #: now (an error, Ctrl-C) no longer ends the run
+    submitted: bool
 
     def check(self, bundle: Bundle) -> None:
         """Refuse a bundle this orchestrator cannot run, before the run is recorded."""

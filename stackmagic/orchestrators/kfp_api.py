@@ -42,13 +42,14 @@ class KfpApi:
             credentials = ServiceAccountTokenVolumeCredentials()
         class Client(kfp.Client):
             def _load_context_setting_or_default(self) -> None:
-                """The namespace is --namespace: no probe of a health endpoint to guess it.
+                """The orchestrator's options only, never ``~/.config/kfp/context.json``.
 
-                Without a namespace, ``kfp.Client`` asks the health endpoint whether the
-                cluster is multi-user, five times over 20 s when it fails, logging tracebacks.
+                That file may hold another cluster's auth header or cookie, which
+                would go to --host. And with the namespace given, ``kfp.Client``
+                does not probe the health endpoint to guess it (five tries over 20 s
+                when it fails, logging tracebacks).
                 """
-                super()._load_context_setting_or_default()
-                self._context_setting["namespace"] = config.namespace
+                self._context_setting = {"namespace": config.namespace or "kubeflow"}
 
         with self._explained("connect"), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # "only works with KFP v2": we know
@@ -150,6 +151,11 @@ class KfpApi:
             }.get(error.status, "see the KFP API server's log")
             raise StackmagicError(
                 f"{where} refused to {action} ({error.status}: {message}); {fix}"
+            ) from None
+        except ValueError as error:  # the client could not read an answer
+            raise StackmagicError(
+                f"{where} gave an answer stackmagic cannot read when asked to {action} ({error}); "
+                "check that --host is a KFP v2 API"
             ) from None
         except (HTTPError, OSError) as error:
             raise StackmagicError(

@@ -16,9 +16,11 @@ out of a notebook's kernel.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from ..pipelines import OpenStack
     from ..progress import Progress
     from ..runtime import RunContext, StepOutcome
+    from ..stores.metadata import StepRecord
 
 #: Pipeline inputs stackmagic adds beside the notebook's parameters.
 RUN_INPUT = "stackmagic_run"
@@ -48,8 +51,7 @@ OPTION_INPUTS = {"stackmagic_no_cache": bool, "stackmagic_only": str, "stackmagi
 RESERVED_PREFIX = "stackmagic_"
 #: The image steps run in when none is given: kfp.local runs steps here and ignores it.
 LOCAL_IMAGE = "python:3.11"
-_INPUT_TYPES = (bool, int, float, str, list, dict)
-_FINAL_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED", "CANCELLED"}
+_FINAL_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
 
 
 def compile_pipeline(
@@ -68,10 +70,9 @@ def build_pipeline(
     """The bundle as a KFP pipeline object, ready to compile."""
     from kfp import kubernetes
 
-    check_parameter_names(bundle)
     stores = describe_stores(stack.name, stack.components)
     secret_keys = sorted(secret_variables(stack.components))
-    defaults = bundle.parameters
+    defaults = kfp_inputs(bundle)
     component = dsl.component(
         stackmagic_step, base_image=config.image or LOCAL_IMAGE, install_kfp_package=False
     )
@@ -119,29 +120,30 @@ def build_pipeline(
 
 
 def check_parameter_names(bundle: Bundle) -> None:
-    """Refuse parameters a KFP input cannot carry, before anything is submitted."""
+    """Refuse parameter names that are stackmagic's own inputs, before anything is submitted."""
     reserved = [name for name in bundle.parameter_names if name.startswith(RESERVED_PREFIX)]
     if reserved:
         raise StackmagicError(
             f"parameter {reserved[0]!r}: names starting with {RESERVED_PREFIX!r} are stackmagic's "
             "own Kubeflow inputs; rename it in the parameters cell"
         )
-    for name, value in bundle.parameters.items():
-        if not isinstance(value, _INPUT_TYPES) or (
-            isinstance(value, (list, dict)) and not _json_able(value)
-        ):
-            raise StackmagicError(
-                f"parameter {name!r} = {value!r}: Kubeflow inputs are numbers, text, booleans, "
-                "lists or dicts of those; give it such a default in the parameters cell"
-            )
 
 
-def _json_able(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
+def kfp_inputs(bundle: Bundle) -> dict[str, Any]:
+    """The parameters that are the pipeline's inputs, with their defaults.
+
+    Numbers, booleans and text: what passes through a KFP placeholder intact
+    (kfp.local pastes values into JSON unescaped, so text with ``"`` or ``\\``
+    and lists or dicts would break it). The others keep the value the run was
+    submitted with (its record), or their default in a run started from the KFP UI.
+    """
+    return {name: value for name, value in bundle.parameters.items() if _passes(value)}
+
+
+def _passes(value: Any) -> bool:
+    if isinstance(value, str):
+        return '"' not in value and "\\" not in value
+    return isinstance(value, (bool, int, float))
 
 
 def _set_resources(task: Any, settings: Mapping[str, Any], config: KubeflowOrchestrator) -> None:
@@ -170,6 +172,7 @@ class KubeflowRunner:
     def __init__(self, config: KubeflowOrchestrator, stack: OpenStack) -> None:
         self.config, self.stack = config, stack
         self.detached = config.mode == "remote"
+        self.submitted = False
 
     def check(self, bundle: Bundle) -> None:
         check_parameter_names(bundle)
@@ -213,12 +216,13 @@ class KubeflowRunner:
                    str(scratch / "outputs"), json.dumps(arguments)]
         with log_path.open("wb") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                       env=environment, cwd=scratch)
+                                       env=environment, cwd=scratch, start_new_session=True)
             try:
                 follow(context, progress, still_going=lambda: process.poll() is None, interval=0.3)
                 process.wait()
-            except BaseException:  # interrupted: stop the pipeline with us
-                process.terminate()
+            except BaseException:  # interrupted: stop the pipeline and its tasks with us
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
                 process.wait()
                 raise
         outcomes = step_outcomes(context)
@@ -249,6 +253,7 @@ class KubeflowRunner:
             display_name=f"{context.bundle.pipeline} {context.run_id}",
         )
         url = api.run_url(kfp_run_id)
+        self.submitted = True
         context.metadata.run_submitted(context.run_id, orchestrator_run_id=kfp_run_id, url=url)
         progress.note(f"Kubeflow run {kfp_run_id}: {url}")
         if not context.wait:
@@ -292,13 +297,7 @@ def _html_outputs(package: Path, outputs: Path) -> dict[str, Path]:
 
 def pipeline_arguments(context: RunContext) -> dict[str, Any]:
     """The run's pipeline inputs: its parameters and options, and its stackmagic run id."""
-    defaults = context.bundle.parameters
-    untyped = sorted(set(context.overrides) - set(defaults))
-    if untyped:
-        raise StackmagicError(
-            f"-p {untyped[0]}: its default in the parameters cell is not a plain value, so it is "
-            "no Kubeflow input; give it a number, text, boolean, list or dict as default"
-        )
+    defaults = kfp_inputs(context.bundle)
     return {
         **{name: _as_input(name, context.parameters[name], default)
            for name, default in defaults.items()},
@@ -310,7 +309,19 @@ def pipeline_arguments(context: RunContext) -> dict[str, Any]:
 
 
 def _as_input(name: str, value: Any, default: Any) -> Any:
-    """A parameter's value as its KFP input's type, which its default decided."""
+    """A parameter's value as its KFP input's type, which its default decided.
+
+    The tasks take the value from the run's record, exactly as given; this is
+    what the KFP UI shows.
+    """
+    if isinstance(default, str):
+        value = value if isinstance(value, str) else repr(value)
+        if not _passes(value):
+            raise StackmagicError(
+                f"-p {name}: text with \" or \\ cannot pass through a Kubeflow input; "
+                "give it without them, or as the default in the parameters cell"
+            )
+        return value
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if type(value) is not type(default):
@@ -337,8 +348,6 @@ def follow(
     context: RunContext, progress: Progress, *, still_going: Callable[[], bool], interval: float
 ) -> None:
     """Report step changes from the metadata store until the run ends or ``still_going`` says no."""
-    from ..runtime import StepOutcome
-
     shown: dict[str, str] = {}
     while True:
         going = still_going()
@@ -351,8 +360,7 @@ def follow(
             elif step.status != StepStatus.PENDING:
                 if shown.get(step.name) != StepStatus.RUNNING and step.status != StepStatus.SKIPPED:
                     progress.step_started(step.name)
-                progress.step_finished(StepOutcome(step.name, step.status, step.seconds or 0.0,
-                                                   step.error, step.notebook_uri))
+                progress.step_finished(_outcome(step))
             shown[step.name] = step.status
         if record.status != RunStatus.RUNNING or not going:
             return
@@ -360,11 +368,12 @@ def follow(
 
 
 def step_outcomes(context: RunContext) -> list[StepOutcome]:
+    return [_outcome(step) for step in context.metadata.run(context.run_id).steps
+            if step.status != StepStatus.PENDING]
+
+
+def _outcome(step: StepRecord) -> StepOutcome:
     from ..runtime import StepOutcome
 
-    return [
-        StepOutcome(step.name, step.status, step.seconds or 0.0, step.error, step.notebook_uri)
-        for step in context.metadata.run(context.run_id).steps
-        if step.status != StepStatus.PENDING
-    ]
+    return StepOutcome(step.name, step.status, step.seconds or 0.0, step.error, step.notebook_uri)
 

@@ -29,7 +29,7 @@ _LOOKAHEAD = 3
 
 
 class LocalRunner:
-    detached = False
+    detached = submitted = False
 
     def __init__(self, max_workers: int = 0) -> None:
         self.workers = max_workers or default_workers()

@@ -59,7 +59,7 @@ class RunContext:
     #: where the bundle is kept in the artifact store, for steps that fetch it themselves
     bundle_uri: str = ""
     #: a remote orchestrator's run: follow it to its end (True), or only submit it
-    wait: bool = True
+    wait: bool = False
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -175,11 +175,14 @@ def run_step(
     kernel_pool: KernelPool,
     on_start: Callable[[str], None] | None = None,
     attempt: int | None = None,
+    will_retry: bool = False,
 ) -> StepOutcome:
     """Run (or reuse) one step of the run and record what happened.
 
     The step is tried ``--retries`` more times if it fails, unless ``attempt``
-    is given: then the orchestrator retries (a new pod), and this is that try.
+    is given: then the orchestrator retries (a new pod), and this is that try;
+    if it fails and ``will_retry``, the step is recorded as waiting for the
+    next try, not failed, so the run is not finished meanwhile.
     """
     started = time.perf_counter()
     spec = context.bundle.steps[step]
@@ -216,8 +219,12 @@ def run_step(
             )
             return StepOutcome(step, StepStatus.COMPLETED, time.perf_counter() - started,
                                notebook_uri=notebook_uri)
-    context.metadata.step_failed(context.run_id, step, error=str(error), notebook_uri=notebook_uri,
-                                 inputs=inputs)
+    if will_retry:
+        context.metadata.step_retrying(context.run_id, step, error=f"try {attempt} failed: {error}",
+                                       notebook_uri=notebook_uri)
+    else:
+        context.metadata.step_failed(context.run_id, step, error=str(error),
+                                     notebook_uri=notebook_uri, inputs=inputs)
     return StepOutcome(step, StepStatus.FAILED, time.perf_counter() - started, error, notebook_uri)
 
 

@@ -11,16 +11,25 @@ skipped, since the orchestrator will not start them.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
+import os
+import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import RunFailed
+from ..secrets import ENV_PREFIX
 from ..stores.models import StepStatus
 from ..stores.portable import open_stores
 from . import Mode, RunContext, downstream, plan, run_step
+
+if TYPE_CHECKING:
+    from ..notebook.exporter import Bundle
+    from ..stores.artifacts import ArtifactStore
+    from ..stores.metadata import MetadataStore
 
 
 def run_task(
@@ -29,67 +38,116 @@ def run_task(
     run_id: str,
     bundle_uri: str,
     stores: Mapping[str, Any],
-    parameters: Mapping[str, str],
+    parameters: Mapping[str, Any],
     options: Mapping[str, Any],
     html_path: str | None = None,
 ) -> None:
     """Run ``step`` of run ``run_id``; raise :class:`RunFailed` if it failed, so the task fails."""
-    from ..orchestrators.kernels import KernelPool
     from ..pipelines import fetch_bundle
 
     artifact_store, metadata = open_stores(stores)
+    _forget_secrets(stores)  # the stores have them; the step's own code must not
     try:
         with tempfile.TemporaryDirectory(prefix="stackmagic-bundle-") as scratch:
             bundle = fetch_bundle(artifact_store, bundle_uri, Path(scratch))
-            values = typed_parameters(bundle.parameters, parameters)
-            overrides = {
-                name: value for name, value in values.items()
-                if name not in bundle.parameters or bundle.parameters[name] != value
-            }
-            only, from_step = options.get("only") or None, options.get("from") or None
-            no_cache = str(options.get("no_cache")).lower() in ("true", "1")  # KFP gives text
-            metadata.create_run(
-                run_id=run_id, pipeline=bundle.pipeline, notebook=bundle.manifest["notebook"],
-                stack_name=str(stores.get("stack", "")), stack=_snapshot(stores),
-                bundle_uri=bundle_uri, bundle_hash=bundle.hash,
-                options={"no_cache": no_cache, "only": only, "from": from_step},
-                parameters={**bundle.parameters, **overrides}, overridden=list(overrides),
-                steps=list(bundle.steps), driven_here=False, exist_ok=True,
-            )
-            context = RunContext(
-                run_id=run_id, bundle=bundle, artifact_store=artifact_store, metadata=metadata,
-                workdir=bundle.sources, overrides=overrides, no_cache=no_cache,
-                modes=plan(bundle, only=only, from_step=from_step), only=only, from_step=from_step,
-                bundle_uri=bundle_uri,
-            )
-            previous = metadata.run(run_id).step(step)
-            if context.modes[step] == Mode.SKIP:
-                metadata.steps_skipped(run_id, [step], "not needed by this run")
-                metadata.settle_run(run_id)
-                _write_html(html_path, artifact_store, None, f"step {step} is not needed by this run")
-                return
-            if previous.status in StepStatus.WITH_OUTPUTS:  # a retried pod after the step ended
-                _write_html(html_path, artifact_store, previous.notebook_uri, "")
-                return
-            pool = KernelPool(bundle.manifest["kernel"], bundle.sources,
-                              artifact_store.secret_environment())
+            context = _context(run_id, bundle, bundle_uri, artifact_store, metadata, stores,
+                               parameters, options)
             try:
-                attempt = previous.attempts + 1
-                outcome = run_step(context, step, kernel_pool=pool, attempt=attempt)
+                notebook_uri = _run(context, step)
+            except BaseException as failure:  # recorded, so the run does not look busy forever
+                _failed(context, step, failure)
+                raise
             finally:
-                pool.close()
-            _write_html(html_path, artifact_store, outcome.notebook_uri, outcome.error or "")
-            if outcome.status == StepStatus.FAILED:
-                if attempt <= int(bundle.steps[step].settings.get("retries", 0)):
-                    raise RunFailed(f"step {step!r} failed (try {attempt}, to be retried): "
-                                    f"{outcome.error}")
-                later = sorted(downstream(bundle.steps, step), key=list(bundle.steps).index)
-                metadata.steps_skipped(run_id, later, f"step {step!r} failed")
                 metadata.settle_run(run_id)
-                raise RunFailed(f"step {step!r} of run {run_id} failed: {outcome.error}")
-            metadata.settle_run(run_id)
+            _write_html(html_path, artifact_store, notebook_uri, step)
     finally:
         metadata.close()
+
+
+def _context(
+    run_id: str, bundle: Bundle, bundle_uri: str, artifact_store: ArtifactStore,
+    metadata: MetadataStore, stores: Mapping[str, Any], parameters: Mapping[str, Any],
+    options: Mapping[str, Any],
+) -> RunContext:
+    """The run as its record says; recorded first if no one has (a run started from a KFP UI)."""
+    only, from_step = options.get("only") or None, options.get("from") or None
+    no_cache = str(options.get("no_cache")).lower() in ("true", "1")  # KFP gives text
+    values = typed_parameters(bundle.parameters, parameters)
+    overrides = {name: value for name, value in values.items() if bundle.parameters.get(name) != value}
+    metadata.create_run(
+        run_id=run_id, pipeline=bundle.pipeline, notebook=bundle.manifest["notebook"],
+        stack_name=str(stores.get("stack", "")), stack=_snapshot(stores),
+        bundle_uri=bundle_uri, bundle_hash=bundle.hash,
+        options={"no_cache": no_cache, "only": only, "from": from_step},
+        parameters={**bundle.parameters, **overrides}, overridden=list(overrides),
+        steps=list(bundle.steps), driven_here=False, exist_ok=True,
+    )
+    record = metadata.run(run_id)  # whoever recorded it first: its values, exactly typed
+    return RunContext(
+        run_id=run_id, bundle=bundle, artifact_store=artifact_store, metadata=metadata,
+        workdir=bundle.sources,
+        overrides={name: record.parameters[name] for name in record.overridden},
+        no_cache=bool(record.options.get("no_cache")),
+        modes=plan(bundle, only=record.options.get("only"), from_step=record.options.get("from")),
+        only=record.options.get("only"), from_step=record.options.get("from"),
+        bundle_uri=bundle_uri,
+    )
+
+
+def _run(context: RunContext, step: str) -> str | None:
+    """Run the step (one try of it); the executed notebook's URI. Raises if it failed."""
+    from ..orchestrators.kernels import KernelPool
+
+    metadata, run_id = context.metadata, context.run_id
+    previous = metadata.run(run_id).step(step)
+    if context.modes[step] == Mode.SKIP:
+        metadata.steps_skipped(run_id, [step], "not needed by this run")
+        return None
+    if previous.status in StepStatus.WITH_OUTPUTS:  # a pod started again after the step ended
+        return previous.notebook_uri
+    attempt = previous.attempts + 1
+    retries = int(context.bundle.steps[step].settings.get("retries", 0))
+    # a step that must come from the cache fails the same way every time: no retry
+    will_retry = attempt <= retries and context.modes[step] != Mode.CACHED
+    pool = KernelPool(context.bundle.manifest["kernel"], context.workdir,
+                      context.artifact_store.secret_environment())
+    try:
+        outcome = run_step(context, step, kernel_pool=pool, attempt=attempt, will_retry=will_retry)
+    finally:
+        pool.close()
+    if outcome.status != StepStatus.FAILED:
+        return outcome.notebook_uri
+    if will_retry:
+        raise RunFailed(f"step {step!r} failed (try {attempt}, to be retried): {outcome.error}")
+    later = sorted(downstream(context.bundle.steps, step), key=list(context.bundle.steps).index)
+    metadata.steps_skipped(run_id, later, f"step {step!r} failed")
+    raise RunFailed(f"step {step!r} of run {run_id} failed: {outcome.error}")
+
+
+def _failed(context: RunContext, step: str, failure: BaseException) -> None:
+    """A step that broke off before recording its end (its store went away, say) is failed now."""
+    if isinstance(failure, RunFailed):  # recorded already
+        return
+    with contextlib.suppress(Exception):
+        if context.metadata.run(context.run_id).step(step).status in (
+            StepStatus.PENDING, StepStatus.RUNNING
+        ):
+            context.metadata.step_failed(context.run_id, step, notebook_uri=None, inputs={},
+                                         error=f"{type(failure).__name__}: {failure}")
+            later = downstream(context.bundle.steps, step)
+            context.metadata.steps_skipped(context.run_id, sorted(later), f"step {step!r} failed")
+
+
+def _forget_secrets(stores: Mapping[str, Any]) -> None:
+    """Drop the secret variables the description names from this process's environment.
+
+    Kernels inherit the environment, and a step's code prints what it likes.
+    """
+    for entry in stores.values():
+        if isinstance(entry, Mapping):
+            for value in entry.get("options", {}).values():
+                if isinstance(value, str) and value.startswith(ENV_PREFIX):
+                    os.environ.pop(value[len(ENV_PREFIX):], None)
 
 
 def typed_parameters(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
@@ -110,8 +168,12 @@ def typed_parameters(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> d
                 typed[name] = ast.literal_eval(value)
             except (ValueError, SyntaxError, MemoryError, RecursionError):
                 typed[name] = value
-        if isinstance(defaults.get(name), float) and isinstance(typed[name], int):
+        default = defaults.get(name)
+        if isinstance(default, float) and isinstance(typed[name], int):
             typed[name] = float(typed[name])
+        elif (isinstance(default, int) and not isinstance(default, bool)
+              and isinstance(typed[name], float) and typed[name].is_integer()):
+            typed[name] = int(typed[name])  # kfp.local passes integers as "5.0"
     return typed
 
 
@@ -120,19 +182,28 @@ def _snapshot(stores: Mapping[str, Any]) -> dict[str, Any]:
     return {kind: entry for kind, entry in stores.items() if isinstance(entry, Mapping)}
 
 
-def _write_html(path: str | None, store: Any, notebook_uri: str | None, note: str) -> None:
-    """The executed notebook as HTML, for the orchestrator's UI (Kubeflow shows HTML artifacts)."""
+def _write_html(path: str | None, store: ArtifactStore, notebook_uri: str | None, step: str) -> None:
+    """The executed notebook as HTML, for the orchestrator's UI (Kubeflow shows HTML artifacts).
+
+    A convenience: the step and its notebook are recorded already, so a page
+    that cannot be made is a warning, not a failed step.
+    """
     if not path:
         return
     import html
 
-    import nbformat
-    from nbconvert import HTMLExporter
-
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if notebook_uri is None:
-        Path(path).write_text(f"<p>{html.escape(note)}</p>", encoding="utf-8")
-        return
-    notebook = nbformat.reads(store.read_bytes(notebook_uri).decode("utf-8"), as_version=4)
-    body, _ = HTMLExporter().from_notebook_node(notebook)
+    try:
+        if notebook_uri is None:
+            body = f"<p>step {html.escape(step)} did not run: not needed by this run</p>"
+        else:
+            import nbformat
+            from nbconvert import HTMLExporter
+
+            notebook = nbformat.reads(store.read_bytes(notebook_uri).decode("utf-8"), as_version=4)
+            body, _ = HTMLExporter().from_notebook_node(notebook)
+    except Exception as error:  # noqa: BLE001 - see the docstring
+        print(f"warning: no HTML page of step {step}: {type(error).__name__}: {error}",
+              file=sys.stderr)
+        body = f"<p>no page for step {html.escape(step)}; its notebook: {html.escape(str(notebook_uri))}</p>"
     Path(path).write_text(body, encoding="utf-8")

@@ -346,6 +346,12 @@ class MetadataStore:
             _link_inputs(row, inputs)
             _forget_results(row)
 
+    def step_retrying(self, run_id: str, step: str, *, error: str, notebook_uri: str | None) -> None:
+        """A try failed and the orchestrator will start another: the step has not ended."""
+        with self._session(write=True) as session:
+            row = _step_row(session, run_id, step)
+            row.status, row.error, row.notebook_uri = StepStatus.PENDING, error, notebook_uri
+
     def steps_skipped(self, run_id: str, steps: Sequence[str], reason: str) -> None:
         if not steps:
             return
