@@ -263,9 +263,13 @@ def _export_kubeflow(spec: PipelineSpec, output: Path, stack: str | None) -> Out
         orchestrator.config.orchestrator(opened).check(bundle)
         bundle_uri = store_bundle(opened.artifact_store, bundle)
         compile_pipeline(bundle, bundle_uri, opened, orchestrator.config, output)
+    local = orchestrator.config.mode == "local"
     return Message(
         f"Compiled {spec.name} ({len(bundle.steps)} steps) for Kubeflow Pipelines to {output}; "
-        f"its steps fetch the bundle {bundle_uri}",
+        f"its steps fetch the bundle {bundle_uri}"
+        + ("\nnote: compiled for --mode=local (no image, no Kubernetes secret); for a cluster, "
+           f"`stackmagic orchestrator update {orchestrator.name} --mode=remote --image=...`"
+           if local else ""),
         {"pipeline": str(output), "bundle": bundle_uri, "steps": list(bundle.steps)},
     )
 
