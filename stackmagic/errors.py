@@ -24,6 +24,10 @@ class UsageError(StackmagicError):
         self.command = command
 
 
+class NotFound(StackmagicError):
+    """What the command names does not exist (a stack, a component, a run): HTTP 404."""
+
+
 class RunFailed(StackmagicError):
     """A run or step that ended in failure: not a usage mistake (exit code 1, not 2).
 

@@ -8,6 +8,7 @@ writes nothing, and eight processes registering at once lose nothing.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import StackmagicError
+from .errors import NotFound, StackmagicError
 from .flavors import ComponentType, FlavorConfig, flavors_of, get_flavor, option_flag
 from .jsonfile import JsonFile
 from .locations import PROJECT_DIR_NAME, find_project_dir, user_registry_dir
@@ -74,6 +75,13 @@ def _fresh_state() -> dict[str, Any]:
     }
 
 
+#: Where to look for the project in this context instead of the working directory: a
+#: Jupyter server's root folder, for the requests it serves (a process-wide chdir would race).
+PROJECT_START: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "stackmagic_project_start", default=None
+)
+
+
 def check_name(name: str, what: str) -> None:
     if not _NAME.fullmatch(name):
         raise StackmagicError(
@@ -96,8 +104,9 @@ class Registry:
 
     @classmethod
     def open(cls, start: Path | None = None) -> Registry:
-        """The project registry above ``start`` (or the working directory), else the user's."""
-        directory = find_project_dir(start) or user_registry_dir()
+        """The project registry above ``start`` (or :data:`PROJECT_START`, or the working
+        directory), else the user's."""
+        directory = find_project_dir(start or PROJECT_START.get()) or user_registry_dir()
         registry = cls(directory)
         registry._ensure_created()
         return registry
@@ -363,7 +372,7 @@ def _entry(state: Mapping[str, Any], kind: ComponentType, name: str) -> dict[str
     entries = state["components"].get(kind.value, {})
     if name not in entries:
         known = ", ".join(sorted(entries)) or "none"
-        raise StackmagicError(
+        raise NotFound(
             f"no {kind.noun} named {name!r} (registered: {known}); register it with "
             f"`stackmagic {kind.value} register {name} --type=FLAVOR`"
         )
@@ -373,7 +382,7 @@ def _entry(state: Mapping[str, Any], kind: ComponentType, name: str) -> dict[str
 def _stack_entry(state: Mapping[str, Any], name: str) -> dict[str, Any]:
     if name not in state["stacks"]:
         known = ", ".join(sorted(state["stacks"]))
-        raise StackmagicError(
+        raise NotFound(
             f"no stack named {name!r} (registered: {known}); register it with "
             f"`stackmagic stack register {name} -m METADATA_STORE -a ARTIFACT_STORE -o ORCHESTRATOR`"
         )

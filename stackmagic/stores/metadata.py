@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from ..errors import StackmagicError
+from ..errors import NotFound, StackmagicError
 from .artifacts import ArtifactInfo
 from .models import (
     SCHEMA_REVISION,
@@ -457,7 +457,7 @@ class MetadataStore:
                 ).all()
             if len(matches) != 1:
                 problem = "matches several runs; give more of it" if matches else "names no run"
-                raise StackmagicError(
+                raise (StackmagicError if matches else NotFound)(
                     f"{run_id!r} {problem} in the metadata store {self.label} "
                     "(`stackmagic pipeline runs` lists them)"
                 )

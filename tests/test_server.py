@@ -1,0 +1,160 @@
+"""The Jupyter server extension's REST API, on a real Jupyter server (pytest-jupyter).
+
+The fixtures come from pytest-jupyter, imported here only: its autouse
+fixtures (an event loop, a server cleanup) then serve this module's tests alone.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_jupyter.jupyter_server import *  # noqa: F403 - the jp_* fixtures
+from tornado.httpclient import HTTPClientError
+
+from notebooks import write_notebook
+from stackmagic.registry import Registry
+
+SECRET_CANARY = "CANARY-api-" + secrets.token_hex(6)
+
+
+@pytest.fixture
+def jp_server_config() -> dict[str, Any]:
+    return {"ServerApp": {"jpserver_extensions": {"stackmagic.server": True}}}
+
+
+@pytest.fixture
+def api(jp_fetch: Any, jp_asyncio_loop: Any, jp_root_dir: Path, home: Path) -> Any:
+    """Call ``/stackmagic/api/...`` as an authenticated client; returns (status, JSON)."""
+    Registry.init(jp_root_dir)
+
+    def call(method: str, *path: str, body: Any = None, **query: str) -> tuple[int, Any]:
+        kwargs: dict[str, Any] = {"method": method, "params": query}
+        if body is not None:
+            kwargs["body"] = body if isinstance(body, str) else json.dumps(body)
+        elif method in ("POST", "PUT"):
+            kwargs["body"] = "{}"
+        try:
+            response = jp_asyncio_loop.run_until_complete(
+                jp_fetch("stackmagic", "api", *path, **kwargs))
+        except HTTPClientError as error:
+            response = error.response
+        call.seen.append(response.body.decode())
+        return response.code, json.loads(response.body)
+
+    call.seen = []
+    return call
+
+
+def test_stacks_components_and_flavors_through_the_api(api: Any, jp_root_dir: Path) -> None:
+    status, stacks = api("GET", "stacks")
+    assert status == 200 and [(s["name"], s["active"]) for s in stacks] == [("default", True)]
+
+    status, created = api("POST", "components", "artifact-store", body={
+        "name": "bucket", "flavor": "s3",
+        "options": {"path": "s3://team/runs", "secret-access-key": SECRET_CANARY,
+                    "anonymous": False}})
+    assert status == 201, created
+    status, listed = api("GET", "components", "artifact-store")
+    assert status == 200
+    bucket = next(c for c in listed if c["name"] == "bucket")
+    assert bucket["flavor"] == "s3" and bucket["options"]["secret_access_key"] == "********"
+    status, described = api("GET", "components", "artifact-store", "bucket")
+    assert status == 200 and described["options"]["path"] == "s3://team/runs"
+
+    status, stack = api("POST", "stacks", body={"name": "team", "metadata_store": "default",
+                                                  "artifact_store": "bucket",
+                                                  "orchestrator": "default"})
+    assert status == 201, stack
+    status, active = api("PUT", "stacks", "active", body={"name": "team"})
+    assert status == 200 and active["name"] == "team"
+    assert Registry.open(jp_root_dir).active_stack_name() == "team", "the CLI's registry agrees"
+    status, got = api("GET", "stacks", "active")
+    assert got["active_stack"] == "team"
+    status, one = api("GET", "stacks", "team")
+    members = {c["type"]: c for c in one["components"]}
+    assert status == 200 and members["artifact-store"]["name"] == "bucket"
+    assert members["artifact-store"]["options"]["secret_access_key"] == "********"
+
+    status, flavors = api("GET", "flavors")
+    assert status == 200 and set(flavors) == {"artifact-store", "metadata-store", "orchestrator",
+                                              "step-operator"}
+    kubeflow = next(f for f in flavors["orchestrator"] if f["flavor"] == "kubeflow")
+    token = next(o for o in kubeflow["options"] if o["name"] == "token")
+    assert token["secret"] is True and token["default"] is None, "forms mask secret inputs"
+
+    assert all(SECRET_CANARY not in body for body in api.seen), "no response holds a secret"
+
+
+def test_runs_are_listed_and_described(api: Any, jp_root_dir: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import stackmagic
+
+    status, runs = api("GET", "runs")
+    assert status == 200 and runs == []
+    monkeypatch.chdir(jp_root_dir)
+    notebook = write_notebook(jp_root_dir / "small.ipynb", "%%step one\nvalue = 41",
+                              "%%step two\nanswer = value + 1")
+    finished = stackmagic.run(notebook)
+    status, runs = api("GET", "runs", limit="5")
+    assert status == 200 and [r["id"] for r in runs] == [finished.id]
+    status, run = api("GET", "runs", finished.id[:15])
+    assert status == 200 and run["status"] == "completed"
+    assert [s["name"] for s in run["steps"]] == ["one", "two"]
+    assert all(s["notebook"] for s in run["steps"]), "a link to each executed step notebook"
+
+
+def test_a_run_started_through_the_api_goes_on_in_the_background(api: Any, jp_root_dir: Path) -> None:
+    write_notebook(jp_root_dir / "slow.ipynb", "%%step nap\nimport time\ntime.sleep(2)\nvalue = x",
+                   parameters="x = 1")
+    status, started = api("POST", "runs", body={"notebook": "slow.ipynb", "parameters": {"x": 5}})
+    assert status == 202 and started["status"] == "running", started
+    status, early = api("GET", "runs", started["id"])
+    assert status == 200 and early["status"] == "running", "the answer came before the run ended"
+    deadline = time.monotonic() + 60
+    while (run := api("GET", "runs", started["id"])[1])["status"] == "running":
+        assert time.monotonic() < deadline, "the run never ended"
+        time.sleep(0.5)
+    assert run["status"] == "completed" and run["parameters"] == {"x": 5}
+
+    for body, code, message in (
+        ({"notebook": "missing.ipynb"}, 404, "no notebook missing.ipynb"),
+        ({"notebook": "slow.ipynb", "parameters": {"y": 1}}, 400, "the pipeline has no parameter 'y'"),
+        ({"notebook": "../outside.ipynb"}, 400, "inside the server's folder"),
+    ):
+        status, answer = api("POST", "runs", body=body)
+        assert status == code and message in answer["message"], answer
+
+
+@pytest.mark.parametrize("method, path, body, status, message", [
+    ("POST", ("components", "orchestrator"), {"name": "x", "flavor": "nope"}, 400,
+     "unknown orchestrator flavor 'nope'"),
+    ("POST", ("components", "orchestrator"), "not json", 400, "not JSON"),
+    ("POST", ("components", "metadata-store"),
+     {"name": "db", "flavor": "mysql", "options": {"host": "h", "database": "d", "password": "-"}},
+     400, "--password: give the value itself, or env:VARIABLE"),
+    ("POST", ("stacks",), {"name": "s"}, 400, "arguments are required: -m/--metadata-store"),
+    ("PUT", ("stacks", "active"), {"name": "nowhere"}, 404, "no stack named 'nowhere'"),
+    ("DELETE", ("stacks", "default"), None, 400, "cannot be deleted"),
+    ("GET", ("components", "artifact-store", "ghost"), None, 404, "no artifact store named"),
+    ("GET", ("runs", "20990101"), None, 404, "names no run"),
+])
+def test_bad_requests_get_a_status_and_one_line(api: Any, method: str, path: tuple[str, ...],
+                                                body: Any, status: int, message: str) -> None:
+    code, answer = api(method, *path, body=body)
+    assert code == status, answer
+    assert message in answer["message"] and "\n" not in answer["message"]
+
+
+def test_the_api_needs_jupyters_authentication(
+    api: Any, http_server_client: Any, jp_base_url: str, jp_asyncio_loop: Any
+) -> None:
+    for method, body in (("GET", None), ("PUT", json.dumps({"name": "default"}))):
+        with pytest.raises(HTTPClientError) as refused:
+            jp_asyncio_loop.run_until_complete(http_server_client.fetch(
+                f"{jp_base_url}stackmagic/api/stacks/active", method=method, body=body))
+        assert refused.value.code == 403
