@@ -306,7 +306,12 @@ def pipeline_describe(args: argparse.Namespace) -> Output:
     from .run_view import run_fields
 
     with OpenStack.open(Registry.open(), args.stack) as opened:
-        return run_fields(opened.metadata.run(args.run_id))
+        record = opened.metadata.run(args.run_id)
+        orchestrator = opened.components[ComponentType.ORCHESTRATOR].config
+        if record.orchestrator_run_id and orchestrator.flavor == "kubeflow":  # ask how it ended
+            orchestrator.orchestrator(opened).reconcile(record)
+            record = opened.metadata.run(record.id)
+        return run_fields(record)
 
 
 def pipeline_load(args: argparse.Namespace) -> Output:

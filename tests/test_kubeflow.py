@@ -286,6 +286,15 @@ def test_a_run_is_submitted_through_the_kfp_api_and_followed_to_its_end(
     assert f"Kubeflow run {third_id}: {fake_kfp.url}/#/runs/details/{third_id}" in third.err
     assert "status        running" in third.out or "running" in third.out.splitlines()[2]
 
+    # KFP ends a run whose pods never started: `describe` asks KFP and says so
+    fake_kfp.runs[third_id]["state"] = "FAILED"
+    [third_run] = [r for r in json.loads(terminal("pipeline", "runs", "--json").out)
+                   if r["orchestrator_run_id"] == third_id]
+    assert third_run["status"] == "running"
+    described = json.loads(terminal("pipeline", "describe", third_run["id"], "--json").out)
+    assert described["status"] == "failed"
+    assert described["error"].startswith("the Kubeflow run ended FAILED before its steps recorded")
+
     text = fake_kfp.request_text()
     assert DB_CANARY not in text and S3_CANARY not in text, "store secrets never leave"
     for sent in fake_kfp.requests:

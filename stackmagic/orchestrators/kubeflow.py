@@ -35,6 +35,7 @@ from ..component_type import ComponentType
 from ..errors import StackmagicError
 from ..stores.models import RunStatus, StepStatus
 from ..stores.portable import describe_stores, secret_environment, secret_variables
+from .kfp_api import KfpApi
 from .kfp_task import stackmagic_step
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from ..pipelines import OpenStack
     from ..progress import Progress
     from ..runtime import RunContext, StepOutcome
-    from ..stores.metadata import StepRecord
+    from ..stores.metadata import MetadataStore, RunRecord, StepRecord
 
 #: Pipeline inputs stackmagic adds beside the notebook's parameters.
 RUN_INPUT = "stackmagic_run"
@@ -242,8 +243,6 @@ class KubeflowRunner:
     def _submit(
         self, context: RunContext, progress: Progress, package: Path, arguments: dict[str, Any]
     ) -> list[StepOutcome]:
-        from .kfp_api import KfpApi
-
         api = KfpApi(self.config, self._token())
         name = _kfp_name(context.bundle.pipeline)
         pipeline_id, version_id = api.upload(name, package)
@@ -260,16 +259,21 @@ class KubeflowRunner:
             return []
         follow(context, progress, still_going=_polled(lambda: api.run_state(kfp_run_id) not in _FINAL_STATES),
                interval=2.0)
-        state = api.run_state(kfp_run_id)
-        if context.metadata.run(context.run_id).status == RunStatus.RUNNING and not (
-            context.metadata.settle_run(context.run_id)
-        ):
-            context.metadata.run_finished(
-                context.run_id,
-                error=None if state == "SUCCEEDED" else
-                f"the Kubeflow run ended {state} before its steps recorded their end (see {url})",
-            )
+        _reconcile(context.metadata, context.run_id, api.run_state(kfp_run_id), url)
         return step_outcomes(context)
+
+    def reconcile(self, record: RunRecord) -> None:
+        """Bring a submitted run's record in line with KFP, if KFP ended it and no task said so.
+
+        For ``pipeline describe``: a run whose pods never started stays "running"
+        in its record. Without a reachable KFP API the record is shown as it is.
+        """
+        if not (self.detached and record.orchestrator_run_id and record.status == RunStatus.RUNNING):
+            return
+        with contextlib.suppress(StackmagicError):
+            state = KfpApi(self.config, self._token()).run_state(record.orchestrator_run_id)
+            if state in _FINAL_STATES:
+                _reconcile(self.stack.metadata, record.id, state, record.orchestrator_url or "")
 
     def _token(self) -> str | None:
         if self.config.auth != "token":
@@ -293,6 +297,17 @@ def _html_outputs(package: Path, outputs: Path) -> dict[str, Path]:
         for key, task in tasks.items()
         for page in outputs.glob(f"*/{key}/notebook")
     }
+
+
+def _reconcile(metadata: MetadataStore, run_id: str, state: str, url: str) -> None:
+    """KFP says the run ended: finish its record if its tasks did not."""
+    if metadata.run(run_id).status != RunStatus.RUNNING or metadata.settle_run(run_id):
+        return
+    metadata.run_finished(
+        run_id,
+        error=None if state == "SUCCEEDED" else
+        f"the Kubeflow run ended {state} before its steps recorded their end (see {url})",
+    )
 
 
 def pipeline_arguments(context: RunContext) -> dict[str, Any]:
