@@ -49,6 +49,8 @@ class FakeKfp:
     #: the environment the fake's "pods" get (what a Kubernetes secret would hold)
     pod_environment: dict[str, str] = field(default_factory=dict)
     execute: bool = True  # run submitted pipelines with kfp.local; else they stay RUNNING
+    #: another client makes the next pipeline and version first: their creation answers 409
+    race: bool = False
     requests: list[Request] = field(default_factory=list)
     pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> version (+ package)
@@ -103,6 +105,8 @@ class FakeKfp:
         pipeline = {"pipeline_id": str(uuid.uuid4()), "display_name": name,
                     "description": given.get("description", "")}
         self.pipelines[pipeline["pipeline_id"]] = pipeline
+        if self.race:  # the other client's pipeline is the one that stays
+            return 409, {"message": f"pipeline {name} exists"}
         return 200, pipeline
 
     def _upload_version(self, query: Mapping[str, list[str]], headers: Mapping[str, str], body: bytes,
@@ -110,7 +114,11 @@ class FakeKfp:
         pipeline_id = query["pipelineid"][0]
         if pipeline_id not in self.pipelines:
             return 404, {"message": f"no pipeline {pipeline_id}"}
-        version = self._add_version(pipeline_id, query["name"][0], _uploaded_file(headers, body))
+        name, package = query["name"][0], _uploaded_file(headers, body)
+        if self.race:
+            self._add_version(pipeline_id, name, package)
+            return 409, {"message": f"version {name} exists"}
+        version = self._add_version(pipeline_id, name, package)
         return 200, {k: v for k, v in version.items() if k != "package"}
 
     def _add_version(self, pipeline_id: str, name: str, package: bytes) -> dict[str, Any]:

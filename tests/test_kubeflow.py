@@ -309,6 +309,12 @@ def test_kfp_api_failures_are_one_line(
 
     notebook = kubeflow_notebook
     fake_kfp.execute = False
+    # another submission creates the same new pipeline and version first: 409s, taken in stride
+    fake_kfp.race = True
+    raced = terminal("pipeline", "run", str(notebook), "--progress", "none")
+    assert raced.code == 0, raced.err
+    assert len(fake_kfp.pipelines) == 1 and len(fake_kfp.versions) == 1 and len(fake_kfp.runs) == 1
+    fake_kfp.race = False
     cases = [
         ([f"--host=http://127.0.0.1:{closed_port()}"], "cannot reach Kubeflow Pipelines at"),
         (["--token=wrong"], "refused to find the pipeline (401: Request header error"),
@@ -321,5 +327,5 @@ def test_kfp_api_failures_are_one_line(
         assert expected in result.err
         assert terminal("orchestrator", "update", "kf", *remote_flags(fake_kfp.url)[1:]).code == 0
     runs = json.loads(terminal("pipeline", "runs", "--json").out)
-    assert [r["status"] for r in runs] == ["failed"] * 3, "a run that could not start says why"
-    assert fake_kfp.runs == {}
+    assert [r["status"] for r in runs] == ["failed"] * 3 + ["running"], "a failed start says why"
+    assert len(fake_kfp.runs) == 1, "only the raced submission started a run"

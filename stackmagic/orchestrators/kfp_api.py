@@ -66,25 +66,33 @@ class KfpApi:
         if pipeline_id is None:  # made empty: its versions are all named by their content
             import kfp_server_api
 
-            with self._explained("create the pipeline"):
+            with self._explained("create the pipeline"), _made_meanwhile():
                 pipeline_id = self.client._pipelines_api.pipeline_service_create_pipeline(
                     pipeline=kfp_server_api.V2beta1Pipeline(
                         display_name=name,
                         description="from stackmagic: one task per notebook step",
                     )
                 ).pipeline_id
+            if pipeline_id is None:  # another submission made it first
+                with self._explained("find the pipeline"):
+                    pipeline_id = self.client.get_pipeline_id(name)
         with self._explained("list the pipeline's versions"):
             versions = self.client.list_pipeline_versions(
                 pipeline_id, page_size=1,
                 filter=_named(version),
             ).pipeline_versions or []
-        if versions:
-            return pipeline_id, versions[0].pipeline_version_id
-        with self._explained("upload a version of the pipeline"):
-            uploaded = self.client._upload_api.upload_pipeline_version(
-                uploadfile=str(package), name=version, pipelineid=pipeline_id
-            )
-        return pipeline_id, uploaded.pipeline_version_id
+        if not versions:
+            with self._explained("upload a version of the pipeline"), _made_meanwhile():
+                return pipeline_id, self.client._upload_api.upload_pipeline_version(
+                    uploadfile=str(package), name=version, pipelineid=pipeline_id
+                ).pipeline_version_id
+            with self._explained("list the pipeline's versions"):  # uploaded by another meanwhile
+                versions = self.client.list_pipeline_versions(
+                    pipeline_id, page_size=1, filter=_named(version)).pipeline_versions or []
+        if not versions:
+            raise StackmagicError(f"Kubeflow Pipelines at {self.host} refused version {version} "
+                                  "as existing, but lists no such version; try again")
+        return pipeline_id, versions[0].pipeline_version_id
 
     def experiment(self, name: str) -> str:
         """The id of the experiment ``name`` in the namespace, made if it does not exist."""
@@ -163,6 +171,18 @@ class KfpApi:
                 "KFP API is reachable from here (`kubectl port-forward svc/ml-pipeline-ui 8080:80 "
                 "-n kubeflow` for a cluster without an ingress)"
             ) from None
+
+
+@contextlib.contextmanager
+def _made_meanwhile() -> Iterator[None]:
+    """Let a 409 (another submission made the same pipeline or version first) pass quietly."""
+    from kfp_server_api.exceptions import ApiException
+
+    try:
+        yield
+    except ApiException as error:
+        if error.status != 409:
+            raise
 
 
 def _named(name: str) -> str:
