@@ -24,7 +24,7 @@ from .flavors import (
     option_flag,
 )
 from .output import Fields, Message, Output, Table
-from .registry import STACK_ENV, Component, Registry, Stack
+from .registry import PROJECT_START, STACK_ENV, Component, Registry, Stack
 
 if TYPE_CHECKING:
     from .notebook.spec import PipelineSpec
@@ -48,7 +48,7 @@ def component_register(args: argparse.Namespace) -> Output:
     kind: ComponentType = args.kind
     flavor = get_flavor(kind, args.flavor)
     options = _ask_for_secrets(flavor, args.name, args.options)
-    component = Registry.open().register_component(kind, args.name, args.flavor, options, Path.cwd())
+    component = Registry.open().register_component(kind, args.name, args.flavor, options, _here())
     return Message(
         f"Registered {kind.noun} {component.name!r} ({component.flavor}).", _component_data(component)
     )
@@ -59,7 +59,7 @@ def component_update(args: argparse.Namespace) -> Output:
     kind: ComponentType = args.kind
     flavor = type(registry.component(kind, args.name).config)
     options = _ask_for_secrets(flavor, args.name, args.options)
-    component = registry.update_component(kind, args.name, options, Path.cwd())
+    component = registry.update_component(kind, args.name, options, _here())
     return Message(f"Updated {kind.noun} {component.name!r}.", _component_data(component))
 
 
@@ -356,6 +356,12 @@ def notebook_path(given: str | None, command: str) -> Path:
 
 
 # -- helpers -------------------------------------------------------------------------
+
+
+def _here() -> Path:
+    """Where relative paths given in a command start: the working directory, or the folder a
+    Jupyter server serves (its requests run commands without changing directory)."""
+    return PROJECT_START.get() or Path.cwd()
 
 
 def _members(args: argparse.Namespace) -> dict[ComponentType, str]:

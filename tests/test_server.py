@@ -59,6 +59,10 @@ def test_stacks_components_and_flavors_through_the_api(api: Any, jp_root_dir: Pa
         "options": {"path": "s3://team/runs", "secret-access-key": SECRET_CANARY,
                     "anonymous": False}})
     assert status == 201, created
+    status, local = api("POST", "components", "artifact-store", body={
+        "name": "here", "flavor": "local", "options": {"path": "store"}})
+    assert status == 201 and local["options"]["path"] == str(jp_root_dir / "store"), \
+        "a relative path is the server folder's"
     status, listed = api("GET", "components", "artifact-store")
     assert status == 200
     bucket = next(c for c in listed if c["name"] == "bucket")
@@ -70,10 +74,10 @@ def test_stacks_components_and_flavors_through_the_api(api: Any, jp_root_dir: Pa
                                                   "artifact_store": "bucket",
                                                   "orchestrator": "default"})
     assert status == 201, stack
-    status, active = api("PUT", "stacks", "active", body={"name": "team"})
+    status, active = api("PUT", "active-stack", body={"name": "team"})
     assert status == 200 and active["name"] == "team"
     assert Registry.open(jp_root_dir).active_stack_name() == "team", "the CLI's registry agrees"
-    status, got = api("GET", "stacks", "active")
+    status, got = api("GET", "active-stack")
     assert got["active_stack"] == "team"
     status, one = api("GET", "stacks", "team")
     members = {c["type"]: c for c in one["components"]}
@@ -138,7 +142,16 @@ def test_a_run_started_through_the_api_goes_on_in_the_background(api: Any, jp_ro
      {"name": "db", "flavor": "mysql", "options": {"host": "h", "database": "d", "password": "-"}},
      400, "--password: give the value itself, or env:VARIABLE"),
     ("POST", ("stacks",), {"name": "s"}, 400, "arguments are required: -m/--metadata-store"),
-    ("PUT", ("stacks", "active"), {"name": "nowhere"}, 404, "no stack named 'nowhere'"),
+    ("PUT", ("active-stack",), {"name": "nowhere"}, 400, "no stack named 'nowhere'"),
+    ("PUT", ("active-stack",), {"name": "--help"}, 400, "'name' '--help' cannot start with '-'"),
+    ("GET", ("stacks", "--json"), None, 400, "the stack '--json' cannot start with '-'"),
+    ("POST", ("components", "metadata-store"),
+     {"name": "db", "flavor": "mysql", "options": {"host": "h", "database": "d", "password": ["-"]}},
+     400, "--password: give the value itself, or env:VARIABLE"),
+    ("POST", ("components", "artifact-store"),
+     {"name": "a", "flavor": "local", "options": {"path=/elsewhere": "x"}}, 400,
+     "'path=/elsewhere' is no option name"),
+    ("POST", ("runs",), {"notebook": "n.ipynb", "stack": ["a"]}, 400, "give 'stack', a non-empty"),
     ("DELETE", ("stacks", "default"), None, 400, "cannot be deleted"),
     ("GET", ("components", "artifact-store", "ghost"), None, 404, "no artifact store named"),
     ("GET", ("runs", "20990101"), None, 404, "names no run"),
@@ -156,5 +169,5 @@ def test_the_api_needs_jupyters_authentication(
     for method, body in (("GET", None), ("PUT", json.dumps({"name": "default"}))):
         with pytest.raises(HTTPClientError) as refused:
             jp_asyncio_loop.run_until_complete(http_server_client.fetch(
-                f"{jp_base_url}stackmagic/api/stacks/active", method=method, body=body))
+                f"{jp_base_url}stackmagic/api/active-stack", method=method, body=body))
         assert refused.value.code == 403

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import tornado.web
+from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
+from ..argparsing import HelpShown
 from ..component_type import ComponentType
 from ..errors import NotFound, StackmagicError, describe_os_error
 from ..parser import run
@@ -27,10 +30,18 @@ from ..registry import PROJECT_START
 
 _TYPES = "|".join(kind.value for kind in ComponentType)
 _NAME = r"[^/]+"
+_OPTION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+_PLAIN = (str, int, float, bool)
 
 
 class _CommandHandler(APIHandler):
-    """Answers with the data of one command of the grammar; errors as ``{"message": ...}``."""
+    """Answers with the data of one command of the grammar; errors as ``{"message": ...}``.
+
+    Changing the project's stacks is writing its files: Jupyter's authorizer
+    decides on the resource ``contents``.
+    """
+
+    auth_resource = "contents"
 
     def initialize(self, root: Path) -> None:
         self.root = root
@@ -38,10 +49,10 @@ class _CommandHandler(APIHandler):
     async def answer(self, words: Sequence[str] | Callable[[], Any], status: int = 200) -> None:
         try:
             data = await asyncio.to_thread(self._carry_out, words)
-        except NotFound as error:
-            return self._error(404, str(error))
-        except StackmagicError as error:
-            return self._error(400, str(error))
+        except NotFound as error:  # what the URL names is missing; in a body, it is bad input
+            return self._error(404 if self.request.method in ("GET", "DELETE") else 400, str(error))
+        except (StackmagicError, HelpShown) as error:
+            return self._error(400, str(error) or "not a command")
         except OSError as error:
             return self._error(500, describe_os_error(error))
         self.set_status(status)
@@ -66,27 +77,42 @@ class _CommandHandler(APIHandler):
         try:
             data = json.loads(self.request.body or b"{}")
         except ValueError:
-            raise tornado.web.HTTPError(400, reason="the request body is not JSON") from None
+            raise _refused("the request body is not JSON") from None
         if not isinstance(data, dict):
-            raise tornado.web.HTTPError(400, reason="the request body must be a JSON object")
+            raise _refused("the request body must be a JSON object")
         return data
 
     def field(self, data: dict[str, Any], name: str) -> str:
-        value = data.get(name)
-        if not isinstance(value, str) or not value:
-            raise tornado.web.HTTPError(400, reason=f"give {name!r}, a non-empty string")
-        return value
+        return word(data.get(name), repr(name))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        self.finish(json.dumps({"message": self._reason}))
+        error = kwargs.get("exc_info", (None, None))[1]
+        message = (getattr(error, "log_message", None) or self._reason).replace("%%", "%")
+        self.finish(json.dumps({"message": message}))
+
+
+def _refused(message: str) -> tornado.web.HTTPError:
+    """A 400 whose message is the answer (a reason phrase may only hold some characters)."""
+    return tornado.web.HTTPError(400, message.replace("%", "%%"))
+
+
+def word(value: Any, what: str) -> str:
+    """A name, id or flavor for a command: text that cannot be read as an option."""
+    if not isinstance(value, str) or not value:
+        raise _refused(f"give {what}, a non-empty string")
+    if value.startswith("-"):
+        raise _refused(f"{what} {value!r} cannot start with '-'")
+    return value
 
 
 class StacksHandler(_CommandHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         await self.answer(["stack", "list"])
 
     @tornado.web.authenticated
+    @authorized
     async def post(self) -> None:
         data = self.body()
         words = ["stack", "register", self.field(data, "name")]
@@ -99,56 +125,62 @@ class StacksHandler(_CommandHandler):
 
 class ActiveStackHandler(_CommandHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         await self.answer(["stack", "get"])
 
     @tornado.web.authenticated
+    @authorized
     async def put(self) -> None:
         await self.answer(["stack", "set", self.field(self.body(), "name")])
 
 
 class StackHandler(_CommandHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self, name: str) -> None:
-        await self.answer(["stack", "describe", name])
+        await self.answer(["stack", "describe", word(name, "the stack")])
 
     @tornado.web.authenticated
+    @authorized
     async def delete(self, name: str) -> None:
-        await self.answer(["stack", "delete", name])
+        await self.answer(["stack", "delete", word(name, "the stack")])
 
 
 class ComponentsHandler(_CommandHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self, kind: str) -> None:
         await self.answer([kind, "list"])
 
     @tornado.web.authenticated
+    @authorized
     async def post(self, kind: str) -> None:
         data = self.body()
         options = data.get("options") or {}
         if not isinstance(options, dict):
-            raise tornado.web.HTTPError(400, reason="'options' must be an object of option values")
+            raise _refused("'options' must be an object of option values")
         words = [kind, "register", self.field(data, "name"), f"--type={self.field(data, 'flavor')}"]
         for option, value in options.items():
-            if value == "-":  # the terminal asks for it; a server cannot
-                raise tornado.web.HTTPError(
-                    400, reason=f"--{option}: give the value itself, or env:VARIABLE")
-            words.append(f"--{option}={_option_text(value)}")
+            words.append(f"--{option}={_option_text(option, value)}")
         await self.answer(words, status=201)
 
 
 class ComponentHandler(_CommandHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self, kind: str, name: str) -> None:
-        await self.answer([kind, "describe", name])
+        await self.answer([kind, "describe", word(name, "the component")])
 
     @tornado.web.authenticated
+    @authorized
     async def delete(self, kind: str, name: str) -> None:
-        await self.answer([kind, "delete", name])
+        await self.answer([kind, "delete", word(name, "the component")])
 
 
 class FlavorsHandler(_CommandHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         def every_type() -> dict[str, Any]:
             return {kind.value: run([kind.value, "flavors"])[0].data for kind in ComponentType}
@@ -157,15 +189,19 @@ class FlavorsHandler(_CommandHandler):
 
 
 class RunsHandler(_CommandHandler):
+    auth_resource = "kernels"  # starting a run executes the notebook's code
+
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
-        words = ["pipeline", "runs", "--limit", self.get_query_argument("limit", "20")]
+        words = ["pipeline", "runs", "--limit", word(self.get_query_argument("limit", "20"), "limit")]
         if self.get_query_argument("pipeline", None):
-            words += ["--pipeline", self.get_query_argument("pipeline")]
+            words += ["--pipeline", word(self.get_query_argument("pipeline"), "the pipeline")]
         await self.answer(words)
 
 
     @tornado.web.authenticated
+    @authorized
     async def post(self) -> None:
         """Start a run of a saved notebook in the background; answer once it is recorded.
 
@@ -175,24 +211,27 @@ class RunsHandler(_CommandHandler):
         data = self.body()
         notebook = (self.root / self.field(data, "notebook")).resolve()
         if not notebook.is_relative_to(self.root):
-            raise tornado.web.HTTPError(400, reason="the notebook must be inside the server's folder")
+            raise _refused("the notebook must be inside the server's folder")
         parameters = data.get("parameters") or {}
         if not isinstance(parameters, dict):
-            raise tornado.web.HTTPError(400, reason="'parameters' must be an object")
+            raise _refused("'parameters' must be an object")
+        stack = self.field(data, "stack") if data.get("stack") is not None else None
         started: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        _start_run(notebook, parameters, data.get("stack"), self.root, started)
+        _start_run(notebook, parameters, stack, self.root, started, self.log)
         try:
             run_id = await started
         except NotFound as error:
             return self._error(404, str(error))
         except StackmagicError as error:
             return self._error(400, str(error))
+        except Exception as error:  # noqa: BLE001 - answered, and logged where it happened
+            return self._error(500, f"the run could not start: {type(error).__name__}: {error}")
         self.set_status(202)
         self.finish(json.dumps({"id": run_id, "status": "running"}))
 
 
 def _start_run(notebook: Path, parameters: dict[str, Any], stack: str | None, root: Path,
-               started: asyncio.Future[str]) -> None:
+               started: asyncio.Future[str], log: Any) -> None:
     """Run the notebook in a thread; ``started`` gets its run id, or why it could not start."""
     from ..pipelines import run as run_pipeline
     from ..progress import Progress
@@ -218,11 +257,12 @@ def _start_run(notebook: Path, parameters: dict[str, Any], stack: str | None, ro
         try:
             if not notebook.is_file():
                 raise NotFound(f"no notebook {notebook.name} in {notebook.parent}")
-            run_pipeline(notebook, parameters=parameters, stack=stack or None, progress=Started())
+            run_pipeline(notebook, parameters=parameters, stack=stack, progress=Started())
         except StackmagicError as error:  # before the start: the answer; after: in the record
             tell(error=error)
-        except Exception as error:  # noqa: BLE001 - whatever it was, the client hears of it
-            tell(error=StackmagicError(f"{type(error).__name__}: {error}"))
+        except BaseException as error:  # before the start: a 500; after: in the record and the log
+            log.exception("stackmagic: the run of %s stopped", notebook)
+            tell(error=error if isinstance(error, Exception) else RuntimeError(repr(error)))
         finally:
             PROJECT_START.reset(token)
 
@@ -231,15 +271,24 @@ def _start_run(notebook: Path, parameters: dict[str, Any], stack: str | None, ro
 
 class RunHandler(_CommandHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self, run_id: str) -> None:
-        await self.answer(["pipeline", "describe", run_id])
+        await self.answer(["pipeline", "describe", word(run_id, "the run")])
 
 
-def _option_text(value: Any) -> str:
-    """A JSON option value as the command line types it."""
+def _option_text(option: str, value: Any) -> str:
+    """A JSON option value as the command line types it; what could not be typed is refused."""
     from ..flavors.base import format_value
 
-    return format_value(value)
+    if not _OPTION_NAME.fullmatch(option):
+        raise _refused(f"{option!r} is no option name")
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+    if not all(isinstance(item, _PLAIN) for item in items):
+        raise _refused(f"--{option}: give text, a number, a boolean, or a list or object of those")
+    text = format_value(value)
+    if text == "-":  # the terminal asks for it; a server cannot
+        raise _refused(f"--{option}: give the value itself, or env:VARIABLE")
+    return text
 
 
 def routes(base_url: str, root_dir: str) -> list[tuple[str, type, dict[str, Any]]]:
@@ -247,7 +296,7 @@ def routes(base_url: str, root_dir: str) -> list[tuple[str, type, dict[str, Any]
     root = {"root": Path(root_dir).expanduser().resolve()}
     return [
         (url_path_join(api, "stacks"), StacksHandler, root),
-        (url_path_join(api, "stacks", "active"), ActiveStackHandler, root),
+        (url_path_join(api, "active-stack"), ActiveStackHandler, root),
         (url_path_join(api, "stacks", f"(?P<name>{_NAME})"), StackHandler, root),
         (url_path_join(api, "components", f"(?P<kind>{_TYPES})"), ComponentsHandler, root),
         (url_path_join(api, "components", f"(?P<kind>{_TYPES})", f"(?P<name>{_NAME})"),
