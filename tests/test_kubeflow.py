@@ -227,6 +227,16 @@ def test_a_task_that_fails_once_is_tried_again(terminal, local_kubeflow: Path) -
     assert fetch["status"] == "completed" and fetch["attempts"] == 2, "KFP started the task again"
 
 
+def test_inputs_that_arrive_as_text_get_their_defaults_types() -> None:
+    from stackmagic.runtime.task import typed_parameters
+
+    defaults = {"n": 3, "lr": 0.1, "name": "x", "flag": True, "sizes": [1]}
+    given = {"n": "5.0", "lr": "1", "name": "5", "flag": "false", "sizes": "[2, 3]"}
+    assert typed_parameters(defaults, given) == {
+        "n": 5, "lr": 1.0, "name": "5", "flag": False, "sizes": [2, 3]}
+    assert isinstance(typed_parameters(defaults, given)["n"], int), "kfp.local sends 5 as 5.0"
+
+
 def wait_for(condition: Any, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -275,6 +285,22 @@ def test_a_run_is_submitted_through_the_kfp_api_and_followed_to_its_end(
     assert described["status"] == "completed", "the tasks recorded the run's end"
     assert [s["status"] for s in described["steps"]] == ["cached"] * 3
 
+    # a run started from the KFP UI (no stackmagic run id): its tasks record it under KFP's id
+    version = next(iter(fake_kfp.versions.values()))
+    signed = {"authorization": f"Bearer {TOKEN_CANARY}"}
+    code, ui_run = fake_kfp.handle("POST", "/apis/v2beta1/runs", {}, signed, json.dumps({
+        "display_name": "from the UI", "experiment_id": experiment["experiment_id"],
+        "pipeline_version_reference": {"pipeline_id": pipeline["pipeline_id"],
+                                       "pipeline_version_id": version["pipeline_version_id"]},
+        "runtime_config": {"parameters": {"scale": 4.0}}}).encode())
+    assert code == 200
+    wait_for(lambda: fake_kfp.runs[ui_run["run_id"]]["state"] != "RUNNING")
+    ids = {r["id"] for r in json.loads(terminal("pipeline", "runs", "--json").out)}
+    [from_ui] = ids - {run["id"], second["id"]}
+    recorded = json.loads(terminal("pipeline", "describe", from_ui, "--json").out)
+    assert recorded["status"] == "completed" and recorded["parameters"] == {"scale": 4.0}
+    assert [s["status"] for s in recorded["steps"]] == ["completed"] * 3
+
     # a changed notebook is a new version of the same pipeline
     write_notebook(notebook, "import numpy as np\nimport stackmagic",
                    "%%step load\nfeatures = np.arange(10.0) * scale", parameters="scale = 5.0")
@@ -282,7 +308,8 @@ def test_a_run_is_submitted_through_the_kfp_api_and_followed_to_its_end(
     third = terminal("pipeline", "run", str(notebook), "--progress", "lines")
     assert third.code == 0, third.err
     assert len(fake_kfp.pipelines) == 1 and len(fake_kfp.versions) == 2
-    [third_id] = set(fake_kfp.runs) - {kfp_run["run_id"], second["orchestrator_run_id"]}
+    [third_id] = set(fake_kfp.runs) - {kfp_run["run_id"], second["orchestrator_run_id"],
+                                       ui_run["run_id"]}
     assert f"Kubeflow run {third_id}: {fake_kfp.url}/#/runs/details/{third_id}" in third.err
     assert "status        running" in third.out or "running" in third.out.splitlines()[2]
 
