@@ -11,6 +11,11 @@ from typing import Any
 __version__ = "0.1.0"
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the built lab extension lies, for ``jupyter labextension develop``."""
+    return [{"src": "labextension", "dest": "stackmagic"}]
+
+
 def load_ipython_extension(ipython: Any) -> None:
     from .magics import register_magics
 

@@ -276,6 +276,38 @@ class RunHandler(_CommandHandler):
         await self.answer(["pipeline", "describe", word(run_id, "the run")])
 
 
+class StepNotebookHandler(_CommandHandler):
+    """The executed notebook of a run's step, as nbformat JSON, read from the artifact store.
+
+    The browser cannot reach a bucket (and must not hold its keys): the server reads it.
+    """
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self, run_id: str, step: str) -> None:
+        await self.answer(lambda: executed_notebook(word(run_id, "the run"), word(step, "the step")))
+
+
+def executed_notebook(run_id: str, step: str) -> dict[str, Any]:
+    """Read through the stack the run ran on, whose artifact store holds the notebook."""
+    from ..pipelines import OpenStack
+    from ..registry import Registry
+
+    registry = Registry.open()
+    with OpenStack.open(registry) as active:
+        record = active.metadata.run(run_id)
+    try:
+        uri = record.step(step).notebook_uri
+    except StackmagicError as error:
+        raise NotFound(str(error)) from None
+    if not uri:
+        raise NotFound(f"step {step!r} of run {record.id} left no executed notebook "
+                       "(it was taken from the cache, or never started)")
+    ran_on = record.stack_name if any(s.name == record.stack_name for s in registry.stacks()) else None
+    with OpenStack.open(registry, ran_on) as opened:
+        return json.loads(opened.artifact_store.read_bytes(uri))
+
+
 def _option_text(option: str, value: Any) -> str:
     """A JSON option value as the command line types it; what could not be typed is refused."""
     from ..flavors.base import format_value
@@ -304,4 +336,6 @@ def routes(base_url: str, root_dir: str) -> list[tuple[str, type, dict[str, Any]
         (url_path_join(api, "flavors"), FlavorsHandler, root),
         (url_path_join(api, "runs"), RunsHandler, root),
         (url_path_join(api, "runs", f"(?P<run_id>{_NAME})"), RunHandler, root),
+        (url_path_join(api, "runs", f"(?P<run_id>{_NAME})", "steps", f"(?P<step>{_NAME})",
+                       "notebook"), StepNotebookHandler, root),
     ]

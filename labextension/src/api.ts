@@ -1,0 +1,130 @@
+/**
+ * The server extension's REST API (`/stackmagic/api/`), typed.
+ *
+ * Every request goes through Jupyter's `ServerConnection`, so it carries the
+ * user's token and the XSRF cookie like any other JupyterLab request.
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+export type ComponentType = 'artifact-store' | 'metadata-store' | 'orchestrator' | 'step-operator';
+
+export const COMPONENT_TYPES: ComponentType[] = [
+  'metadata-store',
+  'artifact-store',
+  'orchestrator',
+  'step-operator'
+];
+
+/** The flags of `stack register`, by component type. */
+export const STACK_FIELDS: Record<ComponentType, string> = {
+  'metadata-store': 'metadata_store',
+  'artifact-store': 'artifact_store',
+  orchestrator: 'orchestrator',
+  'step-operator': 'step_operator'
+};
+
+export interface IStack {
+  name: string;
+  active: boolean;
+  components: Partial<Record<ComponentType, string>>;
+}
+
+export interface IComponent {
+  type: ComponentType;
+  name: string;
+  flavor: string;
+  /** Secrets come masked as `********`. */
+  options: Record<string, unknown>;
+}
+
+export interface IFlavorOption {
+  name: string;
+  kind: 'string' | 'choice' | 'integer' | 'number' | 'boolean' | 'mapping' | 'list' | string;
+  help: string;
+  default: unknown;
+  required: boolean;
+  secret: boolean;
+  choices?: string[];
+}
+
+export interface IFlavor {
+  type: ComponentType;
+  flavor: string;
+  summary: string;
+  options: IFlavorOption[];
+}
+
+export type Flavors = Record<ComponentType, IFlavor[]>;
+
+export interface IStepRun {
+  name: string;
+  status: 'pending' | 'running' | 'completed' | 'cached' | 'failed' | 'skipped';
+  seconds: number | null;
+  error: string | null;
+  /** Where the executed notebook is kept; null when the step did not execute. */
+  notebook: string | null;
+}
+
+export interface IRun {
+  id: string;
+  pipeline: string;
+  notebook: string;
+  status: 'running' | 'completed' | 'failed';
+  error: string | null;
+  started_at: string;
+  ended_at: string | null;
+  stack: string;
+  steps: IStepRun[];
+}
+
+/** A refusal of the server, with its one-line message. */
+export class RequestError extends Error {
+  constructor(
+    message: string,
+    readonly status: number
+  ) {
+    super(message);
+  }
+}
+
+/** Send a request to `/stackmagic/api/ENDPOINT`; an error answer throws its message. */
+export async function requestAPI<T>(
+  endpoint: string,
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE' = 'GET',
+  body?: unknown
+): Promise<T> {
+  const settings = ServerConnection.makeSettings();
+  const url = URLExt.join(settings.baseUrl, 'stackmagic', 'api', endpoint);
+  const init: RequestInit = { method };
+  if (body !== undefined) {
+    init.body = JSON.stringify(body);
+  }
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(url, init, settings);
+  } catch (error) {
+    throw new RequestError(`the Jupyter server cannot be reached (${error})`, 0);
+  }
+  const text = await response.text();
+  let data: any = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null; // not an answer of the extension: an HTML error page
+  }
+  if (!response.ok) {
+    const message =
+      data?.message ??
+      (response.status === 404
+        ? 'the stackmagic server extension is not enabled: run `jupyter server extension enable stackmagic` and restart JupyterLab'
+        : `the Jupyter server answered ${response.status} ${response.statusText}`);
+    throw new RequestError(message, response.status);
+  }
+  return data as T;
+}
+
+/** `ENDPOINT/NAME` with the name escaped for a URL. */
+export function path(...parts: string[]): string {
+  return parts.map(encodeURIComponent).join('/');
+}

@@ -1,0 +1,120 @@
+/**
+ * A read-only contents drive of executed step notebooks.
+ *
+ * `StackmagicRuns:RUN/STEP.ipynb` opens the notebook a step left in the
+ * artifact store, which may be a bucket the browser cannot (and must not)
+ * reach: the server reads it. Changes cannot be saved back: a run's record
+ * stays what it was; "Save As" copies it into the project.
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { Contents, ServerConnection } from '@jupyterlab/services';
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { path, requestAPI } from './api';
+
+export const DRIVE_NAME = 'StackmagicRuns';
+
+/** Where the executed notebook of a step opens. */
+export function stepNotebookPath(run: string, step: string): string {
+  return `${DRIVE_NAME}:${run}/${step}.ipynb`;
+}
+
+export class StepNotebookDrive implements Contents.IDrive {
+  readonly name = DRIVE_NAME;
+  readonly serverSettings = ServerConnection.makeSettings();
+
+  get fileChanged(): ISignal<this, Contents.IChangedArgs> {
+    return this._fileChanged;
+  }
+
+  get isDisposed(): boolean {
+    return this._isDisposed;
+  }
+
+  dispose(): void {
+    this._isDisposed = true;
+    Signal.clearData(this);
+  }
+
+  async get(localPath: string, options?: Contents.IFetchOptions): Promise<Contents.IModel> {
+    const { run, step } = parse(localPath);
+    const content =
+      options?.content === false
+        ? null
+        : await requestAPI<unknown>(path('runs', run, 'steps', step, 'notebook'));
+    return {
+      name: `${step}.ipynb`,
+      path: localPath,
+      type: 'notebook',
+      format: 'json',
+      mimetype: 'application/x-ipynb+json',
+      content,
+      writable: false,
+      created: '',
+      last_modified: '',
+      size: undefined
+    };
+  }
+
+  async getDownloadUrl(localPath: string): Promise<string> {
+    const { run, step } = parse(localPath);
+    return URLExt.join(
+      this.serverSettings.baseUrl,
+      'stackmagic/api',
+      path('runs', run, 'steps', step, 'notebook')
+    );
+  }
+
+  async newUntitled(): Promise<Contents.IModel> {
+    throw readOnly();
+  }
+
+  async delete(): Promise<void> {
+    throw readOnly();
+  }
+
+  async rename(): Promise<Contents.IModel> {
+    throw readOnly();
+  }
+
+  async save(): Promise<Contents.IModel> {
+    throw readOnly();
+  }
+
+  async copy(): Promise<Contents.IModel> {
+    throw readOnly();
+  }
+
+  async createCheckpoint(): Promise<Contents.ICheckpointModel> {
+    throw readOnly();
+  }
+
+  async listCheckpoints(): Promise<Contents.ICheckpointModel[]> {
+    return [];
+  }
+
+  async restoreCheckpoint(): Promise<void> {
+    throw readOnly();
+  }
+
+  async deleteCheckpoint(): Promise<void> {
+    throw readOnly();
+  }
+
+  private _fileChanged = new Signal<this, Contents.IChangedArgs>(this);
+  private _isDisposed = false;
+}
+
+function parse(localPath: string): { run: string; step: string } {
+  const match = /^([^/]+)\/([^/]+)\.ipynb$/.exec(localPath);
+  if (!match) {
+    throw new Error(`${localPath} names no step notebook: expected RUN/STEP.ipynb`);
+  }
+  return { run: match[1], step: match[2] };
+}
+
+function readOnly(): Error {
+  return new Error(
+    'executed step notebooks are kept as the run left them: use "Save Notebook As…" to keep a copy'
+  );
+}

@@ -1,0 +1,298 @@
+/**
+ * Registration forms, generated from the flavor schemas the server sends.
+ *
+ * Secret options are password inputs: what is typed goes to the server once,
+ * in the request body, and never comes back (the server answers with masks).
+ */
+import * as React from 'react';
+
+import {
+  COMPONENT_TYPES,
+  ComponentType,
+  IFlavor,
+  IFlavorOption,
+  STACK_FIELDS
+} from './api';
+import { StackmagicModel } from './model';
+
+const REQUIRED_IN_STACK: ComponentType[] = ['metadata-store', 'artifact-store', 'orchestrator'];
+
+interface IFormProps {
+  model: StackmagicModel;
+  onDone: () => void;
+}
+
+/** One line saying what went wrong, as the server put it. */
+function Refusal(props: { message: string | null }): JSX.Element | null {
+  return props.message ? (
+    <div className="jp-stackmagic-refusal" role="alert">
+      {props.message}
+    </div>
+  ) : null;
+}
+
+function Buttons(props: { busy: boolean; onCancel: () => void; submit: string }): JSX.Element {
+  return (
+    <div className="jp-stackmagic-form-buttons">
+      <button type="button" className="jp-mod-styled jp-mod-reject" onClick={props.onCancel}>
+        Cancel
+      </button>
+      <button type="submit" className="jp-mod-styled jp-mod-accept" disabled={props.busy}>
+        {props.busy ? 'Working…' : props.submit}
+      </button>
+    </div>
+  );
+}
+
+/** Submit through the model; a refusal stays on screen, success closes the form. */
+function useSubmit(onDone: () => void) {
+  const [busy, setBusy] = React.useState(false);
+  const [refusal, setRefusal] = React.useState<string | null>(null);
+  const submit = (action: () => Promise<void>) => async (event: React.FormEvent) => {
+    event.preventDefault();
+    setBusy(true);
+    setRefusal(null);
+    try {
+      await action();
+      onDone();
+    } catch (error) {
+      setRefusal((error as Error).message);
+      setBusy(false);
+    }
+  };
+  return { busy, refusal, submit };
+}
+
+function OptionInput(props: {
+  option: IFlavorOption;
+  value: string | boolean;
+  onChange: (value: string | boolean) => void;
+}): JSX.Element {
+  const { option, value, onChange } = props;
+  const id = `jp-stackmagic-option-${option.name}`;
+  const label = `--${option.name}${option.required ? ' (required)' : ''}`;
+  let input: JSX.Element;
+  if (option.kind === 'boolean') {
+    input = (
+      <input
+        id={id}
+        name={option.name}
+        type="checkbox"
+        checked={value === true}
+        onChange={event => onChange(event.target.checked)}
+      />
+    );
+  } else if (option.kind === 'choice' && option.choices) {
+    input = (
+      <select
+        id={id}
+        name={option.name}
+        className="jp-mod-styled"
+        value={String(value)}
+        onChange={event => onChange(event.target.value)}
+      >
+        {option.choices.map(choice => (
+          <option key={choice} value={choice}>
+            {choice}
+          </option>
+        ))}
+      </select>
+    );
+  } else {
+    const placeholder = option.secret
+      ? 'the secret, or env:VARIABLE'
+      : option.kind === 'mapping'
+        ? 'KEY=VALUE,...'
+        : option.default !== null && option.default !== ''
+          ? String(option.default)
+          : '';
+    input = (
+      <input
+        id={id}
+        name={option.name}
+        className="jp-mod-styled"
+        type={option.secret ? 'password' : option.kind === 'integer' || option.kind === 'number' ? 'number' : 'text'}
+        autoComplete={option.secret ? 'new-password' : 'off'}
+        placeholder={placeholder}
+        required={option.required}
+        value={String(value)}
+        onChange={event => onChange(event.target.value)}
+      />
+    );
+  }
+  return (
+    <label className="jp-stackmagic-field" htmlFor={id} title={option.help}>
+      <span>{label}</span>
+      {input}
+      <small>{option.help}</small>
+    </label>
+  );
+}
+
+function initialValue(option: IFlavorOption): string | boolean {
+  if (option.kind === 'boolean') {
+    return option.default === true;
+  }
+  if (option.kind === 'choice') {
+    return String(option.default ?? option.choices?.[0] ?? '');
+  }
+  return '';
+}
+
+/** The options a user set, typed as the schema says; untouched ones keep their defaults. */
+function chosenOptions(
+  flavor: IFlavor,
+  values: Record<string, string | boolean>
+): Record<string, unknown> {
+  const chosen: Record<string, unknown> = {};
+  for (const option of flavor.options) {
+    const value = values[option.name];
+    if (value === undefined || value === initialValue(option)) {
+      continue;
+    }
+    if ((option.kind === 'integer' || option.kind === 'number') && value !== '') {
+      chosen[option.name] = Number(value);
+    } else if (value !== '') {
+      chosen[option.name] = value;
+    }
+  }
+  return chosen;
+}
+
+export function ComponentForm(props: IFormProps): JSX.Element {
+  const flavors = props.model.flavors;
+  const [type, setType] = React.useState<ComponentType>('artifact-store');
+  const choices = flavors?.[type] ?? [];
+  const [flavorName, setFlavorName] = React.useState<string>(choices[0]?.flavor ?? '');
+  const [name, setName] = React.useState('');
+  const [values, setValues] = React.useState<Record<string, string | boolean>>({});
+  const { busy, refusal, submit } = useSubmit(props.onDone);
+  const flavor = choices.find(f => f.flavor === flavorName) ?? choices[0];
+
+  const chooseType = (next: ComponentType) => {
+    setType(next);
+    setFlavorName(flavors?.[next]?.[0]?.flavor ?? '');
+    setValues({});
+  };
+  const chooseFlavor = (next: string) => {
+    setFlavorName(next);
+    setValues({});
+  };
+
+  return (
+    <form
+      className="jp-stackmagic-form"
+      aria-label="Register a component"
+      onSubmit={submit(() =>
+        props.model.registerComponent(type, name, flavor.flavor, chosenOptions(flavor, values))
+      )}
+    >
+      <h3>Register a component</h3>
+      <label className="jp-stackmagic-field">
+        <span>type</span>
+        <select
+          name="type"
+          className="jp-mod-styled"
+          value={type}
+          onChange={event => chooseType(event.target.value as ComponentType)}
+        >
+          {COMPONENT_TYPES.map(kind => (
+            <option key={kind} value={kind}>
+              {kind}
+            </option>
+          ))}
+        </select>
+      </label>
+      <label className="jp-stackmagic-field">
+        <span>flavor</span>
+        <select
+          name="flavor"
+          className="jp-mod-styled"
+          value={flavor?.flavor ?? ''}
+          onChange={event => chooseFlavor(event.target.value)}
+        >
+          {choices.map(f => (
+            <option key={f.flavor} value={f.flavor} title={f.summary}>
+              {f.flavor}
+            </option>
+          ))}
+        </select>
+        {flavor && <small>{flavor.summary}</small>}
+      </label>
+      <label className="jp-stackmagic-field">
+        <span>name</span>
+        <input
+          name="name"
+          className="jp-mod-styled"
+          required
+          value={name}
+          onChange={event => setName(event.target.value)}
+        />
+      </label>
+      {flavor?.options.map(option => (
+        <OptionInput
+          key={`${flavor.flavor}-${option.name}`}
+          option={option}
+          value={values[option.name] ?? initialValue(option)}
+          onChange={value => setValues({ ...values, [option.name]: value })}
+        />
+      ))}
+      <Refusal message={refusal} />
+      <Buttons busy={busy} onCancel={props.onDone} submit="Register" />
+    </form>
+  );
+}
+
+export function StackForm(props: IFormProps): JSX.Element {
+  const { model } = props;
+  const [name, setName] = React.useState('');
+  const byType = (type: ComponentType) => model.components.filter(c => c.type === type);
+  const [members, setMembers] = React.useState<Record<string, string>>(() => {
+    const first: Record<string, string> = {};
+    for (const type of REQUIRED_IN_STACK) {
+      first[STACK_FIELDS[type]] = byType(type)[0]?.name ?? '';
+    }
+    return first;
+  });
+  const { busy, refusal, submit } = useSubmit(props.onDone);
+
+  return (
+    <form
+      className="jp-stackmagic-form"
+      aria-label="Register a stack"
+      onSubmit={submit(() => model.registerStack(name, members))}
+    >
+      <h3>Register a stack</h3>
+      <label className="jp-stackmagic-field">
+        <span>name</span>
+        <input
+          name="name"
+          className="jp-mod-styled"
+          required
+          value={name}
+          onChange={event => setName(event.target.value)}
+        />
+      </label>
+      {COMPONENT_TYPES.map(type => (
+        <label className="jp-stackmagic-field" key={type}>
+          <span>{type}</span>
+          <select
+            name={type}
+            className="jp-mod-styled"
+            value={members[STACK_FIELDS[type]] ?? ''}
+            onChange={event => setMembers({ ...members, [STACK_FIELDS[type]]: event.target.value })}
+          >
+            {!REQUIRED_IN_STACK.includes(type) && <option value="">(none)</option>}
+            {byType(type).map(component => (
+              <option key={component.name} value={component.name}>
+                {component.name} ({component.flavor})
+              </option>
+            ))}
+          </select>
+        </label>
+      ))}
+      <Refusal message={refusal} />
+      <Buttons busy={busy} onCancel={props.onDone} submit="Register" />
+    </form>
+  );
+}

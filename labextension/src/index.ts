@@ -1,0 +1,130 @@
+/**
+ * stackmagic in JupyterLab: the "Stacks" sidebar, "Run as pipeline" on every
+ * notebook's toolbar, and "Mark cell as step".
+ */
+import {
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import { ICommandPalette, ToolbarButton } from '@jupyterlab/apputils';
+import { DocumentRegistry } from '@jupyterlab/docregistry';
+import { IDocumentManager } from '@jupyterlab/docmanager';
+import { INotebookModel, INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { runIcon } from '@jupyterlab/ui-components';
+import { DisposableDelegate, IDisposable } from '@lumino/disposable';
+
+import { StepNotebookDrive, stepNotebookPath } from './drive';
+import { StackmagicModel } from './model';
+import { StacksPanel } from './panel';
+import { markCellAsStep, runAsPipeline } from './pipeline';
+
+namespace CommandIDs {
+  export const runPipeline = 'stackmagic:run-pipeline';
+  export const markStep = 'stackmagic:mark-step';
+  export const openStepNotebook = 'stackmagic:open-step-notebook';
+  export const showSidebar = 'stackmagic:show-sidebar';
+}
+
+const CATEGORY = 'stackmagic';
+
+/** "Run as pipeline" on each notebook's toolbar. */
+class RunButtonExtension
+  implements DocumentRegistry.IWidgetExtension<NotebookPanel, INotebookModel>
+{
+  constructor(private readonly _app: JupyterFrontEnd) {}
+
+  createNew(panel: NotebookPanel): IDisposable {
+    const button = new ToolbarButton({
+      className: 'jp-stackmagic-run-button',
+      icon: runIcon,
+      label: 'Run as pipeline',
+      tooltip: 'Save the notebook and run its %%step cells as a pipeline on the active stack',
+      onClick: () => {
+        void this._app.commands.execute(CommandIDs.runPipeline, { path: panel.context.path });
+      }
+    });
+    panel.toolbar.insertItem(10, 'stackmagic-run-pipeline', button);
+    return new DisposableDelegate(() => button.dispose());
+  }
+}
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: 'stackmagic:plugin',
+  description: 'Stacks, runs and pipeline commands of stackmagic.',
+  autoStart: true,
+  requires: [INotebookTracker, IDocumentManager],
+  optional: [ICommandPalette, ILayoutRestorer],
+  activate: (
+    app: JupyterFrontEnd,
+    notebooks: INotebookTracker,
+    documents: IDocumentManager,
+    palette: ICommandPalette | null,
+    restorer: ILayoutRestorer | null
+  ) => {
+    const { commands, shell } = app;
+    documents.services.contents.addDrive(new StepNotebookDrive());
+
+    const model = new StackmagicModel();
+    const panel = new StacksPanel(model, {
+      openStepNotebook: (run, step) =>
+        void commands.execute(CommandIDs.openStepNotebook, { run, step })
+    });
+    shell.add(panel, 'left', { rank: 650 });
+    restorer?.add(panel, 'stackmagic-sidebar');
+
+    /** The notebook a command acts on: the one it names, else the current one. */
+    const notebookFor = (args: { path?: unknown }): NotebookPanel | null =>
+      (typeof args.path === 'string'
+        ? notebooks.find(nb => nb.context.path === args.path)
+        : notebooks.currentWidget) ?? null;
+
+    commands.addCommand(CommandIDs.runPipeline, {
+      label: 'Run as Pipeline',
+      caption: 'Save the notebook and run it as a pipeline on the active stack',
+      icon: runIcon,
+      isEnabled: args => notebookFor(args) !== null,
+      execute: async args => {
+        const notebook = notebookFor(args);
+        if (notebook) {
+          await runAsPipeline(notebook);
+          await model.refresh();
+        }
+      }
+    });
+
+    commands.addCommand(CommandIDs.markStep, {
+      label: 'Mark Cell as Step',
+      caption: 'Insert %%step NAME at the top of the active cell',
+      isEnabled: () => notebooks.activeCell?.model.type === 'code',
+      execute: async () => {
+        if (notebooks.currentWidget) {
+          await markCellAsStep(notebooks.currentWidget);
+        }
+      }
+    });
+
+    commands.addCommand(CommandIDs.openStepNotebook, {
+      label: args => `Open the Executed Notebook of Step ${args.step ?? ''}`,
+      execute: args =>
+        documents.openOrReveal(stepNotebookPath(String(args.run), String(args.step)), 'Notebook')
+    });
+
+    commands.addCommand(CommandIDs.showSidebar, {
+      label: 'Show Stacks and Runs',
+      execute: () => shell.activateById(panel.id)
+    });
+
+    app.contextMenu.addItem({ command: CommandIDs.markStep, selector: '.jp-CodeCell', rank: 0 });
+    if (palette) {
+      for (const command of Object.values(CommandIDs)) {
+        if (command !== CommandIDs.openStepNotebook) {
+          palette.addItem({ command, category: CATEGORY });
+        }
+      }
+    }
+    app.docRegistry.addWidgetExtension('Notebook', new RunButtonExtension(app));
+  }
+};
+
+export default plugin;

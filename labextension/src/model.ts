@@ -1,0 +1,143 @@
+/**
+ * What the sidebar shows, kept fresh by polling the server extension.
+ *
+ * A `%stack set` in a kernel or a terminal writes the project's registry; the
+ * server reads it anew on every request, so a one-second poll shows the change
+ * within two seconds. The poll stands by while the browser tab is hidden.
+ */
+import { Poll } from '@lumino/polling';
+import { ISignal, Signal } from '@lumino/signaling';
+import { IDisposable } from '@lumino/disposable';
+
+import {
+  COMPONENT_TYPES,
+  ComponentType,
+  Flavors,
+  IComponent,
+  IRun,
+  IStack,
+  path,
+  requestAPI
+} from './api';
+
+/** How many recent runs the sidebar lists. */
+const RUNS_SHOWN = 10;
+
+export class StackmagicModel implements IDisposable {
+  constructor() {
+    this._poll = new Poll({
+      factory: () => this._refresh(),
+      frequency: { interval: 1000, backoff: true, max: 30 * 1000 },
+      name: 'stackmagic:sidebar',
+      standby: 'when-hidden'
+    });
+  }
+
+  stacks: IStack[] = [];
+  components: IComponent[] = [];
+  flavors: Flavors | null = null;
+  runs: IRun[] = [];
+  /** Why the last request failed; null once one succeeds. */
+  error: string | null = null;
+  /** True once the first answers came. */
+  loaded = false;
+
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  get isDisposed(): boolean {
+    return this._poll.isDisposed;
+  }
+
+  get activeStack(): string | undefined {
+    return this.stacks.find(stack => stack.active)?.name;
+  }
+
+  dispose(): void {
+    this._poll.dispose();
+    Signal.clearData(this);
+  }
+
+  /** Ask now rather than at the next tick (after an action of the user). */
+  async refresh(): Promise<void> {
+    await this._poll.refresh();
+    await this._poll.tick;
+  }
+
+  async activate(name: string): Promise<void> {
+    await this._act(() => requestAPI('active-stack', 'PUT', { name }));
+  }
+
+  async registerStack(name: string, members: Record<string, string>): Promise<void> {
+    await this._act(() => requestAPI('stacks', 'POST', { name, ...members }));
+  }
+
+  async deleteStack(name: string): Promise<void> {
+    await this._act(() => requestAPI(path('stacks', name), 'DELETE'));
+  }
+
+  async registerComponent(
+    type: ComponentType,
+    name: string,
+    flavor: string,
+    options: Record<string, unknown>
+  ): Promise<void> {
+    await this._act(() =>
+      requestAPI(path('components', type), 'POST', { name, flavor, options })
+    );
+  }
+
+  async deleteComponent(type: ComponentType, name: string): Promise<void> {
+    await this._act(() => requestAPI(path('components', type, name), 'DELETE'));
+  }
+
+  /** Carry out an action, then show its effect; a refusal throws its message. */
+  private async _act(action: () => Promise<unknown>): Promise<void> {
+    try {
+      await action();
+    } finally {
+      this._componentsStale = true;
+      await this.refresh();
+    }
+  }
+
+  private async _refresh(): Promise<void> {
+    try {
+      const [stacks, runs] = await Promise.all([
+        requestAPI<IStack[]>('stacks'),
+        requestAPI<IRun[]>(`runs?limit=${RUNS_SHOWN}`)
+      ]);
+      const componentsChanged = JSON.stringify(stacks) !== JSON.stringify(this.stacks);
+      this.stacks = stacks;
+      this.runs = runs;
+      // components registered elsewhere show up at the latest every tenth tick
+      this._ticks += 1;
+      if (this._componentsStale || componentsChanged || this._ticks % 10 === 0) {
+        await this._refreshComponents();
+      }
+      this.error = null;
+    } catch (error) {
+      this.error = (error as Error).message;
+      this._changed.emit();
+      throw error; // the poll backs off while the server is away
+    }
+    this.loaded = true;
+    this._changed.emit();
+  }
+
+  private async _refreshComponents(): Promise<void> {
+    const [lists, flavors] = await Promise.all([
+      Promise.all(COMPONENT_TYPES.map(type => requestAPI<IComponent[]>(path('components', type)))),
+      this.flavors ?? requestAPI<Flavors>('flavors')
+    ]);
+    this.components = lists.flat();
+    this.flavors = flavors;
+    this._componentsStale = false;
+  }
+
+  private _poll: Poll;
+  private _changed = new Signal<this, void>(this);
+  private _componentsStale = true;
+  private _ticks = 0;
+}

@@ -1,0 +1,109 @@
+/**
+ * The notebook's side: "Run as pipeline" and "Mark cell as step".
+ */
+import { InputDialog, Notification } from '@jupyterlab/apputils';
+import { NotebookPanel } from '@jupyterlab/notebook';
+
+import { IRun, path, requestAPI } from './api';
+import { duration } from './panel';
+
+/** The rule `%%step` applies to names: they become file and task names. */
+const STEP_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,62}$/;
+const STEP_LINE = /^%%step(\s+(\S+))?/;
+
+/**
+ * Save the notebook, run it on the active stack, and tell how it goes.
+ *
+ * The run goes on in the server even if the tab is closed; the sidebar lists it.
+ */
+export async function runAsPipeline(panel: NotebookPanel): Promise<IRun | null> {
+  const name = panel.context.localPath.split('/').pop();
+  const notice = Notification.emit(`Saving ${name}…`, 'in-progress', { autoClose: false });
+  try {
+    await panel.context.save();
+    Notification.update({ id: notice, message: `Starting ${name} as a pipeline…` });
+    const started = await requestAPI<{ id: string }>('runs', 'POST', {
+      notebook: panel.context.localPath
+    });
+    let run = await requestAPI<IRun>(path('runs', started.id));
+    while (run.status === 'running') {
+      const done = run.steps.filter(s => ['completed', 'cached'].includes(s.status)).length;
+      const current = run.steps.find(s => s.status === 'running');
+      Notification.update({
+        id: notice,
+        message:
+          `Run ${run.id} of ${run.pipeline} on ${run.stack}: ${done}/${run.steps.length} steps done` +
+          (current ? `, running ${current.name}` : '') +
+          ` (${duration(run)})`
+      });
+      await new Promise(resolve => setTimeout(resolve, 1000));
+      run = await requestAPI<IRun>(path('runs', started.id));
+    }
+    const succeeded = run.status === 'completed';
+    Notification.update({
+      id: notice,
+      type: succeeded ? 'success' : 'error',
+      message: succeeded
+        ? `Run ${run.id} of ${run.pipeline} completed in ${duration(run)} on ${run.stack}`
+        : `Run ${run.id} of ${run.pipeline} failed: ${run.error ?? 'see the Stacks sidebar'}`,
+      autoClose: succeeded ? 6000 : false
+    });
+    return run;
+  } catch (error) {
+    Notification.update({
+      id: notice,
+      type: 'error',
+      message: `${name} did not run as a pipeline: ${(error as Error).message}`,
+      autoClose: false
+    });
+    return null;
+  }
+}
+
+/** A name no other step of the notebook has: step1, step2, ... */
+function freshStepName(panel: NotebookPanel): string {
+  const taken = new Set<string>();
+  for (const cell of panel.content.model?.cells ?? []) {
+    const name = STEP_LINE.exec(cell.sharedModel.getSource())?.[2];
+    if (name) {
+      taken.add(name);
+    }
+  }
+  let n = taken.size + 1;
+  while (taken.has(`step${n}`)) {
+    n += 1;
+  }
+  return `step${n}`;
+}
+
+/** Put `%%step NAME` on the active code cell's first line (renaming a step it already is). */
+export async function markCellAsStep(panel: NotebookPanel): Promise<void> {
+  const cell = panel.content.activeCell;
+  if (!cell || cell.model.type !== 'code') {
+    Notification.warning('Only a code cell can be a step: select one first.', { autoClose: 4000 });
+    return;
+  }
+  const source = cell.model.sharedModel.getSource();
+  const current = STEP_LINE.exec(source);
+  const answer = await InputDialog.getText({
+    title: 'Mark cell as step',
+    label: 'Step name (letters, digits, "-" or "_", starting with a letter)',
+    text: current?.[2] ?? freshStepName(panel),
+    okLabel: 'Mark'
+  });
+  const name = answer.value?.trim();
+  if (!answer.button.accept || !name) {
+    return;
+  }
+  if (!STEP_NAME.test(name)) {
+    Notification.error(
+      `"${name}" cannot name a step: use up to 63 letters, digits, "-" or "_", starting with a letter.`,
+      { autoClose: 6000 }
+    );
+    return;
+  }
+  const marked = current
+    ? source.replace(STEP_LINE, `%%step ${name}`)
+    : `%%step ${name}\n${source}`;
+  cell.model.sharedModel.setSource(marked);
+}
