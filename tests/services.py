@@ -129,7 +129,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def _serve(name: str, argv: list[str], port: int, workdir: Path) -> Iterator[None]:
+def serve(name: str, argv: list[str], port: int, workdir: Path) -> Iterator[None]:
     """Run a server until the block ends, once its port accepts connections.
 
     Output goes to a log file in ``workdir`` (a pipe nobody reads would fill up and stall it).
@@ -173,7 +173,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """moto's S3 server, in memory, for the whole session."""
     port = free_port()
     argv = [str(BIN / "moto_server"), "-H", HOST, "-p", str(port)]
-    with _serve("moto_server", argv, port, tmp_path_factory.mktemp("moto")):
+    with serve("moto_server", argv, port, tmp_path_factory.mktemp("moto")):
         yield S3Server(endpoint_url=f"http://{HOST}:{port}")
 
 
@@ -186,7 +186,7 @@ def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCSServer]:
         str(BIN / "gcp-storage-emulator"), "start",
         "--host", HOST, "--port", str(port), "--in-memory",
     ]  # fmt: skip
-    with _serve("gcp-storage-emulator", argv, port, tmp_path_factory.mktemp("gcs")):
+    with serve("gcp-storage-emulator", argv, port, tmp_path_factory.mktemp("gcs")):
         yield GCSServer(endpoint_url=f"http://{HOST}:{port}")
 
 
@@ -223,7 +223,7 @@ def azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite
         "--disableTelemetry",
     ]  # fmt: skip
     endpoint = f"http://{HOST}:{port}/{AZURITE_ACCOUNT}"
-    with _serve("azurite-blob", argv, port, workdir):
+    with serve("azurite-blob", argv, port, workdir):
         yield AzuriteServer(
             connection_string=(
                 f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"

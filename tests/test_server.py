@@ -110,6 +110,12 @@ def test_runs_are_listed_and_described(api: Any, jp_root_dir: Path,
     assert status == 200 and run["status"] == "completed"
     assert [s["name"] for s in run["steps"]] == ["one", "two"]
     assert all(s["notebook"] for s in run["steps"]), "a link to each executed step notebook"
+    status, executed = api("GET", "runs", finished.id, "steps", "two", "notebook")
+    assert status == 200 and executed["nbformat"] == 4
+    sources = ["".join(cell["source"]) for cell in executed["cells"]]
+    assert any("answer = value + 1" in source for source in sources), sources
+    status, answer = api("GET", "runs", finished.id, "steps", "three", "notebook")
+    assert status == 404 and "has no step 'three'" in answer["message"]
 
 
 def test_a_run_started_through_the_api_goes_on_in_the_background(api: Any, jp_root_dir: Path) -> None:

@@ -117,7 +117,7 @@ export async function requestAPI<T>(
     const message =
       data?.message ??
       (response.status === 404
-        ? 'the stackmagic server extension is not enabled: run `jupyter server extension enable stackmagic` and restart JupyterLab'
+        ? 'the stackmagic server extension is not enabled: run `jupyter server extension enable stackmagic.server` and restart JupyterLab'
         : `the Jupyter server answered ${response.status} ${response.statusText}`);
     throw new RequestError(message, response.status);
   }

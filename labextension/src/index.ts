@@ -14,7 +14,7 @@ import { INotebookModel, INotebookTracker, NotebookPanel } from '@jupyterlab/not
 import { runIcon } from '@jupyterlab/ui-components';
 import { DisposableDelegate, IDisposable } from '@lumino/disposable';
 
-import { StepNotebookDrive, stepNotebookPath } from './drive';
+import { DRIVE_NAME, StepNotebookDrive, stepNotebookPath } from './drive';
 import { StackmagicModel } from './model';
 import { StacksPanel } from './panel';
 import { markCellAsStep, runAsPipeline } from './pipeline';
@@ -35,6 +35,9 @@ class RunButtonExtension
   constructor(private readonly _app: JupyterFrontEnd) {}
 
   createNew(panel: NotebookPanel): IDisposable {
+    if (panel.context.path.startsWith(`${DRIVE_NAME}:`)) {
+      return new DisposableDelegate(() => undefined); // an executed step notebook: not a pipeline
+    }
     const button = new ToolbarButton({
       className: 'jp-stackmagic-run-button',
       icon: runIcon,
@@ -98,9 +101,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
       caption: 'Insert %%step NAME at the top of the active cell',
       isEnabled: () => notebooks.activeCell?.model.type === 'code',
       execute: async () => {
-        if (notebooks.currentWidget) {
-          await markCellAsStep(notebooks.currentWidget);
+        const notebook = notebooks.currentWidget;
+        if (!notebook) {
+          return;
         }
+        // from the context menu: the cell under the pointer, which may not be the active one
+        const clicked = app.contextMenuHitTest(node => node.classList.contains('jp-Cell'));
+        const index = notebook.content.widgets.findIndex(cell => cell.node === clicked);
+        if (index >= 0) {
+          notebook.content.activeCellIndex = index;
+        }
+        await markCellAsStep(notebook);
       }
     });
 
