@@ -9,6 +9,7 @@ taken the options it knows, and the flavor validates them.
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,7 +22,10 @@ from .output import Output
 Handler = Callable[[argparse.Namespace], Output]
 
 
+@functools.cache
 def build_parser() -> Parser:
+    """Built once a process: parsing leaves it as it was, and building it costs ~15 ms
+    (argparse's gettext lookups), which a server answering the sidebar every second feels."""
     parser = Parser(
         prog="stackmagic",
         description="MLOps stacks for notebooks: components, stacks, and pipelines.",

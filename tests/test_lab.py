@@ -154,11 +154,20 @@ def test_sidebar_shows_default_active_and_a_click_activates_another_stack(
     expect(stack_item(page, "other")).to_have_attribute("aria-current", "true")
     assert terminal("stack", "get").out.strip() == "other", "the terminal agrees with the click"
 
-    # a `stack set` elsewhere (a terminal here; a kernel's %stack set writes the same registry)
+    # a `stack set` in a terminal, then a `%stack set` in a notebook's kernel, show in the sidebar
     assert terminal("stack", "set", "default").code == 0
     set_at = time.monotonic()
     expect(stack_item(page, "default")).to_have_attribute("aria-current", "true", timeout=10_000)
     print(f"the sidebar showed a terminal's `stack set` after {time.monotonic() - set_at:.2f} s")
+
+    python_notebook(lab.root / "switch.ipynb", "%load_ext stackmagic\n%stack set other")
+    page.goto(lab.page_url("lab/tree/switch.ipynb"))
+    page.locator(".jp-Notebook .jp-CodeCell .jp-InputArea-editor").first.click()
+    page.keyboard.press("Shift+Enter")
+    output = page.locator(".jp-OutputArea-output", has_text="Active stack: other")
+    expect(output).to_be_visible(timeout=60_000)  # once the kernel has started
+    expect(stack_item(page, "other")).to_have_attribute("aria-current", "true", timeout=10_000)
+    assert terminal("stack", "get").out.strip() == "other"
 
 
 def test_components_and_stacks_registered_through_the_forms_appear_in_the_cli(

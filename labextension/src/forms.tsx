@@ -63,6 +63,21 @@ function useSubmit(onDone: () => void) {
   return { busy, refusal, submit };
 }
 
+function NameField(props: { value: string; onChange: (value: string) => void }): JSX.Element {
+  return (
+    <label className="jp-stackmagic-field">
+      <span>name</span>
+      <input
+        name="name"
+        className="jp-mod-styled"
+        required
+        value={props.value}
+        onChange={event => props.onChange(event.target.value)}
+      />
+    </label>
+  );
+}
+
 function OptionInput(props: {
   option: IFlavorOption;
   value: string | boolean;
@@ -219,16 +234,7 @@ export function ComponentForm(props: IFormProps): JSX.Element {
         </select>
         {flavor && <small>{flavor.summary}</small>}
       </label>
-      <label className="jp-stackmagic-field">
-        <span>name</span>
-        <input
-          name="name"
-          className="jp-mod-styled"
-          required
-          value={name}
-          onChange={event => setName(event.target.value)}
-        />
-      </label>
+      <NameField value={name} onChange={setName} />
       {flavor?.options.map(option => (
         <OptionInput
           key={`${flavor.flavor}-${option.name}`}
@@ -263,16 +269,7 @@ export function StackForm(props: IFormProps): JSX.Element {
       onSubmit={submit(() => model.registerStack(name, members))}
     >
       <h3>Register a stack</h3>
-      <label className="jp-stackmagic-field">
-        <span>name</span>
-        <input
-          name="name"
-          className="jp-mod-styled"
-          required
-          value={name}
-          onChange={event => setName(event.target.value)}
-        />
-      </label>
+      <NameField value={name} onChange={setName} />
       {COMPONENT_TYPES.map(type => (
         <label className="jp-stackmagic-field" key={type}>
           <span>{type}</span>

@@ -64,22 +64,18 @@ function Sidebar(props: { model: StackmagicModel; actions: IPanelActions }): JSX
     <div className="jp-stackmagic-sidebar">
       <header className="jp-stackmagic-header">
         <h2>Stacks</h2>
-        <button
-          className="jp-stackmagic-icon-button"
-          title="Register a stack"
-          aria-label="Register a stack"
-          onClick={() => setForm(form === 'stack' ? null : 'stack')}
-        >
-          <addIcon.react tag="span" /> stack
-        </button>
-        <button
-          className="jp-stackmagic-icon-button"
-          title="Register a component"
-          aria-label="Register a component"
-          onClick={() => setForm(form === 'component' ? null : 'component')}
-        >
-          <addIcon.react tag="span" /> component
-        </button>
+        {(['stack', 'component'] as const).map(kind => (
+          <button
+            key={kind}
+            className="jp-stackmagic-icon-button"
+            title={`Register a ${kind}`}
+            aria-label={`Register a ${kind}`}
+            aria-expanded={form === kind}
+            onClick={() => setForm(form === kind ? null : kind)}
+          >
+            <addIcon.react tag="span" /> {kind}
+          </button>
+        ))}
       </header>
       {problem && (
         <div className="jp-stackmagic-refusal" role="alert">
@@ -136,7 +132,15 @@ function StackItem(props: {
       data-stack={stack.name}
       aria-current={stack.active ? 'true' : undefined}
       title={stack.active ? 'The active stack' : `Click to make ${stack.name} the active stack`}
+      role={stack.active ? undefined : 'button'}
+      tabIndex={stack.active ? undefined : 0}
       onClick={stack.active ? undefined : props.onActivate}
+      onKeyDown={event => {
+        if (!stack.active && (event.key === 'Enter' || event.key === ' ')) {
+          event.preventDefault();
+          props.onActivate();
+        }
+      }}
     >
       <div className="jp-stackmagic-stack-title">
         <span className="jp-stackmagic-stack-name">{stack.name}</span>
