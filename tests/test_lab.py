@@ -255,7 +255,7 @@ def test_run_as_pipeline_from_the_toolbar_ends_in_a_succeeded_run_in_the_sidebar
     finished.locator(".jp-stackmagic-run-title").click()
     finished.locator('[data-step="second"] a').click()
     executed = page.locator(".jp-NotebookPanel:visible", has_text="answer = value + 1")
-    expect(executed.locator(".jp-OutputArea-output")).to_contain_text("answer 42")
+    expect(executed.locator(".jp-OutputArea-output", has_text="answer 42")).to_be_visible()
     expect(executed.get_by_role("button", name="Run as pipeline")).to_have_count(0)
 
     OUTPUT.mkdir(parents=True, exist_ok=True)
