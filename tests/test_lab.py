@@ -170,6 +170,28 @@ def test_sidebar_shows_default_active_and_a_click_activates_another_stack(
     assert terminal("stack", "get").out.strip() == "other"
 
 
+def test_a_stack_whose_metadata_store_is_away_says_so_and_can_be_left(
+    page: Any, lab: Lab, terminal: Callable[..., Any]
+) -> None:
+    from playwright.sync_api import expect
+
+    closed_port = str(free_port())  # nothing listens there
+    assert terminal("metadata-store", "register", "away", "--type=mysql", f"--host={HOST}",
+                    f"--port={closed_port}", "--database=x", "--username=root").code == 0
+    assert terminal("stack", "register", "broken", "-m", "away", "-a", "default",
+                    "-o", "default").code == 0
+    open_lab(page, lab)
+    stack_item(page, "broken").click()
+    runs_problem = page.get_by_role("alert", name="Runs unavailable")
+    expect(runs_problem).to_contain_text("cannot open the metadata store mysql://root@")
+    expect(runs_problem).to_contain_text("check that the server is running")
+
+    stack_item(page, "default").click()  # the stacks stay usable
+    expect(stack_item(page, "default")).to_have_attribute("aria-current", "true")
+    expect(runs_problem).to_be_hidden()
+    assert terminal("stack", "get").out.strip() == "default"
+
+
 def test_components_and_stacks_registered_through_the_forms_appear_in_the_cli(
     page: Any, lab: Lab, terminal: Callable[..., Any]
 ) -> None:

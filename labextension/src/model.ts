@@ -39,6 +39,8 @@ export class StackmagicModel implements IDisposable {
   runs: IRun[] = [];
   /** Why the last request failed; null once one succeeds. */
   error: string | null = null;
+  /** Why the runs could not be listed (the active stack's metadata store is away). */
+  runsError: string | null = null;
   /** True once the first answers came. */
   loaded = false;
 
@@ -103,14 +105,13 @@ export class StackmagicModel implements IDisposable {
   }
 
   private async _refresh(): Promise<void> {
+    // Runs come from the active stack's metadata store, which may be slow or away: they
+    // never hold up the stacks, so a click can always switch to a stack that works.
+    this._runsAsked ??= this._refreshRuns().finally(() => (this._runsAsked = null));
     try {
-      const [stacks, runs] = await Promise.all([
-        requestAPI<IStack[]>('stacks'),
-        requestAPI<IRun[]>(`runs?limit=${RUNS_SHOWN}`)
-      ]);
+      const stacks = await requestAPI<IStack[]>('stacks');
       const componentsChanged = JSON.stringify(stacks) !== JSON.stringify(this.stacks);
       this.stacks = stacks;
-      this.runs = runs;
       // components registered elsewhere show up at the latest every tenth tick
       this._ticks += 1;
       if (this._componentsStale || componentsChanged || this._ticks % 10 === 0) {
@@ -123,6 +124,17 @@ export class StackmagicModel implements IDisposable {
       throw error; // the poll backs off while the server is away
     }
     this.loaded = true;
+    this._changed.emit();
+  }
+
+  private async _refreshRuns(): Promise<void> {
+    try {
+      this.runs = await requestAPI<IRun[]>(`runs?limit=${RUNS_SHOWN}`);
+      this.runsError = null;
+    } catch (error) {
+      this.runs = [];
+      this.runsError = (error as Error).message;
+    }
     this._changed.emit();
   }
 
@@ -140,4 +152,5 @@ export class StackmagicModel implements IDisposable {
   private _changed = new Signal<this, void>(this);
   private _componentsStale = true;
   private _ticks = 0;
+  private _runsAsked: Promise<void> | null = null;
 }

@@ -103,7 +103,7 @@ function Sidebar(props: { model: StackmagicModel; actions: IPanelActions }): JSX
         ))}
       </ul>
       <Components model={model} attempt={attempt} />
-      <Runs runs={model.runs} actions={props.actions} />
+      <Runs runs={model.runs} problem={model.runsError} actions={props.actions} />
     </div>
   );
 }
@@ -225,12 +225,21 @@ export function duration(run: IRun, now: number = Date.now()): string {
   return seconds < 120 ? `${seconds.toFixed(1)} s` : `${(seconds / 60).toFixed(1)} min`;
 }
 
-function Runs(props: { runs: IRun[]; actions: IPanelActions }): JSX.Element {
+function Runs(props: {
+  runs: IRun[];
+  problem: string | null;
+  actions: IPanelActions;
+}): JSX.Element {
   const [expanded, setExpanded] = React.useState<string | null>(null);
   return (
     <section className="jp-stackmagic-section">
       <h2>Runs</h2>
-      {props.runs.length === 0 && (
+      {props.problem && (
+        <div className="jp-stackmagic-refusal" role="alert" aria-label="Runs unavailable">
+          {props.problem}
+        </div>
+      )}
+      {!props.problem && props.runs.length === 0 && (
         <p className="jp-stackmagic-quiet">
           No runs yet: mark cells with <code>%%step NAME</code> and press "Run as pipeline".
         </p>
