@@ -162,10 +162,12 @@ def test_sidebar_shows_default_active_and_a_click_activates_another_stack(
 
     python_notebook(lab.root / "switch.ipynb", "%load_ext stackmagic\n%stack set other")
     page.goto(lab.page_url("lab/tree/switch.ipynb"))
+    # keys typed before the notebook has its kernel can be lost: wait for it
+    expect(page.locator(".jp-StatusBar-Widget", has_text="| Idle")).to_be_visible(timeout=90_000)
     page.locator(".jp-Notebook .jp-CodeCell .jp-InputArea-editor").first.click()
     page.keyboard.press("Shift+Enter")
     output = page.locator(".jp-OutputArea-output", has_text="Active stack: other")
-    expect(output).to_be_visible(timeout=60_000)  # once the kernel has started
+    expect(output).to_be_visible(timeout=30_000)
     expect(stack_item(page, "other")).to_have_attribute("aria-current", "true", timeout=10_000)
     assert terminal("stack", "get").out.strip() == "other"
 
