@@ -206,7 +206,7 @@ def pipeline_show(args: argparse.Namespace) -> Output:
 
 
 def pipeline_run(args: argparse.Namespace) -> Output:
-    from .pipelines import parse_parameter, run
+    from .pipelines import parse_parameter, preview, run
     from .progress import choose
     from .run_view import run_fields
 
@@ -216,6 +216,9 @@ def pipeline_run(args: argparse.Namespace) -> Output:
         if name in parameters:
             raise UsageError(f"-p {name} is given twice", args.command_words)
         parameters[name] = parse_parameter(value)
+    if args.dry_run:
+        return preview(notebook, parameters=parameters, stack=args.stack, no_cache=args.no_cache,
+                       only=args.only, from_step=args.from_step)
     finished = run(
         notebook, parameters=parameters, stack=args.stack, no_cache=args.no_cache,
         only=args.only, from_step=args.from_step, wait=args.wait,
@@ -308,10 +311,29 @@ def pipeline_describe(args: argparse.Namespace) -> Output:
     with OpenStack.open(Registry.open(), args.stack) as opened:
         record = opened.metadata.run(args.run_id)
         orchestrator = opened.components[ComponentType.ORCHESTRATOR].config
-        if record.orchestrator_run_id and orchestrator.flavor == "kubeflow":  # ask how it ended
-            orchestrator.orchestrator(opened).reconcile(record)
-            record = opened.metadata.run(record.id)
+        if record.orchestrator_run_id and orchestrator.flavor == record.stack.get(
+            ComponentType.ORCHESTRATOR.value, {}).get("flavor"):  # ask how it ended
+            reconcile = getattr(orchestrator.orchestrator(opened), "reconcile", None)
+            if reconcile is not None:
+                reconcile(record)
+                record = opened.metadata.run(record.id)
         return run_fields(record)
+
+
+def pipeline_logs(args: argparse.Namespace) -> Output:
+    from .pipelines import OpenStack, run_logs
+
+    with OpenStack.open(Registry.open(), args.stack) as opened:
+        record = opened.metadata.run(args.run_id)
+        logs = run_logs(opened.artifact_store, record)
+    if not logs:
+        raise StackmagicError(
+            f"run {record.id} left no log: runs on the local orchestrator show their output as "
+            f"they go; `stackmagic pipeline describe {record.id}` shows each step and its "
+            "executed notebook"
+        )
+    text = "\n".join(f"== {uri} ==\n{body.rstrip()}" for uri, body in logs.items())
+    return Message(text, {"run": record.id, "logs": [{"uri": u, "text": b} for u, b in logs.items()]})
 
 
 def pipeline_load(args: argparse.Namespace) -> Output:

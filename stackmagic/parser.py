@@ -153,6 +153,9 @@ def _pipeline_commands(group: Any) -> None:
     run.add_argument("--wait", action="store_true",
                      help="on a remote orchestrator (Kubeflow), follow the run to its end; "
                           "local runs always do")
+    run.add_argument("--dry-run", action="store_true",
+                     help="show what would be started (a cloud VM's launch request and startup "
+                          "script); start and record nothing")
     run.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="auto",
                      help="how to show progress (default: a bar on a terminal, lines in a log)")
     _json_flag(run)
@@ -187,6 +190,12 @@ def _pipeline_commands(group: Any) -> None:
     describe.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique beginning of one, or latest")
     describe.add_argument("--stack", metavar="NAME", help="the stack whose metadata store to read")
     _json_flag(describe)
+
+    logs = _command(actions, "logs", commands.pipeline_logs,
+                    "the log a run left where it ran (a cloud VM, kfp.local)", prefix="pipeline")
+    logs.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique beginning of one, or latest")
+    logs.add_argument("--stack", metavar="NAME", help="the stack whose stores to read")
+    _json_flag(logs)
 
     load = _command(actions, "load", commands.pipeline_load,
                     "load a past run's outputs (in a notebook: into the kernel)", prefix="pipeline")

@@ -21,6 +21,7 @@ from .errors import RunFailed, StackmagicError
 from .flavors import ComponentType
 from .notebook.exporter import Bundle, export_bundle
 from .notebook.spec import load_pipeline
+from .output import Output
 from .progress import Progress
 from .registry import Component, Registry
 from .runtime import Mode, RunContext, StepOutcome, new_run_id, plan
@@ -153,6 +154,57 @@ def run(
         )
 
 
+def preview(
+    notebook: str | Path,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    stack: str | None = None,
+    no_cache: bool = False,
+    only: str | None = None,
+    from_step: str | None = None,
+) -> Output:
+    """What a run would start on the stack's orchestrator; nothing is stored, recorded or started."""
+    notebook = Path(notebook).expanduser().resolve()
+    spec = load_pipeline(notebook)
+    overrides = check_parameters(spec.parameter_names, parameters or {})
+    with OpenStack.open(Registry.open(), stack) as opened, tempfile.TemporaryDirectory(
+        prefix="stackmagic-bundle-"
+    ) as scratch:
+        config = opened.components[ComponentType.ORCHESTRATOR].config
+        orchestrator = config.orchestrator(opened)
+        if not hasattr(orchestrator, "preview"):
+            raise StackmagicError(
+                f"--dry-run shows what a cloud-VM orchestrator would start; the {config.flavor} "
+                "orchestrator starts nothing to show (`stackmagic pipeline show NOTEBOOK` shows "
+                "the steps)"
+            )
+        bundle = export_bundle(spec, Path(scratch) / "bundle", exclude=opened.local_paths())
+        orchestrator.check(bundle)
+        context = RunContext(
+            run_id=new_run_id(), bundle=bundle, artifact_store=opened.artifact_store,
+            metadata=opened.metadata, workdir=notebook.parent, overrides=dict(overrides),
+            no_cache=no_cache, modes=plan(bundle, only=only, from_step=from_step),
+            only=only, from_step=from_step,
+            bundle_uri=opened.artifact_store.uri(BUNDLES, f"{bundle.hash}.zip"),
+        )
+        return orchestrator.preview(context)
+
+
+def run_logs(store: ArtifactStore, record: RunRecord) -> dict[str, str]:
+    """The logs a run left in the artifact store: each VM try's, or kfp.local's."""
+    from .orchestrators.vm import vm_log_uri
+
+    logs = {}
+    attempt = 1
+    while store.exists(uri := vm_log_uri(store, record.pipeline, record.id, attempt)):
+        logs[uri] = store.read_bytes(uri).decode(errors="replace")
+        attempt += 1
+    kfp_local = store.uri(record.pipeline, record.id, "kfp-local.log")
+    if store.exists(kfp_local):
+        logs[kfp_local] = store.read_bytes(kfp_local).decode(errors="replace")
+    return logs
+
+
 def run_bundle(
     bundle: Bundle,
     opened: OpenStack,
@@ -206,7 +258,7 @@ def run_bundle(
         with contextlib.nullcontext() if orchestrator.detached else opened.metadata.keeping_alive(
             context.run_id
         ):
-            error = _first_failure(orchestrator.run(context, progress))
+            error = first_failure(orchestrator.run(context, progress))
     except KeyboardInterrupt:
         if not submitted(orchestrator):  # a submitted run goes on: only following it stops
             error = "interrupted"
@@ -222,7 +274,7 @@ def run_bundle(
             opened.metadata.run_finished(context.run_id, error=error)
         progress.run_finished()
     result = PipelineRun(opened.metadata.run(context.run_id), opened.artifact_store)
-    if result.status == RunStatus.FAILED:
+    if result.status in (RunStatus.FAILED, RunStatus.PREEMPTED):
         raise PipelineFailed(f"run {result.id} of {bundle.pipeline} failed: {result.record.error}", result)
     return result
 
@@ -257,7 +309,7 @@ def fetch_bundle(store: ArtifactStore, location: str, directory: Path) -> Bundle
     return Bundle.unpack(archive, directory)
 
 
-def _first_failure(outcomes: list[StepOutcome]) -> str | None:
+def first_failure(outcomes: list[StepOutcome]) -> str | None:
     for outcome in outcomes:
         if outcome.status == StepStatus.FAILED:
             where = f"; executed notebook: {outcome.notebook_uri}" if outcome.notebook_uri else ""

@@ -19,24 +19,16 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email import policy
 from email.parser import BytesParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+
+from fake_http import Request
 
 API = "/apis/v2beta1"
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
 
 
 @dataclass
@@ -214,36 +206,3 @@ def _uploaded_file(headers: Mapping[str, str], body: bytes) -> bytes:
         if part.get_param("name", header="content-disposition") == "uploadfile":
             return part.get_payload(decode=True)
     raise ValueError("no uploadfile in the upload")
-
-
-def serve(fake: FakeKfp) -> Iterator[FakeKfp]:
-    """Serve ``fake`` on 127.0.0.1 for the duration of a ``with``/fixture."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            parts = urlsplit(self.path)
-            body = self.rfile.read(int(self.headers.get("content-length") or 0))
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            fake.requests.append(Request(self.command, self.path, headers, body))
-            status, payload = fake.handle(self.command, parts.path, parse_qs(parts.query), headers, body)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = _answer
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield fake
-    finally:
-        server.shutdown()
-        server.server_close()

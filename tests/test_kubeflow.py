@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 import yaml
-from fake_kfp import FakeKfp, serve
+from fake_http import serve
+from fake_kfp import FakeKfp
 from services import DB_CANARY, S3_CANARY, Database
 from team import bucket_options, register_team_stack, secret_sightings, team_notebook
 

@@ -70,7 +70,7 @@ export interface IRun {
   id: string;
   pipeline: string;
   notebook: string;
-  status: 'running' | 'completed' | 'failed';
+  status: 'running' | 'completed' | 'failed' | 'preempted';
   error: string | null;
   started_at: string;
   ended_at: string | null;

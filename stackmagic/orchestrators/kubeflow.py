@@ -24,8 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,7 @@ from ..component_type import ComponentType
 from ..errors import StackmagicError
 from ..stores.models import RunStatus, StepStatus
 from ..stores.portable import describe_stores, secret_environment, secret_variables
+from .following import follow, polled, step_outcomes
 from .kfp_api import KfpApi
 from .kfp_task import stackmagic_step
 
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from ..pipelines import OpenStack
     from ..progress import Progress
     from ..runtime import RunContext, StepOutcome
-    from ..stores.metadata import MetadataStore, RunRecord, StepRecord
+    from ..stores.metadata import MetadataStore, RunRecord
 
 #: Pipeline inputs stackmagic adds beside the notebook's parameters.
 RUN_INPUT = "stackmagic_run"
@@ -257,7 +257,7 @@ class KubeflowRunner:
         progress.note(f"Kubeflow run {kfp_run_id}: {url}")
         if not context.wait:
             return []
-        follow(context, progress, still_going=_polled(lambda: api.run_state(kfp_run_id) not in _FINAL_STATES),
+        follow(context, progress, still_going=polled(lambda: api.run_state(kfp_run_id) not in _FINAL_STATES),
                interval=2.0)
         _reconcile(context.metadata, context.run_id, api.run_state(kfp_run_id), url)
         return step_outcomes(context)
@@ -345,50 +345,3 @@ def _as_input(name: str, value: Any, default: Any) -> Any:
             f"like its default {default!r}"
         )
     return value
-
-
-def _polled(check: Callable[[], bool], every: float = 10.0) -> Callable[[], bool]:
-    """``check``, asked at most once per ``every`` seconds (an API call); between, the last answer."""
-    last: dict[str, Any] = {"at": 0.0, "answer": True}
-
-    def still_going() -> bool:
-        if time.monotonic() - last["at"] >= every:
-            last["answer"], last["at"] = check(), time.monotonic()
-        return bool(last["answer"])
-
-    return still_going
-
-
-def follow(
-    context: RunContext, progress: Progress, *, still_going: Callable[[], bool], interval: float
-) -> None:
-    """Report step changes from the metadata store until the run ends or ``still_going`` says no."""
-    shown: dict[str, str] = {}
-    while True:
-        going = still_going()
-        record = context.metadata.run(context.run_id)
-        for step in record.steps:
-            if shown.get(step.name, StepStatus.PENDING) == step.status:
-                continue
-            if step.status == StepStatus.RUNNING:
-                progress.step_started(step.name)
-            elif step.status != StepStatus.PENDING:
-                if shown.get(step.name) != StepStatus.RUNNING and step.status != StepStatus.SKIPPED:
-                    progress.step_started(step.name)
-                progress.step_finished(_outcome(step))
-            shown[step.name] = step.status
-        if record.status != RunStatus.RUNNING or not going:
-            return
-        time.sleep(interval)
-
-
-def step_outcomes(context: RunContext) -> list[StepOutcome]:
-    return [_outcome(step) for step in context.metadata.run(context.run_id).steps
-            if step.status != StepStatus.PENDING]
-
-
-def _outcome(step: StepRecord) -> StepOutcome:
-    from ..runtime import StepOutcome
-
-    return StepOutcome(step.name, step.status, step.seconds or 0.0, step.error, step.notebook_uri)
-

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import StackmagicError
 from ..notebook.exporter import CONTEXT_VARIABLE, Bundle, BundleStep, failed_cell
 from ..stores.artifacts import ArtifactInfo, ArtifactStore
-from ..stores.metadata import CacheHit, MetadataStore, StoredArtifact
+from ..stores.metadata import CacheHit, MetadataStore, RunRecord, StoredArtifact
 from ..stores.models import StepStatus
 
 if TYPE_CHECKING:
@@ -58,6 +58,8 @@ class RunContext:
     from_step: str | None = None
     #: where the bundle is kept in the artifact store, for steps that fetch it themselves
     bundle_uri: str = ""
+    #: a run carried on after its machine was lost: steps it finished before are kept
+    resumed: bool = False
     #: a remote orchestrator's run: follow it to its end (True), or only submit it
     wait: bool = False
 
@@ -73,6 +75,23 @@ class StepOutcome:
     seconds: float
     error: str | None = None
     notebook_uri: str | None = None
+
+
+def recorded_context(
+    record: RunRecord, bundle: Bundle, artifact_store: ArtifactStore, metadata: MetadataStore,
+    bundle_uri: str = "",
+) -> RunContext:
+    """The context of a run as its record says, for a process that carries on a recorded run."""
+    options = record.options
+    return RunContext(
+        run_id=record.id, bundle=bundle, artifact_store=artifact_store, metadata=metadata,
+        workdir=bundle.sources,
+        overrides={name: record.parameters[name] for name in record.overridden},
+        no_cache=bool(options.get("no_cache")),
+        modes=plan(bundle, only=options.get("only"), from_step=options.get("from")),
+        only=options.get("only"), from_step=options.get("from"),
+        bundle_uri=bundle_uri or record.bundle_uri,
+    )
 
 
 def new_run_id() -> str:
@@ -189,6 +208,10 @@ def run_step(
     inputs = step_inputs(context, step)
     code = code_key(context.bundle, step, context.parameters)
     key = cache_key(code, inputs)
+    if context.resumed:
+        kept = context.metadata.run(context.run_id).step(step)
+        if kept.status in StepStatus.WITH_OUTPUTS and kept.cache_key == key:
+            return StepOutcome(step, kept.status, kept.seconds or 0.0, notebook_uri=kept.notebook_uri)
     if may_use_cache(context, step):
         hit = _find_hit(context, key)
         if hit is not None:

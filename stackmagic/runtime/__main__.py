@@ -7,9 +7,11 @@ working directory, or ``--stack``.
 
     python -m stackmagic.runtime run BUNDLE [-p NAME VALUE]... [--no-cache] [--only STEP] [--from STEP]
     python -m stackmagic.runtime step RUN_ID STEP
+    python -m stackmagic.runtime vm LAUNCH
 
 ``step`` runs a step that has not completed (a retried pod, a step the
 orchestrator hands out); a completed step's outputs stay as they were.
+``vm`` is what a cloud VM's startup script runs (see ``vm.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from ..errors import RunFailed, StackmagicError
 from ..output import Message, Output
 from ..registry import Registry
 from ..stores.models import StepStatus
-from . import RunContext, plan, run_step
+from . import recorded_context, run_step
 
 PROG = "python -m stackmagic.runtime"
 
@@ -52,12 +54,17 @@ def build_parser() -> Parser:
     one.add_argument("step", metavar="STEP")
     for action in (whole, one):
         action.add_argument("--stack", metavar="NAME", help="default: the active stack")
+
+    vm = actions.add_parser("vm", help="carry on a recorded run on this cloud VM, then delete it",
+                            prog=f"{PROG} vm", command="vm")
+    vm.add_argument("launch", metavar="LAUNCH", help="the launch description the VM was started with")
     return parser
 
 
 def dispatch(argv: Sequence[str]) -> tuple[Output, bool]:
     args = build_parser().parse_args(argv)
-    return (run_whole(args) if args.action == "run" else run_one(args)), False
+    actions = {"run": run_whole, "step": run_one, "vm": run_vm}
+    return actions[args.action](args), False
 
 
 def run_whole(args: argparse.Namespace) -> Output:
@@ -94,14 +101,7 @@ def run_one(args: argparse.Namespace) -> Output:
                 f"step {args.step!r} of run {record.id} is {status} already; start a new run "
                 f"for it (`stackmagic pipeline run NOTEBOOK --only {args.step}`)"
             )
-        context = RunContext(
-            run_id=record.id, bundle=bundle, artifact_store=opened.artifact_store,
-            metadata=opened.metadata, workdir=bundle.sources,
-            overrides={name: record.parameters[name] for name in record.overridden},
-            no_cache=bool(record.options.get("no_cache")),
-            modes=plan(bundle, only=record.options.get("only"),
-                       from_step=record.options.get("from")),
-        )
+        context = recorded_context(record, bundle, opened.artifact_store, opened.metadata)
         from ..orchestrators.kernels import KernelPool
 
         pool = KernelPool(bundle.manifest["kernel"], bundle.sources,
@@ -115,6 +115,16 @@ def run_one(args: argparse.Namespace) -> Output:
         raise RunFailed(f"step {args.step!r} of run {record.id} failed: {outcome.error}{where}")
     return Message(f"step {args.step!r} of run {record.id}: {outcome.status} "
                    f"in {outcome.seconds:.1f} s", {"step": args.step, "status": outcome.status})
+
+
+def run_vm(args: argparse.Namespace) -> Output:
+    from .vm import Launch, run_on_vm
+
+    launch = Launch.decode(args.launch)
+    error = run_on_vm(launch)
+    if error is not None:
+        raise RunFailed(f"run {launch.run_id} failed: {error}")
+    return Message(f"run {launch.run_id}: completed", {"run": launch.run_id, "status": "completed"})
 
 
 if __name__ == "__main__":

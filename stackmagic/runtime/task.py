@@ -24,7 +24,7 @@ from ..errors import RunFailed
 from ..secrets import ENV_PREFIX
 from ..stores.models import StepStatus
 from ..stores.portable import open_stores
-from . import Mode, RunContext, downstream, plan, run_step
+from . import Mode, RunContext, downstream, recorded_context, run_step
 
 if TYPE_CHECKING:
     from ..notebook.exporter import Bundle
@@ -46,7 +46,7 @@ def run_task(
     from ..pipelines import fetch_bundle
 
     artifact_store, metadata = open_stores(stores)
-    _forget_secrets(stores)  # the stores have them; the step's own code must not
+    forget_secrets(stores)  # the stores have them; the step's own code must not
     try:
         with tempfile.TemporaryDirectory(prefix="stackmagic-bundle-") as scratch:
             bundle = fetch_bundle(artifact_store, bundle_uri, Path(scratch))
@@ -83,15 +83,7 @@ def _context(
         steps=list(bundle.steps), driven_here=False, exist_ok=True,
     )
     record = metadata.run(run_id)  # whoever recorded it first: its values, exactly typed
-    return RunContext(
-        run_id=run_id, bundle=bundle, artifact_store=artifact_store, metadata=metadata,
-        workdir=bundle.sources,
-        overrides={name: record.parameters[name] for name in record.overridden},
-        no_cache=bool(record.options.get("no_cache")),
-        modes=plan(bundle, only=record.options.get("only"), from_step=record.options.get("from")),
-        only=record.options.get("only"), from_step=record.options.get("from"),
-        bundle_uri=bundle_uri,
-    )
+    return recorded_context(record, bundle, artifact_store, metadata, bundle_uri)
 
 
 def _run(context: RunContext, step: str) -> str | None:
@@ -138,7 +130,7 @@ def _failed(context: RunContext, step: str, failure: BaseException) -> None:
             context.metadata.steps_skipped(context.run_id, sorted(later), f"step {step!r} failed")
 
 
-def _forget_secrets(stores: Mapping[str, Any]) -> None:
+def forget_secrets(stores: Mapping[str, Any]) -> None:
     """Drop the secret variables the description names from this process's environment.
 
     Kernels inherit the environment, and a step's code prints what it likes.

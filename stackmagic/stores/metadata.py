@@ -399,6 +399,19 @@ class MetadataStore:
                 if row.status in (StepStatus.PENDING, StepStatus.RUNNING):
                     row.status, row.error = StepStatus.SKIPPED, row.error or error
 
+    def run_lost(self, run_id: str, error: str) -> None:
+        """The machine running the run went away: its busy steps failed, the rest never ran."""
+        with self._session(write=True) as session:
+            run = session.get(Run, run_id)
+            if run is None or run.status != RunStatus.RUNNING:
+                return
+            run.status, run.ended_at, run.error = RunStatus.PREEMPTED, utcnow(), error
+            for row in run.steps:
+                if row.status == StepStatus.RUNNING:
+                    row.status, row.ended_at, row.error = StepStatus.FAILED, run.ended_at, error
+                elif row.status == StepStatus.PENDING:
+                    row.status, row.error = StepStatus.SKIPPED, error
+
     # -- the cache -------------------------------------------------------------------------
 
     def has_code_key(self, code_key: str) -> bool:

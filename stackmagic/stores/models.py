@@ -35,6 +35,8 @@ class RunStatus:
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    #: its machine went away before the run ended (a spot or preemptible VM taken back)
+    PREEMPTED = "preempted"
 
 
 class StepStatus:

@@ -1,0 +1,224 @@
+"""The cloud-VM orchestrators: the whole pipeline on one VM started for the run.
+
+The bundle is in the (remote) artifact store already; the run is recorded
+here. A VM starts with a startup script that runs ``python -m
+stackmagic.runtime vm LAUNCH`` (in ``--image`` with Docker, or straight on
+the VM image), which carries on the recorded run, writes its log to the
+artifact store and deletes the VM. The script holds no secret: the VM reads
+the stores' secrets from the cloud's secret manager, and its bucket rights
+come from its service account or instance profile.
+
+With ``--wait`` this process follows the run: the VM's log and the steps'
+records as they change. A VM that ends before the run did was preempted (or
+stopped from outside): the run is started again on a new VM up to
+``--retries`` times, where steps that had finished come from the cache, and
+is marked ``preempted`` after that.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import TYPE_CHECKING, Any
+
+from ..errors import StackmagicError
+from ..output import Fields, Output
+from ..runtime.vm import Launch
+from ..stores.models import RunStatus
+from ..stores.portable import describe_stores, secret_variables
+from .following import follow, polled, step_outcomes
+
+if TYPE_CHECKING:
+    from ..flavors.orchestrators import _VMOrchestrator
+    from ..notebook.exporter import Bundle
+    from ..pipelines import OpenStack
+    from ..progress import Progress
+    from ..runtime import RunContext, StepOutcome
+    from ..stores.artifacts import ArtifactStore
+    from ..stores.metadata import RunRecord
+
+#: How often the instance's state is asked while following (an API call each time).
+STATE_EVERY_SECONDS = 15.0
+FOLLOW_EVERY_SECONDS = 2.0
+
+
+def vm_log_uri(store: ArtifactStore, pipeline: str, run_id: str, attempt: int) -> str:
+    """Where the VM of a run's try keeps its log."""
+    return store.uri(pipeline, run_id, f"vm-{attempt}.log")
+
+
+def startup_script(launch: Launch, image: str, gpus: int) -> str:
+    """The VM's startup script: run the runtime, then power off if it could not even start."""
+    command = ["python3", "-m", "stackmagic.runtime", "vm", launch.encode()]
+    if image:
+        command = ["docker", "run", "--rm", "--network=host", *(["--gpus=all"] if gpus else []),
+                   image, *command]
+    keep = "true" if launch.keep_alive else "false"
+    return "\n".join([
+        "#!/bin/bash",
+        f"# stackmagic: carry on run {launch.run_id} (try {launch.attempt}) on this VM, "
+        "which deletes itself at the end.",
+        "# It holds no secret: the stores' secrets come from the cloud's secret manager.",
+        shlex.join(command),
+        "status=$?",
+        "# the runtime deletes this VM when it ends; if it could not start, power off",
+        f'if [ "$status" -gt 1 ] && [ "{keep}" != true ]; then ${{STACKMAGIC_POWEROFF:-poweroff}}; fi',
+        "exit $status",
+        "",
+    ])
+
+
+class VMRunner:
+    """Launches a run on a cloud VM and, with ``--wait``, follows it there."""
+
+    detached = True
+
+    def __init__(self, config: _VMOrchestrator, stack: OpenStack, cloud: Any) -> None:
+        self.config, self.stack, self.cloud = config, stack, cloud
+        self.submitted = False
+
+    def check(self, bundle: Bundle) -> None:
+        if not self.config.image and not self.cloud.image_has_python(self.config):
+            raise StackmagicError(
+                f"the {self.config.flavor} orchestrator needs --image (a container image with "
+                f"stackmagic installed; `stackmagic image dockerfile NOTEBOOK` writes its "
+                f"Dockerfile), or {self.cloud.image_option} naming a VM image that has Python "
+                "and stackmagic"
+            )
+        variables = sorted(secret_variables(self.stack.components))
+        if variables and not self.config.store_secret:
+            raise StackmagicError(
+                f"the stack's stores have secret options, which reach the VM from "
+                f"{self.cloud.secret_manager}, never from its startup script: create a secret "
+                f"holding the JSON object {{{', '.join(f'{v!r}: ...' for v in variables)}}} "
+                f"and give it with --store-secret=NAME"
+            )
+
+    def _launch(self, context: RunContext, attempt: int, *, look_up: bool = True,
+                ) -> tuple[Launch, dict[str, Any], dict[str, Any]]:
+        machine = self.cloud.machine(context.run_id, attempt)
+        launch = Launch(
+            run_id=context.run_id, attempt=attempt,
+            stores=describe_stores(self.stack.name, self.stack.components),
+            log_uri=vm_log_uri(context.artifact_store, context.bundle.pipeline, context.run_id,
+                               attempt),
+            machine=machine, store_secret=self.config.store_secret,
+            keep_alive=self.config.keep_alive,
+        )
+        script = startup_script(launch, self.config.image, self.config.gpu_count)
+        return launch, machine, self.cloud.launch_request(machine, script, look_up=look_up)
+
+    def preview(self, context: RunContext) -> Output:
+        """What ``pipeline run --dry-run`` shows: the request and the script, nothing started."""
+        launch, _, request = self._launch(context, 1, look_up=False)
+        script = request_script(request)
+        return Fields(
+            f"Dry run: {self.config.flavor} would start this VM for the pipeline "
+            f"{context.bundle.pipeline} (nothing was started or recorded)",
+            [("launch request", _shown(request)), ("startup script", script)],
+            {"request": request, "startup_script": script, "launch": launch.__dict__},
+            stacked=True,
+        )
+
+    def run(self, context: RunContext, progress: Progress) -> list[StepOutcome]:
+        attempt = 1
+        machine, instance = self._start(context, attempt, progress)
+        if not context.wait:
+            return []
+        while True:
+            self._follow_try(context, progress, machine, instance, attempt)
+            if context.metadata.run(context.run_id).status != RunStatus.RUNNING:
+                return step_outcomes(context)
+            if attempt > self.config.retries:
+                lost(context.metadata, context.run_id, instance, self.config.retries)
+                return step_outcomes(context)
+            attempt += 1
+            progress.warn(f"the VM {instance} ended before the run did (preempted?): starting "
+                          f"try {attempt} of {self.config.retries + 1} on a new VM; finished "
+                          "steps come from the cache")
+            machine, instance = self._start(context, attempt, progress)
+
+    def _follow_try(self, context: RunContext, progress: Progress, machine: dict[str, Any],
+                    instance: str, attempt: int) -> None:
+        """Show the VM's log and the steps until the run ends or the VM does."""
+        shown = _LogFollower(context, progress, attempt)
+        still_running = polled(lambda: self.cloud.state(machine, instance) == "running",
+                               STATE_EVERY_SECONDS)
+        follow(context, progress, interval=FOLLOW_EVERY_SECONDS,
+               still_going=lambda: shown.more() and still_running())
+        shown.more()  # the last lines
+
+    def _start(self, context: RunContext, attempt: int, progress: Progress) -> tuple[dict[str, Any], str]:
+        launch, machine, request = self._launch(context, attempt)
+        instance, url = self.cloud.launch(machine, request)
+        try:
+            context.metadata.run_submitted(context.run_id, orchestrator_run_id=instance, url=url)
+        except BaseException:  # a VM nobody follows or records: gone again
+            self.cloud.delete(machine, instance)
+            raise
+        self.submitted = True
+        progress.note(f"{self.config.flavor}: VM {instance} started for run {context.run_id} "
+                      f"(try {attempt}); its log: {launch.log_uri}")
+        return machine, instance
+
+    def reconcile(self, record: RunRecord) -> None:
+        """For ``pipeline describe``: a run whose VM is gone but which never ended was lost."""
+        if not (record.orchestrator_run_id and record.status == RunStatus.RUNNING):
+            return
+        machine = self.cloud.machine(record.id, 0)
+        try:
+            state = self.cloud.state(machine, record.orchestrator_run_id)
+        except StackmagicError:
+            return  # the cloud cannot be asked now: the record is shown as it is
+        if state != "running" and self.stack.metadata.run(record.id).status == RunStatus.RUNNING:
+            lost(self.stack.metadata, record.id, record.orchestrator_run_id, retries=None)
+
+
+def lost(metadata: Any, run_id: str, instance: str, retries: int | None) -> None:
+    tries = "" if retries is None else f" ({retries} relaunch{'es' if retries != 1 else ''} allowed)"
+    metadata.run_lost(run_id, f"preempted: the VM {instance} ended before the run did{tries}")
+
+
+def request_script(request: dict[str, Any]) -> str:
+    """The startup script inside a launch request (EC2 user data, or GCE metadata)."""
+    if "UserData" in request:
+        return request["UserData"]
+    items = request.get("metadata", {}).get("items", [])
+    return next(item["value"] for item in items if item["key"] == "startup-script")
+
+
+def _shown(request: dict[str, Any]) -> str:
+    """The request as JSON, with the script (shown beside it) left out."""
+    import json
+
+    def without_script(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: "(the startup script below)" if k in ("UserData",) or (
+                k == "value" and value.get("key") == "startup-script") else without_script(v)
+                for k, v in value.items()}
+        if isinstance(value, list):
+            return [without_script(v) for v in value]
+        return value
+
+    return json.dumps(without_script(request), indent=2)
+
+
+class _LogFollower:
+    """Shows the lines the VM added to its log since the last look."""
+
+    def __init__(self, context: RunContext, progress: Progress, attempt: int) -> None:
+        self.context, self.progress, self.attempt, self.seen = context, progress, attempt, 0
+
+    def more(self) -> bool:
+        """Always True: a log not there yet or unreadable now is looked at again."""
+        store = self.context.artifact_store
+        uri = vm_log_uri(store, self.context.bundle.pipeline, self.context.run_id, self.attempt)
+        try:
+            text = store.read_bytes(uri).decode(errors="replace") if store.exists(uri) else ""
+        except Exception:  # noqa: BLE001 - the next look gets it
+            return True
+        lines = text.splitlines()
+        for line in lines[self.seen:]:
+            self.progress.note(f"vm | {line}")
+        self.seen = max(self.seen, len(lines))
+        return True
+

@@ -1,0 +1,182 @@
+"""A whole recorded run on a cloud VM: what the VM's startup script starts.
+
+``python -m stackmagic.runtime vm LAUNCH`` gets everything from LAUNCH (the
+launcher wrote it into the startup script; it holds no secret): the run, the
+stores' description, where the log goes and how to find this VM. It reads
+the stores' secrets from the cloud's secret manager (never from the script),
+runs every step with the local orchestrator, keeps its log in the artifact
+store as it goes, records how the run ended, and deletes its own VM, success
+or failure, unless the orchestrator keeps it alive.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import io
+import json
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..errors import StackmagicError
+from ..progress import LogLines
+from ..secrets import ENV_PREFIX
+from ..stores.artifacts import ArtifactStore
+from ..stores.metadata import MetadataStore
+from ..stores.portable import open_stores
+from . import recorded_context
+from .task import forget_secrets
+
+#: How often the log is copied to the artifact store while the run goes on.
+LOG_EVERY_SECONDS = 5.0
+
+
+@dataclass
+class Launch:
+    """What a VM needs to carry on a recorded run; no secret."""
+
+    run_id: str
+    #: 1 for the first VM of the run, 2 for the one started after it was preempted, ...
+    attempt: int
+    stores: dict[str, Any]
+    log_uri: str
+    #: how this VM finds itself to delete itself: the cloud and its ids
+    machine: dict[str, Any]
+    #: a secret of the cloud's secret manager with the stores' secret options, or ""
+    store_secret: str
+    keep_alive: bool
+
+    def encode(self) -> str:
+        return base64.b64encode(json.dumps(asdict(self), sort_keys=True).encode()).decode()
+
+    @classmethod
+    def decode(cls, text: str) -> Launch:
+        try:
+            return cls(**json.loads(base64.b64decode(text, validate=True)))
+        except (ValueError, TypeError) as error:
+            raise StackmagicError(f"the launch description is damaged ({error})") from None
+
+
+def run_on_vm(launch: Launch) -> str | None:
+    """Carry on the run here; returns why it failed, or None. The VM is deleted in any case."""
+    from ..orchestrators import clouds
+
+    cloud = clouds.for_machine(launch.machine)
+    artifact_store: ArtifactStore | None = None
+    with tempfile.TemporaryDirectory(prefix="stackmagic-vm-") as scratch:
+        log_path = Path(scratch) / "vm.log"
+        with log_path.open("w") as log_file:
+            log = _Tee(log_file, sys.stdout)
+            say = functools.partial(print, file=log, flush=True)
+            try:
+                say(f"stackmagic: run {launch.run_id}, try {launch.attempt}, on "
+                    f"{cloud.describe(launch.machine)}")
+                if launch.store_secret:
+                    secret = cloud.read_secret(launch.machine, launch.store_secret)
+                    os.environ.update(_wanted(launch.store_secret, secret, launch.stores))
+                artifact_store, metadata = open_stores(launch.stores)
+                forget_secrets(launch.stores)  # the stores have them; the steps' code must not
+                with _copied(log_path, artifact_store, launch.log_uri):
+                    error = _run(launch, artifact_store, metadata, log)
+                say(f"stackmagic: run {launch.run_id} "
+                    f"{'failed: ' + error if error else 'completed'}")
+                return error
+            except BaseException as failure:  # a store or the VM broke: said in the log
+                say(f"stackmagic: the run stopped: {type(failure).__name__}: {failure}")
+                raise
+            finally:
+                if not launch.keep_alive:
+                    say(f"stackmagic: deleting this VM ({cloud.describe(launch.machine)})")
+                if artifact_store is not None:
+                    with contextlib.suppress(Exception):
+                        artifact_store.put_file(log_path, launch.log_uri)
+                if not launch.keep_alive:
+                    cloud.delete_self(launch.machine)
+
+
+def _run(launch: Launch, artifact_store: ArtifactStore, metadata: MetadataStore,
+         log: TextIO) -> str | None:
+    """Run the recorded run's steps here with the local orchestrator; record how it ended."""
+    from ..orchestrators.local import LocalRunner
+    from ..pipelines import fetch_bundle, first_failure
+
+    error: str | None = "the run stopped before its steps ended"
+    try:
+        with tempfile.TemporaryDirectory(prefix="stackmagic-bundle-") as scratch:
+            record = metadata.run(launch.run_id)
+            bundle = fetch_bundle(artifact_store, record.bundle_uri, Path(scratch))
+            context = recorded_context(record, bundle, artifact_store, metadata)
+            context.resumed = launch.attempt > 1  # what the lost VM finished stays
+            progress = LogLines(log)
+            progress.run_started(record.id, bundle.pipeline, list(bundle.steps))
+            with metadata.keeping_alive(record.id):
+                error = first_failure(LocalRunner().run(context, progress))
+    finally:
+        metadata.run_finished(launch.run_id, error=error)
+        metadata.close()
+    return error
+
+
+def _wanted(name: str, text: str, stores: Mapping[str, Any]) -> dict[str, str]:
+    """The secret's values the stores' description reads; a missing one is named."""
+    try:
+        secret = json.loads(text)
+    except ValueError:
+        secret = None
+    if not isinstance(secret, dict):
+        raise StackmagicError(f"the secret {name!r} must be a JSON object of STACKMAGIC_... "
+                              "variables and their values")
+    wanted = {value[len(ENV_PREFIX):] for entry in stores.values() if isinstance(entry, Mapping)
+              for value in entry.get("options", {}).values()
+              if isinstance(value, str) and value.startswith(ENV_PREFIX)}
+    missing = sorted(wanted - set(secret))
+    if missing:
+        raise StackmagicError(f"the secret {name!r} has no {', '.join(missing)}: add "
+                              f"{'it' if len(missing) == 1 else 'them'} to the secret")
+    return {name: str(secret[name]) for name in wanted}
+
+
+@contextlib.contextmanager
+def _copied(path: Path, store: ArtifactStore, uri: str) -> Iterator[None]:
+    """Copy the log to the store every few seconds while the block runs, and once at the end."""
+    stop = threading.Event()
+
+    def copy() -> None:
+        with contextlib.suppress(Exception):  # a missed copy is made good by the next one
+            store.put_file(path, uri)
+
+    def keep_copying() -> None:
+        while not stop.wait(LOG_EVERY_SECONDS):
+            copy()
+
+    thread = threading.Thread(target=keep_copying, name="log-copy", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        copy()
+
+
+class _Tee(io.TextIOBase):
+    """Lines to the log file and to the VM's console."""
+
+    def __init__(self, *streams: TextIO) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()

@@ -1,0 +1,410 @@
+"""The cloud-VM orchestrators: launch, the startup script run for real, preemption, dry runs.
+
+AWS: the real boto3 against a moto server (EC2, IAM, Secrets Manager). The
+startup script an instance gets is then run on this machine in a sandbox (its
+direct mode: Python and stackmagic on the "VM image"): a folder of its own,
+no stackmagic settings, AWS credentials in the environment as an instance
+profile gives them. It fetches the bundle from the S3 emulator, runs the
+pipeline against MariaDB, writes its log to the bucket and terminates its own
+instance through the EC2 API.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import BIN, Result
+from fake_gce import FakeGce
+from fake_http import serve
+from services import DB_CANARY, S3_CANARY, Database, S3Server
+from team import bucket_options, register_team_stack, secret_sightings, team_notebook
+
+from notebooks import write_notebook
+
+REGION = "us-east-1"
+SECRET_NAME = "stackmagic/team-stores"
+PROFILE = "stackmagic-vm"
+
+
+@dataclass
+class AWS:
+    endpoint_url: str
+    ec2: Any
+    secrets: Any
+    ami: str
+
+    def instances(self, run_id: str) -> list[dict[str, Any]]:
+        reservations = self.ec2.describe_instances(
+            Filters=[{"Name": "tag:stackmagic-run", "Values": [run_id]}])["Reservations"]
+        return sorted((i for r in reservations for i in r["Instances"]),
+                      key=lambda i: int(_tag(i, "stackmagic-try")))
+
+    def user_data(self, instance: dict[str, Any]) -> str:
+        answer = self.ec2.describe_instance_attribute(InstanceId=instance["InstanceId"],
+                                                      Attribute="userData")
+        return base64.b64decode(answer["UserData"]["Value"]).decode()
+
+
+def _tag(instance: dict[str, Any], key: str) -> str:
+    return next(t["Value"] for t in instance.get("Tags", []) if t["Key"] == key)
+
+
+@pytest.fixture
+def aws(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> AWS:
+    """moto's EC2 with an instance profile, and credentials that reach nothing but moto."""
+    import boto3
+
+    for variable, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                            ("AWS_DEFAULT_REGION", REGION)):
+        monkeypatch.setenv(variable, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    endpoint = s3_server.endpoint_url
+
+    def client(service: str) -> Any:
+        return boto3.client(service, region_name=REGION, endpoint_url=endpoint)
+
+    iam = client("iam")
+    if not iam.list_instance_profiles()["InstanceProfiles"]:
+        iam.create_instance_profile(InstanceProfileName=PROFILE)
+    ec2 = client("ec2")
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    return AWS(endpoint, ec2, client("secretsmanager"), ami)
+
+
+@pytest.fixture
+def vm_stack(terminal: Callable[..., Result], team_database: Database, aws: AWS,
+             request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """``make(*flags)``: the team stack with an aws-vm orchestrator; returns the bucket's store."""
+
+    def make(*flags: str) -> Any:
+        _, bucket_flags, store = bucket_options("s3", request)
+        secret = {"STACKMAGIC_METADATA_STORE_PASSWORD": DB_CANARY,
+                  "STACKMAGIC_ARTIFACT_STORE_SECRET_ACCESS_KEY": S3_CANARY}
+        try:
+            aws.secrets.create_secret(Name=SECRET_NAME, SecretString=json.dumps(secret))
+        except aws.secrets.exceptions.ResourceExistsException:
+            aws.secrets.put_secret_value(SecretId=SECRET_NAME, SecretString=json.dumps(secret))
+        register_team_stack(terminal, team_database, bucket_flags, orchestrator=[
+            "--type=aws-vm", f"--endpoint-url={aws.endpoint_url}", f"--ami={aws.ami}",
+            "--instance-type=c5.2xlarge", "--spot=true", f"--instance-profile={PROFILE}",
+            f"--store-secret={SECRET_NAME}", "--tags=team=ml,cost-center=research",
+            "--disk-size-gb=50", *flags,
+        ])
+        return store
+
+    return make
+
+
+def run_startup_script(script: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    """The script as the VM runs it, to its end."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["bash", "-c", script], cwd=folder, env=vm_environment(folder),
+                          text=True, capture_output=True, timeout=600)
+
+
+def vm_environment(folder: Path) -> dict[str, str]:
+    """A VM's: its own folder, no stackmagic settings, the instance profile's credentials."""
+    environment = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("STACKMAGIC_", "AWS_"))}
+    environment.update({
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "HOME": str(folder),
+        "STACKMAGIC_HOME": str(folder / "stackmagic-home"),
+        # what the instance profile gives a real instance:
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        # never the machine's own poweroff: the test sees whether the script wanted one
+        "STACKMAGIC_POWEROFF": f"touch {folder / 'powered-off'}",
+    })
+    return environment
+
+
+def run_id_of(result: Result) -> str:
+    assert result.code == 0, result.err
+    return json.loads(result.out)["id"]
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 60, what: str = "it") -> Any:
+    deadline = time.monotonic() + timeout
+    while not (answer := check()):
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout:.0f} s"
+        time.sleep(0.3)
+    return answer
+
+
+def test_a_run_launches_a_spot_instance_whose_startup_script_carries_it_out(
+    vm_stack: Callable[..., Any], aws: AWS, project: Path, terminal: Callable[..., Result],
+    team_database: Database, tmp_path: Path,
+) -> None:
+    store = vm_stack()
+    team_notebook(project)
+    launched = terminal("pipeline", "run", "team.ipynb", "--json")
+    run_id = run_id_of(launched)
+    assert json.loads(launched.out)["status"] == "running", "the run goes on on the VM"
+
+    [instance] = aws.instances(run_id)
+    assert instance["InstanceType"] == "c5.2xlarge" and instance["ImageId"] == aws.ami
+    assert instance.get("InstanceLifecycle") == "spot"
+    assert instance["IamInstanceProfile"]["Arn"].endswith(f"/{PROFILE}")
+    assert (_tag(instance, "team"), _tag(instance, "cost-center")) == ("ml", "research")
+    behaviour = aws.ec2.describe_instance_attribute(
+        InstanceId=instance["InstanceId"], Attribute="instanceInitiatedShutdownBehavior")
+    assert behaviour["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate"
+    described = json.loads(terminal("pipeline", "describe", run_id, "--json").out)
+    assert described["orchestrator_run_id"] == instance["InstanceId"]
+
+    script = aws.user_data(instance)
+    assert script.startswith("#!/bin/bash") and "stackmagic.runtime vm" in script
+    launched_as = script + json.dumps(instance, default=str)
+    assert DB_CANARY not in launched_as and S3_CANARY not in launched_as, "no secret in the launch"
+
+    vm = run_startup_script(script, tmp_path / "vm")
+    assert vm.returncode == 0, vm.stdout[-3000:] + vm.stderr[-3000:]
+    assert not (tmp_path / "vm" / "powered-off").exists(), "the runtime ended the VM itself"
+
+    finished = json.loads(terminal("pipeline", "describe", run_id, "--json").out)
+    assert finished["status"] == "completed", finished
+    assert [(s["name"], s["status"]) for s in finished["steps"]] == [
+        ("load", "completed"), ("train", "completed"), ("report", "completed")]
+    state = aws.ec2.describe_instances(InstanceIds=[instance["InstanceId"]])
+    assert state["Reservations"][0]["Instances"][0]["State"]["Name"] in ("shutting-down", "terminated")
+
+    logs = terminal("pipeline", "logs", run_id)
+    assert logs.code == 0, logs.err
+    for line in (f"run {run_id}, try 1", "train: completed", f"run {run_id} completed",
+                 "deleting this VM"):
+        assert line in logs.out, logs.out
+    outputs = [launched, logs, Result(vm.returncode, vm.stdout, vm.stderr)]
+    assert secret_sightings([DB_CANARY, S3_CANARY], project, store, team_database, outputs) == []
+
+
+def test_a_preempted_instance_is_replaced_and_finished_steps_come_from_the_cache(
+    vm_stack: Callable[..., Any], aws: AWS, project: Path, tmp_path: Path,
+    terminal: Callable[..., Result],
+) -> None:
+    vm_stack("--retries=1")
+    write_notebook(project / "team.ipynb", "%%step load\nfeatures = list(range(100))",
+                   "%%step nap\nimport time\ntime.sleep(8)\ntotal = sum(features)",
+                   "%%step report\nsummary = {'total': total}")
+    follower = subprocess.Popen(
+        [str(BIN / "stackmagic"), "pipeline", "run", "team.ipynb", "--wait", "--progress=lines"],
+        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        runs = wait_for(lambda: json.loads(terminal("pipeline", "runs", "--json").out),
+                        what="the run's record")
+        run_id = runs[0]["id"]
+        [first] = wait_for(lambda: aws.instances(run_id), what="the first instance")
+        # the first VM gets through the first step, then is taken back mid-run
+        taken_back = start_startup_script(aws.user_data(first), tmp_path / "vm-1")
+        wait_for(lambda: step_status(terminal, run_id, "load") == "completed", timeout=120,
+                 what="the first step on the first VM")
+        load_on_first = step_record(terminal, run_id, "load")
+        os.killpg(taken_back.pid, signal.SIGKILL)
+        taken_back.wait()
+        aws.ec2.terminate_instances(InstanceIds=[first["InstanceId"]])
+        second = wait_for(lambda: aws.instances(run_id)[1:], timeout=90, what="a new instance")[0]
+        assert _tag(second, "stackmagic-try") == "2"
+        again = run_startup_script(aws.user_data(second), tmp_path / "vm-2")
+        assert again.returncode == 0, again.stderr[-2000:]
+        output, _ = follower.communicate(timeout=120)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+        if follower.stdout and not follower.stdout.closed:
+            print("the follower said:", follower.communicate()[0])
+    assert follower.returncode == 0, output
+    assert "starting try 2 of 2 on a new VM" in output and "vm | " in output, output
+    run = json.loads(terminal("pipeline", "describe", run_id, "--json").out)
+    assert run["status"] == "completed", run
+    steps = {s["name"]: s for s in run["steps"]}
+    assert list(steps) == ["load", "nap", "report"]
+    assert all(s["status"] == "completed" for s in steps.values()), steps
+    assert steps["load"] == load_on_first, "the step the first VM finished was not run again"
+
+
+def test_a_preempted_instance_without_retries_leaves_a_preempted_run(
+    vm_stack: Callable[..., Any], aws: AWS, project: Path, terminal: Callable[..., Result],
+) -> None:
+    vm_stack()
+    team_notebook(project)
+    run_id = run_id_of(terminal("pipeline", "run", "team.ipynb", "--json"))
+    [instance] = aws.instances(run_id)
+    aws.ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
+    described = json.loads(terminal("pipeline", "describe", run_id, "--json").out)
+    assert described["status"] == "preempted", described
+    assert f"the VM {instance['InstanceId']} ended before the run did" in described["error"]
+    listed = terminal("pipeline", "runs")
+    assert "preempted" in listed.out
+
+
+def start_startup_script(script: str, folder: Path) -> subprocess.Popen[str]:
+    """The script, started in a session of its own (so it can be taken back like a VM)."""
+    return subprocess.Popen(["bash", "-c", script], cwd=folder.mkdir(parents=True) or folder,
+                            env=vm_environment(folder), text=True, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def step_record(terminal: Callable[..., Result], run_id: str, step: str) -> dict[str, Any]:
+    run = json.loads(terminal("pipeline", "describe", run_id, "--json").out)
+    return next(s for s in run["steps"] if s["name"] == step)
+
+
+def step_status(terminal: Callable[..., Result], run_id: str, step: str) -> str:
+    return step_record(terminal, run_id, step)["status"]
+
+
+def test_a_launch_the_stack_cannot_make_is_refused_in_one_line_before_anything_starts(
+    vm_stack: Callable[..., Any], aws: AWS, project: Path, terminal: Callable[..., Result],
+) -> None:
+    vm_stack()
+    team_notebook(project)
+
+    def stackmagic_instances() -> int:
+        return sum(len(r["Instances"]) for r in aws.ec2.describe_instances(Filters=[
+            {"Name": "tag-key", "Values": ["stackmagic-run"]}])["Reservations"])
+
+    before = stackmagic_instances()
+    for change, message in (
+        (["--store-secret="], "which reach the VM from AWS Secrets Manager, never from its "
+                              "startup script"),
+        (["--ami="], "the aws-vm orchestrator needs --image (a container image with stackmagic"),
+    ):
+        assert terminal("orchestrator", "update", "kf", *change).code == 0
+        refused = terminal("pipeline", "run", "team.ipynb")
+        assert refused.code == 2 and message in refused.err, refused.err
+        assert len(refused.err.strip().splitlines()) == 1
+        assert json.loads(terminal("pipeline", "runs", "--json").out) == [], "nothing recorded"
+        assert stackmagic_instances() == before, "nothing started"
+        assert terminal("orchestrator", "update", "kf", f"--store-secret={SECRET_NAME}",
+                        f"--ami={aws.ami}").code == 0
+
+
+# -- Compute Engine, through a FAKE Google Cloud endpoint (tests/fake_gce.py) -------------------
+
+GCP_PROJECT = "demo-project"
+GCP_SECRET = "team-stores"
+
+
+@pytest.fixture
+def gce(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGce]:
+    """The fake, and Application Default Credentials whose token comes from it (nothing else)."""
+    with contextlib.contextmanager(serve)(FakeGce()) as fake:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption())
+        credentials = tmp_path / "service-account.json"  # a key made here, for the fake only
+        credentials.write_text(json.dumps({
+            "type": "service_account", "project_id": GCP_PROJECT, "private_key_id": "test",
+            "private_key": key.decode(), "client_email": f"runner@{GCP_PROJECT}.iam.gserviceaccount.com",
+            "client_id": "1", "token_uri": f"{fake.url}/token",
+        }))
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(credentials))
+        monkeypatch.setenv("NO_GCE_CHECK", "True")  # never ask a metadata server
+        yield fake
+
+
+@pytest.fixture
+def gcp_stack(terminal: Callable[..., Result], team_database: Database, gce: FakeGce,
+              request: pytest.FixtureRequest) -> Callable[..., Any]:
+    def make(*flags: str) -> Any:
+        _, bucket_flags, store = bucket_options("s3", request)
+        gce.secrets[f"projects/{GCP_PROJECT}/secrets/{GCP_SECRET}"] = json.dumps(
+            {"STACKMAGIC_METADATA_STORE_PASSWORD": DB_CANARY,
+             "STACKMAGIC_ARTIFACT_STORE_SECRET_ACCESS_KEY": S3_CANARY})
+        register_team_stack(terminal, team_database, bucket_flags, orchestrator=[
+            "--type=gcp-vm", f"--project={GCP_PROJECT}", "--zone=europe-west4-a",
+            "--machine-type=n2-standard-8", "--preemptible=true", f"--api-endpoint={gce.url}",
+            "--boot-image=projects/debian-cloud/global/images/family/debian-12",
+            "--service-account=runner@demo-project.iam.gserviceaccount.com",
+            "--labels=team=ml", f"--store-secret={GCP_SECRET}", *flags,
+        ])
+        return store
+
+    return make
+
+
+def test_gcp_vm_inserts_a_preemptible_vm_whose_startup_script_runs_the_pipeline_and_deletes_it(
+    gcp_stack: Callable[..., Any], gce: FakeGce, project: Path, terminal: Callable[..., Result],
+    team_database: Database, tmp_path: Path,
+) -> None:
+    store = gcp_stack()
+    team_notebook(project)
+    launched = terminal("pipeline", "run", "team.ipynb", "--json")
+    run_id = run_id_of(launched)
+
+    [(name, instance)] = gce.instances.items()
+    assert name == f"stackmagic-{run_id}-1"
+    assert instance["machineType"] == "zones/europe-west4-a/machineTypes/n2-standard-8"
+    assert instance["scheduling"]["preemptible"] is True
+    assert instance["scheduling"]["provisioningModel"] == "SPOT"
+    assert instance["labels"] == {"team": "ml", "stackmagic-run": run_id, "stackmagic-try": "1"}
+    assert instance["serviceAccounts"][0]["email"] == "runner@demo-project.iam.gserviceaccount.com"
+    [script] = [i["value"] for i in instance["metadata"]["items"] if i["key"] == "startup-script"]
+    inserts = [r for r in gce.requests if r.method == "POST" and r.path.endswith("/instances")]
+    assert len(inserts) == 1 and inserts[0].headers["authorization"].startswith("Bearer ")
+    described = json.loads(terminal("pipeline", "describe", run_id, "--json").out)
+    assert described["orchestrator_run_id"] == name and described["status"] == "running"
+
+    vm = run_startup_script(script, tmp_path / "vm")
+    assert vm.returncode == 0, vm.stdout[-3000:] + vm.stderr[-3000:]
+    assert gce.deleted == [name], "the VM deleted itself"
+    finished = json.loads(terminal("pipeline", "describe", run_id, "--json").out)
+    assert finished["status"] == "completed", finished
+    assert "Compute Engine VM " + name in terminal("pipeline", "logs", run_id).out
+
+    assert DB_CANARY not in gce.request_text() and S3_CANARY not in gce.request_text(), \
+        "no secret in any request to Google Cloud"
+    outputs = [launched, Result(vm.returncode, vm.stdout, vm.stderr)]
+    assert secret_sightings([DB_CANARY, S3_CANARY], project, store, team_database, outputs) == []
+
+
+def test_a_dry_run_shows_the_launch_and_starts_records_and_stores_nothing(
+    gcp_stack: Callable[..., Any], gce: FakeGce, project: Path, terminal: Callable[..., Result],
+) -> None:
+    store = gcp_stack()
+    team_notebook(project)
+    shown = terminal("pipeline", "run", "team.ipynb", "--dry-run")
+    assert shown.code == 0, shown.err
+    assert "Dry run: gcp-vm would start this VM" in shown.out
+    assert '"provisioningModel": "SPOT"' in shown.out and "#!/bin/bash" in shown.out
+    assert "python3 -m stackmagic.runtime vm" in shown.out
+    assert DB_CANARY not in shown.out + shown.err and S3_CANARY not in shown.out + shown.err
+    as_json = json.loads(terminal("pipeline", "run", "team.ipynb", "--dry-run", "--json").out)
+    assert as_json["request"]["labels"]["team"] == "ml"
+    assert gce.requests == [], "nothing asked of Google Cloud"
+    assert json.loads(terminal("pipeline", "runs", "--json").out) == [], "no run recorded"
+    assert store.find(store.root) == [], "no bundle stored"
+
+    assert terminal("orchestrator", "update", "kf", "--boot-image=projects/cos-cloud/global/"
+                    "images/family/cos-stable", "--image=registry.example/team:1").code == 0
+    in_docker = terminal("pipeline", "run", "team.ipynb", "--dry-run").out
+    assert "docker run --rm --network=host registry.example/team:1 python3 -m" in in_docker
+
+
+def test_a_refused_insert_is_one_line_and_a_failed_run(
+    gcp_stack: Callable[..., Any], gce: FakeGce, project: Path, terminal: Callable[..., Result],
+) -> None:
+    gcp_stack()
+    team_notebook(project)
+    gce.refuse_insert = (403, "Required 'compute.instances.create' permission for "
+                              f"'projects/{GCP_PROJECT}/zones/europe-west4-a/instances/x'")
+    refused = terminal("pipeline", "run", "team.ipynb")
+    assert refused.code == 2, refused.err
+    assert "Compute Engine refused to start the VM stackmagic-" in refused.err
+    assert "compute.instances.create' permission" in refused.err
+    assert gce.instances == {}
+    [run] = json.loads(terminal("pipeline", "runs", "--json").out)
+    assert run["status"] == "failed" and "Compute Engine refused" in run["error"]
