@@ -12,7 +12,7 @@ import ast
 import contextlib
 import functools
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,13 +141,7 @@ def run(
     orchestrator the run is submitted and, with ``wait``, followed to its end.
     Returns the run; raises :class:`PipelineFailed` (with ``.run``) if a step failed.
     """
-    notebook = Path(notebook).expanduser().resolve()
-    spec = load_pipeline(notebook)
-    overrides = check_parameters(spec.parameter_names, parameters or {})
-    with OpenStack.open(Registry.open(), stack) as opened, tempfile.TemporaryDirectory(
-        prefix="stackmagic-bundle-"
-    ) as scratch:
-        bundle = export_bundle(spec, Path(scratch) / "bundle", exclude=opened.local_paths())
+    with _exported(notebook, parameters, stack) as (notebook, opened, bundle, overrides):
         return run_bundle(
             bundle, opened, workdir=notebook.parent, notebook=str(notebook), overrides=overrides,
             no_cache=no_cache, only=only, from_step=from_step, wait=wait, progress=progress,
@@ -164,12 +158,7 @@ def preview(
     from_step: str | None = None,
 ) -> Output:
     """What a run would start on the stack's orchestrator; nothing is stored, recorded or started."""
-    notebook = Path(notebook).expanduser().resolve()
-    spec = load_pipeline(notebook)
-    overrides = check_parameters(spec.parameter_names, parameters or {})
-    with OpenStack.open(Registry.open(), stack) as opened, tempfile.TemporaryDirectory(
-        prefix="stackmagic-bundle-"
-    ) as scratch:
+    with _exported(notebook, parameters, stack) as (notebook, opened, bundle, overrides):
         config = opened.components[ComponentType.ORCHESTRATOR].config
         orchestrator = config.orchestrator(opened)
         if not hasattr(orchestrator, "preview"):
@@ -178,7 +167,6 @@ def preview(
                 "orchestrator starts nothing to show (`stackmagic pipeline show NOTEBOOK` shows "
                 "the steps)"
             )
-        bundle = export_bundle(spec, Path(scratch) / "bundle", exclude=opened.local_paths())
         orchestrator.check(bundle)
         context = RunContext(
             run_id=new_run_id(), bundle=bundle, artifact_store=opened.artifact_store,
@@ -188,6 +176,21 @@ def preview(
             bundle_uri=opened.artifact_store.uri(BUNDLES, f"{bundle.hash}.zip"),
         )
         return orchestrator.preview(context)
+
+
+@contextlib.contextmanager
+def _exported(
+    notebook: str | Path, parameters: Mapping[str, Any] | None, stack: str | None,
+) -> Iterator[tuple[Path, OpenStack, Bundle, dict[str, Any]]]:
+    """The saved notebook's bundle, on the opened stack, with the parameters it overrides."""
+    notebook = Path(notebook).expanduser().resolve()
+    spec = load_pipeline(notebook)
+    overrides = check_parameters(spec.parameter_names, parameters or {})
+    with OpenStack.open(Registry.open(), stack) as opened, tempfile.TemporaryDirectory(
+        prefix="stackmagic-bundle-"
+    ) as scratch:
+        yield notebook, opened, export_bundle(spec, Path(scratch) / "bundle",
+                                              exclude=opened.local_paths()), overrides
 
 
 def run_logs(store: ArtifactStore, record: RunRecord) -> dict[str, str]:

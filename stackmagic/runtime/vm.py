@@ -19,12 +19,12 @@ import json
 import os
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..background import repeating
 from ..errors import StackmagicError
 from ..progress import LogLines
 from ..secrets import ENV_PREFIX
@@ -146,24 +146,14 @@ def _wanted(name: str, text: str, stores: Mapping[str, Any]) -> dict[str, str]:
 @contextlib.contextmanager
 def _copied(path: Path, store: ArtifactStore, uri: str) -> Iterator[None]:
     """Copy the log to the store every few seconds while the block runs, and once at the end."""
-    stop = threading.Event()
 
     def copy() -> None:
         with contextlib.suppress(Exception):  # a missed copy is made good by the next one
             store.put_file(path, uri)
 
-    def keep_copying() -> None:
-        while not stop.wait(LOG_EVERY_SECONDS):
-            copy()
-
-    thread = threading.Thread(target=keep_copying, name="log-copy", daemon=True)
-    thread.start()
-    try:
+    with repeating(LOG_EVERY_SECONDS, copy, "log-copy"):
         yield
-    finally:
-        stop.set()
-        thread.join()
-        copy()
+    copy()
 
 
 class _Tee(io.TextIOBase):

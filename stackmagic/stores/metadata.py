@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -37,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from ..background import repeating
 from ..errors import NotFound, StackmagicError
 from .artifacts import ArtifactInfo
 from .models import (
@@ -258,23 +258,14 @@ class MetadataStore:
     @contextmanager
     def keeping_alive(self, run_id: str) -> Iterator[None]:
         """Beat the run's heartbeat while the block runs, so readers know its process lives."""
-        stop = threading.Event()
 
         def beat() -> None:
-            while not stop.wait(HEARTBEAT_SECONDS):
-                with contextlib.suppress(StackmagicError):  # a missed beat is not a failure
-                    with self._session(write=True) as session:
-                        session.execute(
-                            update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow())
-                        )
+            with contextlib.suppress(StackmagicError):  # a missed beat is not a failure
+                with self._session(write=True) as session:
+                    session.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow()))
 
-        thread = threading.Thread(target=beat, name=f"heartbeat-{run_id}", daemon=True)
-        thread.start()
-        try:
+        with repeating(HEARTBEAT_SECONDS, beat, f"heartbeat-{run_id}"):
             yield
-        finally:
-            stop.set()
-            thread.join()
 
     def step_started(self, run_id: str, step: str, *, code_key: str, attempt: int) -> None:
         with self._session(write=True) as session:
