@@ -18,7 +18,7 @@ def runs_table(records: list[RunRecord]) -> Table:
              r.stack_name]
             for r in records
         ],
-        data=[run_data(r) for r in records],
+        data=[run_data(r, detail=False) for r in records],
         empty="none yet (run one with `stackmagic pipeline run NOTEBOOK`)",
     )
 
@@ -69,7 +69,9 @@ def _step_row(step: StepRecord) -> list[str]:
     ]
 
 
-def run_data(record: RunRecord) -> dict[str, Any]:
+def run_data(record: RunRecord, *, detail: bool = True) -> dict[str, Any]:
+    """A run as JSON; a listing (``detail=False``) leaves out each step's artifacts and metrics,
+    which it does not read, rather than show them empty."""
     return {
         "id": record.id,
         "pipeline": record.pipeline,
@@ -95,9 +97,11 @@ def run_data(record: RunRecord) -> dict[str, Any]:
                 "attempts": step.attempts,
                 "error": step.error,
                 "notebook": step.notebook_uri,
-                "inputs": {name: info.to_json() for name, info in step.inputs.items()},
-                "outputs": {name: info.to_json() for name, info in step.outputs.items()},
-                "metrics": [{"name": name, "value": value} for name, value in step.metrics],
+                **({
+                    "inputs": {name: info.to_json() for name, info in step.inputs.items()},
+                    "outputs": {name: info.to_json() for name, info in step.outputs.items()},
+                    "metrics": [{"name": name, "value": value} for name, value in step.metrics],
+                } if detail else {}),
             }
             for step in record.steps
         ],

@@ -49,6 +49,7 @@ def test_a_pipeline_runs_on_mysql_and_a_bucket_and_reads_back(
 
     listed = json.loads(run("pipeline", "runs", "--json").out)
     assert [r["id"] for r in listed] == [finished["id"]] and listed[0]["stack"] == "team"
+    assert "metrics" not in listed[0]["steps"][1], "a listing never shows a step's metrics as none"
     described = json.loads(run("pipeline", "describe", finished["id"][:12], "--json").out)
     train = described["steps"][1]
     assert train["metrics"] == [{"name": "mean", "value": pytest.approx(1498.5)}]
