@@ -36,7 +36,9 @@ export async function runAsPipeline(panel: NotebookPanel): Promise<IRun | null> 
           (current ? `, running ${current.name}` : '') +
           ` (${duration(run)})`
       });
-      await new Promise(resolve => setTimeout(resolve, 1000));
+      // every second at first; a long run (a cloud VM, say) every five: each look asks the server
+      const waited = Date.now() - Date.parse(run.started_at);
+      await new Promise(resolve => setTimeout(resolve, waited < 30000 ? 1000 : 5000));
       run = await requestAPI<IRun>(path('runs', started.id));
     }
     const succeeded = run.status === 'completed';

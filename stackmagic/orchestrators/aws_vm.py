@@ -9,9 +9,11 @@ here terminates when it powers off.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StackmagicError
+from ..flavors.base import require_module
 
 if TYPE_CHECKING:
     from ..flavors.orchestrators import AWSVMOrchestrator
@@ -23,14 +25,16 @@ _ENDED = {"shutting-down", "terminated", "stopping", "stopped"}
 
 
 def _client(service: str, machine: dict[str, Any]) -> Any:
-    try:
-        import boto3
-    except ImportError:
-        raise StackmagicError(
-            'the aws-vm orchestrator needs the Python package boto3: pip install "stackmagic[aws]"'
-        ) from None
-    return boto3.client(service, region_name=machine["region"],
-                        endpoint_url=machine.get("endpoint_url") or None)
+    return _cached_client(service, machine["region"], machine.get("endpoint_url") or None)
+
+
+@functools.cache
+def _cached_client(service: str, region: str, endpoint_url: str | None) -> Any:
+    """One client a process: following a run asks EC2 every few seconds."""
+    require_module("boto3", "the aws-vm orchestrator", "aws")
+    import boto3
+
+    return boto3.client(service, region_name=region, endpoint_url=endpoint_url)
 
 
 def _explained(action: str, error: Exception) -> StackmagicError:
@@ -51,9 +55,9 @@ class EC2:
     def __init__(self, config: AWSVMOrchestrator) -> None:
         self.config = config
 
-    def image_has_python(self, config: AWSVMOrchestrator) -> bool:
+    def image_has_python(self) -> bool:
         """An AMI someone chose is taken to have stackmagic; the default one has only Docker."""
-        return bool(config.ami)
+        return bool(self.config.ami)
 
     def machine(self, run_id: str, attempt: int) -> dict[str, Any]:
         return {"cloud": self.cloud, "region": self.config.region,

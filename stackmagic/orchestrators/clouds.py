@@ -18,4 +18,7 @@ def for_machine(machine: dict[str, Any]) -> Any:
         from .gcp_vm import ComputeEngine
 
         return ComputeEngine
-    raise StackmagicError(f"the launch description names no known cloud ({cloud!r})")
+    raise StackmagicError(
+        f"the launch description names no cloud this stackmagic knows ({cloud!r}): install the "
+        "stackmagic that launched the run in the VM's image"
+    )

@@ -11,10 +11,12 @@ APIs elsewhere (Private Service Connect, say).
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StackmagicError
+from ..flavors.base import require_module
 
 if TYPE_CHECKING:
     from ..flavors.orchestrators import GCPVMOrchestrator
@@ -26,18 +28,21 @@ _COS_FAMILY = "projects/cos-cloud/"
 
 
 def _compute() -> Any:
-    try:
-        from google.cloud import compute_v1
-    except ImportError:
-        raise StackmagicError('the gcp-vm orchestrator needs the Python package '
-                              'google-cloud-compute: pip install "stackmagic[gcp]"') from None
+    require_module("google.cloud.compute_v1", "the gcp-vm orchestrator", "gcp")
+    from google.cloud import compute_v1
+
     return compute_v1
 
 
 def _instances(machine: dict[str, Any]) -> Any:
+    return _instances_client(machine.get("api_endpoint") or None)
+
+
+@functools.cache
+def _instances_client(endpoint: str | None) -> Any:
+    """One client a process: following a run asks Compute Engine every few seconds."""
     from google.api_core.client_options import ClientOptions
 
-    endpoint = machine.get("api_endpoint")
     return _compute().InstancesClient(
         client_options=ClientOptions(api_endpoint=endpoint) if endpoint else None)
 
@@ -60,9 +65,9 @@ class ComputeEngine:
     def __init__(self, config: GCPVMOrchestrator) -> None:
         self.config = config
 
-    def image_has_python(self, config: GCPVMOrchestrator) -> bool:
+    def image_has_python(self) -> bool:
         """Container-Optimized OS (the default) has Docker and no Python: it needs --image."""
-        return not config.boot_image.startswith(_COS_FAMILY)
+        return not self.config.boot_image.startswith(_COS_FAMILY)
 
     def machine(self, run_id: str, attempt: int) -> dict[str, Any]:
         return {"cloud": self.cloud, "project": self.config.project, "zone": self.config.zone,

@@ -11,8 +11,8 @@ come from its service account or instance profile.
 With ``--wait`` this process follows the run: the VM's log and the steps'
 records as they change. A VM that ends before the run did was preempted (or
 stopped from outside): the run is started again on a new VM up to
-``--retries`` times, where steps that had finished come from the cache, and
-is marked ``preempted`` after that.
+``--retries`` times, which keeps the steps the lost VM finished, and is
+marked ``preempted`` after that.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ..progress import Progress
     from ..runtime import RunContext, StepOutcome
     from ..stores.artifacts import ArtifactStore
-    from ..stores.metadata import RunRecord
+    from ..stores.metadata import MetadataStore, RunRecord
 
 #: How often the instance's state is asked while following (an API call each time).
 STATE_EVERY_SECONDS = 15.0
@@ -77,7 +77,7 @@ class VMRunner:
         self.submitted = False
 
     def check(self, bundle: Bundle) -> None:
-        if not self.config.image and not self.cloud.image_has_python(self.config):
+        if not self.config.image and not self.cloud.image_has_python():
             raise StackmagicError(
                 f"the {self.config.flavor} orchestrator needs --image (a container image with "
                 f"stackmagic installed; `stackmagic image dockerfile NOTEBOOK` writes its "
@@ -94,7 +94,8 @@ class VMRunner:
             )
 
     def _launch(self, context: RunContext, attempt: int, *, look_up: bool = True,
-                ) -> tuple[Launch, dict[str, Any], dict[str, Any]]:
+                ) -> tuple[Launch, dict[str, Any], str, dict[str, Any]]:
+        """The launch description, the machine, its startup script and the cloud's request."""
         machine = self.cloud.machine(context.run_id, attempt)
         launch = Launch(
             run_id=context.run_id, attempt=attempt,
@@ -105,16 +106,15 @@ class VMRunner:
             keep_alive=self.config.keep_alive,
         )
         script = startup_script(launch, self.config.image, self.config.gpu_count)
-        return launch, machine, self.cloud.launch_request(machine, script, look_up=look_up)
+        return launch, machine, script, self.cloud.launch_request(machine, script, look_up=look_up)
 
     def preview(self, context: RunContext) -> Output:
         """What ``pipeline run --dry-run`` shows: the request and the script, nothing started."""
-        launch, _, request = self._launch(context, 1, look_up=False)
-        script = request_script(request)
+        launch, _, script, request = self._launch(context, 1, look_up=False)
         return Fields(
             f"Dry run: {self.config.flavor} would start this VM for the pipeline "
             f"{context.bundle.pipeline} (nothing was started or recorded)",
-            [("launch request", _shown(request)), ("startup script", script)],
+            [("launch request", _without(script, request)), ("startup script", script)],
             {"request": request, "startup_script": script, "launch": launch.__dict__},
             stacked=True,
         )
@@ -129,26 +129,30 @@ class VMRunner:
             if context.metadata.run(context.run_id).status != RunStatus.RUNNING:
                 return step_outcomes(context)
             if attempt > self.config.retries:
-                lost(context.metadata, context.run_id, instance, self.config.retries)
+                _mark_lost(context.metadata, context.run_id, instance, self.config.retries)
                 return step_outcomes(context)
             attempt += 1
             progress.warn(f"the VM {instance} ended before the run did (preempted?): starting "
-                          f"try {attempt} of {self.config.retries + 1} on a new VM; finished "
-                          "steps come from the cache")
+                          f"try {attempt} of {self.config.retries + 1} on a new VM, which keeps "
+                          "the steps it finished")
             machine, instance = self._start(context, attempt, progress)
 
     def _follow_try(self, context: RunContext, progress: Progress, machine: dict[str, Any],
                     instance: str, attempt: int) -> None:
         """Show the VM's log and the steps until the run ends or the VM does."""
         shown = _LogFollower(context, progress, attempt)
-        still_running = polled(lambda: self.cloud.state(machine, instance) == "running",
-                               STATE_EVERY_SECONDS)
-        follow(context, progress, interval=FOLLOW_EVERY_SECONDS,
-               still_going=lambda: shown.more() and still_running())
+        vm_running = polled(lambda: self.cloud.state(machine, instance) == "running",
+                            STATE_EVERY_SECONDS)
+
+        def still_going() -> bool:
+            shown.more()
+            return vm_running()
+
+        follow(context, progress, interval=FOLLOW_EVERY_SECONDS, still_going=still_going)
         shown.more()  # the last lines
 
     def _start(self, context: RunContext, attempt: int, progress: Progress) -> tuple[dict[str, Any], str]:
-        launch, machine, request = self._launch(context, attempt)
+        launch, machine, _, request = self._launch(context, attempt)
         instance, url = self.cloud.launch(machine, request)
         try:
             context.metadata.run_submitted(context.run_id, orchestrator_run_id=instance, url=url)
@@ -164,42 +168,34 @@ class VMRunner:
         """For ``pipeline describe``: a run whose VM is gone but which never ended was lost."""
         if not (record.orchestrator_run_id and record.status == RunStatus.RUNNING):
             return
-        machine = self.cloud.machine(record.id, 0)
+        machine = self.cloud.machine(record.id, 0)  # where to ask; the instance is recorded
         try:
             state = self.cloud.state(machine, record.orchestrator_run_id)
         except StackmagicError:
             return  # the cloud cannot be asked now: the record is shown as it is
-        if state != "running" and self.stack.metadata.run(record.id).status == RunStatus.RUNNING:
-            lost(self.stack.metadata, record.id, record.orchestrator_run_id, retries=None)
+        if state != "running":  # run_lost leaves a run that ended meanwhile as it is
+            _mark_lost(self.stack.metadata, record.id, record.orchestrator_run_id, retries=None)
 
 
-def lost(metadata: Any, run_id: str, instance: str, retries: int | None) -> None:
+def _mark_lost(metadata: MetadataStore, run_id: str, instance: str, retries: int | None) -> None:
     tries = "" if retries is None else f" ({retries} relaunch{'es' if retries != 1 else ''} allowed)"
     metadata.run_lost(run_id, f"preempted: the VM {instance} ended before the run did{tries}")
 
 
-def request_script(request: dict[str, Any]) -> str:
-    """The startup script inside a launch request (EC2 user data, or GCE metadata)."""
-    if "UserData" in request:
-        return request["UserData"]
-    items = request.get("metadata", {}).get("items", [])
-    return next(item["value"] for item in items if item["key"] == "startup-script")
-
-
-def _shown(request: dict[str, Any]) -> str:
-    """The request as JSON, with the script (shown beside it) left out."""
+def _without(script: str, request: dict[str, Any]) -> str:
+    """The request as JSON, the script (shown beside it) named rather than repeated."""
     import json
 
-    def without_script(value: Any) -> Any:
+    def shown(value: Any) -> Any:
+        if value == script:
+            return "(the startup script below)"
         if isinstance(value, dict):
-            return {k: "(the startup script below)" if k in ("UserData",) or (
-                k == "value" and value.get("key") == "startup-script") else without_script(v)
-                for k, v in value.items()}
+            return {key: shown(item) for key, item in value.items()}
         if isinstance(value, list):
-            return [without_script(v) for v in value]
+            return [shown(item) for item in value]
         return value
 
-    return json.dumps(without_script(request), indent=2)
+    return json.dumps(shown(request), indent=2)
 
 
 class _LogFollower:
@@ -208,17 +204,15 @@ class _LogFollower:
     def __init__(self, context: RunContext, progress: Progress, attempt: int) -> None:
         self.context, self.progress, self.attempt, self.seen = context, progress, attempt, 0
 
-    def more(self) -> bool:
-        """Always True: a log not there yet or unreadable now is looked at again."""
+    def more(self) -> None:
+        """A log not there yet, or unreadable now, is looked at again next time."""
         store = self.context.artifact_store
         uri = vm_log_uri(store, self.context.bundle.pipeline, self.context.run_id, self.attempt)
         try:
-            text = store.read_bytes(uri).decode(errors="replace") if store.exists(uri) else ""
-        except Exception:  # noqa: BLE001 - the next look gets it
-            return True
-        lines = text.splitlines()
+            lines = store.read_bytes(uri).decode(errors="replace").splitlines()
+        except Exception:  # noqa: BLE001 - not written yet, or the store is slow: next time
+            return
         for line in lines[self.seen:]:
             self.progress.note(f"vm | {line}")
         self.seen = max(self.seen, len(lines))
-        return True
 

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RunFailed
-from ..secrets import ENV_PREFIX
 from ..stores.models import StepStatus
-from ..stores.portable import open_stores
+from ..stores.portable import open_stores, referenced_variables
 from . import Mode, RunContext, downstream, recorded_context, run_step
 
 if TYPE_CHECKING:
@@ -135,11 +134,8 @@ def forget_secrets(stores: Mapping[str, Any]) -> None:
 
     Kernels inherit the environment, and a step's code prints what it likes.
     """
-    for entry in stores.values():
-        if isinstance(entry, Mapping):
-            for value in entry.get("options", {}).values():
-                if isinstance(value, str) and value.startswith(ENV_PREFIX):
-                    os.environ.pop(value[len(ENV_PREFIX):], None)
+    for variable in referenced_variables(stores):
+        os.environ.pop(variable, None)
 
 
 def typed_parameters(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,10 +27,9 @@ from typing import Any, TextIO
 from ..background import repeating
 from ..errors import StackmagicError
 from ..progress import LogLines
-from ..secrets import ENV_PREFIX
 from ..stores.artifacts import ArtifactStore
 from ..stores.metadata import MetadataStore
-from ..stores.portable import open_stores
+from ..stores.portable import open_stores, referenced_variables
 from . import recorded_context
 from .task import forget_secrets
 
@@ -61,7 +60,10 @@ class Launch:
         try:
             return cls(**json.loads(base64.b64decode(text, validate=True)))
         except (ValueError, TypeError) as error:
-            raise StackmagicError(f"the launch description is damaged ({error})") from None
+            raise StackmagicError(
+                f"the launch description is damaged ({error}): start the run again with "
+                "`stackmagic pipeline run`, which writes a new one"
+            ) from None
 
 
 def run_on_vm(launch: Launch) -> str | None:
@@ -75,6 +77,12 @@ def run_on_vm(launch: Launch) -> str | None:
         with log_path.open("w") as log_file:
             log = _Tee(log_file, sys.stdout)
             say = functools.partial(print, file=log, flush=True)
+
+            def copy_log() -> None:
+                if artifact_store is not None:
+                    with contextlib.suppress(Exception):  # the next copy makes a missed one good
+                        artifact_store.put_file(log_path, launch.log_uri)
+
             try:
                 say(f"stackmagic: run {launch.run_id}, try {launch.attempt}, on "
                     f"{cloud.describe(launch.machine)}")
@@ -83,7 +91,7 @@ def run_on_vm(launch: Launch) -> str | None:
                     os.environ.update(_wanted(launch.store_secret, secret, launch.stores))
                 artifact_store, metadata = open_stores(launch.stores)
                 forget_secrets(launch.stores)  # the stores have them; the steps' code must not
-                with _copied(log_path, artifact_store, launch.log_uri):
+                with repeating(LOG_EVERY_SECONDS, copy_log, "log-copy"):
                     error = _run(launch, artifact_store, metadata, log)
                 say(f"stackmagic: run {launch.run_id} "
                     f"{'failed: ' + error if error else 'completed'}")
@@ -94,9 +102,7 @@ def run_on_vm(launch: Launch) -> str | None:
             finally:
                 if not launch.keep_alive:
                     say(f"stackmagic: deleting this VM ({cloud.describe(launch.machine)})")
-                if artifact_store is not None:
-                    with contextlib.suppress(Exception):
-                        artifact_store.put_file(log_path, launch.log_uri)
+                copy_log()  # with its last lines
                 if not launch.keep_alive:
                     cloud.delete_self(launch.machine)
 
@@ -133,27 +139,12 @@ def _wanted(name: str, text: str, stores: Mapping[str, Any]) -> dict[str, str]:
     if not isinstance(secret, dict):
         raise StackmagicError(f"the secret {name!r} must be a JSON object of STACKMAGIC_... "
                               "variables and their values")
-    wanted = {value[len(ENV_PREFIX):] for entry in stores.values() if isinstance(entry, Mapping)
-              for value in entry.get("options", {}).values()
-              if isinstance(value, str) and value.startswith(ENV_PREFIX)}
+    wanted = referenced_variables(stores)
     missing = sorted(wanted - set(secret))
     if missing:
         raise StackmagicError(f"the secret {name!r} has no {', '.join(missing)}: add "
                               f"{'it' if len(missing) == 1 else 'them'} to the secret")
     return {name: str(secret[name]) for name in wanted}
-
-
-@contextlib.contextmanager
-def _copied(path: Path, store: ArtifactStore, uri: str) -> Iterator[None]:
-    """Copy the log to the store every few seconds while the block runs, and once at the end."""
-
-    def copy() -> None:
-        with contextlib.suppress(Exception):  # a missed copy is made good by the next one
-            store.put_file(path, uri)
-
-    with repeating(LOG_EVERY_SECONDS, copy, "log-copy"):
-        yield
-    copy()
 
 
 class _Tee(io.TextIOBase):

@@ -296,16 +296,19 @@ def executed_notebook(run_id: str, step: str) -> dict[str, Any]:
     registry = Registry.open()
     with OpenStack.open(registry) as active:
         record = active.metadata.run(run_id)
-    try:
-        uri = record.step(step).notebook_uri
-    except StackmagicError as error:
-        raise NotFound(str(error)) from None
-    if not uri:
-        raise NotFound(f"step {step!r} of run {record.id} left no executed notebook "
-                       "(it was taken from the cache, or never started)")
-    ran_on = record.stack_name if any(s.name == record.stack_name for s in registry.stacks()) else None
-    with OpenStack.open(registry, ran_on) as opened:
-        return json.loads(opened.artifact_store.read_bytes(uri))
+        try:
+            uri = record.step(step).notebook_uri
+        except StackmagicError as error:
+            raise NotFound(str(error)) from None
+        if not uri:
+            raise NotFound(f"step {step!r} of run {record.id} left no executed notebook "
+                           "(it was taken from the cache, or never started)")
+        elsewhere = record.stack_name != active.name and any(
+            stack.name == record.stack_name for stack in registry.stacks())
+        if not elsewhere:
+            return json.loads(active.artifact_store.read_bytes(uri))
+    with OpenStack.open(registry, record.stack_name) as ran_on:
+        return json.loads(ran_on.artifact_store.read_bytes(uri))
 
 
 def _option_text(option: str, value: Any) -> str:

@@ -64,6 +64,13 @@ def secret_environment(
     }
 
 
+def referenced_variables(description: Mapping[str, Any]) -> set[str]:
+    """The environment variables a stores' description reads its secrets from."""
+    return {value[len(ENV_PREFIX):] for entry in description.values() if isinstance(entry, Mapping)
+            for value in entry.get("options", {}).values()
+            if isinstance(value, str) and value.startswith(ENV_PREFIX)}
+
+
 def open_stores(description: Mapping[str, Any]) -> tuple[ArtifactStore, MetadataStore]:
     """The stores a description names, their secrets read from the environment."""
     opened = []
