@@ -217,8 +217,8 @@ def pipeline_run(args: argparse.Namespace) -> Output:
             raise UsageError(f"-p {name} is given twice", args.command_words)
         parameters[name] = parse_parameter(value)
     if args.dry_run:
-        return preview(notebook, parameters=parameters, stack=args.stack, no_cache=args.no_cache,
-                       only=args.only, from_step=args.from_step)
+        return preview(notebook, parameters=parameters, stack=args.stack, only=args.only,
+                       from_step=args.from_step)
     finished = run(
         notebook, parameters=parameters, stack=args.stack, no_cache=args.no_cache,
         only=args.only, from_step=args.from_step, wait=args.wait,

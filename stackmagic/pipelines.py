@@ -44,37 +44,39 @@ class PipelineFailed(RunFailed):
 
 @dataclass
 class OpenStack:
-    """A stack's components, opened: ready to store, record and run."""
+    """A stack's components, opened: ready to store, record and run.
+
+    The metadata store connects on first use, not here: what needs no record (a dry run)
+    then works with the database out of reach, and never waits for it.
+    """
 
     name: str
     components: dict[ComponentType, Component]
     artifact_store: ArtifactStore
-    metadata: MetadataStore
     #: the real value of a component's secret option
     resolve_secret: Callable[[Component, str], str]
 
     @classmethod
     def open(cls, registry: Registry, name: str | None = None) -> OpenStack:
         components = {c.type: c for c in stack_components(registry, name)}
-
-        def opened(kind: ComponentType) -> Any:
-            component = components[kind]
-            return component.config.open(functools.partial(registry.resolve_secret, component))
-
         return cls(
             name or registry.active_stack_name(),
             components,
-            opened(ComponentType.ARTIFACT_STORE),
-            opened(ComponentType.METADATA_STORE),
+            _opened(components[ComponentType.ARTIFACT_STORE], registry.resolve_secret),
             registry.resolve_secret,
         )
+
+    @functools.cached_property
+    def metadata(self) -> MetadataStore:
+        return _opened(self.components[ComponentType.METADATA_STORE], self.resolve_secret)
 
     def __enter__(self) -> OpenStack:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """Let go of the metadata store's connections (a kernel lives long)."""
-        self.metadata.close()
+        """Let go of the metadata store's connections, if it was opened (a kernel lives long)."""
+        if "metadata" in vars(self):
+            self.metadata.close()
 
     def snapshot(self) -> dict[str, Any]:
         """What the run record keeps of the stack: flavors and options, secrets masked."""
@@ -85,6 +87,11 @@ class OpenStack:
 
     def local_paths(self) -> list[Path]:
         return local_paths(self.components.values())
+
+
+def _opened(component: Component, resolve_secret: Callable[[Component, str], str]) -> Any:
+    """A store component opened with its secrets: an ArtifactStore or a MetadataStore."""
+    return component.config.open(functools.partial(resolve_secret, component))
 
 
 def local_paths(components: Iterable[Component]) -> list[Path]:
@@ -153,12 +160,17 @@ def preview(
     *,
     parameters: Mapping[str, Any] | None = None,
     stack: str | None = None,
-    no_cache: bool = False,
     only: str | None = None,
     from_step: str | None = None,
 ) -> Output:
-    """What a run would start on the stack's orchestrator; nothing is stored, recorded or started."""
-    with _exported(notebook, parameters, stack) as (notebook, opened, bundle, overrides):
+    """What a run would start on the stack's orchestrator; nothing is stored, recorded or started.
+
+    The launch is made from the stack's options alone: the metadata store is never opened, so
+    a dry run needs neither the database nor its driver. The parameters, ``only`` and
+    ``from_step`` are checked as ``run`` checks them; they reach a VM through the run's record,
+    which a dry run does not write.
+    """
+    with _exported(notebook, parameters, stack) as (_, opened, bundle, _):
         config = opened.components[ComponentType.ORCHESTRATOR].config
         orchestrator = config.orchestrator(opened)
         if not hasattr(orchestrator, "preview"):
@@ -168,14 +180,8 @@ def preview(
                 "the steps)"
             )
         orchestrator.check(bundle)
-        context = RunContext(
-            run_id=new_run_id(), bundle=bundle, artifact_store=opened.artifact_store,
-            metadata=opened.metadata, workdir=notebook.parent, overrides=dict(overrides),
-            no_cache=no_cache, modes=plan(bundle, only=only, from_step=from_step),
-            only=only, from_step=from_step,
-            bundle_uri=opened.artifact_store.uri(BUNDLES, f"{bundle.hash}.zip"),
-        )
-        return orchestrator.preview(context)
+        plan(bundle, only=only, from_step=from_step)
+        return orchestrator.preview(new_run_id(), bundle.pipeline)
 
 
 @contextlib.contextmanager

@@ -104,3 +104,4 @@ from services import (  # noqa: E402, F401
     s3_server,
     team_database,
 )
+from vm_sandbox import gce  # noqa: E402, F401

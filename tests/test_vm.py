@@ -12,13 +12,12 @@ instance through the EC2 API.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,9 @@ from typing import Any
 import pytest
 from conftest import BIN, Result
 from fake_gce import FakeGce
-from fake_http import serve
-from services import DB_CANARY, S3_CANARY, Database, S3Server
+from services import DB_CANARY, S3_CANARY, Database, S3Server, free_port
 from team import bucket_options, register_team_stack, secret_sightings, team_notebook
+from vm_sandbox import GCP_PROJECT, run_startup_script, start_startup_script
 
 from notebooks import write_notebook
 
@@ -104,28 +103,6 @@ def vm_stack(terminal: Callable[..., Result], team_database: Database, aws: AWS,
         return store
 
     return make
-
-
-def run_startup_script(script: str, folder: Path) -> subprocess.CompletedProcess[str]:
-    """The script as the VM runs it, to its end."""
-    folder.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(["bash", "-c", script], cwd=folder, env=vm_environment(folder),
-                          text=True, capture_output=True, timeout=600)
-
-
-def vm_environment(folder: Path) -> dict[str, str]:
-    """A VM's: its own folder, no stackmagic settings, the instance profile's credentials."""
-    environment = {k: v for k, v in os.environ.items()
-                   if not k.startswith(("STACKMAGIC_", "AWS_"))}
-    environment.update({
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "HOME": str(folder),
-        "STACKMAGIC_HOME": str(folder / "stackmagic-home"),
-        # what the instance profile gives a real instance:
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        # never the machine's own poweroff: the test sees whether the script wanted one
-        "STACKMAGIC_POWEROFF": f"touch {folder / 'powered-off'}",
-    })
-    return environment
 
 
 def run_id_of(result: Result) -> str:
@@ -247,13 +224,6 @@ def test_a_preempted_instance_without_retries_leaves_a_preempted_run(
     assert "preempted" in listed.out
 
 
-def start_startup_script(script: str, folder: Path) -> subprocess.Popen[str]:
-    """The script, started in a session of its own (so it can be taken back like a VM)."""
-    return subprocess.Popen(["bash", "-c", script], cwd=folder.mkdir(parents=True) or folder,
-                            env=vm_environment(folder), text=True, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 def step_record(terminal: Callable[..., Result], run_id: str, step: str) -> dict[str, Any]:
     run = json.loads(terminal("pipeline", "describe", run_id, "--json").out)
     return next(s for s in run["steps"] if s["name"] == step)
@@ -291,29 +261,7 @@ def test_a_launch_the_stack_cannot_make_is_refused_in_one_line_before_anything_s
 
 # -- Compute Engine, through a FAKE Google Cloud endpoint (tests/fake_gce.py) -------------------
 
-GCP_PROJECT = "demo-project"
 GCP_SECRET = "team-stores"
-
-
-@pytest.fixture
-def gce(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGce]:
-    """The fake, and Application Default Credentials whose token comes from it (nothing else)."""
-    with contextlib.contextmanager(serve)(FakeGce()) as fake:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import rsa
-
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption())
-        credentials = tmp_path / "service-account.json"  # a key made here, for the fake only
-        credentials.write_text(json.dumps({
-            "type": "service_account", "project_id": GCP_PROJECT, "private_key_id": "test",
-            "private_key": key.decode(), "client_email": f"runner@{GCP_PROJECT}.iam.gserviceaccount.com",
-            "client_id": "1", "token_uri": f"{fake.url}/token",
-        }))
-        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(credentials))
-        monkeypatch.setenv("NO_GCE_CHECK", "True")  # never ask a metadata server
-        yield fake
 
 
 @pytest.fixture
@@ -392,6 +340,39 @@ def test_a_dry_run_shows_the_launch_and_starts_records_and_stores_nothing(
                     "images/family/cos-stable", "--image=registry.example/team:1").code == 0
     in_docker = terminal("pipeline", "run", "team.ipynb", "--dry-run").out
     assert "docker run --rm --network=host registry.example/team:1 python3 -m" in in_docker
+
+
+def test_a_dry_run_needs_neither_the_database_nor_the_bucket(
+    project: Path, terminal: Callable[..., Result],
+) -> None:
+    """The launch is made from the stack's options: no MySQL server, no S3 endpoint answers here."""
+    nobody = f"http://127.0.0.1:{free_port()}"
+    for words in (
+        ["init"],
+        ["metadata-store", "register", "team-db", "--type=mysql", "--host=127.0.0.1",
+         f"--port={free_port()}", "--username=ml", "--password=env:TEAM_DB_PASSWORD",
+         "--database=ml"],
+        ["artifact-store", "register", "bucket", "--type=s3", "--path=s3://team-bucket/pipelines",
+         f"--endpoint-url={nobody}"],
+        ["orchestrator", "register", "vm", "--type=aws-vm", f"--endpoint-url={nobody}",
+         "--image=registry.example/team:1", f"--store-secret={SECRET_NAME}"],
+        ["stack", "register", "cloud", "-m", "team-db", "-a", "bucket", "-o", "vm"],
+        ["stack", "set", "cloud"],
+    ):
+        registered = terminal(*words)
+        assert registered.code == 0, registered.err
+    team_notebook(project)
+    unreachable = terminal("pipeline", "runs", env={"TEAM_DB_PASSWORD": "not-needed-below"})
+    assert unreachable.code == 2 and "check that the server is running" in unreachable.err
+
+    # the password's variable is not even set: the launch names it, the VM reads the secret
+
+    shown = terminal("pipeline", "run", "team.ipynb", "--dry-run")
+    assert shown.code == 0, shown.err
+    assert "Dry run: aws-vm would start this VM for the pipeline team" in shown.out
+    assert '"InstanceType": "m5.xlarge"' in shown.out and "#!/bin/bash" in shown.out
+    assert ("docker run --rm --network=host registry.example/team:1 python3 -m stackmagic.runtime vm"
+            in shown.out)
 
 
 def test_a_refused_insert_is_one_line_and_a_failed_run(

@@ -93,27 +93,29 @@ class VMRunner:
                 f"and give it with --store-secret=NAME"
             )
 
-    def _launch(self, context: RunContext, attempt: int, *, look_up: bool = True,
+    def _launch(self, run_id: str, pipeline: str, attempt: int, *, look_up: bool = True,
                 ) -> tuple[Launch, dict[str, Any], str, dict[str, Any]]:
-        """The launch description, the machine, its startup script and the cloud's request."""
-        machine = self.cloud.machine(context.run_id, attempt)
+        """The launch description, the machine, its startup script and the cloud's request.
+
+        Made from the stack's options: no store is read or written, no database asked.
+        """
+        machine = self.cloud.machine(run_id, attempt)
         launch = Launch(
-            run_id=context.run_id, attempt=attempt,
+            run_id=run_id, attempt=attempt,
             stores=describe_stores(self.stack.name, self.stack.components),
-            log_uri=vm_log_uri(context.artifact_store, context.bundle.pipeline, context.run_id,
-                               attempt),
+            log_uri=vm_log_uri(self.stack.artifact_store, pipeline, run_id, attempt),
             machine=machine, store_secret=self.config.store_secret,
             keep_alive=self.config.keep_alive,
         )
         script = startup_script(launch, self.config.image, self.config.gpu_count)
         return launch, machine, script, self.cloud.launch_request(machine, script, look_up=look_up)
 
-    def preview(self, context: RunContext) -> Output:
+    def preview(self, run_id: str, pipeline: str) -> Output:
         """What ``pipeline run --dry-run`` shows: the request and the script, nothing started."""
-        launch, _, script, request = self._launch(context, 1, look_up=False)
+        launch, _, script, request = self._launch(run_id, pipeline, 1, look_up=False)
         return Fields(
             f"Dry run: {self.config.flavor} would start this VM for the pipeline "
-            f"{context.bundle.pipeline} (nothing was started or recorded)",
+            f"{pipeline} (nothing was started or recorded)",
             [("launch request", _without(script, request)), ("startup script", script)],
             {"request": request, "startup_script": script, "launch": launch.__dict__},
             stacked=True,
@@ -152,7 +154,7 @@ class VMRunner:
         shown.more()  # the last lines
 
     def _start(self, context: RunContext, attempt: int, progress: Progress) -> tuple[dict[str, Any], str]:
-        launch, machine, _, request = self._launch(context, attempt)
+        launch, machine, _, request = self._launch(context.run_id, context.bundle.pipeline, attempt)
         instance, url = self.cloud.launch(machine, request)
         try:
             context.metadata.run_submitted(context.run_id, orchestrator_run_id=instance, url=url)
