@@ -61,7 +61,7 @@ def _line_magic(command: str) -> Callable[[str], None]:
 
     def magic(line: str) -> None:
         try:
-            words = shlex.split(line)
+            words = shlex.split(line, comments=True)  # `# ...` ends the line, as in a shell
         except ValueError as error:
             raise IPythonUsageError(f"%{command}: {error}") from None
         try:
