@@ -217,6 +217,9 @@ def pipeline_run(args: argparse.Namespace) -> Output:
             raise UsageError(f"-p {name} is given twice", args.command_words)
         parameters[name] = parse_parameter(value)
     if args.dry_run:
+        if args.wait:
+            raise UsageError("--dry-run starts nothing for --wait to follow; give one of the two",
+                             args.command_words)
         return preview(notebook, parameters=parameters, stack=args.stack, only=args.only,
                        from_step=args.from_step)
     finished = run(

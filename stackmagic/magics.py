@@ -51,6 +51,21 @@ def _step_magic(ipython: Any) -> Callable[[str, str], None]:
     return step
 
 
+def shell_words(line: str) -> list[str]:
+    """A magic's line split as a shell splits it: a word starting with ``#`` begins a comment.
+
+    ``shlex``'s own comments would also cut ``--password=p#ss`` short.
+    """
+    lexer = shlex.shlex(line, posix=False)  # raw words: quotes kept, so a quoted '#' stays put
+    lexer.whitespace_split, lexer.commenters = True, ""
+    words = []
+    for word in lexer:
+        if word.startswith("#"):
+            break
+        words.append(word)
+    return shlex.split(" ".join(words))
+
+
 def in_notebook_words(message: str) -> str:
     """Messages quote terminal commands; in a notebook, quote the magic instead."""
     return message.replace("`stackmagic ", "`%")
@@ -61,7 +76,7 @@ def _line_magic(command: str) -> Callable[[str], None]:
 
     def magic(line: str) -> None:
         try:
-            words = shlex.split(line, comments=True)  # `# ...` ends the line, as in a shell
+            words = shell_words(line)
         except ValueError as error:
             raise IPythonUsageError(f"%{command}: {error}") from None
         try:

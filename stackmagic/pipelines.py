@@ -70,6 +70,10 @@ class OpenStack:
     def metadata(self) -> MetadataStore:
         return _opened(self.components[ComponentType.METADATA_STORE], self.resolve_secret)
 
+    def connect_metadata(self) -> None:
+        """Open the metadata store now, on this thread, where an error stops the command early."""
+        self.metadata  # noqa: B018 - the property opens it
+
     def __enter__(self) -> OpenStack:
         return self
 
@@ -148,7 +152,9 @@ def run(
     orchestrator the run is submitted and, with ``wait``, followed to its end.
     Returns the run; raises :class:`PipelineFailed` (with ``.run``) if a step failed.
     """
-    with _exported(notebook, parameters, stack) as (notebook, opened, bundle, overrides):
+    with _exported(notebook, parameters, stack, recording=True) as (
+        notebook, opened, bundle, overrides
+    ):
         return run_bundle(
             bundle, opened, workdir=notebook.parent, notebook=str(notebook), overrides=overrides,
             no_cache=no_cache, only=only, from_step=from_step, wait=wait, progress=progress,
@@ -170,7 +176,7 @@ def preview(
     ``from_step`` are checked as ``run`` checks them; they reach a VM through the run's record,
     which a dry run does not write.
     """
-    with _exported(notebook, parameters, stack) as (_, opened, bundle, _):
+    with _exported(notebook, parameters, stack, recording=False) as (_, opened, bundle, _):
         config = opened.components[ComponentType.ORCHESTRATOR].config
         orchestrator = config.orchestrator(opened)
         if not hasattr(orchestrator, "preview"):
@@ -186,15 +192,22 @@ def preview(
 
 @contextlib.contextmanager
 def _exported(
-    notebook: str | Path, parameters: Mapping[str, Any] | None, stack: str | None,
+    notebook: str | Path, parameters: Mapping[str, Any] | None, stack: str | None, *,
+    recording: bool,
 ) -> Iterator[tuple[Path, OpenStack, Bundle, dict[str, Any]]]:
-    """The saved notebook's bundle, on the opened stack, with the parameters it overrides."""
+    """The saved notebook's bundle, on the opened stack, with the parameters it overrides.
+
+    ``recording``: the metadata store is connected first, so a database out of reach
+    fails the command before the bundle is made or stored.
+    """
     notebook = Path(notebook).expanduser().resolve()
     spec = load_pipeline(notebook)
     overrides = check_parameters(spec.parameter_names, parameters or {})
     with OpenStack.open(Registry.open(), stack) as opened, tempfile.TemporaryDirectory(
         prefix="stackmagic-bundle-"
     ) as scratch:
+        if recording:
+            opened.connect_metadata()
         yield notebook, opened, export_bundle(spec, Path(scratch) / "bundle",
                                               exclude=opened.local_paths()), overrides
 

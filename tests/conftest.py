@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -70,6 +71,18 @@ def terminal(project: Path) -> Callable[..., Result]:
         return Result(completed.returncode, completed.stdout, completed.stderr)
 
     return run
+
+
+def copy_of_repository(destination: Path) -> Path:
+    """The repository's tracked files, as a fresh clone has them (no build output, no venv)."""
+    root = Path(__file__).resolve().parents[1]
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True,
+                             check=True).stdout.decode().split("\0")
+    for name in filter(None, tracked):
+        if (root / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, destination / name)
+    return destination
 
 
 def snapshot(folder: Path) -> dict[str, str]:

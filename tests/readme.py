@@ -19,6 +19,8 @@ from pathlib import Path
 
 from conftest import BIN
 
+from stackmagic.magics import shell_words
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 #: What a command's comment says it prints: `stackmagic stack get  # prints: gcp`.
 PRINTS = re.compile(r"#\s*prints:\s*(?P<shown>.+)$")
@@ -42,7 +44,7 @@ class Command:
 
 def blocks(section: str | None = None, language: str | None = None) -> list[Block]:
     """The README's fenced blocks, in order, optionally of one section and language."""
-    found, heading, lines = [], "", README.read_text().splitlines()
+    found, heading, lines = [], "", README.read_text(encoding="utf-8").splitlines()
     number = 0
     while number < len(lines):
         line = lines[number]
@@ -66,7 +68,7 @@ def commands(script: str) -> list[Command]:
     found = []
     for line in script.replace("\\\n", " ").splitlines():
         shown = PRINTS.search(line)
-        words = shlex.split(line, comments=True)
+        words = shell_words(line)
         while words:
             end = words.index("&&") if "&&" in words else len(words)
             found.append(Command(tuple(words[:end]), shown.group("shown").strip() if shown else None))
@@ -80,7 +82,7 @@ def section_commands(section: str) -> list[Command]:
 
 def table_examples(section: str) -> list[Command]:
     """The "example" column of a section's command tables."""
-    text = README.read_text()
+    text = README.read_text(encoding="utf-8")
     start = text.index(f"\n## {section}\n")
     end = text.find("\n## ", start + 1)
     found = []
@@ -122,7 +124,8 @@ class Walk:
     substitutions: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)  # word -> words
     answers: Mapping[str, str] = field(default_factory=dict)  # "--password" -> what is typed at "-"
     stand_ins: Mapping[str, Callable[[Command], None]] = field(default_factory=dict)
-    said: list[str] = field(default_factory=list)
+    said: list[str] = field(default_factory=list)  # each command's output, in order
+    commands_run: list[str] = field(default_factory=list)
     substituted: set[str] = field(default_factory=set)
 
     def run(self, command: Command, expect_code: int = 0) -> str:
@@ -138,6 +141,7 @@ class Walk:
         done = subprocess.run(words, cwd=self.project, env=environment, input=typed,
                               capture_output=True, text=True, timeout=600, start_new_session=True)
         self.said.append(done.stdout + done.stderr)
+        self.commands_run.append(str(command))
         assert done.returncode == expect_code, f"`{command}` exited {done.returncode}: {done.stderr}"
         if command.prints is not None:
             assert done.stdout.strip() == command.prints, f"`{command}` printed {done.stdout!r}"
@@ -146,6 +150,13 @@ class Walk:
     def _substituted(self, word: str) -> tuple[str, ...]:
         replacement = self.substitutions.get(word, word)
         return (replacement,) if isinstance(replacement, str) else replacement
+
+    def said_by(self, beginning: str) -> str:
+        """What the last command run that begins so printed."""
+        for command, said in zip(reversed(self.commands_run), reversed(self.said)):
+            if command.startswith(beginning):
+                return said
+        raise AssertionError(f"no command beginning {beginning!r} was run")
 
     def run_all(self, found: Iterable[Command]) -> None:
         for command in found:

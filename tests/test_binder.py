@@ -8,12 +8,11 @@ for real in a fresh virtual environment, from a copy of the repository.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import BIN
+from conftest import BIN, copy_of_repository
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,13 +31,7 @@ def test_repo2docker_builds_the_environment_from_binder_and_runs_post_build() ->
 
 
 def test_the_binder_install_steps_work_in_a_fresh_virtual_environment(tmp_path: Path) -> None:
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
-                             check=True).stdout.decode().split("\0")
-    copy = tmp_path / "repository"
-    for name in filter(None, tracked):
-        if (ROOT / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, copy / name)
+    copy = copy_of_repository(tmp_path / "repository")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     environment = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",

@@ -153,3 +153,12 @@ def test_widget_magic_with_a_bad_override_is_one_usage_error(shell, monkeypatch)
     monkeypatch.setenv("STACKMAGIC_STACK", "nope")
     with pytest.raises(UsageError, match="STACKMAGIC_STACK=nope names no registered stack"):
         shell.run_line_magic("stack", "")
+
+
+def test_a_word_starting_with_hash_ends_the_line_as_in_a_shell(shell, cli, project: Path) -> None:
+    magic(shell, ["stackmagic", "init"])
+    magic(shell, ["artifact-store", "register", "runs", "--type=local", "--path=data#1",
+                  "#", "kept", "beside", "the", "notebook"])
+    described = json.loads(cli("artifact-store", "describe", "runs", "--json").out)
+    assert described["options"]["path"] == str(project / "data#1"), "a '#' inside a word stays"
+    magic(shell, ["stack", "list", "#a", "table"])  # a comment, not two stray arguments

@@ -27,6 +27,9 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 #: The team tour's runs go to its own database and bucket; cloud_vm only makes a dry run.
 RUNS = {"quickstart": ["default"], "kubeflow": ["kfp-local"], "widgets_tour": [],
         "team_pipeline": [], "team_stack_tour": [], "cloud_vm": []}
+#: What a notebook shows that a reader should see (beyond running without an error).
+SHOWN = {"cloud_vm": "Dry run: aws-vm would start this VM",
+         "team_stack_tour": "test_rmse", "quickstart": "rmse"}
 
 
 def copy_examples(project: Path) -> None:
@@ -44,12 +47,17 @@ def test_every_example_notebook_runs_top_to_bottom(
     copy_examples(project)
     notebook = project / original.name
     monkeypatch.setenv("JPY_SESSION_NAME", str(notebook))
+    monkeypatch.setenv("MYSQL_PASSWORD", DB_CANARY)  # what the cloud-VM notebook's env: names
     executed = nbformat.read(notebook, as_version=4)
     NotebookClient(executed, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(project)}}).execute()
-    errors = [output for cell in executed.cells for output in cell.get("outputs", [])
-              if output.get("output_type") == "error"]
+    outputs = [output for cell in executed.cells for output in cell.get("outputs", [])]
+    errors = [output for output in outputs if output.get("output_type") == "error"]
     assert errors == [], errors
+    assert SHOWN.get(original.stem, "") in json.dumps(outputs)
+    assert DB_CANARY not in json.dumps(outputs), "a secret in the notebook's outputs"
+    left = {path.name for path in project.iterdir()} - {example.name for example in NOTEBOOKS}
+    assert left == set(), "the notebook left files behind"
     runs = json.loads(terminal("pipeline", "runs", "--json").out)
     assert [(run["status"], run["stack"]) for run in runs] == [
         ("completed", stack) for stack in RUNS[original.stem]], runs

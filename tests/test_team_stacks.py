@@ -161,7 +161,7 @@ def test_a_mysql_store_that_cannot_be_used_is_one_line(
     problem: str, team_database: Database, terminal, project: Path, silent_server: int,
     request: pytest.FixtureRequest,
 ) -> None:
-    _, flags, _ = bucket_options("s3", request)
+    _, flags, bucket = bucket_options("s3", request)
     database, password = team_database, DB_CANARY
     if problem == "wrong password":
         password = "not-the-password"
@@ -194,6 +194,12 @@ def test_a_mysql_store_that_cannot_be_used_is_one_line(
     assert result.err.startswith("stackmagic: error: cannot open the metadata store mysql://")
     assert DB_CANARY not in result.err and "Traceback" not in result.err
     assert elapsed < 20, f"gave up after {elapsed:.0f} s"  # the connect timeout is 10 s, not forever
+
+    if problem == "no server":  # a run says the same before it makes or stores anything
+        team_notebook(project)
+        ran = terminal("pipeline", "run", "team.ipynb")
+        assert ran.code == 2 and advice in ran.err, ran.err
+        assert bucket.find(bucket.root) == [], "no bundle was stored"
 
 
 @pytest.mark.parametrize("problem", ["unknown database", "no server"])

@@ -365,14 +365,22 @@ def test_a_dry_run_needs_neither_the_database_nor_the_bucket(
     unreachable = terminal("pipeline", "runs", env={"TEAM_DB_PASSWORD": "not-needed-below"})
     assert unreachable.code == 2 and "check that the server is running" in unreachable.err
 
-    # the password's variable is not even set: the launch names it, the VM reads the secret
-
-    shown = terminal("pipeline", "run", "team.ipynb", "--dry-run")
+    # the password's variable is not even set: the launch names it, the VM reads the secret;
+    # and the MySQL driver is not even importable
+    no_driver = project.parent / "no-driver" / "pymysql"
+    no_driver.mkdir(parents=True)
+    (no_driver / "__init__.py").write_text("raise ImportError('pymysql is not installed here')\n")
+    without_driver = {"PYTHONPATH": str(no_driver.parent)}
+    needs_it = terminal("pipeline", "runs", env={**without_driver, "TEAM_DB_PASSWORD": "x"})
+    assert needs_it.code == 2 and "pymysql" in needs_it.err, needs_it.err
+    shown = terminal("pipeline", "run", "team.ipynb", "--dry-run", env=without_driver)
     assert shown.code == 0, shown.err
     assert "Dry run: aws-vm would start this VM for the pipeline team" in shown.out
     assert '"InstanceType": "m5.xlarge"' in shown.out and "#!/bin/bash" in shown.out
     assert ("docker run --rm --network=host registry.example/team:1 python3 -m stackmagic.runtime vm"
             in shown.out)
+    both = terminal("pipeline", "run", "team.ipynb", "--dry-run", "--wait")
+    assert both.code == 2 and "--dry-run starts nothing for --wait to follow" in both.err
 
 
 def test_a_refused_insert_is_one_line_and_a_failed_run(
