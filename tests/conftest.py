@@ -7,9 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,6 +73,15 @@ def terminal(project: Path) -> Callable[..., Result]:
         return Result(completed.returncode, completed.stdout, completed.stderr)
 
     return run
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 60, what: str = "it") -> Any:
+    """What ``check`` answers once it answers something true, polled until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not (answer := check()):
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout:.0f} s"
+        time.sleep(0.3)
+    return answer
 
 
 def copy_of_repository(destination: Path) -> Path:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from conftest import wait_for
 from fake_http import serve
 from fake_kfp import FakeKfp
 from services import DB_CANARY, S3_CANARY, Database
@@ -236,13 +236,6 @@ def test_inputs_that_arrive_as_text_get_their_defaults_types() -> None:
     assert typed_parameters(defaults, given) == {
         "n": 5, "lr": 1.0, "name": "5", "flag": False, "sizes": [2, 3]}
     assert isinstance(typed_parameters(defaults, given)["n"], int), "kfp.local sends 5 as 5.0"
-
-
-def wait_for(condition: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.5)
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from importlib.metadata import metadata
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 import boto3
 import nbformat
 import pytest
-from conftest import copy_of_repository
+from conftest import copy_of_repository, wait_for
 from fake_gce import FakeGce
 from fake_http import serve
 from fake_kfp import FakeKfp
@@ -118,7 +117,7 @@ def write_readme_notebook(folder: Path) -> Path:
     return folder / "train.ipynb"
 
 
-def describe(walk: Walk, run: str = "latest") -> dict:
+def describe(walk: Walk, run: str = "latest") -> dict[str, Any]:
     return json.loads(walk.run(Command(("stackmagic", "pipeline", "describe", run, "--json"))))
 
 
@@ -329,10 +328,8 @@ def test_kubeflow_through_the_kfp_api_and_kfp_local(
                      stand_ins={"kubectl": kubectl_create_secret})
     walk.run_all(runnable("Kubeflow Pipelines"))
     walk.assert_no_stale_substitution()
-    deadline = time.monotonic() + 120
-    while any(run["state"] == "RUNNING" for run in fake_kubeflow.runs.values()):
-        assert time.monotonic() < deadline, "the first run, which nobody waited for, never ended"
-        time.sleep(0.5)
+    wait_for(lambda: all(run["state"] != "RUNNING" for run in fake_kubeflow.runs.values()),
+             timeout=120, what="the end of the run nobody waited for")
     runs = json.loads(walk.run(Command(("stackmagic", "pipeline", "runs", "--json"))))
     assert [run["status"] for run in runs if run["stack"] == "kf"] == ["completed"] * 2, runs
     assert len(fake_kubeflow.runs) == 2 and (project / "pipeline.yaml").is_file()

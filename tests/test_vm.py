@@ -16,14 +16,13 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BIN, Result
+from conftest import BIN, Result, wait_for
 from fake_gce import FakeGce
 from services import DB_CANARY, S3_CANARY, Database, S3Server, free_port
 from team import bucket_options, register_team_stack, secret_sightings, team_notebook
@@ -108,14 +107,6 @@ def vm_stack(terminal: Callable[..., Result], team_database: Database, aws: AWS,
 def run_id_of(result: Result) -> str:
     assert result.code == 0, result.err
     return json.loads(result.out)["id"]
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 60, what: str = "it") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (answer := check()):
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout:.0f} s"
-        time.sleep(0.3)
-    return answer
 
 
 def test_a_run_launches_a_spot_instance_whose_startup_script_carries_it_out(

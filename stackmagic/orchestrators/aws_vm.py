@@ -10,13 +10,12 @@ here terminates when it powers off.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import StackmagicError
 from ..flavors.base import require_module
-
-if TYPE_CHECKING:
-    from ..flavors.orchestrators import AWSVMOrchestrator
+from ..flavors.orchestrators import AWSVMOrchestrator
+from .clouds import VMCloud
 
 RUN_TAG, TRY_TAG = "stackmagic-run", "stackmagic-try"
 #: The AMI used when none is given: Docker and NVIDIA drivers, for --image.
@@ -45,15 +44,12 @@ def _explained(action: str, error: Exception) -> StackmagicError:
     return StackmagicError(f"EC2 refused to {action} ({words})")
 
 
-class EC2:
+class EC2(VMCloud[AWSVMOrchestrator]):
     """One region's instances, as the aws-vm orchestrator uses them."""
 
     cloud = "aws"
     image_option = "--ami"
     secret_manager = "AWS Secrets Manager"
-
-    def __init__(self, config: AWSVMOrchestrator) -> None:
-        self.config = config
 
     def image_has_python(self) -> bool:
         """An AMI someone chose is taken to have stackmagic; the default one has only Docker."""

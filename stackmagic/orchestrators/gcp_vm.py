@@ -13,13 +13,12 @@ from __future__ import annotations
 import base64
 import functools
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import StackmagicError
 from ..flavors.base import require_module
-
-if TYPE_CHECKING:
-    from ..flavors.orchestrators import GCPVMOrchestrator
+from ..flavors.orchestrators import GCPVMOrchestrator
+from .clouds import VMCloud
 
 RUN_LABEL, TRY_LABEL = "stackmagic-run", "stackmagic-try"
 SECRET_MANAGER = "https://secretmanager.googleapis.com"
@@ -55,15 +54,12 @@ def _explained(action: str, error: Exception) -> StackmagicError:
                            else f"Compute Engine could not {action} ({message})")
 
 
-class ComputeEngine:
+class ComputeEngine(VMCloud[GCPVMOrchestrator]):
     """One project's zone, as the gcp-vm orchestrator uses it."""
 
     cloud = "gcp"
     image_option = "--boot-image"
     secret_manager = "Secret Manager"
-
-    def __init__(self, config: GCPVMOrchestrator) -> None:
-        self.config = config
 
     def image_has_python(self) -> bool:
         """Container-Optimized OS (the default) has Docker and no Python: it needs --image."""

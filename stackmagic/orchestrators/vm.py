@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ..runtime import RunContext, StepOutcome
     from ..stores.artifacts import ArtifactStore
     from ..stores.metadata import MetadataStore, RunRecord
+    from .clouds import VMCloud
 
 #: How often the instance's state is asked while following (an API call each time).
 STATE_EVERY_SECONDS = 15.0
@@ -72,7 +73,7 @@ class VMRunner:
 
     detached = True
 
-    def __init__(self, config: _VMOrchestrator, stack: OpenStack, cloud: Any) -> None:
+    def __init__(self, config: _VMOrchestrator, stack: OpenStack, cloud: VMCloud[Any]) -> None:
         self.config, self.stack, self.cloud = config, stack, cloud
         self.submitted = False
 
