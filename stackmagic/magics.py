@@ -31,6 +31,17 @@ def register_magics(ipython: Any) -> None:
     for name in MAGICS:
         ipython.register_magic_function(_line_magic(name), "line", name)
     ipython.register_magic_function(_step_magic(ipython), "cell", "step")
+    ipython.register_magic_function(_notebook_only_magic(ipython), "cell", "notebook-only")
+
+
+def _notebook_only_magic(ipython: Any) -> Callable[[str, str], None]:
+    def notebook_only(line: str, cell: str) -> None:
+        """%%notebook-only: runs here, left out of the pipeline (`!pip install ...`, a quick look)."""
+        if line.strip():
+            raise IPythonUsageError("%%notebook-only takes no arguments: the cell's body is its code")
+        ipython.run_cell(cell, store_history=False)
+
+    return notebook_only
 
 
 def _step_magic(ipython: Any) -> Callable[[str, str], None]:

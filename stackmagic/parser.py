@@ -143,8 +143,7 @@ def _pipeline_commands(group: Any) -> None:
     run = _command(actions, "run", commands.pipeline_run, "run a notebook as a pipeline on a stack",
                    prefix="pipeline")
     run.add_argument("notebook", metavar="NOTEBOOK", nargs="?", help=notebook_help)
-    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
-                     metavar=("NAME", "VALUE"), help="override a parameter (a Python literal, else text)")
+    _parameter_option(run, "override a parameter (a Python literal, else text)")
     run.add_argument("--stack", metavar="NAME", help="run on this stack (default: the active one)")
     run.add_argument("--no-cache", action="store_true", help="run every step, reuse no cached result")
     run.add_argument("--only", metavar="STEP", help="run this step alone, from cached upstream outputs")
@@ -163,6 +162,12 @@ def _pipeline_commands(group: Any) -> None:
     show = _command(actions, "show", commands.pipeline_show,
                     "show a notebook's steps, their inputs and outputs, and the DAG", prefix="pipeline")
     show.add_argument("notebook", metavar="NOTEBOOK", nargs="?", help=notebook_help)
+    show.add_argument("--cache", action="store_true",
+                      help="which steps a run would take from the cache now, and why the others "
+                           "would run (runs and records nothing)")
+    _parameter_option(show, "with --cache: a parameter the run would override")
+    show.add_argument("--stack", metavar="NAME",
+                      help="with --cache: the stack whose cache to read (default: the active one)")
     _json_flag(show)
 
     export = _command(actions, "export", commands.pipeline_export,
@@ -222,6 +227,11 @@ def _image_commands(group: Any) -> None:
     dockerfile.add_argument("--stack", metavar="NAME",
                             help="the stack whose stores the steps use (default: the active one)")
     dockerfile.add_argument("--force", action="store_true", help="replace an existing file")
+
+
+def _parameter_option(parser: Parser, help_: str) -> None:
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"), help=help_)
 
 
 def _positive_int(text: str) -> int:

@@ -25,6 +25,8 @@ from .output import Output
 from .progress import Progress
 from .registry import Component, Registry
 from .runtime import Mode, RunContext, StepOutcome, new_run_id, plan
+from .runtime.files import FILE_PREFIX
+from .runtime.task import NOT_NEEDED
 from .stores.artifacts import ArtifactStore
 from .stores.metadata import MetadataStore, RunRecord
 from .stores.models import RunStatus, StepStatus
@@ -128,8 +130,14 @@ class PipelineRun:
         return {step.name: step for step in self.record.steps}
 
     def outputs(self, step: str) -> dict[str, Any]:
-        """The values a step left, loaded from the artifact store."""
-        return {name: self._store.load(info.uri) for name, info in self.record.step(step).outputs.items()}
+        """The values a step left, loaded from the artifact store (its files: :meth:`files`)."""
+        return {name: self._store.load(info.uri) for name, info in self.record.step(step).outputs.items()
+                if not name.startswith(FILE_PREFIX)}
+
+    def files(self, step: str) -> dict[str, str]:
+        """The files a step wrote beside the notebook: relative path -> URI in the artifact store."""
+        return {name[len(FILE_PREFIX):]: info.uri
+                for name, info in self.record.step(step).outputs.items() if name.startswith(FILE_PREFIX)}
 
     def __repr__(self) -> str:
         return f"<PipelineRun {self.id} of {self.record.pipeline}: {self.status}>"
@@ -190,6 +198,24 @@ def preview(
         return orchestrator.preview(new_run_id(), bundle.pipeline)
 
 
+def cache_forecast(
+    notebook: str | Path, *, parameters: Mapping[str, Any] | None = None, stack: str | None = None,
+) -> Output:
+    """Which steps a run would take from the stack's cache now, and why the others would run.
+
+    Nothing runs and no run is recorded: the bundle is made in a temporary folder for its keys.
+    """
+    from .run_view import forecast_table
+    from .runtime.cache import forecast
+
+    with _exported(notebook, parameters, stack, recording=True) as (
+        notebook, opened, bundle, overrides
+    ):
+        forecasts = forecast(bundle, opened.metadata, opened.artifact_store,
+                             {**bundle.parameters, **overrides})
+        return forecast_table(f"{bundle.pipeline} ({notebook.name})", opened.name, forecasts)
+
+
 @contextlib.contextmanager
 def _exported(
     notebook: str | Path, parameters: Mapping[str, Any] | None, stack: str | None, *,
@@ -198,7 +224,8 @@ def _exported(
     """The saved notebook's bundle, on the opened stack, with the parameters it overrides.
 
     ``recording``: the metadata store is connected first, so a database out of reach
-    fails the command before the bundle is made or stored.
+    fails the command before the bundle is made or stored; files earlier runs wrote
+    beside the notebook, as they left them, stay out of the bundle (they are outputs).
     """
     notebook = Path(notebook).expanduser().resolve()
     spec = load_pipeline(notebook)
@@ -206,10 +233,12 @@ def _exported(
     with OpenStack.open(Registry.open(), stack) as opened, tempfile.TemporaryDirectory(
         prefix="stackmagic-bundle-"
     ) as scratch:
+        written = {}
         if recording:
             opened.connect_metadata()
+            written = opened.metadata.output_hashes(spec.name, FILE_PREFIX)
         yield notebook, opened, export_bundle(spec, Path(scratch) / "bundle",
-                                              exclude=opened.local_paths()), overrides
+                                              exclude=opened.local_paths(), written=written), overrides
 
 
 def run_logs(store: ArtifactStore, record: RunRecord) -> dict[str, str]:
@@ -271,6 +300,9 @@ def run_bundle(
                 f"step {name!r} names step operator {step.settings['operator']!r}, but step "
                 "operators cannot run steps yet: it runs with the orchestrator"
             )
+    if not orchestrator.detached:  # a remote run's tasks record this themselves
+        opened.metadata.steps_skipped(context.run_id, {
+            name: NOT_NEEDED for name, mode in context.modes.items() if mode == Mode.SKIP})
     progress.run_started(
         context.run_id, bundle.pipeline,
         [name for name, mode in context.modes.items() if mode != Mode.SKIP],
@@ -280,7 +312,10 @@ def run_bundle(
         with contextlib.nullcontext() if orchestrator.detached else opened.metadata.keeping_alive(
             context.run_id
         ):
-            error = first_failure(orchestrator.run(context, progress))
+            outcomes = orchestrator.run(context, progress)
+            for warning in (w for outcome in outcomes for w in outcome.warnings):
+                progress.warn(warning)
+            error = first_failure(outcomes)
     except KeyboardInterrupt:
         if not submitted(orchestrator):  # a submitted run goes on: only following it stops
             error = "interrupted"

@@ -1,7 +1,8 @@
 """Live progress of a run: a bar in a terminal, a widget in a notebook, lines in a log.
 
 The orchestrator calls these from one thread, so displays are never updated
-concurrently.
+concurrently. A step that runs rather than coming from the cache says why
+("code changed (cell 7)", see ``runtime.cache``).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ class Progress:
     def run_started(self, run_id: str, pipeline: str, steps: list[str]) -> None:
         pass
 
-    def step_started(self, step: str) -> None:
-        pass
+    def step_started(self, step: str, reason: str | None = None) -> None:
+        """``step`` runs, for ``reason`` (None where a remote run did not say)."""
 
     def step_finished(self, outcome: StepOutcome) -> None:
         pass
@@ -59,11 +60,11 @@ class LogLines(_Shown):
     def run_started(self, run_id: str, pipeline: str, steps: list[str]) -> None:
         self._print(f"run {run_id} of {pipeline}: {len(steps)} steps")
 
-    def step_started(self, step: str) -> None:
-        self._print(f"  {step}: running")
+    def step_started(self, step: str, reason: str | None = None) -> None:
+        self._print(f"  {step}: {_running(reason)}")
 
     def step_finished(self, outcome: StepOutcome) -> None:
-        self._print(f"  {outcome.step}: {_describe(outcome)}")
+        self._print(f"  {outcome.step}: {_describe(outcome, why=False)}")  # said when it started
 
     def _print(self, line: str) -> None:
         print(line, file=self.stream, flush=True)
@@ -81,15 +82,14 @@ class TerminalBar(_Shown):
 
         self._bar = tqdm(total=len(steps), desc=pipeline, unit="step", file=sys.stderr, leave=True)
 
-    def step_started(self, step: str) -> None:
+    def step_started(self, step: str, reason: str | None = None) -> None:
         self._running.append(step)
         self._show()
 
     def step_finished(self, outcome: StepOutcome) -> None:
         if outcome.step in self._running:
             self._running.remove(outcome.step)
-        if outcome.status != "completed":
-            self._bar.write(f"  {outcome.step}: {_describe(outcome)}", file=sys.stderr)
+        self._bar.write(f"  {outcome.step}: {_describe(outcome)}", file=sys.stderr)
         self._bar.update(1)
         self._show()
 
@@ -118,8 +118,9 @@ class NotebookWidget(_Shown):
         self._render()
         display(ipywidgets.VBox([self._bar, self._table]))
 
-    def step_started(self, step: str) -> None:
+    def step_started(self, step: str, reason: str | None = None) -> None:
         self._status[step] = "running"
+        self._notes[step] = _running(reason)
         self._render()
 
     def step_finished(self, outcome: StepOutcome) -> None:
@@ -143,12 +144,18 @@ class NotebookWidget(_Shown):
         self._table.value = f"<b>{html.escape(self._title)}</b><table>{rows}</table>"
 
 
-def _describe(outcome: StepOutcome) -> str:
+def _running(reason: str | None) -> str:
+    return f"running — {reason}" if reason else "running"
+
+
+def _describe(outcome: StepOutcome, *, why: bool = True) -> str:
+    """How a step ended; ``why`` it ran too, for displays that did not say when it started."""
     if outcome.status == "failed":
         return f"failed: {outcome.error}"
     if outcome.status in ("skipped", "cached"):
         return outcome.status
-    return f"{outcome.status} in {outcome.seconds:.1f} s"
+    done = f"{outcome.status} in {outcome.seconds:.1f} s"
+    return f"{done} — {outcome.reason}" if why and outcome.reason else done
 
 
 def choose(kind: str = "auto") -> Progress:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .output import Fields, Table
 from .stores.metadata import RunRecord, StepRecord
+
+if TYPE_CHECKING:
+    from .runtime.cache import Forecast
 
 
 def runs_table(records: list[RunRecord]) -> Table:
@@ -45,7 +48,7 @@ def run_fields(record: RunRecord) -> Fields:
         fields.append(("asked for", " ".join(options)))
     steps = Table(
         title="Steps",
-        columns=["step", "status", "took", "outputs", "metrics", "notes"],
+        columns=["step", "status", "why", "took", "outputs", "metrics", "notes"],
         rows=[_step_row(step) for step in record.steps],
     )
     return Fields(f"Run {record.id}", fields, run_data(record), [steps])
@@ -62,6 +65,7 @@ def _step_row(step: StepRecord) -> list[str]:
     return [
         step.name,
         step.status,
+        step.reason or "-",
         _took(step.seconds) if step.status == "completed" else "-",
         ", ".join(f"{name} ({info.materializer})" for name, info in step.outputs.items()) or "-",
         ", ".join(f"{name}={value:g}" for name, value in step.metrics) or "-",
@@ -94,6 +98,7 @@ def run_data(record: RunRecord, *, detail: bool = True) -> dict[str, Any]:
                 "seconds": step.seconds,
                 "cache_key": step.cache_key,
                 "cached_from": step.cached_from,
+                "reason": step.reason,
                 "attempts": step.attempts,
                 "error": step.error,
                 "notebook": step.notebook_uri,
@@ -106,6 +111,20 @@ def run_data(record: RunRecord, *, detail: bool = True) -> dict[str, Any]:
             for step in record.steps
         ],
     }
+
+
+def forecast_table(pipeline: str, stack: str, forecasts: list[Forecast]) -> Table:
+    """``pipeline show --cache``: each step, ``cached`` or why a run would run it now."""
+    return Table(
+        title=f"Pipeline {pipeline}, if run now on stack {stack}",
+        columns=["step", "cached, or why it would run"],
+        rows=[[f.step, "cached" if f.hit else str(f.reason)] for f in forecasts],
+        data=[
+            {"name": f.step, "cached": f.hit is not None, "cached_from_run": f.hit and f.hit.run_id,
+             "reason": f.reason}
+            for f in forecasts
+        ],
+    )
 
 
 def _step_counts(record: RunRecord) -> str:

@@ -9,16 +9,46 @@ import: fsspec, and the materializer a value needs.
 from __future__ import annotations
 
 import math
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
 from .errors import StackmagicError
+from .stores.artifacts import ArtifactInfo
 
 #: The MIME type of the outputs cell's result, read back by the runtime.
 RESULT_MIME_TYPE = "application/vnd.stackmagic.step-result+json"
 
 _metrics: list[tuple[str, float]] = []
+#: Files this kernel opened for writing, as absolute paths (see ``watch_files``).
+_written: set[str] = set()
+_WRITING = os.O_WRONLY | os.O_RDWR
+
+
+def watch_files() -> None:
+    """Note the files this kernel writes from now on, through Python's audit events.
+
+    The runtime compares the folder before and after a step; when other steps
+    ran beside it in the same folder, what this kernel wrote tells whose a file is.
+    """
+    global _watching
+    if not _watching:
+        sys.addaudithook(_note_written)
+        _watching = True
+
+
+_watching = False
+
+
+def _note_written(event: str, arguments: tuple[Any, ...]) -> None:
+    if event == "open":
+        path, _, flags = arguments
+        if isinstance(path, str | bytes | os.PathLike) and flags & _WRITING:
+            _written.add(os.path.abspath(os.fsdecode(path)))
+    elif event in ("os.rename", "shutil.copyfile"):  # os.replace raises os.rename
+        _written.add(os.path.abspath(os.fsdecode(arguments[1])))
 
 
 def log_metric(name: str, value: float) -> None:
@@ -46,9 +76,14 @@ def save_outputs(
     namespace: Mapping[str, Any],
     names: Sequence[str],
     results: Sequence[str] = (),
+    watched: Sequence[str] = (),
 ) -> None:
     """Save the outputs later steps read (all must exist) and a final step's results.
 
+    An output that is also an input (the step may have changed it in place)
+    and is unchanged is passed on by reference: the input's artifact, not a
+    copy. ``watched`` inputs, which the code is not seen to change, are
+    checked, so a change no analysis could see is reported, never silent.
     Results are what a final step binds: those still defined, modules (imports) aside.
     """
     missing = [name for name in names if name not in namespace]
@@ -60,7 +95,15 @@ def save_outputs(
                       for name in missing)
         )
     store = _store(context)
-    saved = {name: store.save(namespace[name], f"{context['outputs']}/{name}") for name in names}
+    received = {name: ArtifactInfo.from_json(info)
+                for name, info in context.get("input_infos", {}).items()}
+    saved, unchanged = {}, []
+    for name in names:
+        if name in received and _unchanged(namespace[name], received[name]):
+            saved[name] = received[name]
+            unchanged.append(name)
+        else:
+            saved[name] = store.save(namespace[name], f"{context['outputs']}/{name}")
     not_kept = []
     for name in results:
         if name not in namespace or isinstance(namespace[name], ModuleType):
@@ -69,20 +112,43 @@ def save_outputs(
             saved[name] = store.save(namespace[name], f"{context['outputs']}/{name}")
         except StackmagicError:  # an open file, a lock, a connection: not a result to keep
             not_kept.append(name)
+    unseen = [name for name in watched if name in namespace and name in received
+              and not _unchanged(namespace[name], received[name])]
     from IPython.display import display
 
-    summary = ", ".join(f"{name} ({info.materializer}, {_size(info.size)})" for name, info in saved.items())
+    summary = ", ".join(
+        f"{name} (unchanged)" if name in unchanged else f"{name} ({info.materializer}, {_size(info.size)})"
+        for name, info in saved.items()
+    )
     metrics = ", ".join(f"{name}={value:g}" for name, value in _metrics)
     text = f"Saved {summary or 'no outputs'}" + (f"; metrics: {metrics}" if metrics else "")
     if not_kept:
         text += f"; not kept (cannot be saved): {', '.join(not_kept)}"
+    warnings = [
+        f"step {context.get('step', '?')!r} changed {name!r} in place in a way its code does not "
+        f"show, so later steps get {name!r} as this step received it, unlike the notebook; "
+        f"assign it again in this step (`{name} = ...`) to pass the change on"
+        for name in unseen
+    ]
     display({
-        "text/plain": text,
+        "text/plain": "\n".join([text, *(f"warning: {w}" for w in warnings)]),
         RESULT_MIME_TYPE: {
             "outputs": {name: info.to_json() for name, info in saved.items()},
             "metrics": [list(metric) for metric in _metrics],
+            "warnings": warnings,
+            "written": sorted(_written),
         },
     }, raw=True)
+
+
+def _unchanged(value: Any, received: ArtifactInfo) -> bool:
+    """Whether ``value`` would be stored as the same bytes as the input it came from."""
+    from .stores.artifacts import fingerprint
+
+    try:
+        return fingerprint(value) == received.content_hash
+    except StackmagicError:  # it cannot be stored at all: saving it says so
+        return False
 
 
 def _store(context: Mapping[str, Any]) -> Any:

@@ -22,6 +22,7 @@ from fake_http import serve
 from fake_kfp import FakeKfp
 from services import DB_CANARY, S3_CANARY, Database
 from team import bucket_options, register_team_stack, secret_sightings, team_notebook
+from test_pipeline_run import branches_notebook
 
 from notebooks import write_notebook
 
@@ -208,6 +209,27 @@ def test_a_failing_task_fails_the_run_and_skips_the_steps_after_it(
     # a list is no KFP input (kfp.local would break it): the tasks take it from the run's record
     given = terminal("pipeline", "run", str(notebook), "-p", "names", "['c']", "--progress", "none")
     assert "too few rows: [0, 1, 2, 'c']" in given.err, given.err
+
+
+def test_skip_reasons_name_the_failed_step_a_step_depends_on(
+    terminal, local_kubeflow: Path
+) -> None:
+    notebook = branches_notebook(local_kubeflow)
+    result = terminal("pipeline", "run", str(notebook), "--progress", "none")
+    assert result.code == 1, result.err
+    run = json.loads(terminal("pipeline", "describe", "latest", "--json").out)
+    # kfp.local runs one task at a time, in an order of its own, and stops at the first failed one
+    [failed] = [s["name"] for s in run["steps"] if s["status"] == "failed"]
+    assert run["error"].startswith(f"step {failed!r} failed: ")
+    stopped = f"not started: the orchestrator stopped the run after step {failed!r} failed"
+    after = {"boom": {"after", "last", "both"}, "bust": {"both"}}[failed]
+    other = ({"boom", "bust"} - {failed}).pop()
+    ended = {s["name"]: (s["status"], s["error"]) for s in run["steps"]}
+    assert {name: ended[name] for name in after} == dict.fromkeys(
+        after, ("skipped", f"step {failed!r} failed"))
+    assert ended[other] == ("skipped", stopped), "a branch that never started depends on no failure"
+    for name in set(ended) - after - {failed, other}:
+        assert ended[name] in {("completed", None), ("skipped", stopped)}, name
 
 
 def test_a_task_that_fails_once_is_tried_again(terminal, local_kubeflow: Path) -> None:

@@ -147,6 +147,13 @@ def test_pipeline_show_defaults_to_the_kernels_notebook(shell, tmp_path: Path, m
         assert "text/html" not in data, "Markdown, so JupyterLab draws the Mermaid DAG"
         assert "```mermaid\nflowchart TD" in data["text/markdown"]
         assert "a -->|x| b" in data["text/markdown"]
+    with pytest.raises(UsageError, match="the pipeline has no parameter 'unused'"):
+        shell.run_line_magic("pipeline", "show --cache -p unused 1")
+    with capture_output() as captured:
+        shell.run_line_magic("pipeline", "show --cache")
+    (data,) = [output.data for output in captured.outputs]
+    assert [line.split(None, 1) for line in data["text/plain"].splitlines()[2:]] == [
+        ["a", "first run"], ["b", "runs after a (which re-runs)"]]
 
 
 def test_widget_magic_with_a_bad_override_is_one_usage_error(shell, monkeypatch) -> None:

@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, func, select, text, update
 from stackmagic.errors import StackmagicError
 from stackmagic.flavors.metadata_stores import CONNECT_TIMEOUT_SECONDS, MySQLMetadataStore
 from stackmagic.stores.artifacts import ArtifactInfo
-from stackmagic.stores.metadata import MetadataStore
+from stackmagic.stores.metadata import MetadataStore, PreviousStep
 from stackmagic.stores.models import Base, Pipeline, Run, StepStatus, utcnow
 
 BACKENDS = ["sqlite", "mariadb", "postgresql"]
@@ -165,6 +165,29 @@ def test_cache_hits_are_newest_first_and_never_the_asking_run(metadata: Metadata
     assert cached.metrics == [("rows", 3.0)] and cached.outputs == {"rows": artifact("rows")}
 
 
+def test_last_time_is_the_newest_step_run_with_outputs_of_that_pipeline(
+    metadata: MetadataStore,
+) -> None:
+    parts = {"code": [[7, "a" * 64]], "parameters": {"seed": "b" * 64}, "files": {"é.csv": "c" * 64}}
+    new_run(metadata, "r1", steps=["load"])
+    metadata.step_started("r1", "load", code_key="c", attempt=1, parts=parts, reason="first run")
+    metadata.step_completed("r1", "load", code_key="c", cache_key="k", inputs={}, outputs={},
+                            metrics=[], notebook_uri="nb")
+    new_run(metadata, "r2", steps=["load"])  # failed: not what a user calls last time
+    metadata.step_started("r2", "load", code_key="c", attempt=1, parts={}, reason="--no-cache")
+    metadata.step_failed("r2", "load", error="boom", notebook_uri=None, inputs={})
+    new_run(metadata, "other", pipeline="other", steps=["load"])
+    complete(metadata, "other", "load")
+    new_run(metadata, "r3", steps=["load"])
+
+    assert metadata.previous_step("train", "load", other_than="r3") == PreviousStep("r1", parts)
+    assert metadata.previous_step("train", "load", other_than="r1") is None
+    assert metadata.previous_step("train", "fit", other_than=None) is None
+    assert metadata.previous_step("other", "load", other_than=None) == PreviousStep("other", None)
+    assert [metadata.run(run).step("load").reason for run in ("r1", "r2", "other")] == [
+        "first run", "--no-cache", None]
+
+
 def test_a_retried_step_replaces_what_it_left_before(metadata: MetadataStore) -> None:
     new_run(metadata, "r1", steps=["load"])
     complete(metadata, "r1", "load", outputs={"a": artifact("a")}, metrics=[("m", 1.0)])
@@ -279,7 +302,7 @@ def test_a_finished_run_is_never_marked_abandoned(metadata: MetadataStore) -> No
 
 def test_a_running_pipeline_beats_its_heartbeat(metadata: MetadataStore,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("stackmagic.stores.metadata.HEARTBEAT_SECONDS", 0.05)
+    monkeypatch.setattr("stackmagic.stores.metadata.runs.HEARTBEAT_SECONDS", 0.05)
     new_run(metadata, "alive")
     with metadata.engine.begin() as connection:  # as if it had last beaten long ago, elsewhere
         connection.execute(update(Run).where(Run.id == "alive").values(

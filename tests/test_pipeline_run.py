@@ -110,6 +110,30 @@ def test_a_failing_step_names_the_cell_skips_dependants_and_exits_non_zero(
         "cached", "failed", "skipped", "cached"]
 
 
+def branches_notebook(folder: Path) -> Path:
+    """Independent branches: one goes on, two fail (one has a chain after it); a step joins all."""
+    return write_notebook(
+        folder / "branches.ipynb",
+        "%%step left\na = 1",
+        "%%step right\ne = a + 1",
+        "%%step boom\nb = 1 / 0",
+        "%%step after\nc = b + 1",
+        "%%step last\nd = c + 1",
+        "%%step bust\ng = {}['key']",
+        "%%step both\nf = d + e + g",
+    )
+
+
+def test_a_skipped_step_names_the_failed_steps_it_depends_on(initialised: Path, terminal) -> None:
+    result = terminal("pipeline", "run", str(branches_notebook(initialised)), "--json")
+    assert result.code == 1, result.err
+    ended = {s["name"]: (s["status"], s["error"]) for s in json.loads(result.out)["steps"]}
+    assert ended["right"] == ("completed", None), "the branch without a failure went on"
+    assert {name: ended[name] for name in ("after", "last", "both")} == {
+        "after": ("skipped", "step 'boom' failed"), "last": ("skipped", "step 'boom' failed"),
+        "both": ("skipped", "steps 'boom' and 'bust' failed")}
+
+
 def test_a_40_mb_array_crosses_steps_intact(initialised: Path) -> None:
     notebook = write_notebook(
         initialised / "big.ipynb",

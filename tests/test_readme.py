@@ -103,10 +103,14 @@ def fit(df, lr, epochs):
 '''
 
 
+#: The Steps section's first python blocks are train.ipynb; the rest, its in-place example.
+TRAIN_BLOCKS = 4
+
+
 def write_readme_notebook(folder: Path) -> Path:
     """train.ipynb, cell for cell from the README, with data.csv and model.py beside it."""
     cells = [new_code_cell(block.text.rstrip("\n")) for block in blocks(
-        "Steps: a notebook as a pipeline", "python")]
+        "Steps: a notebook as a pipeline", "python")[:TRAIN_BLOCKS]]
     [parameters] = [cell for cell in cells if 'tagged "parameters"' in cell.source]
     parameters.metadata["tags"] = ["parameters"]
     nbformat.write(new_notebook(cells=cells, metadata={"kernelspec": {
@@ -253,6 +257,24 @@ def test_a_notebook_as_a_pipeline_run_exported_and_run_again(project: Path) -> N
     again_in_place.assert_no_stale_substitution()
     again = describe(walk, failed["id"])
     assert [step["status"] for step in again["steps"]] == ["completed", "completed"]
+
+
+@pytest.mark.kernel
+def test_the_in_place_example_prints_what_the_notebook_prints(project: Path) -> None:
+    """The section's load/convert/total cells: a change in place reaches the next step."""
+    example = blocks("Steps: a notebook as a pipeline", "python")[TRAIN_BLOCKS:]
+    assert len(example) == 3
+    nbformat.write(new_notebook(cells=[new_code_cell("import pandas as pd")] + [
+        new_code_cell(block.text.rstrip("\n")) for block in example]), project / "inplace.ipynb")
+    walk = walk_of(project)
+    walk.run(Command(("stackmagic", "init")))
+    shown = walk.run(Command(("stackmagic", "pipeline", "show", "inplace.ipynb")))
+    assert "load -> convert  [changes df, items]" in shown, shown
+    walk.run(Command(("stackmagic", "pipeline", "run", "inplace.ipynb")))
+    total = describe(walk)["steps"][-1]
+    executed = nbformat.read(total["notebook"], as_version=4)
+    printed = [output.get("text", "") for cell in executed.cells for output in cell.get("outputs", [])]
+    assert "6 [1, 2, 3]\n" in printed, printed
 
 
 @pytest.fixture
@@ -458,8 +480,9 @@ WALKED: dict[str, tuple[Callable[..., None], dict[str, int]]] = {
     "Install": (test_the_install_lines_name_extras_the_package_has, {"bash": 1}),
     "A first session": (test_a_first_session_in_a_terminal, {"bash": 1, "text": 1, "python": 1}),
     "Command reference": (test_the_command_reference_examples, {"bash": 1}),
+    # its last three python blocks: test_the_in_place_example_prints_what_the_notebook_prints
     "Steps: a notebook as a pipeline": (test_a_notebook_as_a_pipeline_run_exported_and_run_again,
-                                        {"python": 4, "text": 1}),
+                                        {"python": 7, "text": 1}),
     # its text block is the shape of a failure's line, not a command's output
     "Running a pipeline": (test_a_notebook_as_a_pipeline_run_exported_and_run_again,
                            {"bash": 2, "python": 1, "text": 1}),

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
+from blake3 import blake3
 
 from stackmagic.errors import StackmagicError
 from stackmagic.notebook.sources import SourceFiles, collect_sources
@@ -25,8 +25,8 @@ def write(root: Path, relative: str, content: str | bytes = "x = 1\n") -> Path:
     return path
 
 
-def sha256(content: str | bytes) -> str:
-    return hashlib.sha256(content.encode() if isinstance(content, str) else content).hexdigest()
+def content_hash(content: str | bytes) -> str:
+    return blake3(content.encode() if isinstance(content, str) else content).hexdigest()
 
 
 def paths(folder: Path, **limits: int) -> list[str]:
@@ -44,10 +44,10 @@ def test_helper_module_subpackage_and_csv_are_collected_with_their_hashes(tmp_pa
 
     assert sources.root == tmp_path.resolve()
     assert sources.files == {
-        "data/labels.csv": sha256(b"id,label\n1,cat\n2,dog\n"),
-        "features/__init__.py": sha256(""),
-        "features/scaling.py": sha256("SCALE = 3\n"),
-        "helpers.py": sha256("def double(x):\n    return 2 * x\n"),
+        "data/labels.csv": content_hash(b"id,label\n1,cat\n2,dog\n"),
+        "features/__init__.py": content_hash(""),
+        "features/scaling.py": content_hash("SCALE = 3\n"),
+        "helpers.py": content_hash("def double(x):\n    return 2 * x\n"),
     }
     assert list(sources.files) == sorted(sources.files)
     assert sources.left_out == {} and sources.warnings == []
@@ -274,7 +274,7 @@ def test_a_symlinked_folder_is_not_followed_but_a_symlinked_file_is_read(tmp_pat
     sources = collect_sources(project)
 
     assert list(sources.files) == ["helpers.py", "shared.py"]
-    assert sources.files["shared.py"] == sha256("SHARED = True\n")
+    assert sources.files["shared.py"] == content_hash("SHARED = True\n")
 
 
 def test_copy_to_reproduces_the_tree_byte_for_byte(tmp_path: Path) -> None:

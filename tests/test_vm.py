@@ -104,6 +104,14 @@ def vm_stack(terminal: Callable[..., Result], team_database: Database, aws: AWS,
     return make
 
 
+#: A step that writes a file and one that reads it: the handoff on the VM.
+FILE_STEPS = (
+    "%%step extract\nimport os\nos.makedirs('data', exist_ok=True)\n"
+    "open('data/part.txt', 'w').write('hello')",
+    "%%step use_file\nassert open('data/part.txt').read() == 'hello'",
+)
+
+
 def run_id_of(result: Result) -> str:
     assert result.code == 0, result.err
     return json.loads(result.out)["id"]
@@ -114,7 +122,7 @@ def test_a_run_launches_a_spot_instance_whose_startup_script_carries_it_out(
     team_database: Database, tmp_path: Path,
 ) -> None:
     store = vm_stack()
-    team_notebook(project)
+    team_notebook(project, *FILE_STEPS)
     launched = terminal("pipeline", "run", "team.ipynb", "--json")
     run_id = run_id_of(launched)
     assert json.loads(launched.out)["status"] == "running", "the run goes on on the VM"
@@ -142,7 +150,11 @@ def test_a_run_launches_a_spot_instance_whose_startup_script_carries_it_out(
     finished = json.loads(terminal("pipeline", "describe", run_id, "--json").out)
     assert finished["status"] == "completed", finished
     assert [(s["name"], s["status"]) for s in finished["steps"]] == [
-        ("load", "completed"), ("train", "completed"), ("report", "completed")]
+        ("load", "completed"), ("train", "completed"), ("report", "completed"),
+        ("extract", "completed"), ("use_file", "completed")]
+    extract = next(s for s in finished["steps"] if s["name"] == "extract")
+    assert store.read_bytes(extract["outputs"]["file:data/part.txt"]["uri"]) == b"hello", \
+        "a file a step wrote on the VM is kept in the bucket"
     state = aws.ec2.describe_instances(InstanceIds=[instance["InstanceId"]])
     assert state["Reservations"][0]["Instances"][0]["State"]["Name"] in ("shutting-down", "terminated")
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 import ast
 import builtins
 import symtable
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from ..errors import StackmagicError
+from .effects import Call, ChangeFinder, FunctionEffects, summarise
 
 #: Magics whose argument (or cell body) is Python code that runs in the user namespace.
 CODE_MAGICS = frozenset({"time", "timeit", "prun"})
@@ -30,6 +32,15 @@ class NameUse:
     binds: frozenset[str]
     #: ``from x import *`` or ``%run script.py`` bind names no analysis can list.
     opaque: bool = False
+    #: Names read from before the cell that it may change in place (see ``effects``).
+    changes: frozenset[str] = frozenset()
+    #: Names whose last binding in the cell is an import: the statement that binds each.
+    imports: Mapping[str, str] = field(default_factory=dict)
+    #: Names the cell deletes (``del big``) and does not bind again.
+    deleted: frozenset[str] = frozenset()
+    #: Functions the cell defines, by name, and the calls of plain names it makes.
+    functions: Mapping[str, FunctionEffects] = field(default_factory=dict)
+    calls: tuple[Call, ...] = ()
 
 
 def python_source(cell: str) -> str:
@@ -49,7 +60,16 @@ def analyse(cell: str, where: str) -> NameUse:
         ) from None
     flow = _Flow()
     flow.statements(_expand_code_magics(tree.body))
-    return NameUse(frozenset(flow.reads - _IGNORED), frozenset(flow.binds), flow.opaque)
+    return NameUse(
+        reads=frozenset(flow.reads - _IGNORED),
+        binds=frozenset(flow.binds),
+        opaque=flow.opaque,
+        changes=frozenset(flow.changes - _IGNORED),
+        imports=flow.imports,
+        deleted=frozenset(flow.deleted),
+        functions=flow.functions,
+        calls=tuple(flow.finder.calls),
+    )
 
 
 class _Flow:
@@ -59,6 +79,11 @@ class _Flow:
         self.reads: set[str] = set()
         self.binds: set[str] = set()
         self.opaque = False
+        self.changes: set[str] = set()
+        self.imports: dict[str, str] = {}
+        self.deleted: set[str] = set()
+        self.functions: dict[str, FunctionEffects] = {}
+        self.finder = ChangeFinder()
 
     def statements(self, statements: list[ast.stmt]) -> None:
         for statement in statements:
@@ -68,6 +93,7 @@ class _Flow:
         if isinstance(node, ast.For | ast.AsyncFor):
             self.expression(node.iter)
             self.target(node.target)
+            self.finder.alias(node.target, node.iter)
             self.statements(node.body + node.orelse)
         elif isinstance(node, ast.If | ast.While):
             self.expression(node.test)
@@ -87,14 +113,39 @@ class _Flow:
                     self.binds.add(handler.name)
                 self.statements(handler.body)
             self.statements(node.orelse + node.finalbody)
+        elif isinstance(node, ast.Delete):
+            self.delete(node)
         else:
             if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
                 self.note({node.target.id}, set())  # `total += x` reads total first
+            self.changed(self.finder.scan(node))
             self.note(*_statement_names(node))
             self.opaque |= _binds_unknown_names(node)
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                self.imports.update(_import_statements(node))
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                self.functions[node.name] = summarise(node)
 
     def expression(self, node: ast.expr) -> None:
+        self.changed(self.finder.scan(node))
         self.note(*_statement_names(ast.Expr(node)))
+
+    def changed(self, names: set[str]) -> None:
+        """Changing a name's object in place reads it first: it must be there."""
+        self.changes |= names - self.binds
+        self.note(names, set())
+
+    def delete(self, node: ast.Delete) -> None:
+        """``del big`` reads ``big`` and unbinds it; ``del df['x']`` changes ``df``."""
+        for target in node.targets:
+            if isinstance(target, ast.Name):
+                self.note({target.id}, set())
+                self.binds.discard(target.id)
+                self.imports.pop(target.id, None)
+                self.deleted.add(target.id)
+            else:
+                self.changed(self.finder.scan(ast.Delete(targets=[target])))
+                self.expression(_loaded(target))
 
     def target(self, node: ast.expr) -> None:
         """Binding a target reads what its subscripts and attributes need (``a[i] = ...``)."""
@@ -104,6 +155,28 @@ class _Flow:
     def note(self, reads: set[str], binds: set[str]) -> None:
         self.reads |= reads - self.binds
         self.binds |= binds
+        self.deleted -= binds
+        for name in binds:
+            self.imports.pop(name, None)
+
+
+def _loaded(target: ast.expr) -> ast.expr:
+    """A deletion target as the expression it reads (``df['x']``)."""
+    return ast.parse(ast.unparse(target), mode="eval").body
+
+
+def _import_statements(node: ast.Import | ast.ImportFrom) -> dict[str, str]:
+    """Each name an import binds, with the import statement that binds just that name."""
+    found = {}
+    for alias in node.names:
+        if alias.name == "*":
+            continue
+        bound = alias.asname or alias.name.split(".")[0]
+        if isinstance(node, ast.Import):
+            found[bound] = ast.unparse(ast.Import(names=[alias]))
+        else:
+            found[bound] = ast.unparse(ast.ImportFrom(module=node.module, names=[alias], level=node.level))
+    return found
 
 
 def _binds_unknown_names(statement: ast.stmt) -> bool:

@@ -15,13 +15,14 @@ import hashlib
 import io
 import json
 import zipfile
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .. import __version__
 from ..errors import StackmagicError
+from . import file_edges
 from .sources import collect_sources
 from .spec import PARAMETERS_TAG, PipelineSpec, Step
 
@@ -31,6 +32,8 @@ STEPS_DIR = "steps"
 SOURCES_DIR = "sources"
 #: The variable papermill injects into every step: which run, where inputs are, where outputs go.
 CONTEXT_VARIABLE = "stackmagic_context"
+#: The role of a step notebook's setup cells (``metadata.stackmagic.role``), beside their number.
+SETUP_ROLE = "setup"
 #: Step settings that change neither what a step computes nor where: left out of its cache key.
 _NOT_IN_CACHE_KEY = ("name", "after", "no_cache", "retries")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -49,6 +52,16 @@ class BundleStep:
     upstream: list[str]
     settings: dict[str, Any]
     source_hash: str
+    #: Inputs it may change in place and passes on (an unchanged one by reference).
+    changes: list[str] = field(default_factory=list)
+    #: Inputs it is not seen to change: checked after it runs, so an unseen change is not silent.
+    watched: list[str] = field(default_factory=list)
+    #: Import statements of earlier steps whose names it uses.
+    imports: list[str] = field(default_factory=list)
+    #: It reads files its code does not name: every file beside the notebook matters to it.
+    reads_unnamed_files: bool = False
+    #: Files earlier steps write that it names, by the step that writes them last before it.
+    files: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def no_cache(self) -> bool:
@@ -152,11 +165,17 @@ class Bundle:
         return cls.load(directory)
 
 
-def export_bundle(spec: PipelineSpec, destination: Path, *, exclude: Iterable[Path] = ()) -> Bundle:
-    """Write ``spec`` as a bundle into ``destination`` (an empty or missing folder)."""
+def export_bundle(
+    spec: PipelineSpec, destination: Path, *, exclude: Iterable[Path] = (),
+    written: Mapping[str, Collection[str]] | None = None,
+) -> Bundle:
+    """Write ``spec`` as a bundle into ``destination`` (an empty or missing folder).
+
+    ``written``: the files earlier runs' steps wrote (see ``collect_sources``).
+    """
     if destination.exists() and any(destination.iterdir()):
         raise StackmagicError(f"{destination} is not empty; give a new folder for the bundle")
-    sources = collect_sources(spec.notebook.parent, exclude=[*exclude, destination])
+    sources = collect_sources(spec.notebook.parent, exclude=[*exclude, destination], written=written)
     for folder in (STEPS_DIR, SOURCES_DIR):
         (destination / folder).mkdir(parents=True, exist_ok=True)
     sources.copy_to(destination / SOURCES_DIR)
@@ -181,7 +200,8 @@ def export_bundle(spec: PipelineSpec, destination: Path, *, exclude: Iterable[Pa
         "parameter_names": spec.parameter_names,
         "parameters_hash": hashlib.sha256(spec.parameters_source.encode()).hexdigest(),
         "setup_parameters": spec.setup_parameters,
-        "sources": {"digest": sources.digest, "files": sources.files},
+        "sources": {"digest": sources.digest, "files": sources.files, "left_out": sources.left_out},
+        "data_files": data_files(spec, [*sources.files, *sources.left_out]),
         "steps": steps,
         "warnings": [*spec.warnings, *sources.warnings],
     }
@@ -189,6 +209,26 @@ def export_bundle(spec: PipelineSpec, destination: Path, *, exclude: Iterable[Pa
     manifest["hash"] = digest.hexdigest()
     (destination / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return Bundle(destination, manifest)
+
+
+def data_files(spec: PipelineSpec, files: Iterable[str]) -> dict[str, list[str]]:
+    """Files some step names and the setup does not, by the steps that name them.
+
+    Such a file matters to those steps only: a change to it re-runs them and what follows
+    them. Every other file matters to every step, and so does every file to a step that reads
+    files it does not name (a path built at run time, a folder listed).
+    """
+    if spec.setup_mentions is None:
+        return {}
+    named: dict[str, list[str]] = {}
+    for path in files:
+        if any(file_edges.same_file(text, path) for text in spec.setup_mentions):
+            continue
+        readers = [name for name, step in spec.steps.items()
+                   if any(file_edges.same_file(text, path) for text in step.mentions or ())]
+        if readers:
+            named[path] = readers
+    return named
 
 
 def _manifest_step(spec: PipelineSpec, step: Step, notebook: str) -> dict[str, Any]:
@@ -200,6 +240,11 @@ def _manifest_step(spec: PipelineSpec, step: Step, notebook: str) -> dict[str, A
         "results": step.results,
         "parameters": step.parameters,
         "upstream": step.upstream,
+        "changes": step.changes,
+        "watched": step.watched,
+        "reads_unnamed_files": step.mentions is None,
+        "files": step.files,
+        "imports": step.imports,
         "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(step.settings).items()},
         "source_hash": spec.source_hash(step.name),
     }
@@ -217,7 +262,7 @@ def _step_notebook(spec: PipelineSpec, step: Step) -> str:
         )
     ]
     setup = [
-        new_code_cell(source, metadata={"stackmagic": {"cell": index + 1}})
+        new_code_cell(source, metadata={"stackmagic": {"cell": index + 1, "role": SETUP_ROLE}})
         for index, source in spec.setup_cells
     ]
     parameters = new_code_cell(
@@ -226,24 +271,32 @@ def _step_notebook(spec: PipelineSpec, step: Step) -> str:
     )
     setup.insert(spec.parameters_position, parameters)
     cells += setup
-    if step.inputs:
-        loads = "\n".join(
-            f"{name} = _stackmagic_io.load_input({CONTEXT_VARIABLE}, {name!r})" for name in step.inputs
-        )
+    if step.imports:
         cells.append(new_code_cell(
-            f"# The inputs of this step, from the artifact store\n"
-            f"from stackmagic import step_io as _stackmagic_io\n{loads}",
-            metadata={"stackmagic": {"role": "inputs"}},
+            "# What earlier steps imported and this step uses: imported again, not passed\n"
+            + "\n".join(step.imports),
+            metadata={"stackmagic": {"role": "imports"}},
         ))
+    loads = "".join(
+        f"\n{name} = _stackmagic_io.load_input({CONTEXT_VARIABLE}, {name!r})" for name in step.inputs
+    )
+    cells.append(new_code_cell(
+        "# The inputs of this step, from the artifact store; files it writes are noted\n"
+        f"from stackmagic import step_io as _stackmagic_io\n_stackmagic_io.watch_files(){loads}",
+        metadata={"stackmagic": {"role": "inputs"}},
+    ))
     cells += [
         new_code_cell(body, metadata={"stackmagic": {"cell": index + 1}})
         for index, body in zip(step.cells, step.sources)
     ]
+    extras = "".join(
+        f", {keyword}={names!r}"
+        for keyword, names in (("results", step.results), ("watched", step.watched)) if names
+    )
     cells.append(new_code_cell(
         "# The outputs of this step, to the artifact store\n"
         "from stackmagic import step_io as _stackmagic_io\n"
-        f"_stackmagic_io.save_outputs({CONTEXT_VARIABLE}, globals(), {step.outputs!r}"
-        + (f", results={step.results!r})" if step.results else ")"),
+        f"_stackmagic_io.save_outputs({CONTEXT_VARIABLE}, globals(), {step.outputs!r}{extras})",
         metadata={"stackmagic": {"role": "outputs"}},
     ))
     for number, cell in enumerate(cells):  # stable ids: the same step gives the same bytes
@@ -264,7 +317,8 @@ def failed_cell(notebook: Any) -> str:
         meta = cell.get("metadata", {}).get("stackmagic", {})
         if "cell" in meta:
             return f"cell {meta['cell']} of {source}"
-        return {"inputs": "loading its inputs", "outputs": "saving its outputs",
+        return {"imports": "importing what earlier steps imported",
+                "inputs": "loading its inputs", "outputs": "saving its outputs",
                 "parameters": "the parameters cell"}.get(meta.get("role"), "its notebook")
     return "its notebook"
 

@@ -23,7 +23,13 @@ that folder:
   raised as soon as the walk passes the limit: it usually means the notebook
   sits in a home folder or beside a data set.
 
-Folders are read in name order and files hashed (sha256, streamed), so the
+Files a pipeline's steps wrote (``written``: path -> the content hashes its
+runs recorded) are outputs, not sources: left out while their content is
+what a step left, so a run never invalidates the next one's cache; a file
+the user changes afterwards counts again.
+
+Folders are read in name order and files hashed (BLAKE3, as the artifact
+store hashes what it keeps; streamed), so the
 result depends on names and contents alone, not on the order the OS lists them.
 """
 
@@ -32,11 +38,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from blake3 import blake3
 from pathspec import GitIgnoreSpec
 
 from ..errors import StackmagicError, describe_os_error
@@ -56,7 +63,7 @@ class SourceFiles:
     """What a bundle carries besides the notebook, hashed so a run can be cached and checked."""
 
     root: Path
-    #: relative POSIX path -> sha256 of the content, in path order
+    #: relative POSIX path -> BLAKE3 of the content, in path order
     files: dict[str, str]
     #: relative path -> "size:mtime" of files over ``max_file_bytes``, in path order: not
     #: carried, but steps on this machine read them, so their changes still count
@@ -95,7 +102,7 @@ class SourceFiles:
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with open(target, "wb") as copy:
-                    copied = _sha256(source, copy)
+                    copied = _content_hash(source, copy)
                 shutil.copymode(source, target)
             except OSError as error:
                 raise StackmagicError(describe_os_error(error)) from None
@@ -112,12 +119,14 @@ def collect_sources(
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     max_files: int = DEFAULT_MAX_FILES,
     max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+    written: Mapping[str, Collection[str]] | None = None,
 ) -> SourceFiles:
     """The files under ``folder`` a pipeline's steps may need (rules in the module docstring)."""
     root = folder.resolve()
     if not root.is_dir():
         raise StackmagicError(f"{root} is not a folder; give the folder that holds the notebook")
     excluded = _excluded_paths(root, exclude)
+    written = written or {}
     sizes: dict[str, int] = {}
     left_out: dict[str, str] = {}
     total_bytes = 0
@@ -144,9 +153,10 @@ def collect_sources(
                 f"with the pipeline; {WHAT_TO_DO}"
             )
     try:
-        files = {relative: _sha256(root / relative) for relative in sorted(sizes)}
+        files = {relative: _content_hash(root / relative) for relative in sorted(sizes)}
     except OSError as error:
         raise _unreadable(error) from None
+    files = {path: digest for path, digest in files.items() if digest not in written.get(path, ())}
     return SourceFiles(root, files, dict(sorted(left_out.items())), max_file_bytes)
 
 
@@ -228,9 +238,9 @@ def _excluded_paths(root: Path, exclude: Iterable[Path]) -> set[str]:
     return relative
 
 
-def _sha256(path: Path, copy: BinaryIO | None = None) -> str:
+def _content_hash(path: Path, copy: BinaryIO | None = None) -> str:
     """The content's hash, read in chunks (data files can be large), written to ``copy`` if given."""
-    content = hashlib.sha256()
+    content = blake3()
     with open(path, "rb") as stream:
         while chunk := stream.read(CHUNK_BYTES):
             content.update(chunk)

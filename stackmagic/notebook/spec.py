@@ -3,9 +3,10 @@
 Code cells before the first ``%%step`` are *setup* (every step runs them);
 the cell tagged ``parameters`` (papermill's convention) holds the
 parameters; ``%%step`` cells form steps (cells with the same name, one step,
-in order); other cells after the first step are *exploration* and left out.
-A name a step reads that an earlier step binds is an input, and an edge of
-the DAG; ``--after`` adds edges without data.
+in order); other cells after the first step are *exploration* and left out,
+as are cells tagged ``skip`` or starting with ``%%notebook-only``. A name a
+step reads that an earlier step binds or changes is an input, and an edge of
+the DAG (``dataflow`` has the rule); ``--after`` adds edges without data.
 """
 
 from __future__ import annotations
@@ -18,10 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StackmagicError, UsageError
+from . import file_edges
 from .analysis import analyse
-from .steps import StepSettings, parse_step_line, split_step_cell
+from .dataflow import file_mentions, resolve
+from .steps import StepSettings, is_notebook_only, parse_step_line, split_step_cell
 
 PARAMETERS_TAG = "parameters"
+#: Cells the pipeline leaves out: they prepare the machine (``!pip install ...``), not the data.
+#: The tag is Kale's; ``%%notebook-only`` on the cell's first line does the same.
+SKIP_TAG = "skip"
 
 
 @dataclass
@@ -36,6 +42,16 @@ class Step:
     #: What a final step (one no step reads from) binds: kept as its results where defined.
     results: list[str] = field(default_factory=list)
     upstream: list[str] = field(default_factory=list)
+    #: Names from before the step that it may change in place: later steps get its version.
+    changes: list[str] = field(default_factory=list)
+    #: Import statements of earlier steps whose names this step uses: run again, never passed.
+    imports: list[str] = field(default_factory=list)
+    #: Inputs it neither binds nor is seen to change: checked at run time for unseen changes.
+    watched: list[str] = field(default_factory=list)
+    #: Files earlier steps write that it mentions, by the step that writes them last before it.
+    files: dict[str, list[str]] = field(default_factory=dict)
+    #: Texts its code holds that may name files it reads; None if it reads files it does not name.
+    mentions: list[str] | None = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -61,6 +77,8 @@ class PipelineSpec:
     parameters: dict[str, Any]
     #: Parameters the setup cells read: every step depends on them.
     setup_parameters: list[str]
+    #: Texts the setup and parameters cells hold that may name files; None: files they do not name.
+    setup_mentions: list[str] | None
     steps: dict[str, Step]
     warnings: list[str]
     kernel_name: str = "python3"
@@ -99,6 +117,9 @@ class PipelineSpec:
                     "inputs": step.inputs,
                     "parameters": step.parameters,
                     "outputs": step.outputs,
+                    "changes": step.changes,
+                    "imports": step.imports,
+                    "files": step.files,
                     "upstream": step.upstream,
                     "settings": {
                         key: value
@@ -123,6 +144,8 @@ def load_pipeline(notebook: Path) -> PipelineSpec:
     exploration: list[tuple[int, str]] = []
     for index, source, tags in cells:
         where = f"cell {index + 1} of {notebook.name}"
+        if SKIP_TAG in tags or is_notebook_only(source):
+            continue
         if PARAMETERS_TAG in tags:
             parameters_source = source
             parameters_position = len(setup)
@@ -145,8 +168,9 @@ def load_pipeline(notebook: Path) -> PipelineSpec:
             f"{notebook.name} has no steps: start a code cell with `%%step NAME` to make it one "
             "(save the notebook first)"
         )
-    setup_parameters, warnings = _resolve(
-        notebook.name, [source for _, source in setup], parameters_source, steps, exploration
+    setup_sources = [source for _, source in setup]
+    setup_parameters, warnings = resolve(
+        notebook.name, setup_sources, parameters_source, steps, exploration
     )
     spec = PipelineSpec(
         name=_pipeline_name(notebook),
@@ -157,6 +181,8 @@ def load_pipeline(notebook: Path) -> PipelineSpec:
         parameter_names=sorted(analyse(parameters_source, "the parameters cell").binds),
         parameters=_parameter_values(parameters_source),
         setup_parameters=setup_parameters,
+        setup_mentions=file_mentions("\n".join([*setup_sources, parameters_source]),
+                                 file_edges.constants([*setup_sources, parameters_source])),
         steps=steps,
         warnings=warnings,
         kernel_name=kernel_name,
@@ -211,76 +237,6 @@ def _add_cell(steps: dict[str, Step], settings: StepSettings, index: int, body: 
         )
     step.cells.append(index)
     step.sources.append(body)
-
-
-def _resolve(
-    notebook: str,
-    setup: list[str],
-    parameters_source: str,
-    steps: dict[str, Step],
-    exploration: list[tuple[int, str]],
-) -> tuple[list[str], list[str]]:
-    """Fill in each step's inputs, parameters and outputs; returns the setup's parameters and warnings."""
-    parameter_names = set(analyse(parameters_source, "the parameters cell").binds)
-    setup_names: set[str] = set()
-    setup_parameters: set[str] = set()
-    opaque_setup = False
-    for number, source in enumerate(setup):
-        use = analyse(source, f"setup cell {number + 1} of {notebook}")
-        setup_parameters |= use.reads & parameter_names
-        setup_names |= use.binds
-        opaque_setup |= use.opaque
-    explored: dict[str, int] = {}
-    for index, source in exploration:
-        for name in analyse(source, f"cell {index + 1} of {notebook}").binds:
-            explored.setdefault(name, index)
-
-    warnings: list[str] = []
-    producers: dict[str, str] = {}
-    bound: dict[str, set[str]] = {}
-    for step in steps.values():
-        reads, binds = _step_names(step, notebook)
-        bound[step.name] = binds
-        for name in sorted(reads):
-            if name in producers:
-                step.inputs[name] = producers[name]
-            elif name in parameter_names:
-                step.parameters.append(name)
-            elif name in setup_names or opaque_setup:
-                continue
-            elif name in explored:
-                warnings.append(
-                    f"step {step.name!r} reads {name!r}, which only cell {explored[name] + 1} defines; "
-                    "that cell comes after the first step and is not a step, so the pipeline leaves it "
-                    "out: make it a step or move it before the first step"
-                )
-            else:
-                raise StackmagicError(
-                    f"step {step.name!r} (cell {step.cells[0] + 1}) reads {name!r}, which no setup cell, "
-                    "parameter or earlier step defines; define it before this step"
-                )
-        for name in binds:
-            producers[name] = step.name
-    for step in steps.values():
-        for name, producer in step.inputs.items():
-            if name not in steps[producer].outputs:
-                steps[producer].outputs.append(name)
-        step.upstream = list(dict.fromkeys([*step.inputs.values(), *step.settings.after]))
-    for step in steps.values():
-        step.outputs.sort()
-        if not step.outputs:
-            step.results = sorted(name for name in bound[step.name] if not name.startswith("_"))
-    return sorted(setup_parameters), warnings
-
-
-def _step_names(step: Step, notebook: str) -> tuple[set[str], set[str]]:
-    reads: set[str] = set()
-    binds: set[str] = set()
-    for index, source in zip(step.cells, step.sources):
-        use = analyse(source, f"cell {index + 1} of {notebook} (step {step.name!r})")
-        reads |= use.reads - binds
-        binds |= use.binds
-    return reads, binds
 
 
 def _check_dag(spec: PipelineSpec) -> None:

@@ -10,6 +10,8 @@ from ..argparsing import Parser
 from ..errors import UsageError
 
 STEP_MAGIC = "%%step"
+#: A cell that runs in the notebook and never in the pipeline.
+NOTEBOOK_ONLY_MAGIC = "%%notebook-only"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 _MEMORY = re.compile(r"^\d+(\.\d+)?([KMGT]i?)?$")
 
@@ -99,3 +101,9 @@ def split_step_cell(source: str) -> tuple[str, str] | None:
     if first != STEP_MAGIC and not first.startswith(STEP_MAGIC + " "):
         return None
     return first[len(STEP_MAGIC):].strip(), body
+
+
+def is_notebook_only(source: str) -> bool:
+    """Whether a cell starts with ``%%notebook-only``: the pipeline leaves it out."""
+    first = source.lstrip("\n").partition("\n")[0].rstrip()
+    return first == NOTEBOOK_ONLY_MAGIC

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..output import Table
-from .spec import PipelineSpec
+from .spec import PipelineSpec, Step
 
 
 def pipeline_table(spec: PipelineSpec) -> PipelineView:
@@ -29,6 +29,14 @@ def pipeline_table(spec: PipelineSpec) -> PipelineView:
     )
 
 
+def _labels(step: Step, upstream: str) -> list[str]:
+    passed = [name for name, producer in step.inputs.items() if producer == upstream]
+    read = [name for name in passed if name not in step.changes]
+    changed = [name for name in passed if name in step.changes]
+    files = [f"file {path}" for path in step.files.get(upstream, [])]
+    return read + ([f"changes {', '.join(changed)}"] if changed else []) + files
+
+
 class PipelineView(Table):
     """A pipeline table that also draws the DAG: Mermaid for JupyterLab, arrows for a terminal."""
 
@@ -37,8 +45,9 @@ class PipelineView(Table):
         self.spec = spec
 
     def edges(self) -> list[tuple[str, str, list[str]]]:
+        """``(upstream, step, labels)``: the names passed, ``changes df`` where the step edits one."""
         return [
-            (upstream, step.name, [n for n, producer in step.inputs.items() if producer == upstream])
+            (upstream, step.name, _labels(step, upstream))
             for step in (self.spec.steps[name] for name in self.spec.order())
             for upstream in step.upstream
         ]

@@ -38,10 +38,10 @@ def follow(
             if shown.get(step.name, StepStatus.PENDING) == step.status:
                 continue
             if step.status == StepStatus.RUNNING:
-                progress.step_started(step.name)
+                progress.step_started(step.name, step.reason)
             elif step.status != StepStatus.PENDING:
                 if shown.get(step.name) != StepStatus.RUNNING and step.status != StepStatus.SKIPPED:
-                    progress.step_started(step.name)
+                    progress.step_started(step.name, step.reason)
                 progress.step_finished(_outcome(step))
             shown[step.name] = step.status
         if record.status != RunStatus.RUNNING or not going:
@@ -57,4 +57,5 @@ def step_outcomes(context: RunContext) -> list[StepOutcome]:
 def _outcome(step: StepRecord) -> StepOutcome:
     from ..runtime import StepOutcome
 
-    return StepOutcome(step.name, step.status, step.seconds or 0.0, step.error, step.notebook_uri)
+    return StepOutcome(step.name, step.status, step.seconds or 0.0, step.error, step.notebook_uri,
+                       reason=step.reason)

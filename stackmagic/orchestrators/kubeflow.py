@@ -32,6 +32,7 @@ from kfp import dsl
 
 from ..component_type import ComponentType
 from ..errors import StackmagicError
+from ..runtime.task import failed_steps, skip_reasons
 from ..stores.models import RunStatus, StepStatus
 from ..stores.portable import describe_stores, secret_environment, secret_variables
 from .following import follow, polled, step_outcomes
@@ -226,6 +227,7 @@ class KubeflowRunner:
                     os.killpg(process.pid, signal.SIGTERM)
                 process.wait()
                 raise
+        _skip_unstarted(context)
         outcomes = step_outcomes(context)
         store = context.artifact_store
         log_uri = store.uri(context.bundle.pipeline, context.run_id, "kfp-local.log")
@@ -280,6 +282,24 @@ class KubeflowRunner:
             return None
         component = self.stack.components[ComponentType.ORCHESTRATOR]
         return self.stack.resolve_secret(component, "token")
+
+
+def _skip_unstarted(context: RunContext) -> None:
+    """Say why the steps kfp.local never started did not run.
+
+    kfp.local stops the whole pipeline at its first failed task, so steps on
+    other branches never start either: they were stopped by kfp.local, not by
+    a step they depend on. Steps after the failed one name it (their tasks
+    have said so, unless they broke off).
+    """
+    steps = context.metadata.run(context.run_id).steps
+    failed = [step.name for step in steps if step.status == StepStatus.FAILED]
+    unstarted = [step.name for step in steps if step.status == StepStatus.PENDING]
+    if not (failed and unstarted):
+        return
+    stopped = f"not started: the orchestrator stopped the run after {failed_steps(failed)}"
+    reasons = {**dict.fromkeys(unstarted, stopped), **skip_reasons(context, failed, unstarted)}
+    context.metadata.steps_skipped(context.run_id, reasons)
 
 
 def _html_outputs(package: Path, outputs: Path) -> dict[str, Path]:

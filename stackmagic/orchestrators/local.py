@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 import papermill  # noqa: F401 - imported once here, not by several step threads at the same time
 
 from ..errors import StackmagicError
-from ..runtime import Mode, RunContext, StepOutcome, code_key, downstream, may_use_cache, run_step
+from ..runtime import Mode, RunContext, StepOutcome, downstream, may_use_cache, run_step
+from ..runtime.cache import StepInputs, code_key, step_parts
+from ..runtime.task import skip_reasons
 from ..stores.models import StepStatus
 from .kernels import KernelPool, check_kernel, close_thread_loop, default_workers
 
@@ -65,7 +67,8 @@ class _Schedule:
         self.running: set[str] = set()
         self.executing: set[str] = set()  # running steps past the cache: they hold a kernel
         self.finished: dict[str, StepOutcome] = {}
-        self.events: queue.Queue[tuple[str, str | StepOutcome]] = queue.Queue()
+        #: ("started", (step, why it runs)) or ("finished", outcome), from the worker threads
+        self.events: queue.Queue[tuple[str, tuple[str, str] | StepOutcome]] = queue.Queue()
 
     def outcomes(self) -> list[StepOutcome]:
         return [self.finished[name] for name in self.wanted if name in self.finished]
@@ -83,14 +86,17 @@ class _Schedule:
             if isinstance(payload, StepOutcome):
                 self._finish(payload)
             else:
-                self.executing.add(payload)
-                self.progress.step_started(payload)
+                name, reason = payload
+                self.executing.add(name)
+                self.progress.step_started(name, reason)
 
     def _work(self, name: str) -> None:
         """In a worker thread: run one step; whatever happens, report how it ended."""
         try:
-            outcome = run_step(self.context, name, kernel_pool=self.pool,
-                               on_start=lambda step: self.events.put(("started", step)))
+            outcome = run_step(
+                self.context, name, kernel_pool=self.pool,
+                on_start=lambda step, reason: self.events.put(("started", (step, reason))),
+            )
         except BaseException as error:  # recorded as the step's failure, never lost in a thread
             said = str(error) if isinstance(error, StackmagicError) else f"{type(error).__name__}: {error}"
             outcome = StepOutcome(name, StepStatus.FAILED, 0.0, said)
@@ -104,12 +110,16 @@ class _Schedule:
         self.progress.step_finished(outcome)
         if outcome.status != StepStatus.FAILED:
             return
-        skipped = sorted(downstream(self.steps, outcome.step) & set(self.waiting), key=self.wanted.index)
-        for name in skipped:
+        later = downstream(self.steps, outcome.step)
+        for name in [n for n in self.waiting if n in later]:
             self.waiting.remove(name)
             self.finished[name] = StepOutcome(name, StepStatus.SKIPPED, 0.0)
             self.progress.step_finished(self.finished[name])
-        self.context.metadata.steps_skipped(self.context.run_id, skipped, f"step {outcome.step!r} failed")
+        # steps an earlier failure skipped may depend on this one too: their reasons name all
+        failed = [n for n, o in self.finished.items() if o.status == StepStatus.FAILED]
+        skipped = [n for n in self.wanted if n in later]
+        self.context.metadata.steps_skipped(self.context.run_id,
+                                            skip_reasons(self.context, failed, skipped))
 
     def _ready(self) -> list[str]:
         done = {n for n, o in self.finished.items() if o.status in StepStatus.WITH_OUTPUTS}
@@ -136,7 +146,9 @@ def _expected_to_execute(context: RunContext, wanted: list[str]) -> set[str]:
         if (
             not may_use_cache(context, name)
             or expected & set(steps[name].upstream)
-            or not context.metadata.has_code_key(code_key(context.bundle, name, context.parameters))
+            or not context.metadata.has_code_key(
+                code_key(step_parts(context.bundle, name, context.parameters, StepInputs({}, {})))
+            )
         ):
             expected.add(name)
     return expected

@@ -4,15 +4,14 @@ Every orchestrator uses :func:`run_step`: the local one calls it in-process
 with a pool of started kernels, remote ones run ``python -m stackmagic.runtime``
 (see ``__main__.py``).
 A step first looks for a cached result (same code, parameters, settings and
-input contents); otherwise its notebook runs under papermill, the executed
+input contents, see ``cache.py``); otherwise it says why it runs, its notebook
+runs under papermill, the executed
 notebook is kept in the artifact store, and the outputs, metrics and status
 go to the metadata store.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import secrets
 import tempfile
 import time
@@ -23,10 +22,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StackmagicError
-from ..notebook.exporter import CONTEXT_VARIABLE, Bundle, BundleStep, failed_cell
+from ..notebook.exporter import CONTEXT_VARIABLE, Bundle, failed_cell
 from ..stores.artifacts import ArtifactInfo, ArtifactStore
-from ..stores.metadata import CacheHit, MetadataStore, RunRecord, StoredArtifact
+from ..stores.metadata import MetadataStore, RunRecord, StoredArtifact
 from ..stores.models import StepStatus
+from . import files
+from .cache import (
+    NO_CACHE,
+    StepInputs,
+    cache_key,
+    code_key,
+    find_hit,
+    gather_inputs,
+    step_parts,
+    why_it_runs,
+)
+from .dag import downstream, upstream
 
 if TYPE_CHECKING:
     from ..orchestrators.kernels import KernelPool
@@ -75,6 +86,10 @@ class StepOutcome:
     seconds: float
     error: str | None = None
     notebook_uri: str | None = None
+    #: why it ran rather than came from the cache ("code changed (cell 7)")
+    reason: str | None = None
+    #: What the step found wrong but not fatal: an input changed in a way its code does not show.
+    warnings: list[str] = field(default_factory=list)
 
 
 def recorded_context(
@@ -112,72 +127,20 @@ def plan(bundle: Bundle, *, only: str | None = None, from_step: str | None = Non
     if only is not None and from_step is not None:
         raise StackmagicError("give --only or --from, not both")
     forced = {only} if only is not None else {from_step, *downstream(steps, str(from_step))}
-    needed = set().union(*(_upstream(steps, name) for name in forced)) - forced
+    needed = {step for name in forced for step in upstream(steps, name)} - forced
     return {
         name: Mode.FORCE if name in forced else Mode.CACHED if name in needed else Mode.SKIP
         for name in steps
     }
 
 
-def _upstream(steps: Mapping[str, BundleStep], name: str) -> set[str]:
-    """Every step ``name`` depends on, directly or through others."""
-    return _reachable(name, lambda step: steps[step].upstream)
-
-
-def downstream(steps: Mapping[str, BundleStep], name: str) -> set[str]:
-    """Every step that depends on ``name``, directly or through others."""
-    children: dict[str, list[str]] = {step: [] for step in steps}
-    for step, spec in steps.items():
-        for parent in spec.upstream:
-            children[parent].append(step)
-    return _reachable(name, children.__getitem__)
-
-
-def _reachable(start: str, neighbours: Callable[[str], list[str]]) -> set[str]:
-    found: set[str] = set()
-    frontier = [start]
-    while frontier:
-        for step in neighbours(frontier.pop()):
-            if step not in found:
-                found.add(step)
-                frontier.append(step)
-    return found
-
-
-def code_key(bundle: Bundle, step: str, parameters: Mapping[str, Any]) -> str:
-    """Everything but the inputs that decides what a step computes."""
-    spec = bundle.steps[step]
-    used = sorted({*spec.parameters, *bundle.manifest["setup_parameters"]})
-    return _hash({
-        "code": spec.source_hash,
-        "saves": [spec.outputs, spec.results],
-        "sources": bundle.manifest["sources"]["digest"],
-        "kernel": bundle.manifest["kernel"],
-        # a default the cell's text does not tell (`a, b = 1, 2`): the cell's text stands in
-        "parameters": {name: parameters.get(name, bundle.manifest["parameters_hash"]) for name in used},
-        "settings": spec.cache_settings(),
+def step_inputs(context: RunContext, step: str) -> StepInputs:
+    """What a step reads, as the steps before it left it in this run (see ``cache.gather_inputs``)."""
+    steps = context.bundle.steps
+    return gather_inputs(context.bundle, step, {
+        producer: context.metadata.step_outputs(context.run_id, producer)
+        for producer in upstream(steps, step)
     })
-
-
-def cache_key(code: str, inputs: Mapping[str, StoredArtifact]) -> str:
-    return _hash({"code": code, "inputs": {name: a.info.content_hash for name, a in inputs.items()}})
-
-
-def _hash(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=repr).encode()).hexdigest()
-
-
-def step_inputs(context: RunContext, step: str) -> dict[str, StoredArtifact]:
-    """The artifacts a step reads, as its upstream steps left them in this run."""
-    by_producer: dict[str, dict[str, StoredArtifact]] = {}
-    inputs = {}
-    for name, producer in context.bundle.steps[step].inputs.items():
-        if producer not in by_producer:
-            by_producer[producer] = context.metadata.step_outputs(context.run_id, producer)
-        if name not in by_producer[producer]:
-            raise StackmagicError(f"step {producer!r} left no output {name!r} for step {step!r}")
-        inputs[name] = by_producer[producer][name]
-    return inputs
 
 
 def may_use_cache(context: RunContext, step: str) -> bool:
@@ -192,7 +155,7 @@ def run_step(
     step: str,
     *,
     kernel_pool: KernelPool,
-    on_start: Callable[[str], None] | None = None,
+    on_start: Callable[[str, str], None] | None = None,
     attempt: int | None = None,
     will_retry: bool = False,
 ) -> StepOutcome:
@@ -201,23 +164,28 @@ def run_step(
     The step is tried ``--retries`` more times if it fails, unless ``attempt``
     is given: then the orchestrator retries (a new pod), and this is that try;
     if it fails and ``will_retry``, the step is recorded as waiting for the
-    next try, not failed, so the run is not finished meanwhile.
+    next try, not failed, so the run is not finished meanwhile. A step that
+    runs says why (``on_start`` hears it too): see :mod:`.cache`.
     """
     started = time.perf_counter()
     spec = context.bundle.steps[step]
-    inputs = step_inputs(context, step)
-    code = code_key(context.bundle, step, context.parameters)
-    key = cache_key(code, inputs)
+    given = step_inputs(context, step)
+    inputs = given.artifacts
+    parts = step_parts(context.bundle, step, context.parameters, given)
+    code, key = code_key(parts), cache_key(parts)
     if context.resumed:
         kept = context.metadata.run(context.run_id).step(step)
         if kept.status in StepStatus.WITH_OUTPUTS and kept.cache_key == key:
             return StepOutcome(step, kept.status, kept.seconds or 0.0, notebook_uri=kept.notebook_uri)
+    gone = None
     if may_use_cache(context, step):
-        hit = _find_hit(context, key)
-        if hit is not None:
-            context.metadata.step_cached(
-                context.run_id, step, code_key=code, cache_key=key, hit=hit, inputs=inputs
-            )
+        found = find_hit(context.metadata, context.artifact_store, key, other_than=context.run_id)
+        if found.hit is not None:
+            if context.workdir != context.bundle.sources:  # the notebook's folder: as a run leaves it
+                files.put_in_place(context.artifact_store, context.workdir, files.file_outputs(
+                    {name: artifact.info for name, artifact in found.hit.outputs.items()}))
+            context.metadata.step_cached(context.run_id, step, code_key=code, cache_key=key,
+                                         hit=found.hit, inputs=inputs, parts=parts)
             return StepOutcome(step, StepStatus.CACHED, time.perf_counter() - started)
         if context.modes.get(step) == Mode.CACHED:
             error = (
@@ -227,11 +195,16 @@ def run_step(
             context.metadata.step_failed(context.run_id, step, error=error, notebook_uri=None,
                                          inputs=inputs)
             return StepOutcome(step, StepStatus.FAILED, time.perf_counter() - started, error)
+        gone = found.gone
+    reason = _forced(context, step) or why_it_runs(
+        context.metadata, context.bundle.pipeline, step, parts, gone, other_than=context.run_id
+    )
     if on_start is not None:
-        on_start(step)
+        on_start(step, reason)
     attempts = [attempt] if attempt else range(1, int(spec.settings.get("retries", 0)) + 2)
     for number in attempts:
-        context.metadata.step_started(context.run_id, step, code_key=code, attempt=number)
+        context.metadata.step_started(context.run_id, step, code_key=code, attempt=number,
+                                      parts=parts, reason=reason)
         notebook_uri, result, error = _execute(context, step, inputs, kernel_pool)
         if error is None:
             context.metadata.step_completed(
@@ -241,21 +214,24 @@ def run_step(
                 notebook_uri=notebook_uri,
             )
             return StepOutcome(step, StepStatus.COMPLETED, time.perf_counter() - started,
-                               notebook_uri=notebook_uri)
+                               notebook_uri=notebook_uri, reason=reason,
+                               warnings=list(result.get("warnings", [])))
     if will_retry:
         context.metadata.step_retrying(context.run_id, step, error=f"try {attempt} failed: {error}",
                                        notebook_uri=notebook_uri)
     else:
         context.metadata.step_failed(context.run_id, step, error=str(error),
                                      notebook_uri=notebook_uri, inputs=inputs)
-    return StepOutcome(step, StepStatus.FAILED, time.perf_counter() - started, error, notebook_uri)
+    return StepOutcome(step, StepStatus.FAILED, time.perf_counter() - started, error, notebook_uri,
+                       reason=reason)
 
 
-def _find_hit(context: RunContext, key: str) -> CacheHit | None:
-    """The newest earlier result with this key whose outputs are all still in the store."""
-    for hit in context.metadata.cache_hits(key, other_than=context.run_id):
-        if all(context.artifact_store.exists(a.info.uri) for a in hit.outputs.values()):
-            return hit
+def _forced(context: RunContext, step: str) -> str | None:
+    """Why a step runs whatever the cache holds: the run or the step said so."""
+    if context.modes.get(step) == Mode.FORCE:
+        return "forced by --only" if context.only is not None else "forced by --from"
+    if context.no_cache or context.bundle.steps[step].no_cache:
+        return NO_CACHE
     return None
 
 
@@ -270,11 +246,13 @@ def _execute(
 
     store = context.artifact_store
     bundle = context.bundle
+    values = {name: a for name, a in inputs.items() if not name.startswith(files.FILE_PREFIX)}
     step_context = {
         "run": context.run_id,
         "step": step,
         "store": store.describe(),
-        "inputs": {name: artifact.info.uri for name, artifact in inputs.items()},
+        "inputs": {name: artifact.info.uri for name, artifact in values.items()},
+        "input_infos": {name: artifact.info.to_json() for name, artifact in values.items()},
         "outputs": store.uri(bundle.pipeline, context.run_id, step),
         "readers": {
             name: [other for other, spec in bundle.steps.items() if spec.inputs.get(name) == step]
@@ -282,7 +260,12 @@ def _execute(
         },
     }
     error: str | None = None
-    with tempfile.TemporaryDirectory(prefix="stackmagic-step-") as scratch:
+    files.put_in_place(store, context.workdir, files.file_outputs(
+        {name: artifact.info for name, artifact in inputs.items()}))
+    before = files.snapshot(context.workdir, skip=[Path(store.root)])
+    with files.watching(context.workdir) as ran_alone, tempfile.TemporaryDirectory(
+        prefix="stackmagic-step-"
+    ) as scratch:
         executed_path = Path(scratch) / f"{step}.ipynb"
         try:
             executed = papermill.execute_notebook(
@@ -310,6 +293,7 @@ def _execute(
             else:
                 error = f"{type(failure).__name__}: {failure}"
             executed = None
+        alone = ran_alone()
         notebook_uri = None
         if executed_path.exists():
             notebook_uri = store.uri(bundle.pipeline, context.run_id, step, f"{step}.ipynb")
@@ -319,5 +303,11 @@ def _execute(
     for output in executed.cells[-1].get("outputs", []):
         result = output.get("data", {}).get(RESULT_MIME_TYPE)
         if result is not None:
+            written = files.written(before, files.snapshot(context.workdir, skip=[Path(store.root)]))
+            if not alone:
+                claimed = set(result.get("written", []))
+                written = [path for path in written if str(context.workdir / path) in claimed]
+            kept = files.keep(store, context.workdir, written, f"{step_context['outputs']}/files")
+            result["outputs"].update({name: info.to_json() for name, info in kept.items()})
             return notebook_uri, result, None
     return notebook_uri, {}, "the step's outputs cell reported nothing (was the notebook changed?)"

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from ..notebook.exporter import Bundle
     from ..stores.artifacts import ArtifactStore
     from ..stores.metadata import MetadataStore
+
+#: Why a step that ``--only`` or ``--from`` leaves out is skipped.
+NOT_NEEDED = "not needed by this run"
 
 
 def run_task(
@@ -92,7 +95,7 @@ def _run(context: RunContext, step: str) -> str | None:
     metadata, run_id = context.metadata, context.run_id
     previous = metadata.run(run_id).step(step)
     if context.modes[step] == Mode.SKIP:
-        metadata.steps_skipped(run_id, [step], "not needed by this run")
+        metadata.steps_skipped(run_id, {step: NOT_NEEDED})
         return None
     if previous.status in StepStatus.WITH_OUTPUTS:  # a pod started again after the step ended
         return previous.notebook_uri
@@ -110,8 +113,7 @@ def _run(context: RunContext, step: str) -> str | None:
         return outcome.notebook_uri
     if will_retry:
         raise RunFailed(f"step {step!r} failed (try {attempt}, to be retried): {outcome.error}")
-    later = sorted(downstream(context.bundle.steps, step), key=list(context.bundle.steps).index)
-    metadata.steps_skipped(run_id, later, f"step {step!r} failed")
+    _skip_after(context, step)
     raise RunFailed(f"step {step!r} of run {run_id} failed: {outcome.error}")
 
 
@@ -125,8 +127,49 @@ def _failed(context: RunContext, step: str, failure: BaseException) -> None:
         ):
             context.metadata.step_failed(context.run_id, step, notebook_uri=None, inputs={},
                                          error=f"{type(failure).__name__}: {failure}")
-            later = downstream(context.bundle.steps, step)
-            context.metadata.steps_skipped(context.run_id, sorted(later), f"step {step!r} failed")
+            _skip_after(context, step)
+
+
+def _skip_after(context: RunContext, step: str) -> None:
+    """Mark the steps after a failed one skipped: the orchestrator will not start them.
+
+    Each names every failed step it depends on as the records say now: on a
+    cluster, independent branches go on and may fail too.
+    """
+    record = context.metadata.run(context.run_id)
+    failed = {s.name for s in record.steps if s.status == StepStatus.FAILED} | {step}
+    later = downstream(context.bundle.steps, step)
+    context.metadata.steps_skipped(context.run_id, skip_reasons(context, failed, later))
+
+
+def skip_reasons(
+    context: RunContext, failed: Collection[str], steps: Iterable[str]
+) -> dict[str, str]:
+    """Why each of ``steps`` will not run, where the run's plan or a failed step is why.
+
+    A step the run does not need is skipped for that, whatever failed. Another
+    names every failed step it depends on: each is a nearest one, as a step
+    after a failed one never runs. A step that depends on no failed step is
+    left out: what stopped it is for the orchestrator to say.
+    """
+    graph = context.bundle.steps
+    after = {name: downstream(graph, name) for name in graph if name in failed}
+    reasons: dict[str, str] = {}
+    for name in steps:
+        causes = [cause for cause, later in after.items() if name in later]
+        if context.modes.get(name) == Mode.SKIP:
+            reasons[name] = NOT_NEEDED
+        elif causes:
+            reasons[name] = failed_steps(causes)
+    return reasons
+
+
+def failed_steps(names: Sequence[str]) -> str:
+    """``step 'a' failed`` or ``steps 'a' and 'b' failed``: how skip reasons name their causes."""
+    quoted = [repr(name) for name in names]
+    if len(quoted) == 1:
+        return f"step {quoted[0]} failed"
+    return f"steps {', '.join(quoted[:-1])} and {quoted[-1]} failed"
 
 
 def forget_secrets(stores: Mapping[str, Any]) -> None:
@@ -183,7 +226,7 @@ def _write_html(path: str | None, store: ArtifactStore, notebook_uri: str | None
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     try:
         if notebook_uri is None:
-            body = f"<p>step {html.escape(step)} did not run: not needed by this run</p>"
+            body = f"<p>step {html.escape(step)} did not run: {NOT_NEEDED}</p>"
         else:
             import nbformat
             from nbconvert import HTMLExporter

@@ -19,7 +19,7 @@ import posixpath
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -137,25 +137,20 @@ class ArtifactStore:
     def save(self, value: Any, location: str) -> ArtifactInfo:
         """Store ``value`` at ``location`` plus the extension of the materializer chosen."""
         path = self._path_of(location)
-        type_name = f"{type(value).__module__}.{type(value).__qualname__}"
-        for materializer in materializers_for(value):
-            try:
-                with (
-                    self._explained(location),
-                    self._writing(f"{path}.{materializer.extension}") as stream,
-                    contextlib.closing(_HashingStream(stream)) as hashing,
-                ):
-                    _write(materializer, value, hashing, type_name, location)
-            except MaterializerUnsuitable:
-                continue
-            return ArtifactInfo(
-                uri=f"{location}.{materializer.extension}",
-                materializer=materializer.name,
-                content_hash=hashing.hexdigest(),
-                size=hashing.size,
-                type_name=type_name,
-            )
-        raise StackmagicError(f"no materializer can save a {type_name} to {location}")
+
+        @contextlib.contextmanager
+        def stream(materializer: Materializer) -> Iterator[IO[bytes]]:
+            with self._explained(location), self._writing(f"{path}.{materializer.extension}") as out:
+                yield out
+
+        materializer, hashing = _materialize(value, location, stream)
+        return ArtifactInfo(
+            uri=f"{location}.{materializer.extension}",
+            materializer=materializer.name,
+            content_hash=hashing.hexdigest(),
+            size=hashing.size,
+            type_name=_type_name(value),
+        )
 
     def load(self, uri: str) -> Any:
         """The value saved at ``uri``, read by the materializer its extension names."""
@@ -331,6 +326,50 @@ class _HashingStream(io.RawIOBase):
 
     def hexdigest(self) -> str:
         return self._digest.hexdigest()
+
+
+def fingerprint(value: Any) -> str:
+    """The content hash :meth:`ArtifactStore.save` would record for ``value``; nothing is written.
+
+    How a step tells whether it changed an input: equal hashes, equal stored bytes.
+    """
+
+    @contextlib.contextmanager
+    def discard(materializer: Materializer) -> Iterator[IO[bytes]]:
+        yield _Discard()
+
+    return _materialize(value, "a fingerprint", discard)[1].hexdigest()
+
+
+def _materialize(
+    value: Any,
+    location: str,
+    stream: Callable[[Materializer], contextlib.AbstractContextManager[IO[bytes]]],
+) -> tuple[Materializer, _HashingStream]:
+    """Write ``value`` with the first materializer that takes it, hashing what it writes."""
+    type_name = _type_name(value)
+    for materializer in materializers_for(value):
+        try:
+            with stream(materializer) as out, contextlib.closing(_HashingStream(out)) as hashing:
+                _write(materializer, value, hashing, type_name, location)
+        except MaterializerUnsuitable:
+            continue
+        return materializer, hashing
+    raise StackmagicError(f"no materializer can save a {type_name} to {location}")
+
+
+def _type_name(value: Any) -> str:
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+class _Discard(io.RawIOBase):
+    """A stream that keeps nothing: for hashing what would be written."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        return memoryview(data).nbytes
 
 
 def _write(

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 #: The newest migration; the store upgrades any older schema to it on open.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 
 class RunStatus:
@@ -94,6 +94,8 @@ class LongText(TypeDecorator[str]):
 
 class JSONText(LongText):
     """JSON kept as text, readable by every database we support."""
+
+    cache_ok = True  # SQLAlchemy asks each subclass: stateless, so statements using it are cached
 
     def process_bind_param(self, value: Any, dialect: Any) -> str | None:  # type: ignore[override]
         return None if value is None else json.dumps(value, sort_keys=True, default=str)
@@ -184,6 +186,11 @@ class StepRun(Base):
     code_key: Mapped[str | None] = mapped_column(String(64), index=True)
     cache_key: Mapped[str | None] = mapped_column(String(64), index=True)
     cached_from_id: Mapped[int | None] = mapped_column(ForeignKey("step_runs.id"))
+    #: What the cache key was made of, as hashes (see ``runtime.cache``): the next run of the
+    #: step compares its own with them to say why it runs.
+    parts: Mapped[dict[str, Any] | None] = mapped_column(JSONText)
+    #: Why the step ran rather than came from the cache: "code changed (cell 7)", "first run".
+    reason: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(LongText)
     notebook_uri: Mapped[str | None] = mapped_column(Text)

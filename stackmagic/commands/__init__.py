@@ -1,0 +1,78 @@
+"""What each command does: called alike by the terminal, the magics and the widgets.
+
+Handlers take the parsed arguments and return an :class:`~stackmagic.output.Output`;
+they raise :class:`~stackmagic.errors.StackmagicError` for anything the user
+can fix, after which nothing has changed on disk. One module per noun.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..output import Message, Output
+from ..registry import Registry
+from .components import (
+    component_delete,
+    component_describe,
+    component_flavors,
+    component_list,
+    component_register,
+    component_update,
+)
+from .images import image_dockerfile
+from .pipelines import (
+    pipeline_describe,
+    pipeline_export,
+    pipeline_load,
+    pipeline_logs,
+    pipeline_run,
+    pipeline_runs,
+    pipeline_show,
+)
+from .stacks import (
+    stack_delete,
+    stack_describe,
+    stack_get,
+    stack_list,
+    stack_register,
+    stack_set,
+    stack_update,
+    stacks_table,
+)
+
+
+def init(args: argparse.Namespace) -> Output:
+    registry, created = Registry.init(Path.cwd())
+    verb = "Initialized" if created else "Already initialized:"
+    return Message(
+        f"{verb} stackmagic in {registry.directory}",
+        {"directory": str(registry.directory), "created": created},
+    )
+
+
+__all__ = [
+    "component_delete",
+    "component_describe",
+    "component_flavors",
+    "component_list",
+    "component_register",
+    "component_update",
+    "image_dockerfile",
+    "init",
+    "pipeline_describe",
+    "pipeline_export",
+    "pipeline_load",
+    "pipeline_logs",
+    "pipeline_run",
+    "pipeline_runs",
+    "pipeline_show",
+    "stack_delete",
+    "stack_describe",
+    "stack_get",
+    "stack_list",
+    "stack_register",
+    "stack_set",
+    "stack_update",
+    "stacks_table",
+]

@@ -1,0 +1,272 @@
+"""Runs: recording them, their liveness and how they end, and reading them back."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from ...background import repeating
+from ...errors import NotFound, StackmagicError
+from ..models import (
+    Pipeline,
+    Run,
+    RunParameter,
+    RunStatus,
+    StepArtifact,
+    StepRun,
+    StepStatus,
+    utcnow,
+)
+from .connection import StoreConnection
+from .records import RunRecord, run_record
+
+#: How often a running pipeline's process says it is alive, and how long a silence means it died.
+HEARTBEAT_SECONDS = 15
+ABANDONED_AFTER_SECONDS = 8 * HEARTBEAT_SECONDS
+
+
+class RunRecords(StoreConnection):
+    """Runs: made pending, kept alive, finished; listed and read."""
+
+    def create_run(
+        self,
+        *,
+        run_id: str,
+        pipeline: str,
+        notebook: str,
+        stack_name: str,
+        stack: Mapping[str, Any],
+        bundle_uri: str,
+        bundle_hash: str,
+        options: Mapping[str, Any],
+        parameters: Mapping[str, Any],
+        overridden: Sequence[str],
+        steps: Sequence[str],
+        driven_here: bool = True,
+        exist_ok: bool = False,
+    ) -> None:
+        """Record a new run, its parameters and its steps (all pending).
+
+        ``driven_here=False``: no process of this machine drives the run (a
+        cluster schedules its steps), so its liveness is not judged by ours.
+        ``exist_ok``: steps on several machines may each be the first to record it.
+        """
+        if exist_ok and self._has_run(run_id):
+            return
+        try:
+            self._add_run(
+                run_id=run_id, pipeline=pipeline, notebook=notebook, stack_name=stack_name,
+                stack=stack, bundle_uri=bundle_uri, bundle_hash=bundle_hash, options=options,
+                parameters=parameters, overridden=overridden, steps=steps, driven_here=driven_here,
+            )
+        except StackmagicError:
+            if exist_ok and self._has_run(run_id):  # recorded by another step meanwhile
+                return
+            raise
+
+    def _has_run(self, run_id: str) -> bool:
+        with self._session() as session:
+            return session.scalar(select(Run.id).where(Run.id == run_id)) is not None
+
+    def _add_run(
+        self, *, run_id: str, pipeline: str, notebook: str, stack_name: str,
+        stack: Mapping[str, Any], bundle_uri: str, bundle_hash: str, options: Mapping[str, Any],
+        parameters: Mapping[str, Any], overridden: Sequence[str], steps: Sequence[str],
+        driven_here: bool,
+    ) -> None:
+        with self._session(write=True) as session:
+            found = _pipeline_row(session, pipeline)
+            run = Run(
+                id=run_id, pipeline=found, notebook=notebook, status=RunStatus.RUNNING,
+                stack_name=stack_name, stack=dict(stack), bundle_uri=bundle_uri,
+                bundle_hash=bundle_hash, options=dict(options),
+                runner=this_runner() if driven_here else None,
+                heartbeat_at=utcnow() if driven_here else None,
+            )
+            run.parameters = [
+                RunParameter(name=name, value=value, overridden=name in overridden)
+                for name, value in parameters.items()
+            ]
+            run.steps = [
+                StepRun(name=name, position=position, status=StepStatus.PENDING, attempts=0)
+                for position, name in enumerate(steps)
+            ]
+            session.add(run)
+
+    @contextmanager
+    def keeping_alive(self, run_id: str) -> Iterator[None]:
+        """Beat the run's heartbeat while the block runs, so readers know its process lives."""
+
+        def beat() -> None:
+            with contextlib.suppress(StackmagicError):  # a missed beat is not a failure
+                with self._session(write=True) as session:
+                    session.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow()))
+
+        with repeating(HEARTBEAT_SECONDS, beat, f"heartbeat-{run_id}"):
+            yield
+
+    def run_submitted(self, run_id: str, *, orchestrator_run_id: str, url: str) -> None:
+        """Link a run to its twin on a remote orchestrator."""
+        with self._session(write=True) as session:
+            session.execute(
+                update(Run).where(Run.id == run_id)
+                .values(orchestrator_run_id=orchestrator_run_id, orchestrator_url=url)
+            )
+
+    def settle_run(self, run_id: str) -> bool:
+        """Finish a run whose steps have all ended; True if it is finished (now or before).
+
+        Where each step records itself on its own machine, the last one to end
+        finishes the run: failed if a step failed, else completed.
+        """
+        with self._session(write=True) as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise StackmagicError(f"no run {run_id} in the metadata store {self.label}")
+            if run.status != RunStatus.RUNNING:
+                return True
+            if any(row.status in (StepStatus.PENDING, StepStatus.RUNNING) for row in run.steps):
+                return False
+            failed = [row for row in run.steps if row.status == StepStatus.FAILED]
+            run.status = RunStatus.FAILED if failed else RunStatus.COMPLETED
+            run.ended_at = utcnow()
+            run.error = f"step {failed[0].name!r} failed: {failed[0].error}" if failed else None
+            return True
+
+    def run_finished(self, run_id: str, *, error: str | None = None) -> None:
+        with self._session(write=True) as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise StackmagicError(f"no run {run_id} in the metadata store {self.label}")
+            run.status = RunStatus.FAILED if error else RunStatus.COMPLETED
+            run.ended_at, run.error = utcnow(), error
+            for row in run.steps:  # a run stopped early leaves no step looking busy
+                if row.status in (StepStatus.PENDING, StepStatus.RUNNING):
+                    row.status, row.error = StepStatus.SKIPPED, row.error or error
+
+    def run_lost(self, run_id: str, error: str) -> None:
+        """The machine running the run went away: its busy steps failed, the rest never ran."""
+        with self._session(write=True) as session:
+            run = session.get(Run, run_id)
+            if run is None or run.status != RunStatus.RUNNING:
+                return
+            run.status, run.ended_at, run.error = RunStatus.PREEMPTED, utcnow(), error
+            for row in run.steps:
+                if row.status == StepStatus.RUNNING:
+                    row.status, row.ended_at, row.error = StepStatus.FAILED, run.ended_at, error
+                elif row.status == StepStatus.PENDING:
+                    row.status, row.error = StepStatus.SKIPPED, error
+
+    def runs(self, *, pipeline: str | None = None, limit: int = 20) -> list[RunRecord]:
+        self.fail_abandoned_runs()
+        with self._session() as session:
+            query = select(Run).join(Run.pipeline).order_by(Run.started_at.desc()).limit(limit)
+            if pipeline is not None:
+                query = query.where(Pipeline.name == pipeline)
+            query = query.options(selectinload(Run.steps), selectinload(Run.parameters))
+            return [run_record(run, with_artifacts=False) for run in session.scalars(query)]
+
+    def run(self, run_id: str) -> RunRecord:
+        """One run by its id or a unique beginning of it, ``latest`` for the newest."""
+        self.fail_abandoned_runs()
+        with self._session() as session:
+            if run_id == "latest":
+                matches = session.scalars(select(Run.id).order_by(Run.started_at.desc()).limit(1)).all()
+            else:
+                escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                matches = session.scalars(
+                    select(Run.id).where(Run.id.like(escaped + "%", escape="\\")).limit(2)
+                ).all()
+            if len(matches) != 1:
+                problem = "matches several runs; give more of it" if matches else "names no run"
+                raise (StackmagicError if matches else NotFound)(
+                    f"{run_id!r} {problem} in the metadata store {self.label} "
+                    "(`stackmagic pipeline runs` lists them)"
+                )
+            run = session.scalars(
+                select(Run).where(Run.id == matches[0]).options(
+                    selectinload(Run.parameters),
+                    selectinload(Run.steps).selectinload(StepRun.artifacts).selectinload(
+                        StepArtifact.artifact
+                    ),
+                    selectinload(Run.steps).selectinload(StepRun.metrics),
+                    selectinload(Run.steps).selectinload(StepRun.cached_from),
+                )
+            ).one()
+            return run_record(run, with_artifacts=True)
+
+    def fail_abandoned_runs(self) -> list[str]:
+        """Mark as failed the runs whose process died (killed, or its machine lost) mid-run.
+
+        A process on this machine that no longer exists is gone at once; one
+        elsewhere, when its heartbeat has been silent for ``ABANDONED_AFTER_SECONDS``.
+        """
+        with self._session() as session:
+            running = session.execute(
+                select(Run.id, Run.runner, Run.heartbeat_at).where(Run.status == RunStatus.RUNNING)
+            ).all()
+        now = utcnow()
+        failed = []
+        for run_id, runner, heartbeat in running:
+            if not _abandoned(runner, heartbeat, now):
+                continue
+            with self._session(write=True) as session:
+                run = session.get(Run, run_id, with_for_update=True)
+                if run is None or run.status != RunStatus.RUNNING:  # it finished meanwhile
+                    continue
+                error = f"abandoned: the process running it ({runner}) stopped before the run ended"
+                run.status, run.error = RunStatus.FAILED, error
+                run.ended_at = heartbeat or now
+                for row in run.steps:
+                    if row.status == StepStatus.RUNNING:
+                        row.status, row.error, row.ended_at = StepStatus.FAILED, error, run.ended_at
+                    elif row.status == StepStatus.PENDING:
+                        row.status, row.error = StepStatus.SKIPPED, error
+            failed.append(run_id)
+        return failed
+
+
+def this_runner() -> str:
+    """How a run names the process driving it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _abandoned(runner: str | None, heartbeat: datetime | None, now: datetime) -> bool:
+    if runner is None:  # driven from elsewhere (a cluster's own scheduler): not ours to judge
+        return False
+    host, _, pid = runner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+        return heartbeat is not None and (now - heartbeat).total_seconds() > ABANDONED_AFTER_SECONDS
+    return heartbeat is None or (now - heartbeat).total_seconds() > ABANDONED_AFTER_SECONDS
+
+
+
+
+def _pipeline_row(session: Session, name: str) -> Pipeline:
+    """The pipeline's row, made on its first run; two first runs at once make one."""
+    query = select(Pipeline).where(Pipeline.name == name)
+    found = session.scalar(query)
+    if found is not None:
+        return found
+    try:
+        with session.begin_nested():
+            found = Pipeline(name=name)
+            session.add(found)
+        return found
+    except IntegrityError:  # another process made it meanwhile
+        return session.scalars(query).one()
