@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from stackmagic.cli import main
+from stackmagic.registry import Registry
 
 BIN = Path(sys.executable).parent
 
@@ -43,6 +44,13 @@ def project(tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> Path
     folder.mkdir()
     monkeypatch.chdir(folder)
     return folder
+
+
+@pytest.fixture
+def initialised(project: Path) -> Path:
+    """The project with its ``.stackmagic`` folder: the default local stack, active."""
+    Registry.init(project)
+    return project
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from conftest import Result
 from fidelity import Comparison, Writer, compare, run_pipeline
 
 from notebooks import write_notebook
-from stackmagic.registry import Registry
 
 pytestmark = pytest.mark.kernel
 
@@ -26,12 +25,6 @@ pytestmark = pytest.mark.kernel
 Check = Callable[[Writer], Comparison]
 #: The ``cli`` fixture: ``stackmagic ARGS`` in this process.
 Cli = Callable[..., Result]
-
-
-@pytest.fixture
-def initialised(project: Path) -> Path:
-    Registry.init(project)
-    return project
 
 
 @pytest.fixture

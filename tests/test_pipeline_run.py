@@ -25,15 +25,8 @@ import stackmagic
 from notebooks import write_notebook
 from stackmagic.errors import StackmagicError
 from stackmagic.pipelines import PipelineFailed
-from stackmagic.registry import Registry
 
 pytestmark = pytest.mark.kernel
-
-
-@pytest.fixture
-def initialised(project: Path) -> Path:
-    Registry.init(project)
-    return project
 
 
 def demo(folder: Path) -> Path:

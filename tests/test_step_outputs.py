@@ -14,15 +14,8 @@ from test_kubeflow import local_kubeflow  # noqa: F401 - a fixture
 
 import stackmagic
 from notebooks import write_notebook
-from stackmagic.registry import Registry
 
 pytestmark = pytest.mark.kernel
-
-
-@pytest.fixture
-def initialised(project: Path) -> Path:
-    Registry.init(project)
-    return project
 
 
 def test_an_input_a_step_may_change_is_passed_on_by_reference_when_unchanged(initialised: Path) -> None:

@@ -69,6 +69,21 @@ def test_steps_that_only_read_the_same_input_stay_parallel(tmp_path: Path) -> No
     assert all(not step.changes for step in spec.steps.values())
 
 
+def test_a_method_known_neither_way_maybe_changes_what_a_step_made_not_what_the_setup_made(
+    tmp_path: Path,
+) -> None:
+    spec = pipeline(
+        tmp_path,
+        "import logging\nlog = logging.getLogger('nb')\nsession = object()\n"
+        "def say(text):\n    log.info(text)",
+        "%%step load\nbatches = [[1], [2]]\nsession.connect()\nsay('loaded')",
+        "%%step use\nbatches.rebalance()\nlog.warning('used')",
+        "%%step after\nprint(batches, session, log)",
+    )
+    assert spec.steps["load"].changes == [] and spec.steps["use"].changes == ["batches"]
+    assert spec.steps["after"].inputs == {"batches": "use"}, "session and log stay the setup's"
+
+
 def test_the_notebooks_functions_count_as_what_they_do(tmp_path: Path) -> None:
     spec = pipeline(
         tmp_path,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 import builtins
 import symtable
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 
 from ..errors import StackmagicError
@@ -32,8 +32,9 @@ class NameUse:
     binds: frozenset[str]
     #: ``from x import *`` or ``%run script.py`` bind names no analysis can list.
     opaque: bool = False
-    #: Names read from before the cell that it may change in place (see ``effects``).
+    #: Names read from before the cell that it changes in place, surely or maybe (``effects``).
     changes: frozenset[str] = frozenset()
+    maybe_changes: frozenset[str] = frozenset()
     #: Names whose last binding in the cell is an import: the statement that binds each.
     imports: Mapping[str, str] = field(default_factory=dict)
     #: Names the cell deletes (``del big``) and does not bind again.
@@ -65,6 +66,7 @@ def analyse(cell: str, where: str) -> NameUse:
         binds=frozenset(flow.binds),
         opaque=flow.opaque,
         changes=frozenset(flow.changes - _IGNORED),
+        maybe_changes=frozenset(flow.maybe_changes - flow.changes - _IGNORED),
         imports=flow.imports,
         deleted=frozenset(flow.deleted),
         functions=flow.functions,
@@ -80,6 +82,7 @@ class _Flow:
         self.binds: set[str] = set()
         self.opaque = False
         self.changes: set[str] = set()
+        self.maybe_changes: set[str] = set()
         self.imports: dict[str, str] = {}
         self.deleted: set[str] = set()
         self.functions: dict[str, FunctionEffects] = {}
@@ -118,7 +121,7 @@ class _Flow:
         else:
             if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
                 self.note({node.target.id}, set())  # `total += x` reads total first
-            self.changed(self.finder.scan(node))
+            self.changed(*self.finder.scan(node))
             self.note(*_statement_names(node))
             self.opaque |= _binds_unknown_names(node)
             if isinstance(node, ast.Import | ast.ImportFrom):
@@ -127,13 +130,14 @@ class _Flow:
                 self.functions[node.name] = summarise(node)
 
     def expression(self, node: ast.expr) -> None:
-        self.changed(self.finder.scan(node))
+        self.changed(*self.finder.scan(node))
         self.note(*_statement_names(ast.Expr(node)))
 
-    def changed(self, names: set[str]) -> None:
+    def changed(self, surely: Set[str], maybe: Set[str] = frozenset()) -> None:
         """Changing a name's object in place reads it first: it must be there."""
-        self.changes |= names - self.binds
-        self.note(names, set())
+        self.changes |= surely - self.binds
+        self.maybe_changes |= maybe - self.binds
+        self.note(surely | maybe, set())
 
     def delete(self, node: ast.Delete) -> None:
         """``del big`` reads ``big`` and unbinds it; ``del df['x']`` changes ``df``."""
@@ -144,7 +148,7 @@ class _Flow:
                 self.imports.pop(target.id, None)
                 self.deleted.add(target.id)
             else:
-                self.changed(self.finder.scan(ast.Delete(targets=[target])))
+                self.changed(*self.finder.scan(ast.Delete(targets=[target])))
                 self.expression(_loaded(target))
 
     def target(self, node: ast.expr) -> None:

@@ -64,7 +64,8 @@ def resolve(
         functions.update(use.functions)
         call_binds, call_changes = _call_effects(use.calls, functions)
         binds = set(use.binds) | call_binds
-        changes = (set(use.changes) | call_changes) - modules - use.binds
+        maybe = {name for name in use.maybe_changes if name in producers}  # values steps made
+        changes = (set(use.changes) | maybe | call_changes) - modules - use.binds
         for name in sorted(use.reads | changes):
             if name in producers:
                 step.inputs[name] = producers[name]
@@ -152,6 +153,7 @@ def _step_use(step: Step, notebook: str) -> NameUse:
     reads: set[str] = set()
     binds: set[str] = set()
     changes: set[str] = set()
+    maybe_changes: set[str] = set()
     imports: dict[str, str] = {}
     deleted: set[str] = set()
     functions: dict[str, FunctionEffects] = {}
@@ -160,11 +162,13 @@ def _step_use(step: Step, notebook: str) -> NameUse:
         use = analyse(source, f"cell {index + 1} of {notebook} (step {step.name!r})")
         reads |= use.reads - binds
         changes |= use.changes - binds
+        maybe_changes |= use.maybe_changes - binds
         binds = (binds - use.deleted) | use.binds
         deleted = (deleted - use.binds) | use.deleted
         imports = {n: s for n, s in imports.items() if n not in use.binds and n not in use.deleted}
         imports.update(use.imports)
         functions.update(use.functions)
         calls += use.calls
-    return NameUse(frozenset(reads), frozenset(binds), changes=frozenset(changes), imports=imports,
+    return NameUse(frozenset(reads), frozenset(binds), changes=frozenset(changes),
+                   maybe_changes=frozenset(maybe_changes - changes), imports=imports,
                    deleted=frozenset(deleted), functions=functions, calls=tuple(calls))

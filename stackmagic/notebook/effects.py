@@ -9,9 +9,11 @@ or does any of that through an alias (``frame = df``, ``for row in rows``).
 
 Known read-only methods (``df.head()``, ``df.groupby(...)``,
 ``model.predict(X)``) are not changes, so steps that only look at the same
-value still run side by side. Everything else errs towards "changes": a
-change that was not one costs a wait and one hash at run time (an unchanged
-value is passed on by reference), a change missed would cost a wrong result.
+value still run side by side. A method known neither way *maybe* changes its
+object: that counts for values steps made, where a change that was not one
+costs a wait and one hash at run time (an unchanged value is passed on by
+reference) and a change missed would cost a wrong result; not for what the
+setup made (a client, a session, a logger), which every step makes afresh.
 
 Functions the notebook defines are summarised by what they do to their
 parameters and to globals, so ``clean(df)`` or ``configure(3)`` count as
@@ -59,6 +61,13 @@ READ_ONLY_METHODS = frozenset({
     "partition", "rpartition", "expandtabs", "translate", "hex", "isoformat", "strftime",
     "read", "readline", "readlines", "exists", "is_file", "is_dir", "glob", "rglob",
     "read_text", "read_bytes", "joinpath", "with_suffix", "with_name", "resolve",
+})
+#: Methods known to change their object: containers, arrays, estimators (and torch's ``add_``...).
+CHANGING_METHODS = frozenset({
+    "append", "extend", "insert", "pop", "popitem", "remove", "clear", "update", "setdefault",
+    "sort", "reverse", "add", "discard", "fit", "partial_fit", "fit_transform", "fit_predict",
+    "fit_resample", "set_params", "resize", "fill", "itemset", "setflags", "__setitem__",
+    "__delitem__", "load_state_dict", "set_index", "set_axis",
 })
 #: Functions and methods that change one of their arguments, by position.
 CHANGES_ARGUMENT = {
@@ -108,25 +117,29 @@ class ChangeFinder(ast.NodeVisitor):
 
     def __init__(self) -> None:
         self.aliases: dict[str, str] = {}
+        #: names surely changed, and names a method not known either way was called on
         self.changed: set[str] = set()
+        self.maybe_changed: set[str] = set()
         self.calls: list[Call] = []
 
-    def scan(self, node: ast.AST) -> set[str]:
-        """The names ``node`` changes (through aliases: the names aliased); calls are kept."""
-        before = set(self.changed)
+    def scan(self, node: ast.AST) -> tuple[set[str], set[str]]:
+        """The names ``node`` surely and maybe changes (aliases resolved); its calls are kept."""
+        before = (set(self.changed), set(self.maybe_changed))
         self.changed.clear()
+        self.maybe_changed.clear()
         self.visit(node)
-        found = set(self.changed)
-        self.changed |= before
+        found = (set(self.changed), self.maybe_changed - self.changed)
+        self.changed |= before[0]
+        self.maybe_changed |= before[1]
         return found
 
     def _origin(self, name: str | None) -> str | None:
         return None if name is None else self.aliases.get(name, name)
 
-    def _change(self, node: ast.expr) -> None:
+    def _change(self, node: ast.expr, *, surely: bool = True) -> None:
         name = self._origin(root_name(node))
         if name is not None:
-            self.changed.add(name)
+            (self.changed if surely else self.maybe_changed).add(name)
 
     def _target(self, target: ast.expr) -> None:
         if isinstance(target, ast.Attribute | ast.Subscript):
@@ -180,9 +193,12 @@ class ChangeFinder(ast.NodeVisitor):
         function = node.func
         changed_argument = None
         if isinstance(function, ast.Attribute):
-            if function.attr not in READ_ONLY_METHODS or _in_place(node):
+            method = function.attr
+            if _in_place(node) or method in CHANGING_METHODS or _torch_in_place(method):
                 self._change(function.value)
-            changed_argument = CHANGES_ARGUMENT.get(function.attr)
+            elif method not in READ_ONLY_METHODS:
+                self._change(function.value, surely=False)
+            changed_argument = CHANGES_ARGUMENT.get(method)
         elif isinstance(function, ast.Name):
             changed_argument = CHANGES_ARGUMENT.get(function.id)
             self.calls.append(Call(
@@ -201,6 +217,11 @@ class ChangeFinder(ast.NodeVisitor):
         return  # its body runs when called
 
     visit_AsyncFunctionDef = visit_ClassDef = visit_Lambda = visit_FunctionDef
+
+
+def _torch_in_place(method: str) -> bool:
+    """``tensor.add_(1)``: torch names its in-place methods with a trailing underscore."""
+    return method.endswith("_") and not method.startswith("_")
 
 
 def _in_place(call: ast.Call) -> bool:
@@ -234,7 +255,7 @@ def summarise(function: ast.FunctionDef | ast.AsyncFunctionDef) -> FunctionEffec
     return FunctionEffects(
         parameters=parameters,
         local_names=local_names,
-        changed_parameters=frozenset(finder.changed & every_parameter),
+        changed_parameters=frozenset((finder.changed | finder.maybe_changed) & every_parameter),
         global_binds=frozenset(declared_global & stored),
         global_changes=frozenset(finder.changed - local_names),
         calls=tuple(finder.calls),

@@ -137,10 +137,8 @@ def plan(bundle: Bundle, *, only: str | None = None, from_step: str | None = Non
 def step_inputs(context: RunContext, step: str) -> StepInputs:
     """What a step reads, as the steps before it left it in this run (see ``cache.gather_inputs``)."""
     steps = context.bundle.steps
-    return gather_inputs(context.bundle, step, {
-        producer: context.metadata.step_outputs(context.run_id, producer)
-        for producer in upstream(steps, step)
-    })
+    return gather_inputs(context.bundle, step,
+                         context.metadata.steps_outputs(context.run_id, upstream(steps, step)))
 
 
 def may_use_cache(context: RunContext, step: str) -> bool:

@@ -122,10 +122,19 @@ def file_outputs(outputs: Mapping[str, ArtifactInfo]) -> dict[str, ArtifactInfo]
     return {name: info for name, info in outputs.items() if name.startswith(FILE_PREFIX)}
 
 
+#: Hashes of files this process read, by path, size and modification time: a large file one
+#: step wrote is hashed once, not again before every step after it.
+_hashes: dict[tuple[str, int, int], str] = {}
+
+
 def content_hash(path: Path) -> str:
     """BLAKE3 of the file's bytes, as the artifact store hashes what it keeps."""
-    digest = blake3()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(COPY_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+    stat = path.stat()
+    seen = (str(path), stat.st_size, stat.st_mtime_ns)
+    if seen not in _hashes:
+        digest = blake3()
+        with open(path, "rb") as stream:
+            while chunk := stream.read(COPY_CHUNK_BYTES):
+                digest.update(chunk)
+        _hashes[seen] = digest.hexdigest()
+    return _hashes[seen]
