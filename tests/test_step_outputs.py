@@ -32,6 +32,18 @@ def test_an_input_a_step_may_change_is_passed_on_by_reference_when_unchanged(ini
     assert run.outputs("maybe")["items"] == [1, 2]
 
 
+def test_a_function_a_step_defines_sets_and_reads_the_globals_of_the_step_calling_it(
+    initialised: Path,
+) -> None:
+    run = stackmagic.run(write_notebook(
+        initialised / "define.ipynb",
+        "%%step helpers\nSCALE = 2\ndef configure(n):\n    global config\n    config = n * SCALE",
+        "%%step tune\nSCALE = 10\nconfigure(3)",
+        "%%step report\nsummary = {'config': config}",
+    ))
+    assert run.outputs("report")["summary"] == {"config": 30}, "as the notebook computes it"
+
+
 def test_a_change_the_code_does_not_show_is_reported_not_silent(
     initialised: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -103,6 +103,23 @@ def test_the_notebooks_functions_count_as_what_they_do(tmp_path: Path) -> None:
     assert spec.steps["clean_it"].inputs == {"df": "load"}, "log is the setup's until then"
 
 
+def test_functions_a_step_defines_are_defined_again_where_used_with_what_they_read(
+    tmp_path: Path,
+) -> None:
+    spec = pipeline(
+        tmp_path,
+        "%%step helpers\nSCALE = 2\ntable = {'a': 1}\n"
+        "def lookup(key):\n    return table[key] * SCALE\n"
+        "@staticmethod\ndef configure(n):\n    global config\n    config = lookup('a') * n",
+        "%%step use\nconfigure(3)\nprint(config)",
+    )
+    use = spec.steps["use"]
+    assert list(use.definitions) == ["configure", "lookup"], "and what configure calls"
+    assert use.definitions["configure"].startswith("@staticmethod\ndef configure(n):")
+    assert use.inputs == {"SCALE": "helpers", "table": "helpers"}, "what their bodies read"
+    assert spec.steps["helpers"].outputs == ["SCALE", "table"], "functions are not passed as data"
+
+
 def test_del_is_a_read_and_a_deleted_name_is_gone(tmp_path: Path) -> None:
     spec = pipeline(
         tmp_path,

@@ -27,6 +27,15 @@ _IGNORED = KERNEL_NAMES | frozenset(dir(builtins))
 
 
 @dataclass(frozen=True)
+class Definition:
+    """A ``def`` as a later step runs it again: in its own namespace, as in the notebook."""
+
+    source: str
+    #: what defining it reads (decorators, defaults) and what its body reads of the notebook's
+    reads: frozenset[str]
+
+
+@dataclass(frozen=True)
 class NameUse:
     reads: frozenset[str]
     binds: frozenset[str]
@@ -37,6 +46,8 @@ class NameUse:
     maybe_changes: frozenset[str] = frozenset()
     #: Names whose last binding in the cell is an import: the statement that binds each.
     imports: Mapping[str, str] = field(default_factory=dict)
+    #: Functions whose last binding in the cell is their ``def``: its source, and what it reads.
+    definitions: Mapping[str, Definition] = field(default_factory=dict)
     #: Names the cell deletes (``del big``) and does not bind again.
     deleted: frozenset[str] = frozenset()
     #: Functions the cell defines, by name, and the calls of plain names it makes.
@@ -68,6 +79,7 @@ def analyse(cell: str, where: str) -> NameUse:
         changes=frozenset(flow.changes - _IGNORED),
         maybe_changes=frozenset(flow.maybe_changes - flow.changes - _IGNORED),
         imports=flow.imports,
+        definitions=flow.definitions,
         deleted=frozenset(flow.deleted),
         functions=flow.functions,
         calls=tuple(flow.finder.calls),
@@ -84,6 +96,7 @@ class _Flow:
         self.changes: set[str] = set()
         self.maybe_changes: set[str] = set()
         self.imports: dict[str, str] = {}
+        self.definitions: dict[str, Definition] = {}
         self.deleted: set[str] = set()
         self.functions: dict[str, FunctionEffects] = {}
         self.finder = ChangeFinder()
@@ -122,12 +135,15 @@ class _Flow:
             if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
                 self.note({node.target.id}, set())  # `total += x` reads total first
             self.changed(*self.finder.scan(node))
-            self.note(*_statement_names(node))
+            reads, binds = _statement_names(node)
+            self.note(reads, binds)
             self.opaque |= _binds_unknown_names(node)
             if isinstance(node, ast.Import | ast.ImportFrom):
                 self.imports.update(_import_statements(node))
             elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 self.functions[node.name] = summarise(node)
+                self.definitions[node.name] = Definition(
+                    ast.unparse(node), frozenset(reads - _IGNORED - {node.name}))
 
     def expression(self, node: ast.expr) -> None:
         self.changed(*self.finder.scan(node))
@@ -146,6 +162,7 @@ class _Flow:
                 self.note({target.id}, set())
                 self.binds.discard(target.id)
                 self.imports.pop(target.id, None)
+                self.definitions.pop(target.id, None)
                 self.deleted.add(target.id)
             else:
                 self.changed(*self.finder.scan(ast.Delete(targets=[target])))
@@ -162,6 +179,7 @@ class _Flow:
         self.deleted -= binds
         for name in binds:
             self.imports.pop(name, None)
+            self.definitions.pop(name, None)
 
 
 def _loaded(target: ast.expr) -> ast.expr:
@@ -200,7 +218,6 @@ def _statement_names(statement: ast.stmt) -> tuple[set[str], set[str]]:
     binds = {s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()}
     for child in table.get_children():
         reads |= _global_reads(child)
-        binds |= _global_binds(child)
     return reads, binds
 
 
@@ -208,14 +225,6 @@ def _global_reads(table: symtable.SymbolTable) -> set[str]:
     names = {s.get_name() for s in table.get_symbols() if s.is_global() and s.is_referenced()}
     for child in table.get_children():
         names |= _global_reads(child)
-    return names
-
-
-def _global_binds(table: symtable.SymbolTable) -> set[str]:
-    """``global x; x = ...`` inside a function binds the module's ``x``."""
-    names = {s.get_name() for s in table.get_symbols() if s.is_declared_global() and s.is_assigned()}
-    for child in table.get_children():
-        names |= _global_binds(child)
     return names
 
 

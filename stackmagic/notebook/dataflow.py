@@ -9,11 +9,13 @@ order them too (``file_edges``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import StackmagicError
 from . import file_edges
-from .analysis import NameUse, analyse
+from .analysis import Definition, NameUse, analyse
 from .effects import Call, FunctionEffects, call_effects
 from .randomness import seeded_generator_warnings
 
@@ -55,42 +57,18 @@ def resolve(
     writers: dict[str, str] = {}
 
     warnings: list[str] = []
-    producers: dict[str, str] = {}
-    imported: dict[str, str] = {}
-    deleted_by: dict[str, str] = {}
+    origins = _Origins()
+    known = _Known(parameter_names, setup_names, opaque_setup, explored)
     bound: dict[str, set[str]] = {}
     for step in steps.values():
         use = step_uses[step.name]
         functions.update(use.functions)
         call_binds, call_changes = _call_effects(use.calls, functions)
         binds = set(use.binds) | call_binds
-        maybe = {name for name in use.maybe_changes if name in producers}  # values steps made
+        maybe = {name for name in use.maybe_changes if name in origins.producers}  # steps made
         changes = (set(use.changes) | maybe | call_changes) - modules - use.binds
-        for name in sorted(use.reads | changes):
-            if name in producers:
-                step.inputs[name] = producers[name]
-            elif name in imported:
-                step.imports.append(imported[name])
-            elif name in deleted_by:
-                raise StackmagicError(
-                    f"step {step.name!r} (cell {step.cells[0] + 1}) reads {name!r}, which step "
-                    f"{deleted_by[name]!r} deletes before it; define it again or drop the `del`"
-                )
-            elif name in parameter_names:
-                step.parameters.append(name)
-            elif name in setup_names or opaque_setup:
-                continue
-            elif name in explored:
-                warnings.append(
-                    f"step {step.name!r} reads {name!r}, which only cell {explored[name] + 1} defines; "
-                    "that cell comes after the first step and is not a step, so the pipeline leaves it "
-                    "out: make it a step or move it before the first step"
-                )
-            else:
-                raise StackmagicError(
-                    f"step {step.name!r} (cell {step.cells[0] + 1}) reads {name!r}, which no setup cell, "
-                    "parameter or earlier step defines; define it before this step"
-                )
+        # what a call binds (``global config`` in the function) the step then reads from it
+        warnings += origins.give(step, (use.reads - call_binds) | changes, known)
         for mentioned in sorted(file_edges.mentioned_paths(step.source, paths)):
             for path, writer in writers.items():
                 if file_edges.same_file(mentioned, path) and mentioned not in step.files.get(writer, []):
@@ -99,17 +77,7 @@ def resolve(
         step.mentions = file_mentions(step.source, paths)
         step.changes = sorted(changes)
         step.watched = sorted(set(step.inputs) - binds - changes)  # narrowed below
-        for name in (binds - set(use.imports)) | changes:
-            producers[name] = step.name
-            imported.pop(name, None)
-            deleted_by.pop(name, None)
-        for name, statement in use.imports.items():
-            imported[name] = statement
-            producers.pop(name, None)
-        for name in use.deleted:
-            producers.pop(name, None)
-            imported.pop(name, None)
-            deleted_by[name] = step.name
+        origins.left_by(step.name, use, binds, changes)
         bound[step.name] = (binds - set(use.imports) - use.deleted) | changes
     for step in steps.values():
         for name, producer in step.inputs.items():
@@ -126,6 +94,92 @@ def resolve(
     warnings += seeded_generator_warnings(dict(zip(setup, setup_uses)), step_uses,
                                           {step.name: step.source for step in steps.values()})
     return sorted(setup_parameters), warnings
+
+
+@dataclass(frozen=True)
+class _Known:
+    """Names defined before every step: parameters and the setup's (all, if it is opaque)."""
+
+    parameters: set[str]
+    setup: set[str]
+    opaque_setup: bool
+    #: names only exploration cells (after the first step, not steps) bind, by cell index
+    explored: dict[str, int]
+
+
+@dataclass
+class _Origins:
+    """Where each name comes from at this point of the notebook, as steps leave it."""
+
+    #: the last step that bound or changed it
+    producers: dict[str, str] = field(default_factory=dict)
+    #: bound last by a step's import, or def: imported or defined again where used
+    imported: dict[str, str] = field(default_factory=dict)
+    defined: dict[str, Definition] = field(default_factory=dict)
+    deleted_by: dict[str, str] = field(default_factory=dict)
+
+    def give(self, step: Step, names: Iterable[str], known: _Known) -> list[str]:
+        """Fill in where ``step`` gets each name it reads; returns warnings.
+
+        A function defined again reads what its body reads, so those names are given too.
+        """
+        warnings = []
+        pending, seen = sorted(names, reverse=True), set()
+        while pending:
+            name = pending.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in self.producers:
+                step.inputs[name] = self.producers[name]
+            elif name in self.imported:
+                step.imports.append(self.imported[name])
+            elif name in self.defined:
+                step.definitions[name] = self.defined[name].source
+                pending += sorted(self.defined[name].reads - seen, reverse=True)
+            elif name in self.deleted_by:
+                raise StackmagicError(
+                    f"step {step.name!r} (cell {step.cells[0] + 1}) reads {name!r}, which step "
+                    f"{self.deleted_by[name]!r} deletes before it; define it again or drop the `del`"
+                )
+            elif name in known.parameters:
+                step.parameters.append(name)
+            elif name in known.setup or known.opaque_setup:
+                continue
+            elif name in known.explored:
+                warnings.append(
+                    f"step {step.name!r} reads {name!r}, which only cell {known.explored[name] + 1} "
+                    "defines; that cell comes after the first step and is not a step, so the "
+                    "pipeline leaves it out: make it a step or move it before the first step"
+                )
+            else:
+                raise StackmagicError(
+                    f"step {step.name!r} (cell {step.cells[0] + 1}) reads {name!r}, which no setup "
+                    "cell, parameter or earlier step defines; define it before this step"
+                )
+        step.parameters.sort()
+        return warnings
+
+    def left_by(self, step: str, use: NameUse, binds: set[str], changes: set[str]) -> None:
+        """What ``step`` leaves: names it binds or changes, imports, definitions, deletions."""
+        again = {**use.imports, **use.definitions}
+        for name in (binds - set(again)) | changes:
+            self._forget(name)
+            self.producers[name] = step
+        for name, statement in use.imports.items():
+            self._forget(name)
+            self.imported[name] = statement
+        for name, definition in use.definitions.items():
+            if name not in changes:
+                self._forget(name)
+                self.defined[name] = definition
+        for name in use.deleted:
+            self._forget(name)
+            self.deleted_by[name] = step
+
+    def _forget(self, name: str) -> None:
+        for origin in (self.producers, self.imported, self.defined, self.deleted_by):
+            origin.pop(name, None)
 
 
 def file_mentions(source: str, paths: dict[str, str]) -> list[str] | None:
@@ -155,6 +209,7 @@ def _step_use(step: Step, notebook: str) -> NameUse:
     changes: set[str] = set()
     maybe_changes: set[str] = set()
     imports: dict[str, str] = {}
+    definitions: dict[str, Definition] = {}
     deleted: set[str] = set()
     functions: dict[str, FunctionEffects] = {}
     calls: list[Call] = []
@@ -167,8 +222,12 @@ def _step_use(step: Step, notebook: str) -> NameUse:
         deleted = (deleted - use.binds) | use.deleted
         imports = {n: s for n, s in imports.items() if n not in use.binds and n not in use.deleted}
         imports.update(use.imports)
+        definitions = {n: d for n, d in definitions.items()
+                       if n not in use.binds and n not in use.deleted}
+        definitions.update(use.definitions)
         functions.update(use.functions)
         calls += use.calls
     return NameUse(frozenset(reads), frozenset(binds), changes=frozenset(changes),
                    maybe_changes=frozenset(maybe_changes - changes), imports=imports,
+                   definitions=definitions,
                    deleted=frozenset(deleted), functions=functions, calls=tuple(calls))

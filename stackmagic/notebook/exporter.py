@@ -58,6 +58,8 @@ class BundleStep:
     watched: list[str] = field(default_factory=list)
     #: Import statements of earlier steps whose names it uses.
     imports: list[str] = field(default_factory=list)
+    #: Functions earlier steps define that it uses, by name: their ``def`` runs again in it.
+    definitions: dict[str, str] = field(default_factory=dict)
     #: It reads files its code does not name: every file beside the notebook matters to it.
     reads_unnamed_files: bool = False
     #: Files earlier steps write that it names, by the step that writes them last before it.
@@ -242,6 +244,7 @@ def _manifest_step(spec: PipelineSpec, step: Step, notebook: str) -> dict[str, A
         "upstream": step.upstream,
         "changes": step.changes,
         "watched": step.watched,
+        "definitions": step.definitions,
         "reads_unnamed_files": step.mentions is None,
         "files": step.files,
         "imports": step.imports,
@@ -285,6 +288,12 @@ def _step_notebook(spec: PipelineSpec, step: Step) -> str:
         f"from stackmagic import step_io as _stackmagic_io\n_stackmagic_io.watch_files(){loads}",
         metadata={"stackmagic": {"role": "inputs"}},
     ))
+    if step.definitions:
+        cells.append(new_code_cell(
+            "# Functions earlier steps define and this step uses: defined again here\n\n"
+            + "\n\n".join(step.definitions.values()),
+            metadata={"stackmagic": {"role": "definitions"}},
+        ))
     cells += [
         new_code_cell(body, metadata={"stackmagic": {"cell": index + 1}})
         for index, body in zip(step.cells, step.sources)
@@ -318,6 +327,7 @@ def failed_cell(notebook: Any) -> str:
         if "cell" in meta:
             return f"cell {meta['cell']} of {source}"
         return {"imports": "importing what earlier steps imported",
+                "definitions": "defining what earlier steps defined",
                 "inputs": "loading its inputs", "outputs": "saving its outputs",
                 "parameters": "the parameters cell"}.get(meta.get("role"), "its notebook")
     return "its notebook"

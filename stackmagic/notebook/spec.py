@@ -46,6 +46,9 @@ class Step:
     changes: list[str] = field(default_factory=list)
     #: Import statements of earlier steps whose names this step uses: run again, never passed.
     imports: list[str] = field(default_factory=list)
+    #: Functions earlier steps define that this step uses: defined again here, never passed,
+    #: so they read and set this step's names, as in the notebook.
+    definitions: dict[str, str] = field(default_factory=dict)
     #: Inputs it neither binds nor is seen to change: checked at run time for unseen changes.
     watched: list[str] = field(default_factory=list)
     #: Files earlier steps write that it mentions, by the step that writes them last before it.
@@ -119,6 +122,7 @@ class PipelineSpec:
                     "outputs": step.outputs,
                     "changes": step.changes,
                     "imports": step.imports,
+                    "definitions": list(step.definitions),
                     "files": step.files,
                     "upstream": step.upstream,
                     "settings": {
