@@ -198,3 +198,28 @@ def test_seeded_global_generators_drawn_by_several_steps_are_warned_about(tmp_pa
     assert "'a', 'b' each draw" in warnings[0], "c gives its own random_state, and draws from random"
     unseeded = cells[0].replace("np.random.seed(0)", "")
     assert pipeline(tmp_path, unseeded, *cells[1:]).warnings == [], "nothing seeded draws twice"
+
+
+def test_a_data_file_matters_to_the_steps_that_name_it_unless_a_module_beside_names_it(
+    tmp_path: Path,
+) -> None:
+    from stackmagic.notebook.exporter import export_bundle
+
+    for name in ("raw.csv", "other.csv", "more.csv"):
+        (tmp_path / name).write_text("a\n1\n")
+    (tmp_path / "helpers.py").write_text("def other():\n    return open('other.csv').read()\n")
+    spec = pipeline(
+        tmp_path, "import glob\nimport pandas as pd",
+        "%%step a\nx = pd.read_csv('raw.csv')",
+        "%%step b\nfrom helpers import other\ny = other() + open('more.csv').read()",
+        "%%step c\nz = [pd.read_csv(path) for path in glob.glob('*.csv')]",
+    )
+    manifest = export_bundle(spec, tmp_path / "bundle-1").manifest
+    assert manifest["data_files"] == {"raw.csv": ["a"], "more.csv": ["b"]}, \
+        "other.csv, which helpers.py names, matters to every step"
+    assert [step["reads_unnamed_files"] for step in manifest["steps"]] == [False, False, True], \
+        "c lists the notebook's own folder: every file matters to it"
+
+    (tmp_path / "helpers.py").write_text("def other(path):\n    return open(path).read()\n")
+    assert export_bundle(spec, tmp_path / "bundle-2").manifest["data_files"] == {}, \
+        "a module that reads paths it is given: every file matters to every step"

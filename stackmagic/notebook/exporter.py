@@ -23,7 +23,7 @@ from typing import Any
 from .. import __version__
 from ..errors import StackmagicError
 from . import file_edges
-from .sources import collect_sources
+from .sources import SourceFiles, collect_sources
 from .spec import PARAMETERS_TAG, PipelineSpec, Step
 
 BUNDLE_FORMAT = 1
@@ -203,7 +203,7 @@ def export_bundle(
         "parameters_hash": hashlib.sha256(spec.parameters_source.encode()).hexdigest(),
         "setup_parameters": spec.setup_parameters,
         "sources": {"digest": sources.digest, "files": sources.files, "left_out": sources.left_out},
-        "data_files": data_files(spec, [*sources.files, *sources.left_out]),
+        "data_files": data_files(spec, sources),
         "steps": steps,
         "warnings": [*spec.warnings, *sources.warnings],
     }
@@ -213,24 +213,41 @@ def export_bundle(
     return Bundle(destination, manifest)
 
 
-def data_files(spec: PipelineSpec, files: Iterable[str]) -> dict[str, list[str]]:
-    """Files some step names and the setup does not, by the steps that name them.
+def data_files(spec: PipelineSpec, sources: SourceFiles) -> dict[str, list[str]]:
+    """Files some step names and neither the setup nor a module beside the notebook does,
+    by the steps that name them.
 
     Such a file matters to those steps only: a change to it re-runs them and what follows
     them. Every other file matters to every step, and so does every file to a step that reads
-    files it does not name (a path built at run time, a folder listed).
+    files it does not name (a path built at run time, a folder listed); if the setup or a
+    module beside the notebook does, every file matters to every step.
     """
-    if spec.setup_mentions is None:
+    everyone = _module_mentions(sources)
+    if spec.setup_mentions is None or everyone is None:
         return {}
+    everyone += spec.setup_mentions
     named: dict[str, list[str]] = {}
-    for path in files:
-        if any(file_edges.same_file(text, path) for text in spec.setup_mentions):
+    for path in [*sources.files, *sources.left_out]:
+        if any(file_edges.same_file(text, path) for text in everyone):
             continue
         readers = [name for name, step in spec.steps.items()
                    if any(file_edges.same_file(text, path) for text in step.mentions or ())]
         if readers:
             named[path] = readers
     return named
+
+
+def _module_mentions(sources: SourceFiles) -> list[str] | None:
+    """What the Python modules beside the notebook name as paths; None: paths they build."""
+    mentions: list[str] = []
+    for path in sources.files:
+        if not path.endswith(".py"):
+            continue
+        text = (sources.root / path).read_text(encoding="utf-8", errors="replace")
+        if file_edges.reads_unnamed_files(text, {}):
+            return None
+        mentions += file_edges.mentioned_paths(text, file_edges.constants([text]))
+    return mentions
 
 
 def _manifest_step(spec: PipelineSpec, step: Step, notebook: str) -> dict[str, Any]:
