@@ -67,7 +67,7 @@ CHANGING_METHODS = frozenset({
     "append", "extend", "insert", "pop", "popitem", "remove", "clear", "update", "setdefault",
     "sort", "reverse", "add", "discard", "fit", "partial_fit", "fit_transform", "fit_predict",
     "fit_resample", "set_params", "resize", "fill", "itemset", "setflags", "__setitem__",
-    "__delitem__", "load_state_dict", "set_index", "set_axis",
+    "__delitem__", "load_state_dict",
 })
 #: Functions and methods that change one of their arguments, by position.
 CHANGES_ARGUMENT = {
@@ -194,7 +194,7 @@ class ChangeFinder(ast.NodeVisitor):
         changed_argument = None
         if isinstance(function, ast.Attribute):
             method = function.attr
-            if _in_place(node) or method in CHANGING_METHODS or _torch_in_place(method):
+            if _in_place(node) or method in CHANGING_METHODS or _changing_by_name(method):
                 self._change(function.value)
             elif method not in READ_ONLY_METHODS:
                 self._change(function.value, surely=False)
@@ -219,9 +219,9 @@ class ChangeFinder(ast.NodeVisitor):
     visit_AsyncFunctionDef = visit_ClassDef = visit_Lambda = visit_FunctionDef
 
 
-def _torch_in_place(method: str) -> bool:
-    """``tensor.add_(1)``: torch names its in-place methods with a trailing underscore."""
-    return method.endswith("_") and not method.startswith("_")
+def _changing_by_name(method: str) -> bool:
+    """``tensor.add_(1)`` (torch's in-place methods end in ``_``), ``tokenizer.fit_on_texts(t)``."""
+    return (method.endswith("_") and not method.startswith("_")) or method.startswith("fit")
 
 
 def _in_place(call: ast.Call) -> bool:
