@@ -413,6 +413,21 @@ def test_uris_outside_the_store_are_refused(store: ArtifactStore, tmp_path: Path
         store.save(1, str(tmp_path / "elsewhere" / "x"))
 
 
+@pytest.mark.parametrize("climb", ["../outside.json", "pipe/../../outside.json", "pipe/./x.json",
+                                   "pipe/x\0.json"])
+def test_uris_that_climb_out_of_the_store_are_refused_before_any_access(
+    store: ArtifactStore, climb: str
+) -> None:
+    outside = store.uri("pipe", "outside.json")
+    store.put_bytes(b'{"secret": "CANARY"}', outside)  # what a climb from the root could reach
+    uri = f"{store.uri('pipe')}/{climb}"
+    for access in (store.read_bytes, store.load, store.exists, lambda u: store.put_bytes(b"x", u),
+                   lambda u: store.save(1, u), lambda u: store.get_file(u, "/dev/null")):
+        with pytest.raises(StackmagicError, match="is not in the artifact store") as refused:
+            access(uri)
+        assert "\n" not in str(refused.value)
+
+
 # --- URLs, descriptions, secrets ----------------------------------------------------------------
 
 

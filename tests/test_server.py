@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,19 @@ def test_runs_are_listed_and_described(api: Any, jp_root_dir: Path,
     assert any("answer = value + 1" in source for source in sources), sources
     status, answer = api("GET", "runs", finished.id, "steps", "three", "notebook")
     assert status == 404 and "has no step 'three'" in answer["message"]
+
+    # a record altered to name a file outside the store (a shared database can be): refused
+    outside = jp_root_dir.parent / "secrets.json"
+    outside.write_text('{"password": "CANARY-outside"}')
+    database = sqlite3.connect(jp_root_dir / ".stackmagic" / "metadata.db")
+    store_root = run["steps"][1]["notebook"].split(f"/small/{finished.id}/")[0]
+    climbing = f"{store_root}/{'../' * len(Path(store_root).relative_to(outside.parent).parts)}secrets.json"
+    with database:
+        database.execute("UPDATE step_runs SET notebook_uri = ? WHERE run_id = ? AND name = 'two'",
+                         (climbing, finished.id))
+    status, answer = api("GET", "runs", finished.id, "steps", "two", "notebook")
+    assert status == 400 and "is not in the artifact store" in answer["message"]
+    assert not any("CANARY-outside" in body for body in api.seen)
 
 
 def test_a_run_started_through_the_api_goes_on_in_the_background(api: Any, jp_root_dir: Path) -> None:

@@ -109,3 +109,22 @@ def test_files_reach_later_steps_on_kfp_local(terminal, local_kubeflow: Path) ->
     executed = json.loads(terminal("pipeline", "describe", "latest", "--json").out)
     use = next(s for s in executed["steps"] if s["name"] == "use")
     assert use["status"] == "completed"
+
+
+@pytest.mark.parametrize("name", ["file:../escaped.txt", "file:/tmp/escaped.txt", "file:a/../../x"])
+def test_a_file_output_record_that_climbs_out_of_the_folder_writes_nothing(
+    tmp_path: Path, name: str
+) -> None:
+    from stackmagic.errors import StackmagicError
+    from stackmagic.runtime import files
+    from stackmagic.stores.artifacts import ArtifactInfo, ArtifactStore
+
+    store = ArtifactStore(str(tmp_path / "store"))
+    uri = store.uri("p", "r", "s", "files", "x.txt")
+    store.put_bytes(b"planted", uri)
+    info = ArtifactInfo(uri=uri, materializer="file", content_hash="0", size=7, type_name="file")
+    folder = tmp_path / "project" / "here"
+    folder.mkdir(parents=True)
+    with pytest.raises(StackmagicError, match="names no place inside"):
+        files.put_in_place(store, folder, {name: info})
+    assert not list(tmp_path.rglob("escaped.txt")) and not (tmp_path / "project" / "x").exists()

@@ -23,10 +23,11 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from blake3 import blake3
 
+from ..errors import StackmagicError
 from ..stores.artifacts import COPY_CHUNK_BYTES, ArtifactInfo, ArtifactStore
 
 #: Outputs named so are files: ``file:data/part.txt``.
@@ -109,9 +110,19 @@ def keep(
 
 
 def put_in_place(store: ArtifactStore, folder: Path, files: Mapping[str, ArtifactInfo]) -> None:
-    """Make each file (by output name) as recorded, where it is missing or different."""
+    """Make each file (by output name) as recorded, where it is missing or different.
+
+    Names come from the metadata store, which others may write: one that climbs out of
+    ``folder`` (``file:../../.bashrc``) is refused, and nothing is written for it.
+    """
     for name, info in files.items():
-        local = folder / name[len(FILE_PREFIX):]
+        relative = PurePosixPath(name[len(FILE_PREFIX):])
+        if relative.is_absolute() or not relative.parts or {"..", "."} & set(relative.parts):
+            raise StackmagicError(
+                f"the file output {name!r} of an earlier step names no place inside {folder}; "
+                "it is refused (its record may have been altered)"
+            )
+        local = folder / relative
         if local.is_file() and local.stat().st_size == info.size and content_hash(local) == info.content_hash:
             continue
         local.parent.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,10 @@ SECRETS_VARIABLE = "STACKMAGIC_ARTIFACT_STORE_SECRETS"
 OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
 
 
+class OutsideStore(StackmagicError, ValueError):
+    """A URI that names no place inside the store: refused before anything is read or written."""
+
+
 @dataclass(frozen=True)
 class ArtifactInfo:
     """What the metadata store records about one saved value."""
@@ -194,12 +198,20 @@ class ArtifactStore:
             return self._fs.cat_file(self._path_of(uri))
 
     def _path_of(self, uri: str) -> str:
-        """The filesystem's own path for a URI under this store's root."""
+        """The filesystem's own path for a URI under this store's root.
+
+        URIs come from the metadata store, which others may write (a team database): one
+        that climbs out of the root (``ROOT/../../secrets.json``) is refused, never read.
+        """
         if uri == self.root:
             return self._path
-        if not uri.startswith(self.root + "/"):
-            raise ValueError(f"{uri} is not in the artifact store at {self.root}")
-        return self._path + uri[len(self.root) :]
+        relative = uri[len(self.root) + 1 :] if uri.startswith(self.root + "/") else None
+        if relative is None or "\0" in relative or {".", ".."} & set(relative.split("/")):
+            raise OutsideStore(
+                f"{uri} is not in the artifact store at {self.root}; stackmagic reads and writes "
+                "nothing outside it (a record naming it may have been altered)"
+            )
+        return f"{self._path}/{relative}"
 
     @contextlib.contextmanager
     def _open_artifact(self, uri: str) -> Iterator[IO[bytes]]:
