@@ -19,6 +19,7 @@ from typing import Any
 
 from .errors import RunFailed, StackmagicError
 from .flavors import ComponentType
+from .json_values import is_finite
 from .notebook.exporter import Bundle, export_bundle
 from .notebook.spec import load_pipeline
 from .output import Output
@@ -383,6 +384,12 @@ def check_parameters(names: Iterable[str], given: Mapping[str, Any]) -> dict[str
         raise StackmagicError(
             f"the pipeline has no parameter {', '.join(map(repr, unknown))} (parameters: {known})"
         )
+    for name, value in given.items():
+        if not is_finite(value):
+            raise StackmagicError(
+                f"parameter {name!r} holds {value!r}, which JSON cannot keep (runs are recorded "
+                "and shown as JSON); give finite numbers"
+            )
     return dict(given)
 
 

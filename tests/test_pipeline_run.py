@@ -425,3 +425,23 @@ def test_a_kernel_that_is_not_installed_is_refused_before_the_run(initialised: P
         "(`jupyter kernelspec list` shows the installed ones) or pick another kernel in Jupyter"
     ]
     assert json.loads(terminal("pipeline", "runs", "--json").out) == []
+
+
+def test_parameters_json_cannot_keep_are_refused_and_nothing_is_recorded(
+    initialised: Path, cli
+) -> None:
+    notebook = write_notebook(initialised / "finite.ipynb", "%%step a\ny = k * 2",
+                              parameters="k = 1.0\nhuge = 1e999")
+    for given in ({"k": float("inf")}, {"k": [1.0, float("nan")]}):
+        with pytest.raises(StackmagicError, match="which JSON cannot keep"):
+            stackmagic.run(notebook, parameters=given)
+    refused = cli("pipeline", "run", str(notebook), "-p", "k", "1e999")
+    assert refused.code != 0 and "which JSON cannot keep" in refused.err
+    assert len(refused.err.strip().splitlines()) == 1
+    assert json.loads(cli("pipeline", "runs", "--json").out) == []
+    shown = cli("pipeline", "show", str(notebook), "--json")
+
+    def no_constant(constant: str) -> None:
+        raise AssertionError(f"{constant} in JSON")
+
+    assert json.loads(shown.out, parse_constant=no_constant)["parameters"]["huge"] == "1e999"

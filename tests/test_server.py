@@ -149,9 +149,13 @@ def test_a_run_started_through_the_api_goes_on_in_the_background(api: Any, jp_ro
         ({"notebook": "missing.ipynb"}, 404, "no notebook missing.ipynb"),
         ({"notebook": "slow.ipynb", "parameters": {"y": 1}}, 400, "the pipeline has no parameter 'y'"),
         ({"notebook": "../outside.ipynb"}, 400, "inside the server's folder"),
+        ('{"notebook": "slow.ipynb", "parameters": {"x": NaN}}', 400, "holds NaN, which is not JSON"),
+        ('{"notebook": "slow.ipynb", "parameters": {"x": 1e999}}', 400, "which JSON cannot keep"),
     ):
         status, answer = api("POST", "runs", body=body)
         assert status == code and message in answer["message"], answer
+    status, runs = api("GET", "runs")
+    assert status == 200 and len(runs) == 1, "nothing recorded for a refused body"
 
 
 @pytest.mark.parametrize("method, path, body, status, message", [

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StackmagicError, UsageError
+from ..json_values import is_finite
 from . import file_edges
 from .analysis import analyse
 from .dataflow import file_mentions, resolve
@@ -307,6 +308,8 @@ def _parameter_values(source: str) -> dict[str, Any]:
                 simple[target.id] = ast.literal_eval(node.value)
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                 simple[target.id] = ast.unparse(node.value)
+            if not is_finite(simple[target.id]):  # `1e999`: its text, which JSON can keep
+                simple[target.id] = ast.get_source_segment(source, node.value)
             continue
         bound_otherwise |= analyse(ast.unparse(node), "the parameters cell").binds
     return {name: value for name, value in simple.items() if name not in bound_otherwise}

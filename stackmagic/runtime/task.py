@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RunFailed
+from ..json_values import is_finite
 from ..stores.models import StepStatus
 from ..stores.portable import open_stores, referenced_variables
 from . import Mode, RunContext, downstream, recorded_context, run_step
@@ -193,12 +194,14 @@ def typed_parameters(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> d
             typed[name] = value
             continue
         try:
-            typed[name] = json.loads(value)
+            typed[name] = json.loads(value, parse_constant=_no_constant)
         except ValueError:
             try:
                 typed[name] = ast.literal_eval(value)
             except (ValueError, SyntaxError, MemoryError, RecursionError):
                 typed[name] = value
+        if not is_finite(typed[name]):  # `1e999` reads as infinity, which JSON cannot keep
+            typed[name] = value
         default = defaults.get(name)
         if isinstance(default, float) and isinstance(typed[name], int):
             typed[name] = float(typed[name])
@@ -206,6 +209,11 @@ def typed_parameters(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> d
               and isinstance(typed[name], float) and typed[name].is_integer()):
             typed[name] = int(typed[name])  # kfp.local passes integers as "5.0"
     return typed
+
+
+def _no_constant(constant: str) -> Any:
+    """``NaN`` and ``Infinity`` are no JSON: such a parameter stays text."""
+    raise ValueError(constant)
 
 
 def _snapshot(stores: Mapping[str, Any]) -> dict[str, Any]:

@@ -75,9 +75,10 @@ class _CommandHandler(APIHandler):
     def body(self) -> dict[str, Any]:
         """The request's JSON object; a malformed one is a 400 with a message."""
         try:
-            data = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise _refused("the request body is not JSON") from None
+            data = json.loads(self.request.body or b"{}", parse_constant=_not_json)
+        except ValueError as error:
+            raise _refused(str(error) if isinstance(error, NotJson) else
+                           "the request body is not JSON") from None
         if not isinstance(data, dict):
             raise _refused("the request body must be a JSON object")
         return data
@@ -89,6 +90,14 @@ class _CommandHandler(APIHandler):
         error = kwargs.get("exc_info", (None, None))[1]
         message = (getattr(error, "log_message", None) or self._reason).replace("%%", "%")
         self.finish(json.dumps({"message": message}))
+
+
+class NotJson(ValueError):
+    """``NaN`` or ``Infinity`` in a body: Python's parser takes them, JSON has no such thing."""
+
+
+def _not_json(constant: str) -> Any:
+    raise NotJson(f"the request body holds {constant}, which is not JSON; give finite numbers")
 
 
 def _refused(message: str) -> tornado.web.HTTPError:
