@@ -181,6 +181,8 @@ def _pipeline_commands(group: Any) -> None:
                         help="a new folder (bundle) or a YAML file (kubeflow)")
     export.add_argument("--stack", metavar="NAME",
                         help="the stack whose stores the pipeline uses (default: the active one)")
+    export.add_argument("--force", action="store_true",
+                        help="kubeflow: replace an existing file (a bundle needs a new folder)")
     _json_flag(export)
 
     runs = _command(actions, "runs", commands.pipeline_runs, "list recent runs", prefix="pipeline")

@@ -185,6 +185,24 @@ def local_kubeflow(terminal, project: Path) -> Path:
     return project
 
 
+def test_an_export_path_that_cannot_be_written_is_refused_before_anything_is_uploaded(
+    terminal, local_kubeflow: Path
+) -> None:
+    notebook = write_notebook(local_kubeflow / "small.ipynb", "%%step one\nvalue = 1")
+    (local_kubeflow / "p.yaml").write_text("mine\n")
+    bundles = local_kubeflow / ".stackmagic" / "artifacts" / "_bundles"
+    for output, said in (("p.yaml", "p.yaml exists; give another file, or --force"),
+                         ("p.json", "p.json: a Kubeflow pipeline is written as YAML")):
+        result = terminal("pipeline", "export", str(notebook), "--to", "kubeflow", "-o", output)
+        assert result.code == 2 and result.err.count("\n") == 1 and said in result.err, result.err
+    assert (local_kubeflow / "p.yaml").read_text() == "mine\n" and not bundles.exists()
+    assert not (local_kubeflow / "p.json").exists()
+    forced = terminal("pipeline", "export", str(notebook), "--to", "kubeflow", "-o", "p.yaml",
+                      "--force")
+    assert forced.code == 0, forced.err
+    assert "pipelineInfo" in (local_kubeflow / "p.yaml").read_text() and bundles.is_dir()
+
+
 def test_a_failing_task_fails_the_run_and_skips_the_steps_after_it(
     terminal, local_kubeflow: Path
 ) -> None:

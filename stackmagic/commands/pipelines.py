@@ -61,7 +61,8 @@ def pipeline_export(args: argparse.Namespace) -> Output:
 
     spec = load_pipeline(notebook_path(args.notebook, args.command_words))
     if args.to == "kubeflow":
-        return _export_kubeflow(spec, Path(args.output).expanduser().resolve(), args.stack)
+        return _export_kubeflow(spec, Path(args.output).expanduser().resolve(), args.stack,
+                                replace=args.force)
     stores = local_paths(stack_components(Registry.open(), args.stack))
     bundle = export_bundle(spec, Path(args.output).expanduser().resolve(), exclude=stores)
     lines = [f"Exported {spec.name} ({len(bundle.steps)} steps) to {bundle.directory}",
@@ -69,8 +70,11 @@ def pipeline_export(args: argparse.Namespace) -> Output:
     return Message("\n".join(lines), {"directory": str(bundle.directory), **bundle.manifest})
 
 
-def _export_kubeflow(spec: PipelineSpec, output: Path, stack: str | None) -> Output:
-    """Compile for the stack's kubeflow orchestrator; the bundle goes to its artifact store."""
+def _export_kubeflow(spec: PipelineSpec, output: Path, stack: str | None, *, replace: bool) -> Output:
+    """Compile for the stack's kubeflow orchestrator; the bundle goes to its artifact store.
+
+    The output is checked first, so a path that cannot be written uploads nothing.
+    """
     import tempfile
 
     from ..notebook.exporter import export_bundle
@@ -79,6 +83,12 @@ def _export_kubeflow(spec: PipelineSpec, output: Path, stack: str | None) -> Out
 
     if output.is_dir():
         raise StackmagicError(f"{output} is a folder; give the YAML file to write, pipeline.yaml say")
+    if output.suffix.lower() not in (".yaml", ".yml"):
+        raise StackmagicError(
+            f"{output.name}: a Kubeflow pipeline is written as YAML; name the file .yaml (pipeline.yaml)"
+        )
+    if output.exists() and not replace:
+        raise StackmagicError(f"{output} exists; give another file, or --force to replace it")
     with OpenStack.open(Registry.open(), stack) as opened, tempfile.TemporaryDirectory(
         prefix="stackmagic-bundle-"
     ) as scratch:
