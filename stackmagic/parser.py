@@ -187,7 +187,7 @@ def _pipeline_commands(group: Any) -> None:
 
     runs = _command(actions, "runs", commands.pipeline_runs, "list recent runs", prefix="pipeline")
     runs.add_argument("--pipeline", metavar="NAME", help="only the runs of this pipeline")
-    runs.add_argument("--limit", type=_positive_int, default=20, metavar="N",
+    runs.add_argument("--limit", type=_run_count, default=20, metavar="N",
                       help="at most N runs (default 20)")
     runs.add_argument("--stack", metavar="NAME", help="the stack whose metadata store to read")
     _json_flag(runs)
@@ -236,9 +236,13 @@ def _parameter_option(parser: Parser, help_: str) -> None:
                         metavar=("NAME", "VALUE"), help=help_)
 
 
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) == 0:
-        raise argparse.ArgumentTypeError(f"expects a whole number above 0, not {text!r}")
+#: The most runs a listing shows: more than any screen, and within every database's integers.
+MOST_RUNS = 10_000
+
+
+def _run_count(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) <= MOST_RUNS:
+        raise argparse.ArgumentTypeError(f"expects a whole number from 1 to {MOST_RUNS}, not {text!r}")
     return int(text)
 
 

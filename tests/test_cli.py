@@ -171,3 +171,10 @@ def test_python_dash_m_works_like_the_console_script(project: Path) -> None:
         [sys.executable, "-m", "stackmagic", "stack", "get"], capture_output=True, text=True, check=True
     )
     assert completed.stdout.strip() == "default"
+
+
+def test_a_runs_limit_no_database_can_take_is_one_line(project: Path, cli) -> None:
+    assert cli("init").code == 0
+    refused = cli("pipeline", "runs", "--limit", "99999999999999999999")
+    assert refused.code == 2 and refused.err.count("\n") == 1, refused.err
+    assert "expects a whole number from 1 to 10000" in refused.err

@@ -131,3 +131,13 @@ def test_pipeline_show_in_a_terminal(project: Path, demo: Path, terminal) -> Non
     assert missing.code == 2 and "which notebook?" in missing.err
     bad = terminal("pipeline", "show", str(demo.with_name("nope.ipynb")))
     assert bad.code == 2 and bad.err.count("\n") == 1
+
+
+@pytest.mark.parametrize("line, said", [
+    ("--retries 1000000000", "--retries expects a whole number from 0 to 100"),
+    ("--gpu 99999999999999999999999999", "--gpu expects a whole number from 0 to 64"),
+])
+def test_step_counts_no_machine_has_are_refused(tmp_path: Path, line: str, said: str) -> None:
+    notebook = write_notebook(tmp_path / "big.ipynb", f"%%step a {line}\nx = 1")
+    with pytest.raises(StackmagicError, match=said):
+        load_pipeline(notebook)

@@ -176,6 +176,10 @@ def test_a_run_started_through_the_api_goes_on_in_the_background(api: Any, jp_ro
      {"name": "a", "flavor": "local", "options": {"path=/elsewhere": "x"}}, 400,
      "'path=/elsewhere' is no option name"),
     ("POST", ("runs",), {"notebook": "n.ipynb", "stack": ["a"]}, 400, "give 'stack', a non-empty"),
+    ("POST", ("runs",), {"notebook": "n\u0000.ipynb"}, 400, "holds a NUL or line break"),
+    ("POST", ("components", "artifact-store"),
+     {"name": "a", "flavor": "local", "options": {"path": "here\nthere"}}, 400,
+     "--path: a NUL or line break is no part of an option's value"),
     ("DELETE", ("stacks", "default"), None, 400, "cannot be deleted"),
     ("GET", ("components", "artifact-store", "ghost"), None, 404, "no artifact store named"),
     ("GET", ("runs", "20990101"), None, 404, "names no run"),
@@ -185,6 +189,12 @@ def test_bad_requests_get_a_status_and_one_line(api: Any, method: str, path: tup
     code, answer = api(method, *path, body=body)
     assert code == status, answer
     assert message in answer["message"] and "\n" not in answer["message"]
+
+
+@pytest.mark.parametrize("limit", ["99999999999999999999", "0", "many"])
+def test_a_runs_limit_out_of_range_is_a_400(api: Any, limit: str) -> None:
+    code, answer = api("GET", "runs", limit=limit)
+    assert code == 400 and "expects a whole number from 1 to 10000" in answer["message"], answer
 
 
 def test_the_api_needs_jupyters_authentication(

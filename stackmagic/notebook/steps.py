@@ -14,6 +14,9 @@ STEP_MAGIC = "%%step"
 NOTEBOOK_ONLY_MAGIC = "%%notebook-only"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 _MEMORY = re.compile(r"^\d+(\.\d+)?([KMGT]i?)?$")
+#: Bounds no real machine or patience reaches, so a typo is caught here, not by a cluster.
+MOST_GPUS = 64
+MOST_RETRIES = 100
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,10 @@ def _memory(text: str) -> str:
     return text
 
 
-def _count(flag: str):
+def _count(flag: str, most: int):
     def parse(text: str) -> int:
-        if not text.isdigit():
-            raise UsageError(f"{flag} expects a whole number (0 or more), not {text!r}", "step")
+        if not text.isdigit() or int(text) > most:
+            raise UsageError(f"{flag} expects a whole number from 0 to {most}, not {text!r}", "step")
         return int(text)
 
     return parse
@@ -62,8 +65,9 @@ def _parser() -> Parser:
     parser.add_argument("--image", default="", help="container image of this step (remote orchestrators)")
     parser.add_argument("--cpu", type=_positive_number, help="CPU cores to request")
     parser.add_argument("--memory", type=_memory, help="memory to request: 512M, 4G, 8Gi")
-    parser.add_argument("--gpu", type=_count("--gpu"), default=0, help="GPUs to request")
-    parser.add_argument("--retries", type=_count("--retries"), default=0, help="retries on failure")
+    parser.add_argument("--gpu", type=_count("--gpu", MOST_GPUS), default=0, help="GPUs to request")
+    parser.add_argument("--retries", type=_count("--retries", MOST_RETRIES), default=0,
+                        help="retries on failure")
     parser.add_argument("--operator", default="", help="step operator to run this step on")
     return parser
 

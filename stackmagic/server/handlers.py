@@ -109,6 +109,8 @@ def word(value: Any, what: str) -> str:
     """A name, id or flavor for a command: text that cannot be read as an option."""
     if not isinstance(value, str) or not value:
         raise _refused(f"give {what}, a non-empty string")
+    if any(character in value for character in "\0\n\r"):
+        raise _refused(f"{what} {value!r} holds a NUL or line break, which no name or path has")
     if value.startswith("-"):
         raise _refused(f"{what} {value!r} cannot start with '-'")
     return value
@@ -330,6 +332,8 @@ def _option_text(option: str, value: Any) -> str:
     if not all(isinstance(item, _PLAIN) for item in items):
         raise _refused(f"--{option}: give text, a number, a boolean, or a list or object of those")
     text = format_value(value)
+    if any(character in text for character in "\0\n\r"):
+        raise _refused(f"--{option}: a NUL or line break is no part of an option's value")
     if text == "-":  # the terminal asks for it; a server cannot
         raise _refused(f"--{option}: give the value itself, or env:VARIABLE")
     return text
