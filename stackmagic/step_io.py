@@ -27,6 +27,9 @@ _written: set[str] = set()
 _WRITING = os.O_WRONLY | os.O_RDWR
 
 
+_watching = False
+
+
 def watch_files() -> None:
     """Note the files this kernel writes from now on, through Python's audit events.
 
@@ -37,9 +40,6 @@ def watch_files() -> None:
     if not _watching:
         sys.addaudithook(_note_written)
         _watching = True
-
-
-_watching = False
 
 
 def _note_written(event: str, arguments: tuple[Any, ...]) -> None:
@@ -68,7 +68,7 @@ def log_metric(name: str, value: float) -> None:
 
 def load_input(context: Mapping[str, Any], name: str) -> Any:
     store = _store(context)
-    return store.load(context["inputs"][name])
+    return store.load(context["inputs"][name]["uri"])
 
 
 def save_outputs(
@@ -95,8 +95,7 @@ def save_outputs(
                       for name in missing)
         )
     store = _store(context)
-    received = {name: ArtifactInfo.from_json(info)
-                for name, info in context.get("input_infos", {}).items()}
+    received = {name: ArtifactInfo.from_json(info) for name, info in context["inputs"].items()}
     saved, unchanged = {}, []
     for name in names:
         if name in received and _unchanged(namespace[name], received[name]):
@@ -125,7 +124,7 @@ def save_outputs(
     if not_kept:
         text += f"; not kept (cannot be saved): {', '.join(not_kept)}"
     warnings = [
-        f"step {context.get('step', '?')!r} changed {name!r} in place in a way its code does not "
+        f"step {context['step']!r} changed {name!r} in place in a way its code does not "
         f"show, so later steps get {name!r} as this step received it, unlike the notebook; "
         f"assign it again in this step (`{name} = ...`) to pass the change on"
         for name in unseen

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import symtable
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
@@ -55,8 +56,9 @@ class NameUse:
     calls: tuple[Call, ...] = ()
 
 
+@functools.lru_cache(maxsize=512)
 def python_source(cell: str) -> str:
-    """The Python that IPython would run for ``cell``."""
+    """The Python that IPython would run for ``cell``; the analyses each ask, so it is kept."""
     from IPython.core.inputtransformer2 import TransformerManager
 
     return TransformerManager().transform_cell(cell)

@@ -249,8 +249,7 @@ def _execute(
         "run": context.run_id,
         "step": step,
         "store": store.describe(),
-        "inputs": {name: artifact.info.uri for name, artifact in values.items()},
-        "input_infos": {name: artifact.info.to_json() for name, artifact in values.items()},
+        "inputs": {name: artifact.info.to_json() for name, artifact in values.items()},
         "outputs": store.uri(bundle.pipeline, context.run_id, step),
         "readers": {
             name: [other for other, spec in bundle.steps.items() if spec.inputs.get(name) == step]
