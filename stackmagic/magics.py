@@ -8,6 +8,7 @@ form.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from IPython.display import display
 from .argparsing import HelpShown
 from .component_type import ComponentType
 from .errors import RunFailed, StackmagicError, UsageError, describe_os_error
+from .secrets import MASK, SecretInCell
 
 STACK = "stack"
 PIPELINE = "pipeline"
@@ -95,8 +97,13 @@ def _line_magic(command: str) -> Callable[[str], None]:
                 display(_widget_for(command))
                 return
             from .parser import run  # on first use, so %load_ext stays instant
+            from .secrets import TYPED_IN_CELL
 
-            output, as_json = run([*prefix, *words])
+            typed_in = TYPED_IN_CELL.set(_cell_being_run(get_ipython()))
+            try:
+                output, as_json = run([*prefix, *words])
+            finally:
+                TYPED_IN_CELL.reset(typed_in)
         except HelpShown:
             return
         except UsageError as error:
@@ -105,6 +112,8 @@ def _line_magic(command: str) -> Callable[[str], None]:
                 in_notebook_words(f"{where}: {error} (see `{where} --help`)")
             ) from None
         except StackmagicError as error:
+            if isinstance(error, SecretInCell):
+                _forget_typed(get_ipython(), error.value)
             if isinstance(error, RunFailed) and error.output is not None:
                 display(error.output)  # the steps and how each ended, then why the run failed
             raise IPythonUsageError(in_notebook_words(str(error))) from None
@@ -123,6 +132,45 @@ def _line_magic(command: str) -> Callable[[str], None]:
         f"(`%{command} --help` lists the actions; with no arguments: a widget)."
     )
     return magic
+
+
+#: IPython's variables holding earlier inputs: ``_i``, ``_ii``, ``_iii``, ``_i7``.
+_INPUT_VARIABLE = re.compile(r"_i(i{0,2}|\d+)")
+
+
+def _cell_being_run(ipython: Any) -> str:
+    """The source of the cell this magic runs in: IPython records a cell before running it."""
+    history = getattr(ipython, "history_manager", None)
+    return history.input_hist_raw[-1] if history is not None and history.input_hist_raw else ""
+
+
+def _forget_typed(ipython: Any, value: str) -> None:
+    """Scrub a secret typed into a cell from this kernel's history: its lists, the ``_i``
+    variables and its database (where IPython may have written the cell already)."""
+    history = ipython.history_manager
+
+    def scrub(text: str) -> str:
+        return text.replace(value, MASK)
+
+    for inputs in (history.input_hist_raw, history.input_hist_parsed):
+        inputs[:] = [scrub(text) for text in inputs]
+    ipython.user_ns.update(
+        {name: scrub(text) for name, text in ipython.user_ns.items()
+         if _INPUT_VARIABLE.fullmatch(name) and isinstance(text, str)}
+    )
+    for attribute in ("_i", "_ii", "_iii", "_i00"):
+        setattr(history, attribute, scrub(getattr(history, attribute)))
+    if not history.enabled:
+        return
+    with history.db_input_cache_lock, history.db:  # the saving thread writes under this lock
+        history.db_input_cache = [
+            (line, scrub(source), scrub(raw)) for line, source, raw in history.db_input_cache
+        ]
+        history.db.execute(
+            "UPDATE history SET source = replace(source, ?1, ?2), "
+            "source_raw = replace(source_raw, ?1, ?2) WHERE session = ?3",
+            (value, MASK, history.session_number),
+        )
 
 
 def _widget_for(command: str) -> Any:

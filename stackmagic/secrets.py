@@ -10,7 +10,9 @@ Neither form is ever shown: output masks every secret option.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
+from contextvars import ContextVar
 from pathlib import Path
 
 from .errors import StackmagicError
@@ -20,6 +22,34 @@ from .locations import user_home
 SECRET_PREFIX = "secret:"
 ENV_PREFIX = "env:"
 MASK = "********"
+#: Given as this (`--password=-`), a secret option is asked for, not read from the command line.
+PROMPT = "-"
+
+#: The source of the notebook cell a command was typed in; None in a terminal. A secret typed
+#: there would stay in the saved notebook and in IPython's history database.
+TYPED_IN_CELL: ContextVar[str | None] = ContextVar("typed_in_cell", default=None)
+
+
+class SecretInCell(StackmagicError):
+    """A secret's value written in the notebook cell itself; ``value`` is what to scrub."""
+
+    def __init__(self, flag: str, value: str, command: str) -> None:
+        super().__init__(
+            f"{flag}: a secret typed into a notebook stays in the saved cell and in IPython's "
+            f"history; nothing was stored and it was removed from this kernel's history: delete "
+            f"it from the cell, then give {flag}={PROMPT} (asked for, hidden), {flag}=env:VARIABLE, "
+            f"or use the form (`%{command}` with no arguments)"
+        )
+        self.value = value
+
+
+def refuse_if_typed_in_cell(flag: str, value: str, command: str) -> None:
+    """Refuse a secret whose value is written in the cell; ``{variable}`` expansion is fine."""
+    cell = TYPED_IN_CELL.get()
+    if cell is None or value == PROMPT or is_env_reference(value) or not value:
+        return
+    if re.search(re.escape(flag) + r"""(=|\s+)['"]?""" + re.escape(value), cell):
+        raise SecretInCell(flag, value, command)
 
 
 def is_env_reference(value: str) -> bool:

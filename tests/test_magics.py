@@ -13,9 +13,13 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
+from stackmagic.flavors import ComponentType
+from stackmagic.registry import Registry
+
 
 @pytest.fixture
-def shell(project: Path):
+def shell(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))  # its own history database
     ip = InteractiveShell.instance()
     ip.run_line_magic("load_ext", "stackmagic")
     yield ip
@@ -169,3 +173,42 @@ def test_a_word_starting_with_hash_ends_the_line_as_in_a_shell(shell, cli, proje
     described = json.loads(cli("artifact-store", "describe", "runs", "--json").out)
     assert described["options"]["path"] == str(project / "data#1"), "a '#' inside a word stays"
     magic(shell, ["stack", "list", "#a", "table"])  # a comment, not two stray arguments
+
+
+def test_a_secret_typed_into_a_cell_is_refused_and_scrubbed_from_history(
+    shell, initialised: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register = "%metadata-store register sql --type=mysql --host=db --database=ml --username=ml"
+    with capture_output() as captured:
+        result = shell.run_cell(f"{register} --password={CANARY}", store_history=True)
+    assert isinstance(result.error_in_exec, UsageError)
+    message = str(result.error_in_exec)
+    assert "--password: a secret typed into a notebook" in message and "\n" not in message
+    assert "--password=-" in message and "env:VARIABLE" in message
+    assert CANARY not in message + captured.stdout + captured.stderr
+    assert metadata_store_names() == ["default"]  # nothing registered, nothing kept
+
+    history = shell.history_manager
+    history.writeout_cache()
+    typed = [source for _, _, source in history.get_range(raw=True)]
+    assert typed and register in typed[-1]
+    assert CANARY not in "\n".join(typed + history.input_hist_parsed)
+    assert CANARY not in str(shell.user_ns["_i"]) + str(shell.user_ns["_ih"])
+    stored = history.db.execute("SELECT source, source_raw FROM history").fetchall()
+    assert stored and CANARY not in str(stored)
+
+    # A value the cell does not spell out (a variable, the environment) is accepted.
+    monkeypatch.setenv("ML_PASSWORD", CANARY)
+    shell.user_ns["password"] = CANARY
+    result = shell.run_cell(f"{register} --password={{password}}", store_history=True)
+    assert result.success
+    assert metadata_store_names() == ["default", "sql"]
+    assert CANARY not in (initialised / ".stackmagic" / "config.json").read_text()
+    assert CANARY in (home / "secrets.json").read_text()  # kept where secrets are kept
+    # A value that happens to appear elsewhere in the cell (here the user name) is not refused.
+    shell.user_ns["password"] = "ml"
+    assert shell.run_cell("%metadata-store update sql --username=ml --password={password}", store_history=True).success
+
+
+def metadata_store_names() -> list[str]:
+    return [c.name for c in Registry.open().components(ComponentType.METADATA_STORE)]

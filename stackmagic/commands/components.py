@@ -11,15 +11,13 @@ from ..errors import StackmagicError
 from ..flavors import ComponentType, FlavorConfig, flavors_of, format_value, get_flavor, option_flag
 from ..output import Fields, Message, Output, Table
 from ..registry import PROJECT_START, Component, Registry
-
-#: A secret option given as this (`--password=-`) is asked for, not read from the command line.
-PROMPT = "-"
+from ..secrets import PROMPT, refuse_if_typed_in_cell
 
 
 def component_register(args: argparse.Namespace) -> Output:
     kind: ComponentType = args.kind
     flavor = get_flavor(kind, args.flavor)
-    options = _ask_for_secrets(flavor, args.name, args.options)
+    options = _ask_for_secrets(kind, flavor, args.name, args.options)
     component = Registry.open().register_component(kind, args.name, args.flavor, options, _here())
     return Message(
         f"Registered {kind.noun} {component.name!r} ({component.flavor}).", component_data(component)
@@ -30,7 +28,7 @@ def component_update(args: argparse.Namespace) -> Output:
     registry = Registry.open()
     kind: ComponentType = args.kind
     flavor = type(registry.component(kind, args.name).config)
-    options = _ask_for_secrets(flavor, args.name, args.options)
+    options = _ask_for_secrets(kind, flavor, args.name, args.options)
     component = registry.update_component(kind, args.name, options, _here())
     return Message(f"Updated {kind.noun} {component.name!r}.", component_data(component))
 
@@ -92,16 +90,19 @@ def _here() -> Path:
 
 
 def _ask_for_secrets(
-    flavor: type[FlavorConfig], name: str, options: dict[str, str | None]
+    kind: ComponentType, flavor: type[FlavorConfig], name: str, options: dict[str, str | None]
 ) -> dict[str, str | None]:
     """``--password=-`` asks for the value instead of taking it from the command line."""
     secret = {option for option, trait in flavor.options().items() if trait.metadata.get("secret")}
     answered = dict(options)
     for option, value in options.items():
         key = option.replace("-", "_")
-        if value != PROMPT or key not in secret:
+        if key not in secret or value is None:
             continue
         flag = option_flag(key)
+        refuse_if_typed_in_cell(flag, value, kind.value)
+        if value != PROMPT:
+            continue
         try:
             answered[option] = getpass.getpass(f"{flag} for {name}: ")
         except (EOFError, NotImplementedError):  # no terminal, or a kernel without stdin
