@@ -53,8 +53,9 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def timed_in_turn(number: int, baseline: dict[str, Callable[[], object]],
-                  ours: dict[str, Callable[[], object]]) -> dict[str, float]:
+def timed_in_turn(
+    number: int, baseline: dict[str, Callable[[], object]], ours: dict[str, Callable[[], object]]
+) -> dict[str, float]:
     """Time each action; who goes first alternates by round (an emulator slows as it serves)."""
     actions = {**baseline, **ours} if number % 2 else {**ours, **baseline}
     return {name: timed(action) for name, action in actions.items()}
@@ -68,9 +69,11 @@ def median_times(repeat: int, round_: Callable[[int], dict[str, float]]) -> dict
 def report(label: str, ours: float, baseline: float, mib: int) -> None:
     ratio = baseline / ours
     verdict = "meets" if ratio >= THROUGHPUT_TARGET else "MISSES"
-    print(f"  {label:<28} stackmagic {ours:6.3f} s ({mib / ours:7.0f} MiB/s)   "
-          f"baseline {baseline:6.3f} s ({mib / baseline:7.0f} MiB/s)   "
-          f"ratio {ratio:4.2f}x ({verdict} {THROUGHPUT_TARGET}x)")
+    print(
+        f"  {label:<28} stackmagic {ours:6.3f} s ({mib / ours:7.0f} MiB/s)   "
+        f"baseline {baseline:6.3f} s ({mib / baseline:7.0f} MiB/s)   "
+        f"ratio {ratio:4.2f}x ({verdict} {THROUGHPUT_TARGET}x)"
+    )
 
 
 def local_round(folder: Path, array: np.ndarray) -> Callable[[int], dict[str, float]]:
@@ -97,8 +100,11 @@ def moto_server() -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1",
-                               "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -148,15 +154,22 @@ def build_runs(path: Path, step_runs: int) -> str:
     runs = step_runs // 10
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     with sqlite3.connect(path) as database:
-        database.execute("INSERT INTO pipelines (id, name, created_at) VALUES (1, 'bench', ?)",
-                         (start.isoformat(" "),))
+        database.execute(
+            "INSERT INTO pipelines (id, name, created_at) VALUES (1, 'bench', ?)",
+            (start.isoformat(" "),),
+        )
         database.executemany(
             "INSERT INTO runs (id, pipeline_id, notebook, status, started_at, ended_at, stack_name,"
             " stack, bundle_uri, bundle_hash, options) VALUES (?, 1, 'bench.ipynb', 'completed', "
             "?, ?, 'default', '{}', 'b', 'h', '{}')",
-            ((f"run-{n:07d}", (start + timedelta(seconds=n)).replace(tzinfo=None).isoformat(" "),
-              (start + timedelta(seconds=n + 1)).replace(tzinfo=None).isoformat(" "))
-             for n in range(runs)),
+            (
+                (
+                    f"run-{n:07d}",
+                    (start + timedelta(seconds=n)).replace(tzinfo=None).isoformat(" "),
+                    (start + timedelta(seconds=n + 1)).replace(tzinfo=None).isoformat(" "),
+                )
+                for n in range(runs)
+            ),
         )
         database.executemany(
             "INSERT INTO step_runs (run_id, name, position, status, attempts) "
@@ -177,17 +190,22 @@ def listing(folder: Path, step_runs: int, repeat: int) -> None:
         times = {"runs()": timed(lambda: found.extend(store.runs(limit=20)))}
         newest = found[0].id
         with sqlite3.connect(folder / "metadata.db") as database:
-            times["bare SQL"] = timed(lambda: database.execute(
-                "SELECT * FROM runs ORDER BY started_at DESC LIMIT 20").fetchall())
+            times["bare SQL"] = timed(
+                lambda: database.execute(
+                    "SELECT * FROM runs ORDER BY started_at DESC LIMIT 20"
+                ).fetchall()
+            )
         return times
 
     times = median_times(repeat, round_)
     store.close()
     verdict = "meets" if times["runs()"] <= LISTING_TARGET_SECONDS else "MISSES"
-    print(f"  pipeline runs over {step_runs:,} step runs: {times['runs()'] * 1000:.1f} ms "
-          f"(bare SQL {times['bare SQL'] * 1000:.1f} ms; ratio "
-          f"{times['runs()'] / times['bare SQL']:.1f}x; {verdict} {LISTING_TARGET_SECONDS} s); "
-          f"newest: {newest}")
+    print(
+        f"  pipeline runs over {step_runs:,} step runs: {times['runs()'] * 1000:.1f} ms "
+        f"(bare SQL {times['bare SQL'] * 1000:.1f} ms; ratio "
+        f"{times['runs()'] / times['bare SQL']:.1f}x; {verdict} {LISTING_TARGET_SECONDS} s); "
+        f"newest: {newest}"
+    )
 
 
 def main() -> None:
@@ -196,8 +214,10 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=256, help="array size (default 256 MiB)")
     parser.add_argument("--step-runs", type=int, default=100_000)
     args = parser.parse_args()
-    print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, numpy {np.__version__}, "
-          f"median of {args.repeat}")
+    print(
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, numpy {np.__version__}, "
+        f"median of {args.repeat}"
+    )
     array = np.random.default_rng(0).random(args.mib * (1 << 20) // 8)
     folder = Path(tempfile.mkdtemp(prefix="stackmagic-bench-"))
     try:

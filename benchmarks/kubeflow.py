@@ -42,8 +42,9 @@ RUN_STEPS = 10
 
 def chain(folder: Path, steps: int) -> Path:
     cells = [f"%%step s{i}\ny{i} = {f'y{i - 1}' if i else 'x'} + {i}" for i in range(steps)]
-    return write_notebook(folder / f"chain{steps}.ipynb", *cells, setup="import math",
-                          parameters="x = 1")
+    return write_notebook(
+        folder / f"chain{steps}.ipynb", *cells, setup="import math", parameters="x = 1"
+    )
 
 
 def cli(*words: str) -> None:
@@ -53,7 +54,9 @@ def cli(*words: str) -> None:
 
 def time_compile(notebook: Path, output: Path) -> float:
     started = time.perf_counter()
-    cli("pipeline", "export", str(notebook), "--to", "kubeflow", "-o", str(output), "--stack", "kfl")
+    cli(
+        "pipeline", "export", str(notebook), "--to", "kubeflow", "-o", str(output), "--stack", "kfl"
+    )
     return time.perf_counter() - started
 
 
@@ -101,8 +104,10 @@ def main() -> None:
             cli("orchestrator", "register", "kfl", "--type=kubeflow", "--mode=local")
             cli("stack", "register", "kfl", "-m", "default", "-a", "default", "-o", "kfl")
             big, small = chain(project, COMPILED_STEPS), chain(project, RUN_STEPS)
-            print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, stackmagic "
-                  f"{stackmagic.__version__}, kfp {kfp.__version__}; rounds: {repeat}")
+            print(
+                f"Python {platform.python_version()}, {os.cpu_count()} CPUs, stackmagic "
+                f"{stackmagic.__version__}, kfp {kfp.__version__}; rounds: {repeat}"
+            )
             samples: dict[str, list[float]] = {k: [] for k in ("compile", "plain", "kfp", "local")}
             for number in range(1, repeat + 1):
                 measured = {
@@ -111,17 +116,24 @@ def main() -> None:
                     "kfp": time_run(small, "kfl"),
                     "local": time_run(small, "default"),
                 }
-                print(f"round {number}: " + ", ".join(f"{k} {seconds(v)}" for k, v in measured.items()))
+                print(
+                    f"round {number}: "
+                    + ", ".join(f"{k} {seconds(v)}" for k, v in measured.items())
+                )
                 for name, value in measured.items():
                     if value is not None:
                         samples[name].append(value)
     middle = {k: statistics.median(v) if v else None for k, v in samples.items()}
-    print(f"\ncompile {COMPILED_STEPS} steps: {seconds(middle['compile'])} "
-          f"(kfp SDK alone, {COMPILED_STEPS} trivial tasks: {seconds(middle['plain'])}; "
-          f"ratio {ratio(middle['compile'], middle['plain'])})")
-    print(f"run {RUN_STEPS} steps with kfp.local: {seconds(middle['kfp'])} "
-          f"(local orchestrator: {seconds(middle['local'])}; ratio "
-          f"{ratio(middle['kfp'], middle['local'])})")
+    print(
+        f"\ncompile {COMPILED_STEPS} steps: {seconds(middle['compile'])} "
+        f"(kfp SDK alone, {COMPILED_STEPS} trivial tasks: {seconds(middle['plain'])}; "
+        f"ratio {ratio(middle['compile'], middle['plain'])})"
+    )
+    print(
+        f"run {RUN_STEPS} steps with kfp.local: {seconds(middle['kfp'])} "
+        f"(local orchestrator: {seconds(middle['local'])}; ratio "
+        f"{ratio(middle['kfp'], middle['local'])})"
+    )
 
 
 if __name__ == "__main__":

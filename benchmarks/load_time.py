@@ -33,7 +33,9 @@ print(time.perf_counter() - start)
 
 
 def sample(code: str) -> float:
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     return float(completed.stdout.strip().splitlines()[-1])
 
 

@@ -155,7 +155,10 @@ def ploomber_dag(notebooks: list[Path], output: Path) -> Any:
     previous = None
     for i, notebook in enumerate(notebooks):
         task = NotebookRunner(
-            notebook, File(output / notebook.name), dag=dag, name=f"s{i}",
+            notebook,
+            File(output / notebook.name),
+            dag=dag,
+            name=f"s{i}",
             executor_params={"progress_bar": False},
         )
         if previous is not None:

@@ -53,12 +53,18 @@ REALISTIC = [
     "%%step evaluate\nsaved = pickle.load(open('linear.pkl', 'rb'))\n"
     "print(saved.score(X_test, y_test), forest.score(X_test, y_test))",
 ]
-CHAIN = ["import math\n%load_ext stackmagic", "%%step s0\nv0 = 1", *(f"%%step s{i}\nv{i} = v{i - 1} + 1" for i in range(1, 10))]
+CHAIN = [
+    "import math\n%load_ext stackmagic",
+    "%%step s0\nv0 = 1",
+    *(f"%%step s{i}\nv{i} = v{i - 1} + 1" for i in range(1, 10)),
+]
 
 
 def write(path: Path, cells: list[str]) -> Path:
-    nbformat.write(new_notebook(cells=[new_code_cell(c) for c in cells],
-                                metadata={"kernelspec": KERNELSPEC}), path)
+    nbformat.write(
+        new_notebook(cells=[new_code_cell(c) for c in cells], metadata={"kernelspec": KERNELSPEC}),
+        path,
+    )
     return path
 
 
@@ -73,8 +79,15 @@ def seconds(*command: str, cwd: Path) -> float:
 def measure(folder: Path, notebook: Path) -> dict[str, float]:
     run = (str(BIN / "stackmagic"), "pipeline", "run", notebook.name, "--progress", "none")
     return {
-        "run all": seconds(sys.executable, "-m", "papermill", "--no-progress-bar", notebook.name,
-                           str(folder / f"ran-{notebook.name}"), cwd=folder),
+        "run all": seconds(
+            sys.executable,
+            "-m",
+            "papermill",
+            "--no-progress-bar",
+            notebook.name,
+            str(folder / f"ran-{notebook.name}"),
+            cwd=folder,
+        ),
         "pipeline": seconds(*run, "--no-cache", cwd=folder),
         "cached": seconds(*run, cwd=folder),
     }
@@ -88,21 +101,27 @@ def main() -> None:
         root = Path(scratch)
         os.environ["STACKMAGIC_HOME"] = str(root / "home")
         subprocess.run([str(BIN / "stackmagic"), "init"], cwd=root, check=True, capture_output=True)
-        notebooks = {"realistic 6-step notebook": write(root / "realistic.ipynb", REALISTIC),
-                     "10-step trivial chain": write(root / "chain.ipynb", CHAIN)}
+        notebooks = {
+            "realistic 6-step notebook": write(root / "realistic.ipynb", REALISTIC),
+            "10-step trivial chain": write(root / "chain.ipynb", CHAIN),
+        }
         figures: dict[str, list[dict[str, float]]] = {name: [] for name in notebooks}
         for number in range(1, rounds + 1):
             for name, notebook in notebooks.items():
                 figures[name].append(measure(root, notebook))
                 said = ", ".join(f"{k} {v:.2f} s" for k, v in figures[name][-1].items())
                 print(f"round {number}/{rounds}, {name}: {said}", flush=True)
-    print(f"\nMedians over {rounds} round(s), Python {sys.version.split()[0]}, {os.cpu_count()} CPUs:")
+    print(
+        f"\nMedians over {rounds} round(s), Python {sys.version.split()[0]}, {os.cpu_count()} CPUs:"
+    )
     for name, rows in figures.items():
         median = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
         base = median["run all"]
-        print(f"{name}: Run All {base:.2f} s; pipeline run {median['pipeline']:.2f} s "
-              f"({median['pipeline'] / base:.2f}x); cached re-run {median['cached']:.2f} s "
-              f"({median['cached'] / base:.2f}x)")
+        print(
+            f"{name}: Run All {base:.2f} s; pipeline run {median['pipeline']:.2f} s "
+            f"({median['pipeline'] / base:.2f}x); cached re-run {median['cached']:.2f} s "
+            f"({median['cached'] / base:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

@@ -43,9 +43,17 @@ def record_runs(project: Path, count: int) -> None:
         for number in range(count):
             run_id = new_run_id()
             opened.metadata.create_run(
-                run_id=run_id, pipeline=f"pipeline{number % 5}", notebook="train.ipynb",
-                stack_name="default", stack={}, bundle_uri="file:///bundle", bundle_hash="0" * 64,
-                options={}, parameters={"lr": 0.1}, overridden=[], steps=STEPS,
+                run_id=run_id,
+                pipeline=f"pipeline{number % 5}",
+                notebook="train.ipynb",
+                stack_name="default",
+                stack={},
+                bundle_uri="file:///bundle",
+                bundle_hash="0" * 64,
+                options={},
+                parameters={"lr": 0.1},
+                overridden=[],
+                steps=STEPS,
             )
             opened.metadata.run_finished(run_id)
 
@@ -57,7 +65,9 @@ def free_port() -> int:
 
 
 def fetch(url: str) -> None:
-    with urllib.request.urlopen(f"{url}{'&' if '?' in url else '?'}token={TOKEN}", timeout=30) as answer:
+    with urllib.request.urlopen(
+        f"{url}{'&' if '?' in url else '?'}token={TOKEN}", timeout=30
+    ) as answer:
         answer.read()
 
 
@@ -86,10 +96,19 @@ def main() -> None:
         record_runs(project, args.runs)
         port = free_port()
         server = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1",
-             f"--port={port}", f"--IdentityProvider.token={TOKEN}",
-             f"--ServerApp.root_dir={project}", "--allow-root"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "jupyter_server",
+                "--no-browser",
+                "--ip=127.0.0.1",
+                f"--port={port}",
+                f"--IdentityProvider.token={TOKEN}",
+                f"--ServerApp.root_dir={project}",
+                "--allow-root",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         base = f"http://127.0.0.1:{port}"
         try:
@@ -111,12 +130,16 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
 
-    print(f"Jupyter's /api/kernels + /api/sessions  median {baseline * 1000:7.1f} ms "
-          f"({args.samples} rounds)")
+    print(
+        f"Jupyter's /api/kernels + /api/sessions  median {baseline * 1000:7.1f} ms "
+        f"({args.samples} rounds)"
+    )
     print(f"sidebar poll: stacks + 10 of {args.runs} runs median {ours * 1000:7.1f} ms")
     print(f"ratio sidebar poll / Jupyter's listings: {ours / baseline:.1f}x")
     print(f"server time spent on the poll: {ours / POLL_INTERVAL:.1%} of each second")
-    print(f"worst wait before the sidebar shows a change: {POLL_INTERVAL + ours:.2f} s (target 2 s)")
+    print(
+        f"worst wait before the sidebar shows a change: {POLL_INTERVAL + ours:.2f} s (target 2 s)"
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ typo in a kernel raises one clear error and the kernel lives on.
 from __future__ import annotations
 
 import argparse
+import functools
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from .errors import UsageError
@@ -24,6 +26,17 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.command = command
 
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        """A NAME, path or option value given as an empty word is refused, never taken for
+        "not given" (``stack describe ''`` would describe the active stack)."""
+        if (
+            kwargs.get("action", "store") == "store"
+            and kwargs.get("nargs") in (None, "?")
+            and kwargs.get("default") != ""
+        ):
+            kwargs["type"] = _not_empty(kwargs.get("type", str))
+        return super().add_argument(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(message, self.command)
 
@@ -31,3 +44,13 @@ class Parser(argparse.ArgumentParser):
         if message:
             print(message, end="")
         raise HelpShown()
+
+
+def _not_empty(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    @functools.wraps(convert)
+    def checked(text: str) -> Any:
+        if not text:
+            raise argparse.ArgumentTypeError("cannot be empty")
+        return convert(text)
+
+    return checked

@@ -17,7 +17,9 @@ EXIT_FAILED_RUN = 1
 Dispatch = Callable[[Sequence[str]], tuple[Output, bool]]
 
 
-def main(argv: Sequence[str] | None = None, *, dispatch: Dispatch = run, prog: str = "stackmagic") -> int:
+def main(
+    argv: Sequence[str] | None = None, *, dispatch: Dispatch = run, prog: str = "stackmagic"
+) -> int:
     """Carry out one command and print its output; every mistake is one line on stderr."""
     try:
         output, as_json = dispatch(sys.argv[1:] if argv is None else argv)

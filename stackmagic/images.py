@@ -3,7 +3,8 @@
 Steps on a cluster run in an image that must already hold everything they
 import: stackmagic never installs packages when a step starts. The Dockerfile
 pins each imported distribution at the version installed here, where the
-notebook was shown to work, and stackmagic with the extras of the stack's stores.
+notebook was shown to work, and stackmagic with the extras of the stack's components
+(its stores' drivers; kfp, whose executor starts each Kubeflow task).
 """
 
 from __future__ import annotations
@@ -69,11 +70,16 @@ def dockerfile(spec: PipelineSpec, *, extras: Iterable[str], base: str | None = 
         f"# A step image for the pipeline {spec.name} ({spec.notebook.name}), written by",
         "# `stackmagic image dockerfile`: the packages its steps import, at the versions installed",
         "# where it was written. Build and push it, then give it to the orchestrator (--image).",
-        *(f"# not installed where this was written, so not included: {module}" for module in missing),
+        *(
+            f"# not installed where this was written, so not included: {module}"
+            for module in missing
+        ),
         f"FROM {base}",
         "RUN pip install --no-cache-dir \\",
-        *(f"    {_quoted(package)}" + (" \\" if n < len(packages) - 1 else "")
-          for n, package in enumerate(packages)),
+        *(
+            f"    {_quoted(package)}" + (" \\" if n < len(packages) - 1 else "")
+            for n, package in enumerate(packages)
+        ),
         "WORKDIR /home/stackmagic",
         "",
     ]

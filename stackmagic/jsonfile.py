@@ -18,14 +18,18 @@ from typing import Any
 from .errors import StackmagicError
 
 LOCK_TIMEOUT_SECONDS = 30.0
+#: What to do about a file that cannot be read, unless its owner says better.
+RESTORE = "restore it from a backup, or move it aside to start afresh"
 
 
 class JsonFile:
     """One JSON object in one file, read without a lock, changed under one."""
 
-    def __init__(self, path: Path, *, mode: int = 0o644) -> None:
+    def __init__(self, path: Path, *, mode: int = 0o644, remedy: str = RESTORE) -> None:
+        """``remedy`` says what to do about a damaged file: it is never overwritten."""
         self.path = path
         self.mode = mode
+        self.remedy = remedy
 
     def read(self, default: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """The document, or ``default()`` where there is no file yet."""
@@ -34,20 +38,20 @@ class JsonFile:
         except FileNotFoundError:
             return default()
         except UnicodeDecodeError:
-            raise StackmagicError(
-                f"{self.path} is not UTF-8 text; fix or remove it by hand: stackmagic will not "
-                "overwrite it"
-            ) from None
+            raise self.damaged("is not UTF-8 text") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise StackmagicError(
-                f"{self.path} is not valid JSON ({exc.msg} at line {exc.lineno}); "
-                "fix or remove it by hand: stackmagic will not overwrite it"
-            ) from None
+            raise self.damaged(f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None
         if not isinstance(data, dict):
-            raise StackmagicError(f"{self.path} does not hold a JSON object; fix or remove it")
+            raise self.damaged("does not hold a JSON object")
         return data
+
+    def damaged(self, problem: str) -> StackmagicError:
+        """The one-line error for a file that cannot be used as it is: what is wrong, what to do."""
+        return StackmagicError(
+            f"{self.path} {problem}; {self.remedy}: stackmagic will not overwrite it"
+        )
 
     @contextlib.contextmanager
     def edit(self, default: Callable[[], dict[str, Any]]) -> Iterator[dict[str, Any]]:

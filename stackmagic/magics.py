@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError as IPythonUsageError
-from IPython.core.getipython import get_ipython
 from IPython.display import display
 
 from .argparsing import HelpShown
@@ -24,14 +23,15 @@ from .secrets import MASK, SecretInCell
 
 STACK = "stack"
 PIPELINE = "pipeline"
+GC = "gc"
 #: ``%stackmagic`` takes the whole grammar (``%stackmagic init``); the others are its commands.
 WHOLE_GRAMMAR = "stackmagic"
-MAGICS = (WHOLE_GRAMMAR, STACK, *(kind.value for kind in ComponentType), PIPELINE)
+MAGICS = (WHOLE_GRAMMAR, STACK, *(kind.value for kind in ComponentType), PIPELINE, GC)
 
 
 def register_magics(ipython: Any) -> None:
     for name in MAGICS:
-        ipython.register_magic_function(_line_magic(name), "line", name)
+        ipython.register_magic_function(_line_magic(ipython, name), "line", name)
     ipython.register_magic_function(_step_magic(ipython), "cell", "step")
     ipython.register_magic_function(_notebook_only_magic(ipython), "cell", "notebook-only")
 
@@ -40,7 +40,9 @@ def _notebook_only_magic(ipython: Any) -> Callable[[str, str], None]:
     def notebook_only(line: str, cell: str) -> None:
         """%%notebook-only: runs here, left out of the pipeline (`!pip install ...`, a quick look)."""
         if line.strip():
-            raise IPythonUsageError("%%notebook-only takes no arguments: the cell's body is its code")
+            raise IPythonUsageError(
+                "%%notebook-only takes no arguments: the cell's body is its code"
+            )
         ipython.run_cell(cell, store_history=False)
 
     return notebook_only
@@ -84,7 +86,7 @@ def in_notebook_words(message: str) -> str:
     return message.replace("`stackmagic ", "`%")
 
 
-def _line_magic(command: str) -> Callable[[str], None]:
+def _line_magic(ipython: Any, command: str) -> Callable[[str], None]:
     prefix = [] if command == WHOLE_GRAMMAR else [command]
 
     def magic(line: str) -> None:
@@ -99,7 +101,7 @@ def _line_magic(command: str) -> Callable[[str], None]:
             from .parser import run  # on first use, so %load_ext stays instant
             from .secrets import TYPED_IN_CELL
 
-            typed_in = TYPED_IN_CELL.set(_cell_being_run(get_ipython()))
+            typed_in = TYPED_IN_CELL.set(_cell_being_run(ipython))
             try:
                 output, as_json = run([*prefix, *words])
             finally:
@@ -113,14 +115,14 @@ def _line_magic(command: str) -> Callable[[str], None]:
             ) from None
         except StackmagicError as error:
             if isinstance(error, SecretInCell):
-                _forget_typed(get_ipython(), error.value)
+                _forget_typed(ipython, error.value)
             if isinstance(error, RunFailed) and error.output is not None:
                 display(error.output)  # the steps and how each ended, then why the run failed
             raise IPythonUsageError(in_notebook_words(str(error))) from None
         except OSError as error:
             raise IPythonUsageError(describe_os_error(error)) from None
         if output.namespace:
-            get_ipython().push(output.namespace)
+            ipython.push(output.namespace)
         if as_json:
             print(output.to_json())
         else:
@@ -155,8 +157,11 @@ def _forget_typed(ipython: Any, value: str) -> None:
     for inputs in (history.input_hist_raw, history.input_hist_parsed):
         inputs[:] = [scrub(text) for text in inputs]
     ipython.user_ns.update(
-        {name: scrub(text) for name, text in ipython.user_ns.items()
-         if _INPUT_VARIABLE.fullmatch(name) and isinstance(text, str)}
+        {
+            name: scrub(text)
+            for name, text in ipython.user_ns.items()
+            if _INPUT_VARIABLE.fullmatch(name) and isinstance(text, str)
+        }
     )
     for attribute in ("_i", "_ii", "_iii", "_i00"):
         setattr(history, attribute, scrub(getattr(history, attribute)))
@@ -178,8 +183,8 @@ def _widget_for(command: str) -> Any:
 
     if command in (STACK, WHOLE_GRAMMAR):
         return widgets.StackSwitcher()
-    if command == PIPELINE:
+    if command in (PIPELINE, GC):  # the notebook's pipeline; gc's default, litter only
         from .parser import run
 
-        return run([PIPELINE, "show"])[0]
+        return run([PIPELINE, "show"] if command == PIPELINE else [GC])[0]
     return widgets.RegistrationForm(ComponentType(command))

@@ -16,6 +16,17 @@ from typing import Any
 ACTIVE_MARK = "●"
 
 
+def human_size(size: float) -> str:
+    """Bytes as people read them: ``512 B``, ``3.4 kB``, ``109.0 MB``."""
+    if size < 1000:
+        return f"{size:.0f} B"
+    for unit in ("kB", "MB", "GB"):
+        size /= 1000
+        if size < 1000:
+            return f"{size:.1f} {unit}"
+    return f"{size / 1000:.1f} TB"
+
+
 class Output:
     data: Any
     #: Values a magic puts into the user's namespace (``%pipeline load``); unused in a terminal.
@@ -69,7 +80,10 @@ class Table(Output):
             return f"{self.title}: {self.empty}"
         table = [list(self.columns), *([str(cell) for cell in row] for row in self.rows)]
         widths = [max(len(row[i]) for row in table) for i in range(len(self.columns))]
-        marks = ["  ", *(f"{ACTIVE_MARK} " if i in self.highlight else "  " for i in range(len(self.rows)))]
+        marks = [
+            "  ",
+            *(f"{ACTIVE_MARK} " if i in self.highlight else "  " for i in range(len(self.rows))),
+        ]
         lines = [
             (mark + "  ".join(cell.ljust(width) for cell, width in zip(row, widths))).rstrip()
             for mark, row in zip(marks, table)
@@ -86,7 +100,9 @@ class Table(Output):
             mark = ACTIVE_MARK if active else ""
             body.append(f"<tr{style}><td>{mark}</td>{cells}</tr>")
         if not body:
-            body.append(f"<tr><td colspan='{len(self.columns) + 1}'>{html.escape(self.empty)}</td></tr>")
+            body.append(
+                f"<tr><td colspan='{len(self.columns) + 1}'>{html.escape(self.empty)}</td></tr>"
+            )
         return (
             f"<b>{html.escape(self.title)}</b>"
             f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -100,7 +116,7 @@ class Fields(Output):
     title: str
     fields: Sequence[tuple[str, str]]
     data: Any = None
-    parts: Sequence[Fields] = field(default_factory=tuple)
+    parts: Sequence[Output] = field(default_factory=tuple)
     #: Put each value under its label, for long labels and prose values (help texts).
     stacked: bool = False
 
@@ -122,5 +138,7 @@ class Fields(Output):
             f"<td style='text-align:left'>{html.escape(value)}</td></tr>"
             for label, value in self.fields
         )
-        nested = "".join(f"<div style='margin-left:1.5em'>{part.html()}</div>" for part in self.parts)
+        nested = "".join(
+            f"<div style='margin-left:1.5em'>{part.html()}</div>" for part in self.parts
+        )
         return f"<b>{html.escape(self.title)}</b><table>{rows}</table>{nested}"

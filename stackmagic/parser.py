@@ -32,7 +32,9 @@ def build_parser() -> Parser:
         epilog="In a notebook, the same words work as magics after `%load_ext stackmagic`: %stack set gcp",
     )
     parser.add_argument("--version", action="version", version=f"stackmagic {__version__}")
-    commands_ = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
+    commands_ = parser.add_subparsers(
+        title="commands", dest="command", metavar="COMMAND", required=True
+    )
 
     _command(commands_, "init", commands.init, "make .stackmagic/ in this folder")
     _stack_commands(commands_)
@@ -40,6 +42,7 @@ def build_parser() -> Parser:
         _component_commands(commands_, kind)
     _pipeline_commands(commands_)
     _image_commands(commands_)
+    _gc_command(commands_)
     return parser
 
 
@@ -49,8 +52,12 @@ def _command(
     """A sub-command; those with a ``handler`` are the ones that do something."""
     words = f"{prefix} {name}".strip()
     parser: Parser = group.add_parser(
-        name, help=help_, description=help_[0].upper() + help_[1:] + ".", prog=f"stackmagic {words}",
-        command=words, **kwargs,
+        name,
+        help=help_,
+        description=help_[0].upper() + help_[1:] + ".",
+        prog=f"stackmagic {words}",
+        command=words,
+        **kwargs,
     )
     if handler is not None:
         parser.set_defaults(handler=handler, as_json=False)
@@ -71,24 +78,36 @@ def _stack_commands(group: Any) -> None:
         parser.add_argument("-o", "--orchestrator", required=required, metavar="NAME")
         parser.add_argument("-s", "--step-operator", metavar="NAME")
 
-    register = _command(actions, "register", commands.stack_register, "register a stack", prefix="stack")
+    register = _command(
+        actions, "register", commands.stack_register, "register a stack", prefix="stack"
+    )
     register.add_argument("name", metavar="NAME")
     members(register, required=True)
 
-    update = _command(actions, "update", commands.stack_update, "swap components of a stack", prefix="stack")
+    update = _command(
+        actions, "update", commands.stack_update, "swap components of a stack", prefix="stack"
+    )
     update.add_argument("name", metavar="NAME")
     members(update, required=False)
     update.add_argument("--no-step-operator", action="store_true", help="remove the step operator")
 
-    set_ = _command(actions, "set", commands.stack_set, "make a stack the active one", prefix="stack")
+    set_ = _command(
+        actions, "set", commands.stack_set, "make a stack the active one", prefix="stack"
+    )
     set_.add_argument("name", metavar="NAME")
 
-    get = _command(actions, "get", commands.stack_get, "print the active stack's name", prefix="stack")
+    get = _command(
+        actions, "get", commands.stack_get, "print the active stack's name", prefix="stack"
+    )
     _json_flag(get)
     _json_flag(_command(actions, "list", commands.stack_list, "list the stacks", prefix="stack"))
 
     describe = _command(
-        actions, "describe", commands.stack_describe, "show a stack and its components", prefix="stack"
+        actions,
+        "describe",
+        commands.stack_describe,
+        "show a stack and its components",
+        prefix="stack",
     )
     describe.add_argument("name", metavar="NAME", nargs="?", help="default: the active stack")
     _json_flag(describe)
@@ -104,31 +123,50 @@ def _component_commands(group: Any, kind: ComponentType) -> None:
     options_help = f"flavor options, --KEY=VALUE (see `stackmagic {kind.value} flavors`)"
 
     register = _command(
-        actions, "register", commands.component_register, f"register a {noun}", prefix=kind.value,
+        actions,
+        "register",
+        commands.component_register,
+        f"register a {noun}",
+        prefix=kind.value,
         epilog=options_help,
     )
     register.add_argument("name", metavar="NAME")
     register.add_argument("--type", "--flavor", dest="flavor", required=True, metavar="FLAVOR")
 
-    _json_flag(_command(actions, "list", commands.component_list, f"list the {noun}s", prefix=kind.value))
+    _json_flag(
+        _command(actions, "list", commands.component_list, f"list the {noun}s", prefix=kind.value)
+    )
 
     describe = _command(
-        actions, "describe", commands.component_describe, f"show a {noun}'s settings", prefix=kind.value
+        actions,
+        "describe",
+        commands.component_describe,
+        f"show a {noun}'s settings",
+        prefix=kind.value,
     )
     describe.add_argument("name", metavar="NAME")
     _json_flag(describe)
 
     update = _command(
-        actions, "update", commands.component_update, f"change a {noun}'s options", prefix=kind.value,
+        actions,
+        "update",
+        commands.component_update,
+        f"change a {noun}'s options",
+        prefix=kind.value,
         epilog=options_help,
     )
     update.add_argument("name", metavar="NAME")
 
-    delete = _command(actions, "delete", commands.component_delete, f"delete a {noun}", prefix=kind.value)
+    delete = _command(
+        actions, "delete", commands.component_delete, f"delete a {noun}", prefix=kind.value
+    )
     delete.add_argument("name", metavar="NAME")
 
     flavors = _command(
-        actions, "flavors", commands.component_flavors, f"list the {noun} flavors and their options",
+        actions,
+        "flavors",
+        commands.component_flavors,
+        f"list the {noun} flavors and their options",
         prefix=kind.value,
     )
     _json_flag(flavors)
@@ -140,73 +178,147 @@ def _pipeline_commands(group: Any) -> None:
     actions = top.add_subparsers(title="actions", dest="action", metavar="ACTION", required=True)
     notebook_help = "the .ipynb file; in a notebook, default: this notebook (saved)"
 
-    run = _command(actions, "run", commands.pipeline_run, "run a notebook as a pipeline on a stack",
-                   prefix="pipeline")
+    run = _command(
+        actions,
+        "run",
+        commands.pipeline_run,
+        "run a notebook as a pipeline on a stack",
+        prefix="pipeline",
+    )
     run.add_argument("notebook", metavar="NOTEBOOK", nargs="?", help=notebook_help)
     _parameter_option(run, "override a parameter (a Python literal, else text)")
     run.add_argument("--stack", metavar="NAME", help="run on this stack (default: the active one)")
-    run.add_argument("--no-cache", action="store_true", help="run every step, reuse no cached result")
-    run.add_argument("--only", metavar="STEP", help="run this step alone, from cached upstream outputs")
-    run.add_argument("--from", dest="from_step", metavar="STEP",
-                     help="run this step and those after it, from cached upstream outputs")
-    run.add_argument("--wait", action="store_true",
-                     help="on a remote orchestrator (Kubeflow), follow the run to its end; "
-                          "local runs always do")
-    run.add_argument("--dry-run", action="store_true",
-                     help="show what would be started (a cloud VM's launch request and startup "
-                          "script); start and record nothing")
-    run.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="auto",
-                     help="how to show progress (default: a bar on a terminal, lines in a log)")
+    run.add_argument(
+        "--no-cache", action="store_true", help="run every step, reuse no cached result"
+    )
+    run.add_argument(
+        "--only", metavar="STEP", help="run this step alone, from cached upstream outputs"
+    )
+    run.add_argument(
+        "--from",
+        dest="from_step",
+        metavar="STEP",
+        help="run this step and those after it, from cached upstream outputs",
+    )
+    run.add_argument(
+        "--wait",
+        action="store_true",
+        help="on a remote orchestrator (Kubeflow), follow the run to its end; local runs always do",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show what would be started (a cloud VM's launch request and startup "
+        "script); start and record nothing",
+    )
+    run.add_argument(
+        "--progress",
+        choices=["auto", "bar", "lines", "none"],
+        default="auto",
+        help="how to show progress (default: a bar on a terminal, lines in a log)",
+    )
     _json_flag(run)
 
-    show = _command(actions, "show", commands.pipeline_show,
-                    "show a notebook's steps, their inputs and outputs, and the DAG", prefix="pipeline")
+    show = _command(
+        actions,
+        "show",
+        commands.pipeline_show,
+        "show a notebook's steps, their inputs and outputs, and the DAG",
+        prefix="pipeline",
+    )
     show.add_argument("notebook", metavar="NOTEBOOK", nargs="?", help=notebook_help)
-    show.add_argument("--cache", action="store_true",
-                      help="which steps a run would take from the cache now, and why the others "
-                           "would run (runs and records nothing)")
+    show.add_argument(
+        "--cache",
+        action="store_true",
+        help="which steps a run would take from the cache now, and why the others "
+        "would run (runs and records nothing)",
+    )
     _parameter_option(show, "with --cache: a parameter the run would override")
-    show.add_argument("--stack", metavar="NAME",
-                      help="with --cache: the stack whose cache to read (default: the active one)")
+    show.add_argument(
+        "--stack",
+        metavar="NAME",
+        help="with --cache: the stack whose cache to read (default: the active one)",
+    )
     _json_flag(show)
 
-    export = _command(actions, "export", commands.pipeline_export,
-                      "write a notebook's pipeline out, for inspection or another orchestrator",
-                      prefix="pipeline")
+    export = _command(
+        actions,
+        "export",
+        commands.pipeline_export,
+        "write a notebook's pipeline out, for inspection or another orchestrator",
+        prefix="pipeline",
+    )
     export.add_argument("notebook", metavar="NOTEBOOK", nargs="?", help=notebook_help)
-    export.add_argument("--to", choices=["bundle", "kubeflow"], required=True,
-                        help="bundle: the step notebooks, the sources and the manifest, in a folder; "
-                             "kubeflow: a KFP v2 pipeline (YAML) for the stack's kubeflow orchestrator")
-    export.add_argument("-o", "--output", metavar="PATH", required=True,
-                        help="a new folder (bundle) or a YAML file (kubeflow)")
-    export.add_argument("--stack", metavar="NAME",
-                        help="the stack whose stores the pipeline uses (default: the active one)")
-    export.add_argument("--force", action="store_true",
-                        help="kubeflow: replace an existing file (a bundle needs a new folder)")
+    export.add_argument(
+        "--to",
+        choices=["bundle", "kubeflow"],
+        required=True,
+        help="bundle: the step notebooks, the sources and the manifest, in a folder; "
+        "kubeflow: a KFP v2 pipeline (YAML) for the stack's kubeflow orchestrator",
+    )
+    export.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        required=True,
+        help="a new folder (bundle) or a YAML file (kubeflow)",
+    )
+    export.add_argument(
+        "--stack",
+        metavar="NAME",
+        help="the stack whose stores the pipeline uses (default: the active one)",
+    )
+    export.add_argument(
+        "--force",
+        action="store_true",
+        help="kubeflow: replace an existing file (a bundle needs a new folder)",
+    )
     _json_flag(export)
 
     runs = _command(actions, "runs", commands.pipeline_runs, "list recent runs", prefix="pipeline")
     runs.add_argument("--pipeline", metavar="NAME", help="only the runs of this pipeline")
-    runs.add_argument("--limit", type=_run_count, default=20, metavar="N",
-                      help="at most N runs (default 20)")
+    runs.add_argument(
+        "--limit", type=_run_count, default=20, metavar="N", help="at most N runs (default 20)"
+    )
     runs.add_argument("--stack", metavar="NAME", help="the stack whose metadata store to read")
     _json_flag(runs)
 
-    describe = _command(actions, "describe", commands.pipeline_describe,
-                        "a run's steps, parameters, outputs and metrics", prefix="pipeline")
-    describe.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique beginning of one, or latest")
+    describe = _command(
+        actions,
+        "describe",
+        commands.pipeline_describe,
+        "a run's steps, parameters, outputs and metrics",
+        prefix="pipeline",
+    )
+    describe.add_argument(
+        "run_id", metavar="RUN_ID", help="a run id, a unique beginning of one, or latest"
+    )
     describe.add_argument("--stack", metavar="NAME", help="the stack whose metadata store to read")
     _json_flag(describe)
 
-    logs = _command(actions, "logs", commands.pipeline_logs,
-                    "the log a run left where it ran (a cloud VM, kfp.local)", prefix="pipeline")
-    logs.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique beginning of one, or latest")
+    logs = _command(
+        actions,
+        "logs",
+        commands.pipeline_logs,
+        "the log a run left where it ran (a cloud VM, kfp.local)",
+        prefix="pipeline",
+    )
+    logs.add_argument(
+        "run_id", metavar="RUN_ID", help="a run id, a unique beginning of one, or latest"
+    )
     logs.add_argument("--stack", metavar="NAME", help="the stack whose stores to read")
     _json_flag(logs)
 
-    load = _command(actions, "load", commands.pipeline_load,
-                    "load a past run's outputs (in a notebook: into the kernel)", prefix="pipeline")
-    load.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique beginning of one, or latest")
+    load = _command(
+        actions,
+        "load",
+        commands.pipeline_load,
+        "load a past run's outputs (in a notebook: into the kernel)",
+        prefix="pipeline",
+    )
+    load.add_argument(
+        "run_id", metavar="RUN_ID", help="a run id, a unique beginning of one, or latest"
+    )
     load.add_argument("what", metavar="STEP[.OUTPUT]", help="a step's outputs, or one of them")
     load.add_argument("--stack", metavar="NAME", help="the stack whose stores to read")
     _json_flag(load)
@@ -216,24 +328,80 @@ def _image_commands(group: Any) -> None:
     top = _command(group, "image", None, "container images for steps that run elsewhere")
     actions = top.add_subparsers(title="actions", dest="action", metavar="ACTION", required=True)
     dockerfile = _command(
-        actions, "dockerfile", commands.image_dockerfile,
+        actions,
+        "dockerfile",
+        commands.image_dockerfile,
         "write a Dockerfile for a step image: stackmagic and the notebook's imports, pinned",
         prefix="image",
     )
-    dockerfile.add_argument("notebook", metavar="NOTEBOOK", nargs="?",
-                            help="the .ipynb file; in a notebook, default: this notebook (saved)")
-    dockerfile.add_argument("-o", "--output", metavar="PATH", default="Dockerfile",
-                            help="where to write it (default: Dockerfile; - prints it)")
-    dockerfile.add_argument("--base", metavar="IMAGE", default=None,
-                            help="base image (default: python:X.Y-slim of this Python)")
-    dockerfile.add_argument("--stack", metavar="NAME",
-                            help="the stack whose stores the steps use (default: the active one)")
+    dockerfile.add_argument(
+        "notebook",
+        metavar="NOTEBOOK",
+        nargs="?",
+        help="the .ipynb file; in a notebook, default: this notebook (saved)",
+    )
+    dockerfile.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        default="Dockerfile",
+        help="where to write it (default: Dockerfile; - prints it)",
+    )
+    dockerfile.add_argument(
+        "--base",
+        metavar="IMAGE",
+        default=None,
+        help="base image (default: python:X.Y-slim of this Python)",
+    )
+    dockerfile.add_argument(
+        "--stack",
+        metavar="NAME",
+        help="the stack whose stores the steps use (default: the active one)",
+    )
     dockerfile.add_argument("--force", action="store_true", help="replace an existing file")
 
 
+def _gc_command(group: Any) -> None:
+    gc = _command(
+        group,
+        "gc",
+        commands.garbage_collect,
+        "remove what stopped runs left behind and, if asked, old runs' artifacts",
+    )
+    gc.add_argument(
+        "--older-than",
+        type=commands.parse_cutoff,
+        metavar="AGE|DATE",
+        help="also collect the runs started before then: 30d, 12h, 2w ago, or a date (2026-01-31)",
+    )
+    gc.add_argument(
+        "--keep-last",
+        type=commands.parse_keep_last,
+        metavar="N",
+        help="also collect each pipeline's runs but its newest N (with --older-than: "
+        "only those older too)",
+    )
+    gc.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show what would be removed and how much it frees; delete nothing",
+    )
+    gc.add_argument(
+        "--stack", metavar="NAME", help="the stack whose stores to clean (default: the active one)"
+    )
+    _json_flag(gc)
+
+
 def _parameter_option(parser: Parser, help_: str) -> None:
-    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
-                        metavar=("NAME", "VALUE"), help=help_)
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help=help_,
+    )
 
 
 #: The most runs a listing shows: more than any screen, and within every database's integers.
@@ -242,7 +410,9 @@ MOST_RUNS = 10_000
 
 def _run_count(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) <= MOST_RUNS:
-        raise argparse.ArgumentTypeError(f"expects a whole number from 1 to {MOST_RUNS}, not {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expects a whole number from 1 to {MOST_RUNS}, not {text!r}"
+        )
     return int(text)
 
 
@@ -299,13 +469,16 @@ def _split_flavor_options(
             if have_name:  # never echoed: it may be the tail of a secret with a space in it
                 raise UsageError(
                     "an extra word after the options; quote a value that contains spaces "
-                    "(--key='a b')", command
+                    "(--key='a b')",
+                    command,
                 )
             own.append(token)
             have_name = True
             continue
         if not token.startswith("--"):
-            raise UsageError(f"unknown option {token}: flavor options look like --key=value", command)
+            raise UsageError(
+                f"unknown option {token}: flavor options look like --key=value", command
+            )
         key, has_value, given = token[2:].partition("=")
         if not key:
             raise UsageError("an option name is missing before '=': write --key=value", command)

@@ -11,14 +11,19 @@ from __future__ import annotations
 import ast
 import contextlib
 import functools
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import RunFailed, StackmagicError
-from .flavors import ComponentType
+from .flavors import (
+    ArtifactStoreConfig,
+    ComponentType,
+    MetadataStoreConfig,
+    OrchestratorConfig,
+    as_kind,
+)
 from .json_values import is_finite
 from .notebook.exporter import Bundle, export_bundle
 from .notebook.spec import load_pipeline
@@ -28,7 +33,8 @@ from .registry import Component, Registry
 from .runtime import Mode, RunContext, StepOutcome, new_run_id, plan
 from .runtime.files import FILE_PREFIX
 from .runtime.task import NOT_NEEDED
-from .stores.artifacts import ArtifactStore
+from .scratch import ScratchFolder
+from .stores.artifacts import ArtifactInfo, ArtifactStore
 from .stores.metadata import MetadataStore, RunRecord
 from .stores.models import RunStatus, StepStatus
 
@@ -62,16 +68,27 @@ class OpenStack:
     @classmethod
     def open(cls, registry: Registry, name: str | None = None) -> OpenStack:
         components = {c.type: c for c in stack_components(registry, name)}
+        store = components[ComponentType.ARTIFACT_STORE]
         return cls(
             name or registry.active_stack_name(),
             components,
-            _opened(components[ComponentType.ARTIFACT_STORE], registry.resolve_secret),
+            as_kind(store.config, ArtifactStoreConfig).open(
+                functools.partial(registry.resolve_secret, store)
+            ),
             registry.resolve_secret,
         )
 
     @functools.cached_property
     def metadata(self) -> MetadataStore:
-        return _opened(self.components[ComponentType.METADATA_STORE], self.resolve_secret)
+        store = self.components[ComponentType.METADATA_STORE]
+        return as_kind(store.config, MetadataStoreConfig).open(
+            functools.partial(self.resolve_secret, store)
+        )
+
+    @property
+    def orchestrator_config(self) -> OrchestratorConfig:
+        """The orchestrator's options, which make the :class:`Orchestrator` that runs steps."""
+        return as_kind(self.components[ComponentType.ORCHESTRATOR].config, OrchestratorConfig)
 
     def connect_metadata(self) -> None:
         """Open the metadata store now, on this thread, where an error stops the command early."""
@@ -94,11 +111,6 @@ class OpenStack:
 
     def local_paths(self) -> list[Path]:
         return local_paths(self.components.values())
-
-
-def _opened(component: Component, resolve_secret: Callable[[Component, str], str]) -> Any:
-    """A store component opened with its secrets: an ArtifactStore or a MetadataStore."""
-    return component.config.open(functools.partial(resolve_secret, component))
 
 
 def local_paths(components: Iterable[Component]) -> list[Path]:
@@ -132,13 +144,32 @@ class PipelineRun:
 
     def outputs(self, step: str) -> dict[str, Any]:
         """The values a step left, loaded from the artifact store (its files: :meth:`files`)."""
-        return {name: self._store.load(info.uri) for name, info in self.record.step(step).outputs.items()
-                if not name.startswith(FILE_PREFIX)}
+        return self.load(
+            {
+                name: info
+                for name, info in self.record.step(step).outputs.items()
+                if not name.startswith(FILE_PREFIX)
+            }
+        )
+
+    def load(self, artifacts: Mapping[str, ArtifactInfo]) -> dict[str, Any]:
+        """These artifacts' values; if ``stackmagic gc`` deleted some, it says so."""
+        collected = self.record.collected_at
+        if collected is not None and not all(self._store.exists(a.uri) for a in artifacts.values()):
+            raise StackmagicError(
+                f"the artifacts of run {self.id} were deleted by `stackmagic gc` on "
+                f"{collected.astimezone():%Y-%m-%d %H:%M} (its record stays); run the pipeline "
+                "again to make them anew"
+            )
+        return {name: self._store.load(artifact.uri) for name, artifact in artifacts.items()}
 
     def files(self, step: str) -> dict[str, str]:
         """The files a step wrote beside the notebook: relative path -> URI in the artifact store."""
-        return {name[len(FILE_PREFIX):]: info.uri
-                for name, info in self.record.step(step).outputs.items() if name.startswith(FILE_PREFIX)}
+        return {
+            name[len(FILE_PREFIX) :]: info.uri
+            for name, info in self.record.step(step).outputs.items()
+            if name.startswith(FILE_PREFIX)
+        }
 
     def __repr__(self) -> str:
         return f"<PipelineRun {self.id} of {self.record.pipeline}: {self.status}>"
@@ -162,11 +193,22 @@ def run(
     Returns the run; raises :class:`PipelineFailed` (with ``.run``) if a step failed.
     """
     with _exported(notebook, parameters, stack, recording=True) as (
-        notebook, opened, bundle, overrides
+        notebook,
+        opened,
+        bundle,
+        overrides,
     ):
         return run_bundle(
-            bundle, opened, workdir=notebook.parent, notebook=str(notebook), overrides=overrides,
-            no_cache=no_cache, only=only, from_step=from_step, wait=wait, progress=progress,
+            bundle,
+            opened,
+            workdir=notebook.parent,
+            notebook=str(notebook),
+            overrides=overrides,
+            no_cache=no_cache,
+            only=only,
+            from_step=from_step,
+            wait=wait,
+            progress=progress,
         )
 
 
@@ -186,7 +228,7 @@ def preview(
     which a dry run does not write.
     """
     with _exported(notebook, parameters, stack, recording=False) as (_, opened, bundle, _):
-        config = opened.components[ComponentType.ORCHESTRATOR].config
+        config = opened.orchestrator_config
         orchestrator = config.orchestrator(opened)
         if not hasattr(orchestrator, "preview"):
             raise StackmagicError(
@@ -200,7 +242,10 @@ def preview(
 
 
 def cache_forecast(
-    notebook: str | Path, *, parameters: Mapping[str, Any] | None = None, stack: str | None = None,
+    notebook: str | Path,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    stack: str | None = None,
 ) -> Output:
     """Which steps a run would take from the stack's cache now, and why the others would run.
 
@@ -210,16 +255,23 @@ def cache_forecast(
     from .runtime.cache import forecast
 
     with _exported(notebook, parameters, stack, recording=True) as (
-        notebook, opened, bundle, overrides
+        notebook,
+        opened,
+        bundle,
+        overrides,
     ):
-        forecasts = forecast(bundle, opened.metadata, opened.artifact_store,
-                             {**bundle.parameters, **overrides})
+        forecasts = forecast(
+            bundle, opened.metadata, opened.artifact_store, {**bundle.parameters, **overrides}
+        )
         return forecast_table(f"{bundle.pipeline} ({notebook.name})", opened.name, forecasts)
 
 
 @contextlib.contextmanager
 def _exported(
-    notebook: str | Path, parameters: Mapping[str, Any] | None, stack: str | None, *,
+    notebook: str | Path,
+    parameters: Mapping[str, Any] | None,
+    stack: str | None,
+    *,
     recording: bool,
 ) -> Iterator[tuple[Path, OpenStack, Bundle, dict[str, Any]]]:
     """The saved notebook's bundle, on the opened stack, with the parameters it overrides.
@@ -231,15 +283,19 @@ def _exported(
     notebook = Path(notebook).expanduser().resolve()
     spec = load_pipeline(notebook)
     overrides = check_parameters(spec.parameter_names, parameters or {})
-    with OpenStack.open(Registry.open(), stack) as opened, tempfile.TemporaryDirectory(
-        prefix="stackmagic-bundle-"
-    ) as scratch:
+    with OpenStack.open(Registry.open(), stack) as opened, ScratchFolder("bundle") as scratch:
         written = {}
         if recording:
             opened.connect_metadata()
             written = opened.metadata.output_hashes(spec.name, FILE_PREFIX)
-        yield notebook, opened, export_bundle(spec, Path(scratch) / "bundle",
-                                              exclude=opened.local_paths(), written=written), overrides
+        yield (
+            notebook,
+            opened,
+            export_bundle(
+                spec, Path(scratch) / "bundle", exclude=opened.local_paths(), written=written
+            ),
+            overrides,
+        )
 
 
 def run_logs(store: ArtifactStore, record: RunRecord) -> dict[str, str]:
@@ -276,22 +332,35 @@ def run_bundle(
     it is followed to its end, else the run is returned as submitted.
     """
     progress = progress or Progress()
-    orchestrator = opened.components[ComponentType.ORCHESTRATOR].config.orchestrator(opened)
+    orchestrator = opened.orchestrator_config.orchestrator(opened)
     orchestrator.check(bundle)
     context = RunContext(
-        run_id=new_run_id(), bundle=bundle, artifact_store=opened.artifact_store,
-        metadata=opened.metadata, workdir=workdir, overrides=dict(overrides),
-        no_cache=no_cache, modes=plan(bundle, only=only, from_step=from_step),
-        only=only, from_step=from_step,
-        bundle_uri=store_bundle(opened.artifact_store, bundle), wait=wait,
+        run_id=new_run_id(),
+        bundle=bundle,
+        artifact_store=opened.artifact_store,
+        metadata=opened.metadata,
+        workdir=workdir,
+        overrides=dict(overrides),
+        no_cache=no_cache,
+        modes=plan(bundle, only=only, from_step=from_step),
+        only=only,
+        from_step=from_step,
+        bundle_uri=store_bundle(opened.artifact_store, bundle),
+        wait=wait,
     )
     opened.metadata.create_run(
-        run_id=context.run_id, pipeline=bundle.pipeline, notebook=notebook,
-        stack_name=opened.name, stack=opened.snapshot(),
-        bundle_uri=context.bundle_uri, bundle_hash=bundle.hash,
+        run_id=context.run_id,
+        pipeline=bundle.pipeline,
+        notebook=notebook,
+        stack_name=opened.name,
+        stack=opened.snapshot(),
+        bundle_uri=context.bundle_uri,
+        bundle_hash=bundle.hash,
         options={"no_cache": no_cache, "only": only, "from": from_step},
-        parameters=context.parameters, overridden=list(overrides),
-        steps=list(bundle.steps), driven_here=not orchestrator.detached,
+        parameters=context.parameters,
+        overridden=list(overrides),
+        steps=list(bundle.steps),
+        driven_here=not orchestrator.detached,
     )
     for warning in bundle.manifest["warnings"]:
         progress.warn(warning)
@@ -302,16 +371,21 @@ def run_bundle(
                 "operators cannot run steps yet: it runs with the orchestrator"
             )
     if not orchestrator.detached:  # a remote run's tasks record this themselves
-        opened.metadata.steps_skipped(context.run_id, {
-            name: NOT_NEEDED for name, mode in context.modes.items() if mode == Mode.SKIP})
+        opened.metadata.steps_skipped(
+            context.run_id,
+            {name: NOT_NEEDED for name, mode in context.modes.items() if mode == Mode.SKIP},
+        )
     progress.run_started(
-        context.run_id, bundle.pipeline,
+        context.run_id,
+        bundle.pipeline,
         [name for name, mode in context.modes.items() if mode != Mode.SKIP],
     )
     error = None
     try:
-        with contextlib.nullcontext() if orchestrator.detached else opened.metadata.keeping_alive(
-            context.run_id
+        with (
+            contextlib.nullcontext()
+            if orchestrator.detached
+            else opened.metadata.keeping_alive(context.run_id)
         ):
             outcomes = orchestrator.run(context, progress)
             for warning in (w for outcome in outcomes for w in outcome.warnings):
@@ -323,8 +397,10 @@ def run_bundle(
         raise
     except Exception as failure:  # the orchestrator could not take the run, or lost sight of it
         if not submitted(orchestrator):
-            error = str(failure) if isinstance(failure, StackmagicError) else (
-                f"{type(failure).__name__}: {failure}"
+            error = (
+                str(failure)
+                if isinstance(failure, StackmagicError)
+                else (f"{type(failure).__name__}: {failure}")
             )
         raise
     finally:
@@ -333,7 +409,9 @@ def run_bundle(
         progress.run_finished()
     result = PipelineRun(opened.metadata.run(context.run_id), opened.artifact_store)
     if result.status in (RunStatus.FAILED, RunStatus.PREEMPTED):
-        raise PipelineFailed(f"run {result.id} of {bundle.pipeline} failed: {result.record.error}", result)
+        raise PipelineFailed(
+            f"run {result.id} of {bundle.pipeline} failed: {result.record.error}", result
+        )
     return result
 
 

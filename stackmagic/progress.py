@@ -10,13 +10,27 @@ from __future__ import annotations
 import html
 import sys
 import warnings
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .runtime import StepOutcome
 
-_ICONS = {"pending": "·", "running": "▶", "completed": "✓", "cached": "↺", "failed": "✗",
-          "skipped": "–"}
+_ICONS = {
+    "pending": "·",
+    "running": "▶",
+    "completed": "✓",
+    "cached": "↺",
+    "failed": "✗",
+    "skipped": "–",
+}
+
+
+class TextSink(Protocol):
+    """Where log lines go: a text file, a console, or several at once."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
 
 
 class Progress:
@@ -54,7 +68,7 @@ class _Shown(Progress):
 class LogLines(_Shown):
     """One line per event, for logs and for terminals that are not a screen (CI)."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextSink | None = None) -> None:
         self.stream = stream or sys.stderr
 
     def run_started(self, run_id: str, pipeline: str, steps: list[str]) -> None:

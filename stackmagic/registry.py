@@ -10,32 +10,39 @@ from __future__ import annotations
 
 import contextvars
 import os
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import NotFound, StackmagicError
+from .errors import StackmagicError
 from .flavors import ComponentType, FlavorConfig, flavors_of, get_flavor, option_flag
 from .jsonfile import JsonFile
 from .locations import PROJECT_DIR_NAME, find_project_dir, user_registry_dir
+from .registry_document import (
+    DEFAULT,
+    REQUIRED_IN_STACK,
+    SCHEMA_VERSION,
+    check_name,
+    component_entry,
+    fresh_state,
+    malformed,
+    refuse_case_twin,
+    stack_entry,
+)
 from .secrets import SecretStore
 
-SCHEMA_VERSION = 1
-DEFAULT = "default"
 STACK_ENV = "STACKMAGIC_STACK"
 CONFIG_FILE = "config.json"
 
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
+#: What to do about a damaged ``config.json``; it is never overwritten.
+_REMEDY = (
+    "restore it (from version control or a backup), or move it aside and run `stackmagic init` "
+    "for a fresh one"
+)
 _GITIGNORE = "# Keep the stack definitions, not the local stores.\n*\n!.gitignore\n!config.json\n"
 
-REQUIRED_IN_STACK = (
-    ComponentType.ARTIFACT_STORE,
-    ComponentType.METADATA_STORE,
-    ComponentType.ORCHESTRATOR,
-)
 #: The ``stack register`` option naming each member (ZenML's letters).
 STACK_FLAGS = {
     ComponentType.METADATA_STORE: "-m",
@@ -62,32 +69,11 @@ class Stack:
     components: Mapping[ComponentType, str]
 
 
-def _fresh_state() -> dict[str, Any]:
-    return {
-        "version": SCHEMA_VERSION,
-        "active_stack": DEFAULT,
-        "components": {
-            ComponentType.ARTIFACT_STORE.value: {DEFAULT: {"flavor": "local", "options": {}}},
-            ComponentType.METADATA_STORE.value: {DEFAULT: {"flavor": "sqlite", "options": {}}},
-            ComponentType.ORCHESTRATOR.value: {DEFAULT: {"flavor": "local", "options": {}}},
-        },
-        "stacks": {DEFAULT: {kind.value: DEFAULT for kind in REQUIRED_IN_STACK}},
-    }
-
-
 #: Where to look for the project in this context instead of the working directory: a
 #: Jupyter server's root folder, for the requests it serves (a process-wide chdir would race).
 PROJECT_START: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "stackmagic_project_start", default=None
 )
-
-
-def check_name(name: str, what: str) -> None:
-    if not _NAME.fullmatch(name):
-        raise StackmagicError(
-            f"invalid {what} name {name!r}: use up to 63 letters, digits, '-', '_' or '.', "
-            "starting with a letter"
-        )
 
 
 class Registry:
@@ -96,7 +82,7 @@ class Registry:
     def __init__(self, directory: Path, secrets: SecretStore | None = None) -> None:
         self.directory = directory
         self.secrets = secrets or SecretStore()
-        self._file = JsonFile(directory / CONFIG_FILE)
+        self._file = JsonFile(directory / CONFIG_FILE, remedy=_REMEDY)
         self._read_version: tuple[int, int, int] | None = None
         self._read_state: dict[str, Any] = {}
 
@@ -118,13 +104,15 @@ class Registry:
         return registry, registry._ensure_created()
 
     def _ensure_created(self) -> bool:
+        """Make the registry unless there is one; one that is there must be readable."""
         if (self.directory / CONFIG_FILE).exists():
+            self._state()
             return False
         self.directory.mkdir(parents=True, exist_ok=True)
         gitignore = self.directory / ".gitignore"
         if not gitignore.exists():
             gitignore.write_text(_GITIGNORE, encoding="utf-8")
-        with self._file.edit(_fresh_state):
+        with self._file.edit(fresh_state):
             pass
         return True
 
@@ -142,7 +130,7 @@ class Registry:
         except FileNotFoundError:
             version = None
         if version is None or version != self._read_version:
-            self._read_state = _checked(self._file.read(_fresh_state), self._file.path)
+            self._read_state = self._checked(self._file.read(fresh_state))
             self._read_version = version
         return self._read_state
 
@@ -151,7 +139,7 @@ class Registry:
         return [self._component(kind, name, entry) for name, entry in sorted(entries.items())]
 
     def component(self, kind: ComponentType, name: str) -> Component:
-        return self._component(kind, name, _entry(self._state(), kind, name))
+        return self._component(kind, name, component_entry(self._state(), kind, name))
 
     def _component(self, kind: ComponentType, name: str, entry: Mapping[str, Any]) -> Component:
         flavor = get_flavor(kind, entry["flavor"])
@@ -161,7 +149,7 @@ class Registry:
         return [_stack(name, entry) for name, entry in sorted(self._state()["stacks"].items())]
 
     def stack(self, name: str) -> Stack:
-        return _stack(name, _stack_entry(self._state(), name))
+        return _stack(name, stack_entry(self._state(), name))
 
     def stored_active_stack(self) -> str:
         return str(self._state()["active_stack"])
@@ -191,9 +179,22 @@ class Registry:
 
     @contextmanager
     def _edit(self) -> Iterator[dict[str, Any]]:
-        with self._file.edit(_fresh_state) as state:
-            _checked(state, self._file.path)
+        with self._file.edit(fresh_state) as state:
+            self._checked(state)
             yield state
+
+    def _checked(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The document, if it has the registry's shape: a hand edit may have broken it."""
+        version = state.get("version")
+        if version != SCHEMA_VERSION:
+            raise StackmagicError(
+                f"{self._file.path} has format version {version!r}, which this stackmagic does not "
+                "read; upgrade stackmagic (`pip install -U stackmagic`)"
+            )
+        damaged = malformed(state)
+        if damaged:
+            raise self._file.damaged(f"is damaged ({', '.join(damaged)} missing or malformed)")
+        return state
 
     def register_component(
         self,
@@ -205,6 +206,7 @@ class Registry:
     ) -> Component:
         check_name(name, kind.noun)
         config = get_flavor(kind, flavor).from_options(options, base_dir, given_only=True)
+        config.check_given()
         with self._edit() as state:
             entries = state["components"].setdefault(kind.value, {})
             if name in entries:
@@ -212,6 +214,7 @@ class Registry:
                     f"{kind.noun} {name!r} already exists; change it with "
                     f"`stackmagic {kind.value} update {name} --OPTION=VALUE` or pick another name"
                 )
+            refuse_case_twin(entries, name, kind.noun)
             with self._storing_secrets(kind, name, config, {}):
                 entries[name] = {"flavor": config.flavor, "options": config.stored()}
         return self.component(kind, name)
@@ -222,13 +225,18 @@ class Registry:
         if not options:
             raise StackmagicError("nothing to change: give options such as --OPTION=VALUE")
         with self._edit() as state:
-            entry = _entry(state, kind, name)
-            config = get_flavor(kind, entry["flavor"]).from_options(entry["options"], self.directory)
+            entry = component_entry(state, kind, name)
+            config = get_flavor(kind, entry["flavor"]).from_options(
+                entry["options"], self.directory
+            )
             old_secrets = config.secret_references()
             config.apply(options)
             config.resolve_paths(base_dir, options)
             config.check()
-            replaced = [ref for option, ref in old_secrets.items() if getattr(config, option) != ref]
+            config.check_given()
+            replaced = [
+                ref for option, ref in old_secrets.items() if getattr(config, option) != ref
+            ]
             with self._storing_secrets(kind, name, config, old_secrets):
                 entry["options"] = config.stored()
                 for stack_name, stack_entry in state["stacks"].items():
@@ -244,8 +252,10 @@ class Registry:
 
     def delete_component(self, kind: ComponentType, name: str) -> None:
         with self._edit() as state:
-            entry = _entry(state, kind, name)
-            users = sorted(s for s, stack in state["stacks"].items() if stack.get(kind.value) == name)
+            entry = component_entry(state, kind, name)
+            users = sorted(
+                s for s, stack in state["stacks"].items() if stack.get(kind.value) == name
+            )
             if users:
                 raise StackmagicError(
                     f"{kind.noun} {name!r} is used by stack{'s' if len(users) > 1 else ''} "
@@ -262,6 +272,7 @@ class Registry:
                     f"stack {name!r} already exists; change it with `stackmagic stack update {name}` "
                     "or pick another name"
                 )
+            refuse_case_twin(state["stacks"], name, "stack")
             state["stacks"][name] = {kind.value: member for kind, member in members.items()}
             self._check_stack(state, name)
         return self.stack(name)
@@ -271,7 +282,7 @@ class Registry:
         if not changes:
             raise StackmagicError("nothing to change: give -m, -a, -o, -s or --no-step-operator")
         with self._edit() as state:
-            entry = _stack_entry(state, name)
+            entry = stack_entry(state, name)
             for kind, member in changes.items():
                 if member is None:
                     entry.pop(kind.value, None)
@@ -282,14 +293,14 @@ class Registry:
 
     def set_active_stack(self, name: str) -> Stack:
         with self._edit() as state:
-            _stack_entry(state, name)
+            stack_entry(state, name)
             self._check_stack(state, name)
             state["active_stack"] = name
         return self.stack(name)
 
     def delete_stack(self, name: str) -> None:
         with self._edit() as state:
-            _stack_entry(state, name)
+            stack_entry(state, name)
             if name == DEFAULT:
                 raise StackmagicError("the default stack always exists and cannot be deleted")
             if state["active_stack"] == name:
@@ -307,7 +318,9 @@ class Registry:
         for option, value in config.secret_references().items():
             if previous.get(option) == value:
                 continue
-            reference = self.secrets.put(value, f"{kind.value} {name} --{option} in {self.directory}")
+            reference = self.secrets.put(
+                value, f"{kind.value} {name} --{option} in {self.directory}"
+            )
             if reference != value:
                 added.append(reference)
                 setattr(config, option, reference)
@@ -329,9 +342,9 @@ class Registry:
                         f"stack {name!r} has no {kind.noun}; give one with {STACK_FLAGS[kind]}"
                     )
                 continue
-            component_entry = _entry(state, kind, member)
-            flavor = get_flavor(kind, component_entry["flavor"])
-            members[kind] = flavor.from_options(component_entry["options"], self.directory)
+            stored = component_entry(state, kind, member)
+            flavor = get_flavor(kind, stored["flavor"])
+            members[kind] = flavor.from_options(stored["options"], self.directory)
 
         for kind in (ComponentType.ORCHESTRATOR, ComponentType.STEP_OPERATOR):
             runner = members.get(kind)
@@ -342,51 +355,15 @@ class Registry:
                 if store.is_remote:
                     continue
                 remote = [flavor for flavor, cls in flavors_of(store_kind).items() if cls.is_remote]
-                choices = ", ".join(remote[:-1]) + f" or {remote[-1]}" if len(remote) > 1 else remote[0]
+                choices = (
+                    ", ".join(remote[:-1]) + f" or {remote[-1]}" if len(remote) > 1 else remote[0]
+                )
                 raise StackmagicError(
                     f"stack {name!r}: {kind.noun} {entry[kind.value]!r} ({runner.flavor}) runs steps "
                     f"off this machine, where the {store.flavor} {store_kind.noun} "
                     f"{entry[store_kind.value]!r} cannot be reached; register a "
                     f"{choices} {store_kind.noun} for {STACK_FLAGS[store_kind]}"
                 )
-
-
-def _checked(state: dict[str, Any], path: Path) -> dict[str, Any]:
-    version = state.get("version")
-    if version != SCHEMA_VERSION:
-        raise StackmagicError(
-            f"{path} has format version {version!r}, which this stackmagic does not read; "
-            "upgrade stackmagic (`pip install -U stackmagic`)"
-        )
-    shapes = {"active_stack": str, "components": dict, "stacks": dict}
-    damaged = [key for key, shape in shapes.items() if not isinstance(state.get(key), shape)]
-    if damaged:
-        raise StackmagicError(
-            f"{path} is damaged ({', '.join(damaged)} missing or malformed); fix it by hand: "
-            "stackmagic will not overwrite it"
-        )
-    return state
-
-
-def _entry(state: Mapping[str, Any], kind: ComponentType, name: str) -> dict[str, Any]:
-    entries = state["components"].get(kind.value, {})
-    if name not in entries:
-        known = ", ".join(sorted(entries)) or "none"
-        raise NotFound(
-            f"no {kind.noun} named {name!r} (registered: {known}); register it with "
-            f"`stackmagic {kind.value} register {name} --type=FLAVOR`"
-        )
-    return entries[name]
-
-
-def _stack_entry(state: Mapping[str, Any], name: str) -> dict[str, Any]:
-    if name not in state["stacks"]:
-        known = ", ".join(sorted(state["stacks"]))
-        raise NotFound(
-            f"no stack named {name!r} (registered: {known}); register it with "
-            f"`stackmagic stack register {name} -m METADATA_STORE -a ARTIFACT_STORE -o ORCHESTRATOR`"
-        )
-    return state["stacks"][name]
 
 
 def _stack(name: str, entry: Mapping[str, str]) -> Stack:

@@ -17,8 +17,15 @@ def runs_table(records: list[RunRecord]) -> Table:
         title="Runs",
         columns=["run", "pipeline", "status", "started", "took", "steps", "stack"],
         rows=[
-            [r.id, r.pipeline, r.status, _when(r.started_at), _took(r.seconds), _step_counts(r),
-             r.stack_name]
+            [
+                r.id,
+                r.pipeline,
+                r.status,
+                _when(r.started_at),
+                _took(r.seconds),
+                _step_counts(r),
+                r.stack_name,
+            ]
             for r in records
         ],
         data=[run_data(r, detail=False) for r in records],
@@ -34,16 +41,31 @@ def run_fields(record: RunRecord) -> Fields:
         ("started", _when(record.started_at)),
         ("took", _took(record.seconds)),
         ("stack", record.stack_name),
-        ("parameters", ", ".join(
-            f"{k}={v!r}" + (" (given)" if k in record.overridden else "")
-            for k, v in record.parameters.items()
-        ) or "none"),
+        (
+            "parameters",
+            ", ".join(
+                f"{k}={v!r}" + (" (given)" if k in record.overridden else "")
+                for k, v in record.parameters.items()
+            )
+            or "none",
+        ),
         ("bundle", record.bundle_uri),
     ]
     if record.orchestrator_url:
         fields.append(("orchestrator", f"{record.orchestrator_run_id}: {record.orchestrator_url}"))
-    options = [f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
-               for k, v in record.options.items() if v]
+    if record.collected_at:
+        fields.append(
+            (
+                "artifacts",
+                f"deleted by `stackmagic gc` on {_when(record.collected_at)}; "
+                "those later runs use stay",
+            )
+        )
+    options = [
+        f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
+        for k, v in record.options.items()
+        if v
+    ]
     if options:
         fields.append(("asked for", " ".join(options)))
     steps = Table(
@@ -91,6 +113,7 @@ def run_data(record: RunRecord, *, detail: bool = True) -> dict[str, Any]:
         "bundle": record.bundle_uri,
         "orchestrator_run_id": record.orchestrator_run_id,
         "orchestrator_url": record.orchestrator_url,
+        "collected_at": record.collected_at.isoformat() if record.collected_at else None,
         "steps": [
             {
                 "name": step.name,
@@ -102,11 +125,15 @@ def run_data(record: RunRecord, *, detail: bool = True) -> dict[str, Any]:
                 "attempts": step.attempts,
                 "error": step.error,
                 "notebook": step.notebook_uri,
-                **({
-                    "inputs": {name: info.to_json() for name, info in step.inputs.items()},
-                    "outputs": {name: info.to_json() for name, info in step.outputs.items()},
-                    "metrics": [{"name": name, "value": value} for name, value in step.metrics],
-                } if detail else {}),
+                **(
+                    {
+                        "inputs": {name: info.to_json() for name, info in step.inputs.items()},
+                        "outputs": {name: info.to_json() for name, info in step.outputs.items()},
+                        "metrics": [{"name": name, "value": value} for name, value in step.metrics],
+                    }
+                    if detail
+                    else {}
+                ),
             }
             for step in record.steps
         ],
@@ -120,8 +147,12 @@ def forecast_table(pipeline: str, stack: str, forecasts: list[Forecast]) -> Tabl
         columns=["step", "cached, or why it would run"],
         rows=[[f.step, "cached" if f.hit else str(f.reason)] for f in forecasts],
         data=[
-            {"name": f.step, "cached": f.hit is not None, "cached_from_run": f.hit and f.hit.run_id,
-             "reason": f.reason}
+            {
+                "name": f.step,
+                "cached": f.hit is not None,
+                "cached_from_run": f.hit and f.hit.run_id,
+                "reason": f.reason,
+            }
             for f in forecasts
         ],
     )

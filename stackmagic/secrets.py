@@ -81,7 +81,7 @@ class SecretStore:
         return SECRET_PREFIX + secret_id
 
     def discard(self, references: Iterable[str]) -> None:
-        ids = [ref[len(SECRET_PREFIX):] for ref in references if ref.startswith(SECRET_PREFIX)]
+        ids = [ref[len(SECRET_PREFIX) :] for ref in references if ref.startswith(SECRET_PREFIX)]
         if not ids or not self._file.path.exists():
             return
         with self._file.edit(dict) as stored:
@@ -91,7 +91,7 @@ class SecretStore:
     def resolve(self, reference: str, *, what: str, fix: str) -> str:
         """The real value behind a reference; ``what``/``fix`` word the error if it is missing."""
         if is_env_reference(reference):
-            variable = reference[len(ENV_PREFIX):]
+            variable = reference[len(ENV_PREFIX) :]
             try:
                 return os.environ[variable]
             except KeyError:
@@ -100,7 +100,7 @@ class SecretStore:
                     f"set it, or {fix}"
                 ) from None
         if reference.startswith(SECRET_PREFIX):
-            entry = self._file.read(dict).get(reference[len(SECRET_PREFIX):])
+            entry = self._file.read(dict).get(reference[len(SECRET_PREFIX) :])
             if entry is None:
                 raise StackmagicError(
                     f"{what} is not stored on this machine (secrets stay with the user "

@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from .errors import StackmagicError
+from .output import human_size
 from .stores.artifacts import ArtifactInfo
 
 #: The MIME type of the outputs cell's result, read back by the runtime.
@@ -90,9 +91,11 @@ def save_outputs(
     if missing:
         readers = context.get("readers", {})
         raise NameError(
-            "; ".join(f"this step did not define {name!r}, which step "
-                      f"{', '.join(repr(r) for r in readers.get(name, [])) or 'a later step'} reads"
-                      for name in missing)
+            "; ".join(
+                f"this step did not define {name!r}, which step "
+                f"{', '.join(repr(r) for r in readers.get(name, [])) or 'a later step'} reads"
+                for name in missing
+            )
         )
     store = _store(context)
     received = {name: ArtifactInfo.from_json(info) for name, info in context["inputs"].items()}
@@ -111,12 +114,19 @@ def save_outputs(
             saved[name] = store.save(namespace[name], f"{context['outputs']}/{name}")
         except StackmagicError:  # an open file, a lock, a connection: not a result to keep
             not_kept.append(name)
-    unseen = [name for name in watched if name in namespace and name in received
-              and not _unchanged(namespace[name], received[name])]
+    unseen = [
+        name
+        for name in watched
+        if name in namespace
+        and name in received
+        and not _unchanged(namespace[name], received[name])
+    ]
     from IPython.display import display
 
     summary = ", ".join(
-        f"{name} (unchanged)" if name in unchanged else f"{name} ({info.materializer}, {_size(info.size)})"
+        f"{name} (unchanged)"
+        if name in unchanged
+        else f"{name} ({info.materializer}, {human_size(info.size)})"
         for name, info in saved.items()
     )
     metrics = ", ".join(f"{name}={value:g}" for name, value in _metrics)
@@ -129,20 +139,23 @@ def save_outputs(
         f"assign it again in this step (`{name} = ...`) to pass the change on"
         for name in unseen
     ]
-    display({
-        "text/plain": "\n".join([text, *(f"warning: {w}" for w in warnings)]),
-        RESULT_MIME_TYPE: {
-            "outputs": {name: info.to_json() for name, info in saved.items()},
-            "metrics": [list(metric) for metric in _metrics],
-            "warnings": warnings,
-            "written": sorted(_written),
+    display(
+        {
+            "text/plain": "\n".join([text, *(f"warning: {w}" for w in warnings)]),
+            RESULT_MIME_TYPE: {
+                "outputs": {name: info.to_json() for name, info in saved.items()},
+                "metrics": [list(metric) for metric in _metrics],
+                "warnings": warnings,
+                "written": sorted(_written),
+            },
         },
-    }, raw=True)
+        raw=True,
+    )
 
 
 def _unchanged(value: Any, received: ArtifactInfo) -> bool:
     """Whether ``value`` would be stored as the same bytes as the input it came from."""
-    from .stores.artifacts import fingerprint
+    from .stores.content import fingerprint
 
     try:
         return fingerprint(value) == received.content_hash
@@ -154,13 +167,3 @@ def _store(context: Mapping[str, Any]) -> Any:
     from .stores.artifacts import ArtifactStore
 
     return ArtifactStore.from_description(context["store"])
-
-
-def _size(size: float) -> str:
-    if size < 1000:
-        return f"{size:.0f} B"
-    for unit in ("kB", "MB"):
-        size /= 1000
-        if size < 1000:
-            return f"{size:.1f} {unit}"
-    return f"{size / 1000:.1f} GB"

@@ -15,7 +15,7 @@ import traitlets as t
 
 from .commands import stacks_table
 from .errors import StackmagicError
-from .flavors import ComponentType, FlavorConfig, flavors_of, format_value, option_flag
+from .flavors import ComponentType, FlavorConfig, Option, flavors_of, format_value, option_flag
 from .registry import Registry
 
 
@@ -79,8 +79,14 @@ class RegistrationForm(w.VBox):
         self.flavor.observe(lambda _: self._build_fields(), "value")
         self.register.on_click(lambda _: self.submit())
         super().__init__(
-            [w.HTML(f"<b>Register {kind.a_noun}</b>"), self.flavor, self.name, self.options_box,
-             self.register, self.status],
+            [
+                w.HTML(f"<b>Register {kind.a_noun}</b>"),
+                self.flavor,
+                self.name,
+                self.options_box,
+                self.register,
+                self.status,
+            ],
             **kwargs,
         )
         self._build_fields()
@@ -88,8 +94,10 @@ class RegistrationForm(w.VBox):
     def _build_fields(self) -> None:
         flavor: type[FlavorConfig] = self._flavors[self.flavor.value]
         self.fields = {name: _field_for(name, trait) for name, trait in flavor.options().items()}
-        self.options_box.children = [w.HTML(f"<i>{html.escape(flavor.summary())}</i>"),
-                                     *self.fields.values()]
+        self.options_box.children = [
+            w.HTML(f"<i>{html.escape(flavor.summary())}</i>"),
+            *self.fields.values(),
+        ]
 
     def values(self) -> dict[str, str | None]:
         """The options the user filled in, as the command line would give them."""
@@ -112,20 +120,26 @@ class RegistrationForm(w.VBox):
         for field in self.fields.values():
             if isinstance(field, w.Password):
                 field.value = ""
-        _status(self.status, f"Registered {self.kind.noun} {component.name!r} ({component.flavor}).",
-                ok=True)
+        _status(
+            self.status,
+            f"Registered {self.kind.noun} {component.name!r} ({component.flavor}).",
+            ok=True,
+        )
 
 
-def _field_for(name: str, trait: t.TraitType) -> w.ValueWidget:
+def _field_for(name: str, trait: Option) -> w.ValueWidget:
     label = option_flag(name)[2:] + (" *" if trait.metadata.get("required") else "")
-    common = {"description": label, "tooltip": trait.help,
-              "style": {"description_width": "initial"}}
+    common = {
+        "description": label,
+        "tooltip": trait.help,
+        "style": {"description_width": "initial"},
+    }
     if trait.metadata.get("secret"):
         return w.Password(placeholder="hidden; or env:VARIABLE", **common)
     if isinstance(trait, t.Bool):
         return w.Checkbox(value=trait.default(), indent=False, **common)
     if isinstance(trait, t.Enum):
-        return w.Dropdown(options=list(trait.values), value=trait.default(), **common)
+        return w.Dropdown(options=list(trait.values or ()), value=trait.default(), **common)
     if isinstance(trait, t.Int):
         return w.IntText(value=trait.default(), **common)
     return w.Text(value=format_value(trait.default()), placeholder=trait.help, **common)

@@ -95,8 +95,11 @@ def wait_for(check: Callable[[], Any], timeout: float = 60, what: str = "it") ->
 def copy_of_repository(destination: Path) -> Path:
     """The repository's tracked files, as a fresh clone has them (no build output, no venv)."""
     root = Path(__file__).resolve().parents[1]
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True,
-                             check=True).stdout.decode().split("\0")
+    tracked = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, tracked):
         if (root / name).is_file():
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
@@ -116,10 +119,23 @@ def snapshot(folder: Path) -> dict[str, str]:
 REFERENCE_SEQUENCE = [
     ["artifact-store", "register", "gcs", "--type=gcp", "--path=gs://team-bucket/pipelines"],
     [
-        "metadata-store", "register", "sql", "--type=mysql", "--host=127.0.0.1", "--port=3306",
-        "--username=zen", "--password=CANARY-pa55-word", "--database=zenml",
+        "metadata-store",
+        "register",
+        "sql",
+        "--type=mysql",
+        "--host=127.0.0.1",
+        "--port=3306",
+        "--username=zen",
+        "--password=CANARY-pa55-word",
+        "--database=zenml",
     ],
-    ["orchestrator", "register", "kf", "--type=kubeflow", "--host=https://kfp.example.org/pipeline"],
+    [
+        "orchestrator",
+        "register",
+        "kf",
+        "--type=kubeflow",
+        "--host=https://kfp.example.org/pipeline",
+    ],
     ["stack", "register", "gcp", "-m", "sql", "-a", "gcs", "-o", "kf"],
     ["stack", "set", "gcp"],
 ]

@@ -23,13 +23,18 @@ class Request:
     body: bytes
 
 
-
 class _Fake(Protocol):
     url: str
     requests: list[Request]
 
-    def handle(self, method: str, path: str, query: Mapping[str, list[str]],
-               headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]: ...
+    def handle(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, list[str]],
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> tuple[int, dict[str, Any]]: ...
 
 
 Fake = TypeVar("Fake", bound=_Fake)
@@ -44,7 +49,9 @@ def serve(fake: Fake) -> Iterator[Fake]:
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
             headers = {k.lower(): v for k, v in self.headers.items()}
             fake.requests.append(Request(self.command, self.path, headers, body))
-            status, payload = fake.handle(self.command, parts.path, parse_qs(parts.query), headers, body)
+            status, payload = fake.handle(
+                self.command, parts.path, parse_qs(parts.query), headers, body
+            )
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")

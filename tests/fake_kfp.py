@@ -7,11 +7,18 @@ included, for the tests to inspect. Where a real cluster would start pods,
 it runs the uploaded pipeline with ``kfp.local`` in a child process (the same
 entry stackmagic's local mode uses), with the environment a Kubernetes secret
 would give the pods; a run's state follows that process.
+
+It is as strict as KFP on what it is sent: list filters are read as the
+v2beta1 ``Filter`` proto (every predicate operation; an invalid filter is a
+400), an uploaded package must be a pipeline spec KFP can load (400 if not),
+a version name is unique in its pipeline (409), and the ``pipeline_id`` of a
+version listing or a run must name a pipeline (404) that holds the version (400).
 """
 
 from __future__ import annotations
 
 import json
+import operator
 import os
 import re
 import subprocess
@@ -19,13 +26,14 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
+import yaml
 from fake_http import Request
 
 API = "/apis/v2beta1"
@@ -59,11 +67,19 @@ class FakeKfp:
 
     # -- the API ------------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, query: Mapping[str, list[str]], headers: Mapping[str, str],
-               body: bytes) -> tuple[int, dict[str, Any]]:
+    def handle(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, list[str]],
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> tuple[int, dict[str, Any]]:
         if self.token is not None and headers.get("authorization") != f"Bearer {self.token}":
-            return 401, {"error": "Unauthorized", "message": "Request header error: there is no "
-                         "valid user identity or bearer token"}
+            return 401, {
+                "error": "Unauthorized",
+                "message": "Request header error: there is no valid user identity or bearer token",
+            }
         routes = [
             ("GET", r"/healthz", self._healthz),
             ("GET", r"/pipelines", self._list_pipelines),
@@ -84,78 +100,141 @@ class FakeKfp:
     def _healthz(self, **_: Any) -> tuple[int, dict[str, Any]]:
         return 200, {"multi_user": False}
 
-    def _list_pipelines(self, query: Mapping[str, list[str]], **_: Any) -> tuple[int, dict[str, Any]]:
-        name = _filtered_name(query)
-        found = [p for p in self.pipelines.values() if name is None or p["display_name"] == name]
-        return 200, ({"pipelines": found, "total_size": len(found)} if found else {})
+    def _list_pipelines(
+        self, query: Mapping[str, list[str]], **_: Any
+    ) -> tuple[int, dict[str, Any]]:
+        return _listed("pipelines", list(self.pipelines.values()), query)
 
     def _create_pipeline(self, body: bytes, **_: Any) -> tuple[int, dict[str, Any]]:
         given = json.loads(body)
         name = given["display_name"]
         if any(p["display_name"] == name for p in self.pipelines.values()):
             return 409, {"message": f"pipeline {name} exists"}
-        pipeline = {"pipeline_id": str(uuid.uuid4()), "display_name": name,
-                    "description": given.get("description", "")}
+        pipeline = {
+            "pipeline_id": str(uuid.uuid4()),
+            "display_name": name,
+            "description": given.get("description", ""),
+        }
         self.pipelines[pipeline["pipeline_id"]] = pipeline
         if self.race:  # the other client's pipeline is the one that stays
             return 409, {"message": f"pipeline {name} exists"}
         return 200, pipeline
 
-    def _upload_version(self, query: Mapping[str, list[str]], headers: Mapping[str, str], body: bytes,
-                        **_: Any) -> tuple[int, dict[str, Any]]:
-        pipeline_id = query["pipelineid"][0]
+    def _upload_version(
+        self, query: Mapping[str, list[str]], headers: Mapping[str, str], body: bytes, **_: Any
+    ) -> tuple[int, dict[str, Any]]:
+        pipeline_id, name = query.get("pipelineid", [""])[0], query.get("name", [""])[0]
+        if not (pipeline_id and name):
+            return _refused(
+                400, "Failed to upload a pipeline version: a pipelineid and a name are required"
+            )
         if pipeline_id not in self.pipelines:
-            return 404, {"message": f"no pipeline {pipeline_id}"}
-        name, package = query["name"][0], _uploaded_file(headers, body)
+            return _refused(
+                404, f"Failed to upload a pipeline version: Pipeline {pipeline_id} not found"
+            )
+        upload = _uploaded_file(headers, body)
+        problem = "no uploadfile in the request" if upload is None else _package_problem(*upload)
+        if upload is None or problem is not None:
+            return _refused(400, f"Failed to upload a pipeline version: {problem}")
         if self.race:
-            self._add_version(pipeline_id, name, package)
-            return 409, {"message": f"version {name} exists"}
-        version = self._add_version(pipeline_id, name, package)
+            self._add_version(pipeline_id, name, upload[1])
+        if any(
+            v["pipeline_id"] == pipeline_id and v["display_name"] == name
+            for v in self.versions.values()
+        ):
+            return _refused(
+                409,
+                f"Failed to upload a pipeline version: version {name} exists "
+                f"in pipeline {pipeline_id}",
+            )
+        version = self._add_version(pipeline_id, name, upload[1])
         return 200, {k: v for k, v in version.items() if k != "package"}
 
     def _add_version(self, pipeline_id: str, name: str, package: bytes) -> dict[str, Any]:
-        version = {"pipeline_version_id": str(uuid.uuid4()), "pipeline_id": pipeline_id,
-                   "display_name": name, "package": package}
+        version = {
+            "pipeline_version_id": str(uuid.uuid4()),
+            "pipeline_id": pipeline_id,
+            "display_name": name,
+            "package": package,
+        }
         self.versions[version["pipeline_version_id"]] = version
         return version
 
-    def _list_versions(self, query: Mapping[str, list[str]], pipeline_id: str,
-                       **_: Any) -> tuple[int, dict[str, Any]]:
-        name = _filtered_name(query)
-        found = [{k: v for k, v in version.items() if k != "package"}
-                 for version in self.versions.values()
-                 if version["pipeline_id"] == pipeline_id and name in (None, version["display_name"])]
-        return 200, ({"pipeline_versions": found, "total_size": len(found)} if found else {})
+    def _list_versions(
+        self, query: Mapping[str, list[str]], pipeline_id: str, **_: Any
+    ) -> tuple[int, dict[str, Any]]:
+        if pipeline_id not in self.pipelines:
+            return _refused(
+                404, f"Failed to list pipeline versions: Pipeline {pipeline_id} not found"
+            )
+        versions = [
+            {k: v for k, v in version.items() if k != "package"}
+            for version in self.versions.values()
+            if version["pipeline_id"] == pipeline_id
+        ]
+        return _listed("pipeline_versions", versions, query)
 
-    def _list_experiments(self, query: Mapping[str, list[str]], **_: Any) -> tuple[int, dict[str, Any]]:
+    def _list_experiments(
+        self, query: Mapping[str, list[str]], **_: Any
+    ) -> tuple[int, dict[str, Any]]:
         namespace = query.get("namespace", [""])[0]
         if namespace and namespace not in self.namespaces:
             return 404, {"message": f"Namespace '{namespace}' not found"}
-        name = _filtered_name(query)
-        found = [e for e in self.experiments.values()
-                 if name in (None, e["display_name"]) and e["namespace"] == namespace]
-        return 200, ({"experiments": found, "total_size": len(found)} if found else {})
+        return _listed(
+            "experiments",
+            [e for e in self.experiments.values() if e["namespace"] == namespace],
+            query,
+        )
 
     def _create_experiment(self, body: bytes, **_: Any) -> tuple[int, dict[str, Any]]:
         given = json.loads(body)
-        experiment = {"experiment_id": str(uuid.uuid4()), "display_name": given["display_name"],
-                      "namespace": given.get("namespace", "")}
+        experiment = {
+            "experiment_id": str(uuid.uuid4()),
+            "display_name": given["display_name"],
+            "namespace": given.get("namespace", ""),
+        }
         self.experiments[experiment["experiment_id"]] = experiment
         return 200, experiment
 
     def _create_run(self, body: bytes, **_: Any) -> tuple[int, dict[str, Any]]:
         given = json.loads(body)
-        reference = given["pipeline_version_reference"]
-        version = self.versions.get(reference["pipeline_version_id"])
-        if version is None or given.get("experiment_id") not in self.experiments:
-            return 400, {"message": "unknown pipeline version or experiment"}
-        run = {"run_id": str(uuid.uuid4()), "display_name": given["display_name"],
-               "experiment_id": given["experiment_id"], "pipeline_version_reference": reference,
-               "runtime_config": given.get("runtime_config", {}),
-               "service_account": given.get("service_account"), "state": "RUNNING"}
+        reference = given.get("pipeline_version_reference") or {}
+        pipeline_id, version_id = reference.get("pipeline_id"), reference.get("pipeline_version_id")
+        if not (pipeline_id and version_id):  # both "Input. Required." in the v2beta1 API
+            return _refused(
+                400,
+                "Failed to create a run: pipeline_version_reference needs a "
+                "pipeline_id and a pipeline_version_id",
+            )
+        if pipeline_id not in self.pipelines:
+            return _refused(404, f"Failed to create a run: Pipeline {pipeline_id} not found")
+        if given.get("experiment_id") not in self.experiments:
+            return _refused(
+                404, f"Failed to create a run: Experiment {given.get('experiment_id')} not found"
+            )
+        version = self.versions.get(version_id)
+        if version is None:
+            return _refused(404, f"Failed to create a run: Pipeline version {version_id} not found")
+        if version["pipeline_id"] != pipeline_id:
+            return _refused(
+                400,
+                f"Failed to create a run: pipeline version {version_id} does not "
+                f"belong to pipeline {pipeline_id}",
+            )
+        run = {
+            "run_id": str(uuid.uuid4()),
+            "display_name": given["display_name"],
+            "experiment_id": given["experiment_id"],
+            "pipeline_version_reference": reference,
+            "runtime_config": given.get("runtime_config", {}),
+            "service_account": given.get("service_account"),
+            "state": "RUNNING",
+        }
         self.runs[run["run_id"]] = run
         if self.execute:
-            threading.Thread(target=self._execute, args=(run, version["package"]), daemon=True).start()
+            threading.Thread(
+                target=self._execute, args=(run, version["package"]), daemon=True
+            ).start()
         return 200, run
 
     def _execute(self, run: dict[str, Any], package: bytes) -> None:
@@ -166,9 +245,17 @@ class FakeKfp:
         arguments = run["runtime_config"].get("parameters", {})
         with (folder / "log.txt").open("wb") as log:
             code = subprocess.call(
-                [sys.executable, "-m", "stackmagic.orchestrators.kfp_local",
-                 str(folder / "pipeline.yaml"), str(folder / "outputs"), json.dumps(arguments)],
-                stdout=log, stderr=subprocess.STDOUT, cwd=folder,
+                [
+                    sys.executable,
+                    "-m",
+                    "stackmagic.orchestrators.kfp_local",
+                    str(folder / "pipeline.yaml"),
+                    str(folder / "outputs"),
+                    json.dumps(arguments),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=folder,
                 env={**_base_environment(), **self.pod_environment},
             )
         run["state"] = "SUCCEEDED" if code == 0 else "FAILED"
@@ -181,28 +268,145 @@ class FakeKfp:
 
 def _base_environment() -> dict[str, str]:
     """A pod's environment: nothing of the test process's secrets, only what Python needs."""
-    keep = ("PATH", "HOME", "LANG", "STACKMAGIC_HOME", "TMPDIR", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT")
+    keep = (
+        "PATH",
+        "HOME",
+        "LANG",
+        "STACKMAGIC_HOME",
+        "TMPDIR",
+        "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT",
+    )
     return {name: os.environ[name] for name in keep if name in os.environ}
 
 
-def _filtered_name(query: Mapping[str, list[str]]) -> str | None:
-    """The display name an EQUALS filter asks for, if any."""
+#: Predicate.Operation of the v2beta1 filter proto; its JSON gives the name or the number
+OPERATIONS: dict[str, Callable[[Any, Any], bool]] = {
+    "EQUALS": operator.eq,
+    "NOT_EQUALS": operator.ne,
+    "GREATER_THAN": operator.gt,
+    "GREATER_THAN_EQUALS": operator.ge,
+    "LESS_THAN": operator.lt,
+    "LESS_THAN_EQUALS": operator.le,
+    "IN": lambda value, values: value in values,
+    "IS_SUBSTRING": lambda value, part: part in value,
+}
+OPERATION_NUMBERS = {
+    1: "EQUALS",
+    2: "NOT_EQUALS",
+    3: "GREATER_THAN",
+    5: "GREATER_THAN_EQUALS",
+    6: "LESS_THAN",
+    7: "LESS_THAN_EQUALS",
+    8: "IN",
+    9: "IS_SUBSTRING",
+}
+#: the predicate's value, a oneof: protobuf's JSON takes the field's JSON name or its own
+VALUES = {
+    "int_value": "intValue",
+    "long_value": "longValue",
+    "string_value": "stringValue",
+    "timestamp_value": "timestampValue",
+    "int_values": "intValues",
+    "long_values": "longValues",
+    "string_values": "stringValues",
+}
+#: the keys a list filters by, for the few fields this fake keeps ("name" is the display name)
+FILTER_KEYS = {
+    "pipelines": {"pipeline_id", "display_name", "description"},
+    "pipeline_versions": {"pipeline_version_id", "pipeline_id", "display_name"},
+    "experiments": {"experiment_id", "display_name", "namespace"},
+}
+GRPC_CODES = {400: 3, 404: 5, 409: 6}
+
+
+class _BadFilter(ValueError):
+    """A filter KFP cannot read: answered with a 400."""
+
+
+def _listed(
+    kind: str,
+    items: list[dict[str, Any]],
+    query: Mapping[str, list[str]],
+) -> tuple[int, dict[str, Any]]:
+    """A list answer: the items the request's filter keeps; as KFP, no key when there are none."""
+    try:
+        found = [item for item in items if _filter(kind, query)(item)]
+    except _BadFilter as error:
+        what = kind.replace("_", " ")
+        return _refused(400, f"Failed to list {what}: Invalid input error: {error}")
+    return 200, ({kind: found, "total_size": len(found)} if found else {})
+
+
+def _filter(kind: str, query: Mapping[str, list[str]]) -> Callable[[dict[str, Any]], bool]:
+    """The ``filter`` query parameter, a JSON ``Filter``: an item must meet every predicate."""
     text = query.get("filter", [""])[0]
-    if not text:
-        return None
-    predicates = json.loads(text).get("predicates", [])
-    for predicate in predicates:
-        if predicate.get("key") in ("display_name", "name"):
-            return predicate.get("string_value", predicate.get("stringValue"))
+    try:
+        predicates = json.loads(text).get("predicates", []) if text else []
+    except (ValueError, AttributeError):
+        raise _BadFilter(f"the filter {text!r} is no JSON Filter") from None
+    tests = [_predicate(kind, predicate) for predicate in predicates]
+    return lambda item: all(test(item) for test in tests)
+
+
+def _predicate(kind: str, predicate: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    given = predicate.get("operation")
+    name = OPERATION_NUMBERS.get(given) if isinstance(given, int) else given
+    if name not in OPERATIONS:
+        raise _BadFilter(f"invalid predicate operation {given!r}")
+    key = "display_name" if predicate.get("key") == "name" else predicate.get("key")
+    if key not in FILTER_KEYS[kind]:
+        raise _BadFilter(f"cannot filter {kind} by {predicate.get('key')!r}")
+    values = {
+        field: predicate.get(field, predicate.get(json_name))
+        for field, json_name in VALUES.items()
+        if field in predicate or json_name in predicate
+    }
+    if len(values) != 1:
+        raise _BadFilter(f"a predicate needs one value, it has {sorted(values) or 'none'}")
+    [(field, value)] = values.items()
+    if (name == "IN") != field.endswith("_values"):
+        raise _BadFilter(
+            f"{name} takes {'a list of values' if name == 'IN' else 'one value'}, not {field}"
+        )
+    if field not in ("string_value", "string_values"):
+        raise _BadFilter(f"{key} is text: compare it with a string value, not {field}")
+    wanted = value["values"] if name == "IN" else value
+    return lambda item: OPERATIONS[name](item[key], wanted)
+
+
+def _refused(status: int, message: str) -> tuple[int, dict[str, Any]]:
+    """KFP's error body (grpc-gateway's): the message, and the gRPC code."""
+    return status, {"error": message, "code": GRPC_CODES.get(status, 2), "message": message}
+
+
+def _package_problem(filename: str, package: bytes) -> str | None:
+    """Why KFP refuses ``package`` as a pipeline (a compiled pipeline spec in YAML), or None."""
+    from kfp import components
+
+    if not filename.endswith((".yaml", ".yml")):
+        return f"unexpected pipeline file format {filename!r}: this server takes YAML"
+    try:
+        spec = next(yaml.safe_load_all(package), None)
+    except yaml.YAMLError as error:
+        return f"invalid YAML: {' '.join(str(error).split())}"
+    if not isinstance(spec, dict) or not (spec.get("pipelineInfo") or {}).get("name"):
+        return "unknown template format: a pipeline spec has pipelineInfo.name"
+    missing = [key for key in ("root", "deploymentSpec", "schemaVersion") if key not in spec]
+    if missing:
+        return f"invalid pipeline spec: no {', '.join(missing)}"
+    try:
+        components.load_component_from_text(package.decode())
+    except Exception as error:  # noqa: BLE001 - whatever kfp cannot load, KFP refuses
+        return f"invalid pipeline spec: {type(error).__name__}: {error}"
     return None
 
 
-def _uploaded_file(headers: Mapping[str, str], body: bytes) -> bytes:
-    """The ``uploadfile`` part of a multipart/form-data body."""
+def _uploaded_file(headers: Mapping[str, str], body: bytes) -> tuple[str, bytes] | None:
+    """The file name and content of the ``uploadfile`` part of a multipart/form-data body."""
     message = BytesParser(policy=policy.default).parsebytes(
-        f"content-type: {headers['content-type']}\r\n\r\n".encode() + body
+        f"content-type: {headers.get('content-type', '')}\r\n\r\n".encode() + body
     )
     for part in message.iter_parts():
         if part.get_param("name", header="content-disposition") == "uploadfile":
-            return part.get_payload(decode=True)
-    raise ValueError("no uploadfile in the upload")
+            return part.get_filename() or "", part.get_payload(decode=True)
+    return None

@@ -74,11 +74,23 @@ class RunAll:
         self.executed = notebook.with_name(f"{notebook.stem}.run-all.ipynb")
         self.timeout = timeout
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "nbconvert", "--to", "notebook", "--execute",
-             "--ExecutePreprocessor.kernel_name=python3",
-             f"--ExecutePreprocessor.timeout={int(timeout)}",
-             "--output", self.executed.name, notebook.name],
-            cwd=notebook.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "nbconvert",
+                "--to",
+                "notebook",
+                "--execute",
+                "--ExecutePreprocessor.kernel_name=python3",
+                f"--ExecutePreprocessor.timeout={int(timeout)}",
+                "--output",
+                self.executed.name,
+                notebook.name,
+            ],
+            cwd=notebook.parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     def stop(self) -> None:
@@ -124,7 +136,8 @@ def pipeline_printed(run: PipelineRun, project: Path) -> dict[int, str]:
             if not step.notebook_uri:
                 continue
             executed = nbformat.reads(
-                stack.artifact_store.read_bytes(step.notebook_uri).decode("utf-8"), as_version=4)
+                stack.artifact_store.read_bytes(step.notebook_uri).decode("utf-8"), as_version=4
+            )
             for cell in executed.cells:
                 index = cell.get("metadata", {}).get("stackmagic", {}).get("cell")
                 if index is not None:
@@ -201,5 +214,6 @@ def compare(project: Path, write: Writer, run_all_folder: Path) -> Comparison:
     except BaseException:
         run_all.stop()
         raise
-    return Comparison(notebook, run, step_cells(notebook), run_all.printed(),
-                      pipeline_printed(run, project))
+    return Comparison(
+        notebook, run, step_cells(notebook), run_all.printed(), pipeline_printed(run, project)
+    )

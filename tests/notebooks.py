@@ -15,7 +15,7 @@ def write_notebook(path: Path, *cells: str, parameters: str | None = None) -> Pa
         notebook_cells.append(new_code_cell(parameters, metadata={"tags": ["parameters"]}))
     for source in cells:
         if source.startswith("# md: "):
-            notebook_cells.append(new_markdown_cell(source[len("# md: "):]))
+            notebook_cells.append(new_markdown_cell(source[len("# md: ") :]))
         else:
             notebook_cells.append(new_code_cell(source))
     nbformat.write(new_notebook(cells=notebook_cells), path)

@@ -59,8 +59,12 @@ def blocks(section: str | None = None, language: str | None = None) -> list[Bloc
                 number += 1
             found.append(Block(heading, fence.group(2), "\n".join(body) + "\n"))
         number += 1
-    return [block for block in found if (section is None or block.section == section)
-            and (language is None or block.language == language)]
+    return [
+        block
+        for block in found
+        if (section is None or block.section == section)
+        and (language is None or block.language == language)
+    ]
 
 
 def commands(script: str) -> list[Command]:
@@ -71,8 +75,10 @@ def commands(script: str) -> list[Command]:
         words = shell_words(line)
         while words:
             end = words.index("&&") if "&&" in words else len(words)
-            found.append(Command(tuple(words[:end]), shown.group("shown").strip() if shown else None))
-            words = words[end + 1:]
+            found.append(
+                Command(tuple(words[:end]), shown.group("shown").strip() if shown else None)
+            )
+            words = words[end + 1 :]
     return found
 
 
@@ -86,7 +92,7 @@ def table_examples(section: str) -> list[Command]:
     start = text.index(f"\n## {section}\n")
     end = text.find("\n## ", start + 1)
     found = []
-    for row in text[start:end if end > 0 else None].splitlines():
+    for row in text[start : end if end > 0 else None].splitlines():
         cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", row.strip().strip("|"))]
         if row.startswith("|") and len(cells) == 3 and cells[2].startswith("`stackmagic "):
             found.append(Command(tuple(shlex.split(cells[2].strip("`")))))
@@ -121,7 +127,9 @@ class Walk:
 
     project: Path
     environment: Mapping[str, str] = field(default_factory=dict)
-    substitutions: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)  # word -> words
+    substitutions: Mapping[str, str | tuple[str, ...]] = field(
+        default_factory=dict
+    )  # word -> words
     answers: Mapping[str, str] = field(default_factory=dict)  # "--password" -> what is typed at "-"
     stand_ins: Mapping[str, Callable[[Command], None]] = field(default_factory=dict)
     said: list[str] = field(default_factory=list)  # each command's output, in order
@@ -135,14 +143,27 @@ class Walk:
         self.substituted.update(word for word in command.words if word in self.substitutions)
         words = [said for word in command.words for said in self._substituted(word)]
         typed = "".join(f"{self.answers[word[:-2]]}\n" for word in words if word.endswith("=-"))
-        environment = {**os.environ, **self.environment,
-                       "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+        environment = {
+            **os.environ,
+            **self.environment,
+            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        }
         # a session of its own: no terminal to open, so a "-" secret is read from stdin as typed
-        done = subprocess.run(words, cwd=self.project, env=environment, input=typed,
-                              capture_output=True, text=True, timeout=600, start_new_session=True)
+        done = subprocess.run(
+            words,
+            cwd=self.project,
+            env=environment,
+            input=typed,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            start_new_session=True,
+        )
         self.said.append(done.stdout + done.stderr)
         self.commands_run.append(str(command))
-        assert done.returncode == expect_code, f"`{command}` exited {done.returncode}: {done.stderr}"
+        assert done.returncode == expect_code, (
+            f"`{command}` exited {done.returncode}: {done.stderr}"
+        )
         if command.prints is not None:
             assert done.stdout.strip() == command.prints, f"`{command}` printed {done.stdout!r}"
         return done.stdout

@@ -286,15 +286,22 @@ def _require_port(name: str, port: int) -> None:
         unavailable(f"{name} is not reachable on {HOST}:{port}")
 
 
-def _fresh_database(server: str, port: int, user: str, driver: str, admin_database: str,
-                    drop: Callable[[Any, str], None]) -> Iterator[Database]:
+def _fresh_database(
+    server: str,
+    port: int,
+    user: str,
+    driver: str,
+    admin_database: str,
+    drop: Callable[[Any, str], None],
+) -> Iterator[Database]:
     """A new database on one of the machine's servers; ``drop`` removes it, whatever is open on it."""
     _require_port(server, port)
     _import(driver.split("+")[1])
     sqlalchemy = _import("sqlalchemy")
     name = unique_name("sm_")
-    admin = sqlalchemy.create_engine(f"{driver}://{user}@{HOST}:{port}/{admin_database}",
-                                     isolation_level="AUTOCOMMIT")
+    admin = sqlalchemy.create_engine(
+        f"{driver}://{user}@{HOST}:{port}/{admin_database}", isolation_level="AUTOCOMMIT"
+    )
     try:
         with admin.connect() as connection:
             connection.exec_driver_sql(f"CREATE DATABASE {name}")
@@ -302,8 +309,13 @@ def _fresh_database(server: str, port: int, user: str, driver: str, admin_databa
         admin.dispose()
         unavailable(f"{server} on {HOST}:{port}: {error.orig}")
     try:
-        yield Database(url=f"{driver}://{user}@{HOST}:{port}/{name}", host=HOST, port=port,
-                       username=user, database=name)
+        yield Database(
+            url=f"{driver}://{user}@{HOST}:{port}/{name}",
+            host=HOST,
+            port=port,
+            username=user,
+            database=name,
+        )
         with admin.connect() as connection:
             drop(connection, name)
     finally:
@@ -330,15 +342,15 @@ def _drop_postgresql_database(connection: Any, name: str) -> None:
 @pytest.fixture
 def mysql_database() -> Iterator[Database]:
     """A fresh database on the machine's MariaDB (root, no password), dropped afterwards."""
-    yield from _fresh_database("MariaDB", 3306, "root", "mysql+pymysql", "",
-                               _drop_mariadb_database)
+    yield from _fresh_database("MariaDB", 3306, "root", "mysql+pymysql", "", _drop_mariadb_database)
 
 
 @pytest.fixture
 def postgresql_database() -> Iterator[Database]:
     """A fresh database on the machine's PostgreSQL (postgres, trust auth), dropped afterwards."""
-    yield from _fresh_database("PostgreSQL", 5432, "postgres", "postgresql+psycopg", "postgres",
-                               _drop_postgresql_database)
+    yield from _fresh_database(
+        "PostgreSQL", 5432, "postgres", "postgresql+psycopg", "postgres", _drop_postgresql_database
+    )
 
 
 @pytest.fixture
@@ -349,8 +361,13 @@ def team_database(mysql_database: Database) -> Iterator[Database]:
     with admin.begin() as connection:
         connection.execute(text(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{DB_CANARY}'"))
         connection.execute(text(f"GRANT ALL ON `{mysql_database.database}`.* TO '{user}'@'%'"))
-    yield Database(url=mysql_database.url.replace("root@", f"{user}@"), host=mysql_database.host,
-                   port=mysql_database.port, username=user, database=mysql_database.database)
+    yield Database(
+        url=mysql_database.url.replace("root@", f"{user}@"),
+        host=mysql_database.host,
+        port=mysql_database.port,
+        username=user,
+        database=mysql_database.database,
+    )
     with admin.begin() as connection:
         connection.execute(text(f"DROP USER '{user}'@'%'"))
     admin.dispose()

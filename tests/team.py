@@ -18,15 +18,22 @@ from notebooks import write_notebook
 from stackmagic.stores.artifacts import ArtifactStore
 
 
-def bucket_options(kind: str, request: pytest.FixtureRequest) -> tuple[str, list[str], ArtifactStore]:
+def bucket_options(
+    kind: str, request: pytest.FixtureRequest
+) -> tuple[str, list[str], ArtifactStore]:
     """A new bucket: its registration options, and the store for looking inside it."""
     url = request.getfixturevalue("bucket")(kind)
-    server = request.getfixturevalue({"s3": "s3_server", "gcs": "gcs_server",
-                                      "azure": "azurite_server"}[kind])
+    server = request.getfixturevalue(
+        {"s3": "s3_server", "gcs": "gcs_server", "azure": "azurite_server"}[kind]
+    )
     options = storage_options(kind, server)
     if kind == "s3":
-        flags = ["--type=s3", f"--endpoint-url={server.endpoint_url}", "--access-key-id=testing",
-                 f"--secret-access-key={S3_CANARY}"]  # moto takes any secret
+        flags = [
+            "--type=s3",
+            f"--endpoint-url={server.endpoint_url}",
+            "--access-key-id=testing",
+            f"--secret-access-key={S3_CANARY}",
+        ]  # moto takes any secret
     elif kind == "gcs":
         flags = ["--type=gcp", f"--endpoint-url={server.endpoint_url}", "--anonymous=true"]
     else:
@@ -34,19 +41,41 @@ def bucket_options(kind: str, request: pytest.FixtureRequest) -> tuple[str, list
     return url, [f"--path={url}", *flags], ArtifactStore(url, options)
 
 
-def register_team_stack(terminal: Callable[..., Result], database: Database, bucket_flags: list[str],
-                        password: str | None = DB_CANARY, flavor: str = "mysql",
-                        orchestrator: list[str] | None = None) -> None:
+def register_team_stack(
+    terminal: Callable[..., Result],
+    database: Database,
+    bucket_flags: list[str],
+    password: str | None = DB_CANARY,
+    flavor: str = "mysql",
+    orchestrator: list[str] | None = None,
+) -> None:
     """Register and activate stack ``team``; ``orchestrator``: flags of one to register as ``kf``."""
     commands = [
         ["init"],
-        ["metadata-store", "register", "team-db", f"--type={flavor}", f"--host={database.host}",
-         f"--port={database.port}", f"--username={database.username}",
-         f"--database={database.database}", *([f"--password={password}"] if password else [])],
+        [
+            "metadata-store",
+            "register",
+            "team-db",
+            f"--type={flavor}",
+            f"--host={database.host}",
+            f"--port={database.port}",
+            f"--username={database.username}",
+            f"--database={database.database}",
+            *([f"--password={password}"] if password else []),
+        ],
         ["artifact-store", "register", "bucket", *bucket_flags],
         *([["orchestrator", "register", "kf", *orchestrator]] if orchestrator else []),
-        ["stack", "register", "team", "-m", "team-db", "-a", "bucket",
-         "-o", "kf" if orchestrator else "default"],
+        [
+            "stack",
+            "register",
+            "team",
+            "-m",
+            "team-db",
+            "-a",
+            "bucket",
+            "-o",
+            "kf" if orchestrator else "default",
+        ],
         ["stack", "set", "team"],
     ]
     for words in commands:
@@ -66,8 +95,13 @@ def team_notebook(folder: Path, *more_steps: str) -> Path:
     )
 
 
-def secret_sightings(canaries: list[str], folder: Path, bucket: ArtifactStore, database: Database,
-                     outputs: list[Result]) -> list[str]:
+def secret_sightings(
+    canaries: list[str],
+    folder: Path,
+    bucket: ArtifactStore,
+    database: Database,
+    outputs: list[Result],
+) -> list[str]:
     """Where any canary appears: files (the secret file aside), objects, rows, output."""
     places: dict[str, bytes] = {}
     for path in folder.rglob("*"):

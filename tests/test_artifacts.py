@@ -73,7 +73,7 @@ def files_under(folder: Path) -> list[str]:
 
 def stored_files(store: ArtifactStore) -> list[str]:
     """Every file in the store, temporary ones included, relative to its root."""
-    return [uri[len(store.root) + 1:] for uri in store.find(store.root)]
+    return [uri[len(store.root) + 1 :] for uri in store.find(store.root)]
 
 
 def one_line_error(error: pytest.ExceptionInfo[StackmagicError]) -> str:
@@ -146,7 +146,9 @@ def test_json_keeps_special_floats(store: ArtifactStore) -> None:
 def test_arrays_are_stored_as_npy(store: ArtifactStore, array: np.ndarray) -> None:
     info = store.save(array, store.uri("features"))
     assert info.materializer == "numpy" and info.uri.endswith("features.npy")
-    assert np.array_equal(np.load(io.BytesIO(store.read_bytes(info.uri)), allow_pickle=False), array)  # readable without us
+    assert np.array_equal(
+        np.load(io.BytesIO(store.read_bytes(info.uri)), allow_pickle=False), array
+    )  # readable without us
     loaded = store.load(info.uri)
     assert loaded.dtype == array.dtype and loaded.shape == array.shape
     assert np.array_equal(loaded, array)
@@ -177,7 +179,9 @@ def test_dataframe_is_stored_as_parquet(store: ArtifactStore) -> None:
     frame = ordinary_frame()
     info = store.save(frame, store.uri("customers"))
     assert info.materializer == "pandas" and info.uri.endswith("customers.parquet")
-    assert pd.read_parquet(io.BytesIO(store.read_bytes(info.uri))).equals(frame)  # other tools read it as a table
+    assert pd.read_parquet(io.BytesIO(store.read_bytes(info.uri))).equals(
+        frame
+    )  # other tools read it as a table
     loaded = store.load(info.uri)
     assert type(loaded) is pd.DataFrame and loaded.equals(frame)
     assert loaded.index.equals(frame.index) and loaded.index.name == "customer_id"
@@ -413,16 +417,23 @@ def test_uris_outside_the_store_are_refused(store: ArtifactStore, tmp_path: Path
         store.save(1, str(tmp_path / "elsewhere" / "x"))
 
 
-@pytest.mark.parametrize("climb", ["../outside.json", "pipe/../../outside.json", "pipe/./x.json",
-                                   "pipe/x\0.json"])
+@pytest.mark.parametrize(
+    "climb", ["../outside.json", "pipe/../../outside.json", "pipe/./x.json", "pipe/x\0.json"]
+)
 def test_uris_that_climb_out_of_the_store_are_refused_before_any_access(
     store: ArtifactStore, climb: str
 ) -> None:
     outside = store.uri("pipe", "outside.json")
     store.put_bytes(b'{"secret": "CANARY"}', outside)  # what a climb from the root could reach
     uri = f"{store.uri('pipe')}/{climb}"
-    for access in (store.read_bytes, store.load, store.exists, lambda u: store.put_bytes(b"x", u),
-                   lambda u: store.save(1, u), lambda u: store.get_file(u, "/dev/null")):
+    for access in (
+        store.read_bytes,
+        store.load,
+        store.exists,
+        lambda u: store.put_bytes(b"x", u),
+        lambda u: store.save(1, u),
+        lambda u: store.get_file(u, "/dev/null"),
+    ):
         with pytest.raises(StackmagicError, match="is not in the artifact store") as refused:
             access(uri)
         assert "\n" not in str(refused.value)
@@ -584,8 +595,10 @@ def test_a_writer_killed_mid_write_leaves_no_artifact(store: ArtifactStore, tmp_
     store.save("an older artifact", store.uri("run0", "model"))
     writer = subprocess.Popen(
         [sys.executable, "-c", KILLED_WRITER, json.dumps(store.describe())],
-        cwd=tmp_path, env={**os.environ, **store.secret_environment()},
-        stdout=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        env={**os.environ, **store.secret_environment()},
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert writer.stdout.readline().strip() == "writing"
@@ -597,24 +610,32 @@ def test_a_writer_killed_mid_write_leaves_no_artifact(store: ArtifactStore, tmp_
     with pytest.raises(StackmagicError, match="no artifact at"):
         store.load(store.uri("run1", "model.pkl"))
     # what is left, if anything, is a hidden temporary file: never under the artifact's name
-    assert all(Path(uri).name.startswith(".model.pkl.tmp-") for uri in store.find(store.uri("run1")))
+    assert all(
+        Path(uri).name.startswith(".model.pkl.tmp-") for uri in store.find(store.uri("run1"))
+    )
     assert store.load(store.uri("run0", "model.json")) == "an older artifact"
 
 
-def test_refused_credentials_and_a_missing_bucket_are_one_line(request: pytest.FixtureRequest) -> None:
+def test_refused_credentials_and_a_missing_bucket_are_one_line(
+    request: pytest.FixtureRequest,
+) -> None:
     """Azurite checks the account key, as Azure does; every bucket store names a missing bucket."""
     server = request.getfixturevalue("azurite_server")
     wrong_key = server.connection_string.replace(server.account_key, "A" * 86 + "==")
-    refused = ArtifactStore(request.getfixturevalue("bucket")("azure"),
-                            secret_options={"connection_string": wrong_key})
+    refused = ArtifactStore(
+        request.getfixturevalue("bucket")("azure"), secret_options={"connection_string": wrong_key}
+    )
     with pytest.raises(StackmagicError) as error:
         refused.save({"a": 1}, refused.uri("x"))
     message = one_line_error(error)
     assert message.startswith(f"the artifact store {refused.root} refused access (")
     assert "check its credentials" in message and "A" * 86 not in message
-    missing = ArtifactStore("az://no-such-container/store",
-                            secret_options={"connection_string": server.connection_string})
+    missing = ArtifactStore(
+        "az://no-such-container/store",
+        secret_options={"connection_string": server.connection_string},
+    )
     with pytest.raises(StackmagicError) as error:
         missing.save({"a": 1}, missing.uri("x"))
     assert one_line_error(error).startswith(
-        "the bucket of the artifact store az://no-such-container/store does not exist; create it")
+        "the bucket of the artifact store az://no-such-container/store does not exist; create it"
+    )

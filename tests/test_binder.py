@@ -19,9 +19,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_repo2docker_builds_the_environment_from_binder_and_runs_post_build() -> None:
     described = subprocess.run(
-        [str(BIN / "jupyter-repo2docker"), "--no-build", "--debug", "--user-id", "1000",
-         "--user-name", "jovyan", str(ROOT)],
-        capture_output=True, text=True, timeout=300,
+        [
+            str(BIN / "jupyter-repo2docker"),
+            "--no-build",
+            "--debug",
+            "--user-id",
+            "1000",
+            "--user-name",
+            "jovyan",
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     dockerfile = described.stdout + described.stderr
     assert described.returncode == 0, dockerfile[-3000:]
@@ -34,18 +44,37 @@ def test_the_binder_install_steps_work_in_a_fresh_virtual_environment(tmp_path: 
     copy = copy_of_repository(tmp_path / "repository")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    environment = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
-                   "STACKMAGIC_HOME": str(tmp_path / "home"), "VIRTUAL_ENV": str(venv)}
+    environment = {
+        **os.environ,
+        "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "STACKMAGIC_HOME": str(tmp_path / "home"),
+        "VIRTUAL_ENV": str(venv),
+    }
     environment.pop("PYTHONPATH", None)
     # Binder's conda has a current pip; a venv's bundled one can take many minutes to resolve
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-U", "pip"], check=True,
-                   env=environment, timeout=300)
-    built = subprocess.run(["bash", "binder/postBuild"], cwd=copy, env=environment,
-                           capture_output=True, text=True, timeout=900)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "-U", "pip"],
+        check=True,
+        env=environment,
+        timeout=300,
+    )
+    built = subprocess.run(
+        ["bash", "binder/postBuild"],
+        cwd=copy,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert built.returncode == 0, f"stdout: {_tail(built.stdout)}\nstderr: {_tail(built.stderr)}"
     assert (copy / ".stackmagic").is_dir(), "postBuild set up the project the notebooks use"
-    listed = subprocess.run([str(venv / "bin" / "jupyter"), "labextension", "list"], env=environment,
-                            capture_output=True, text=True, timeout=120)
+    listed = subprocess.run(
+        [str(venv / "bin" / "jupyter"), "labextension", "list"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert str(venv) in listed.stdout + listed.stderr, "the extension is in the fresh environment"
 
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from conftest import CANARY, REFERENCE_SEQUENCE
+
+from notebooks import write_notebook
 
 
 def members(cli, stack: str) -> dict[str, str]:
@@ -48,8 +53,20 @@ def test_reference_page_sequence_makes_gcp_active(project: Path, terminal) -> No
 
 
 def test_flavor_alias_and_space_separated_options(project: Path, cli) -> None:
-    assert cli("artifact-store", "register", "s3store", "--flavor", "s3", "--path", "s3://b/d",
-               "--endpoint-url", "http://127.0.0.1:9000").code == 0
+    assert (
+        cli(
+            "artifact-store",
+            "register",
+            "s3store",
+            "--flavor",
+            "s3",
+            "--path",
+            "s3://b/d",
+            "--endpoint-url",
+            "http://127.0.0.1:9000",
+        ).code
+        == 0
+    )
     described = json.loads(cli("artifact-store", "describe", "s3store", "--json").out)
     assert described["flavor"] == "s3"
     assert described["options"]["path"] == "s3://b/d"
@@ -59,7 +76,9 @@ def test_flavor_alias_and_space_separated_options(project: Path, cli) -> None:
 def test_component_list_describe_update_delete(project: Path, cli) -> None:
     cli("init")
     assert cli("orchestrator", "register", "vm", "--type=gcp-vm", "--project=p1").code == 0
-    assert cli("orchestrator", "update", "vm", "--preemptible", "--labels=team=ml,env=dev").code == 0
+    assert (
+        cli("orchestrator", "update", "vm", "--preemptible", "--labels=team=ml,env=dev").code == 0
+    )
 
     listing = json.loads(cli("orchestrator", "list", "--json").out)
     vm = next(item for item in listing if item["name"] == "vm")
@@ -134,9 +153,15 @@ def test_stack_update_swaps_components_and_keeps_validating(project: Path, cli) 
 def test_step_operator_is_optional_in_a_stack(project: Path, cli) -> None:
     for words in REFERENCE_SEQUENCE[:3]:
         cli(*words)
-    assert cli("step-operator", "register", "sm", "--type=sagemaker",
-               "--role=arn:aws:iam::1:role/x").code == 0
-    assert cli("stack", "register", "full", "-m", "sql", "-a", "gcs", "-o", "kf", "-s", "sm").code == 0
+    assert (
+        cli(
+            "step-operator", "register", "sm", "--type=sagemaker", "--role=arn:aws:iam::1:role/x"
+        ).code
+        == 0
+    )
+    assert (
+        cli("stack", "register", "full", "-m", "sql", "-a", "gcs", "-o", "kf", "-s", "sm").code == 0
+    )
     assert "sm" in cli("stack", "list").out
     assert members(cli, "full")["step-operator"] == "sm"
     assert cli("stack", "update", "full", "--no-step-operator").code == 0
@@ -168,7 +193,10 @@ def test_python_dash_m_works_like_the_console_script(project: Path) -> None:
     import sys
 
     completed = subprocess.run(
-        [sys.executable, "-m", "stackmagic", "stack", "get"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "stackmagic", "stack", "get"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert completed.stdout.strip() == "default"
 
@@ -178,3 +206,56 @@ def test_a_runs_limit_no_database_can_take_is_one_line(project: Path, cli) -> No
     refused = cli("pipeline", "runs", "--limit", "99999999999999999999")
     assert refused.code == 2 and refused.err.count("\n") == 1, refused.err
     assert "expects a whole number from 1 to 10000" in refused.err
+
+
+def _named(name: str) -> Callable[[Path], Path]:
+    return lambda folder: write_notebook(folder / name, "%%step one\nvalue = 1")
+
+
+def _pipe(folder: Path) -> Path:
+    os.mkfifo(folder / "pipe.ipynb")  # reading it would wait for a writer forever
+    return folder / "pipe.ipynb"
+
+
+def _nbformat_3(folder: Path) -> Path:
+    path = folder / "old.ipynb"
+    path.write_text(
+        '{"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "worksheets": [{"cells": []}]}'
+    )
+    return path
+
+
+def _reserved_parameter(folder: Path) -> Path:
+    return write_notebook(
+        folder / "p.ipynb", "%%step one\nvalue = 1", parameters="stackmagic_seed = 1"
+    )
+
+
+NOT_PIPELINES = {
+    "a pipe": (_pipe, "pipe.ipynb is not a file: give the path of a saved .ipynb notebook"),
+    "a device": (lambda folder: Path("/dev/zero"), "/dev/zero is not a file"),
+    "nbformat 3": (
+        _nbformat_3,
+        "is an old nbformat 3 notebook; convert it with `jupyter nbconvert "
+        "--to notebook --nbformat 4 --inplace old.ipynb`",
+    ),
+    "three dots": (_named("...ipynb"), "the file name '...ipynb' gives no pipeline name"),
+    "two dots": (_named("..ipynb"), "the file name '..ipynb' gives no pipeline name"),
+    "a space": (_named(" .ipynb"), "the file name ' .ipynb' gives no pipeline name"),
+    "a stackmagic_ parameter on the local stack": (
+        _reserved_parameter,
+        "parameter 'stackmagic_seed': names starting with 'stackmagic_' are stackmagic's own",
+    ),
+}
+
+
+@pytest.mark.parametrize("make, message", NOT_PIPELINES.values(), ids=NOT_PIPELINES.keys())
+def test_what_is_no_pipeline_is_refused_in_one_line(
+    initialised: Path, cli, make, message: str
+) -> None:
+    notebook = make(initialised)
+    for words in (["pipeline", "show", str(notebook)], ["pipeline", "run", str(notebook)]):
+        result = cli(*words)
+        assert result.code == 2 and result.out == "" and result.err.count("\n") == 1, result
+        assert message in result.err
+    assert cli("pipeline", "runs", "--json").out.strip() == "[]", "nothing was run"

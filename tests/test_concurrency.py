@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from conftest import BIN
@@ -19,9 +18,19 @@ def test_eight_processes_registering_at_once_lose_nothing(project: Path, termina
     terminal("init")
     processes = [
         subprocess.Popen(
-            [str(BIN / "stackmagic"), "artifact-store", "register", f"store{i}", "--type=s3",
-             f"--path=s3://bucket/{i}", f"--secret-access-key=key-{i}"],
-            cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                str(BIN / "stackmagic"),
+                "artifact-store",
+                "register",
+                f"store{i}",
+                "--type=s3",
+                f"--path=s3://bucket/{i}",
+                f"--secret-access-key=key-{i}",
+            ],
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for i in range(WRITERS)
     ]
@@ -42,10 +51,12 @@ from pathlib import Path
 from stackmagic.flavors import ComponentType
 from stackmagic.registry import Registry
 registry = Registry.open()
-print("ready", flush=True)
 for i in itertools.count():
-    registry.register_component(ComponentType.ARTIFACT_STORE, f"s{i}", "local", {"path": "x" * 4000}, Path.cwd())
-    registry.delete_component(ComponentType.ARTIFACT_STORE, f"s{i}")
+    name = f"{sys.argv[1]}-{i}"  # a killed writer's store may stay: the next picks other names
+    registry.register_component(ComponentType.ARTIFACT_STORE, name, "local", {"path": "x" * 4000}, Path.cwd())
+    print("registered", flush=True)
+    registry.delete_component(ComponentType.ARTIFACT_STORE, name)
+    print("deleted", flush=True)
 """
 
 
@@ -53,11 +64,17 @@ def test_killed_writer_never_leaves_a_broken_file(project: Path, terminal) -> No
     terminal("init")
     config = project / ".stackmagic" / "config.json"
     for attempt in range(10):
-        writer = subprocess.Popen([sys.executable, "-c", CHURN], cwd=project, stdout=subprocess.PIPE)
-        assert writer.stdout is not None and writer.stdout.readline().strip() == b"ready"
-        time.sleep(0.05 + attempt * 0.013)
+        before = config.stat().st_mtime_ns
+        writer = subprocess.Popen(
+            [sys.executable, "-c", CHURN, f"writer{attempt}"], cwd=project, stdout=subprocess.PIPE
+        )
+        assert writer.stdout is not None
+        # killed in the write after its 1st, 3rd, ... 19th: after a registration or a deletion
+        for _ in range(2 * attempt + 1):
+            assert writer.stdout.readline().strip() in (b"registered", b"deleted")
         writer.send_signal(signal.SIGKILL)
         writer.wait()
+        assert config.stat().st_mtime_ns != before, "the writer wrote before it was killed"
         state = json.loads(config.read_text())
         assert state["stacks"]["default"]["artifact-store"] == "default"
     result = terminal("artifact-store", "register", "after", "--type=local")

@@ -184,8 +184,9 @@ def test_minimal_in_place_change_reaches_the_next_step(run_both: Check) -> None:
 def test_pipeline_show_says_which_step_changes_a_name(initialised: Path, cli: Cli) -> None:
     shown = cli("pipeline", "show", str(minimal(initialised)))
     assert shown.code == 0, shown.err
-    assert any("convert" in line and "changes df" in line for line in shown.out.splitlines()), \
+    assert any("convert" in line and "changes df" in line for line in shown.out.splitlines()), (
         shown.out
+    )
 
 
 def test_pandas_cleaning_in_place(run_both: Check) -> None:
@@ -214,8 +215,11 @@ def test_a_seeded_global_generator_is_warned_about(initialised: Path, cli: Cli) 
 
     def warning_lines(result: Result) -> list[str]:
         # The exact wording is the product's to choose; it must say "seed" and name both steps.
-        return [line for line in (result.out + result.err).splitlines()
-                if "seed" in line.lower() and "first_draw" in line and "second_draw" in line]
+        return [
+            line
+            for line in (result.out + result.err).splitlines()
+            if "seed" in line.lower() and "first_draw" in line and "second_draw" in line
+        ]
 
     shown = cli("pipeline", "show", str(notebook))
     assert shown.code == 0, shown.err
@@ -227,7 +231,9 @@ def test_a_seeded_global_generator_is_warned_about(initialised: Path, cli: Cli) 
 
 def test_files_handed_between_steps(run_both: Check) -> None:
     compared = run_both(files_handoff)
-    assert "['alpha', 'beta'] {'weights': [0.5, 1.5], 'bias': -1}" in compared.notebook_printed("use")
+    assert "['alpha', 'beta'] {'weights': [0.5, 1.5], 'bias': -1}" in compared.notebook_printed(
+        "use"
+    )
     compared.assert_same()
 
 
@@ -239,10 +245,15 @@ def test_files_steps_write_keep_the_cache_and_a_changed_data_file_reruns_its_ste
     first = run_pipeline(notebook)
     assert first.status == "completed", {n: (s.status, s.error) for n, s in first.steps.items()}
     again = run_pipeline(notebook)
-    assert {n: s.status for n, s in again.steps.items()} == dict.fromkeys(first.steps, "cached"), \
+    assert {n: s.status for n, s in again.steps.items()} == dict.fromkeys(first.steps, "cached"), (
         "files the steps wrote must not invalidate the next run's cache"
+    )
 
     (initialised / "readings.csv").write_text("day,value\n1,2.5\n2,3.5\n3,9.0\n")
     changed = run_pipeline(notebook)
     assert {n: s.status for n, s in changed.steps.items()} == {
-        "prepare": "cached", "use": "cached", "measure": "completed", "report": "completed"}
+        "prepare": "cached",
+        "use": "cached",
+        "measure": "completed",
+        "report": "completed",
+    }

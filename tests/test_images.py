@@ -8,7 +8,9 @@ from pathlib import Path
 from notebooks import write_notebook
 
 
-def test_the_dockerfile_pins_the_notebooks_imports_and_the_stores_extras(cli, project: Path) -> None:
+def test_the_dockerfile_pins_the_notebooks_imports_and_the_stores_extras(
+    cli, project: Path
+) -> None:
     (project / "helpers.py").write_text("def double(x):\n    return 2 * x\n")
     notebook = write_notebook(
         project / "train.ipynb",
@@ -18,8 +20,18 @@ def test_the_dockerfile_pins_the_notebooks_imports_and_the_stores_extras(cli, pr
     )
     assert cli("init").code == 0
     assert cli("artifact-store", "register", "bucket", "--type=s3", "--path=s3://b/x").code == 0
-    assert cli("metadata-store", "register", "db", "--type=mysql", "--host=db.example",
-               "--username=u", "--database=d").code == 0
+    assert (
+        cli(
+            "metadata-store",
+            "register",
+            "db",
+            "--type=mysql",
+            "--host=db.example",
+            "--username=u",
+            "--database=d",
+        ).code
+        == 0
+    )
     assert cli("stack", "register", "team", "-m", "db", "-a", "bucket", "-o", "default").code == 0
     assert cli("stack", "set", "team").code == 0
 
@@ -31,8 +43,11 @@ def test_the_dockerfile_pins_the_notebooks_imports_and_the_stores_extras(cli, pr
         assert f"    {name}=={version}" in text
     assert '"stackmagic[mysql,s3]==' in text, "stackmagic with its stores' extras"
     assert "helpers" not in text.split("FROM")[1], "the notebook's own module travels in the bundle"
-    assert "json==" not in text and "not installed where this was written, so not included: " \
-        "surely_not_installed_anywhere" in text
+    assert (
+        "json==" not in text
+        and "not installed where this was written, so not included: surely_not_installed_anywhere"
+        in text
+    )
     assert text.splitlines()[4].startswith("FROM python:3.")
 
     again = cli("image", "dockerfile", str(notebook))

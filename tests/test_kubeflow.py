@@ -30,8 +30,10 @@ pytestmark = pytest.mark.kernel
 
 TOKEN_CANARY = "CANARY-token-" + secrets.token_hex(6)
 #: What the Kubernetes secret named by --store-secret holds for the team stack.
-POD_SECRETS = {"STACKMAGIC_METADATA_STORE_PASSWORD": DB_CANARY,
-               "STACKMAGIC_ARTIFACT_STORE_SECRET_ACCESS_KEY": S3_CANARY}
+POD_SECRETS = {
+    "STACKMAGIC_METADATA_STORE_PASSWORD": DB_CANARY,
+    "STACKMAGIC_ARTIFACT_STORE_SECRET_ACCESS_KEY": S3_CANARY,
+}
 
 
 @pytest.fixture
@@ -40,10 +42,19 @@ def fake_kfp() -> Iterator[FakeKfp]:
 
 
 def remote_flags(host: str, *extra: str) -> list[str]:
-    return ["--type=kubeflow", f"--host={host}", "--namespace=kubeflow", "--image=registry.example/steps:1",
-            "--store-secret=team-secrets", "--auth=token", f"--token={TOKEN_CANARY}",
-            "--service-account=pipeline-runner", "--experiment=nightly", "--image-pull-policy=Always",
-            *extra]
+    return [
+        "--type=kubeflow",
+        f"--host={host}",
+        "--namespace=kubeflow",
+        "--image=registry.example/steps:1",
+        "--store-secret=team-secrets",
+        "--auth=token",
+        f"--token={TOKEN_CANARY}",
+        "--service-account=pipeline-runner",
+        "--experiment=nightly",
+        "--image-pull-policy=Always",
+        *extra,
+    ]
 
 
 def settings_notebook(folder: Path) -> Path:
@@ -58,8 +69,10 @@ def settings_notebook(folder: Path) -> Path:
 
 
 def tasks_by_step(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {task["taskInfo"]["name"]: {"key": key, **task}
-            for key, task in document["root"]["dag"]["tasks"].items()}
+    return {
+        task["taskInfo"]["name"]: {"key": key, **task}
+        for key, task in document["root"]["dag"]["tasks"].items()
+    }
 
 
 def test_the_compiled_pipeline_loads_and_carries_the_step_settings_but_no_secret(
@@ -68,9 +81,19 @@ def test_the_compiled_pipeline_loads_and_carries_the_step_settings_but_no_secret
     from kfp import components
 
     url, flags, bucket = bucket_options("s3", request)
-    register_team_stack(terminal, team_database, flags, orchestrator=remote_flags("http://127.0.0.1:9"))
-    result = terminal("pipeline", "export", str(settings_notebook(project)), "--to", "kubeflow",
-                      "-o", "pipeline.yaml", "--json")
+    register_team_stack(
+        terminal, team_database, flags, orchestrator=remote_flags("http://127.0.0.1:9")
+    )
+    result = terminal(
+        "pipeline",
+        "export",
+        str(settings_notebook(project)),
+        "--to",
+        "kubeflow",
+        "-o",
+        "pipeline.yaml",
+        "--json",
+    )
     assert result.code == 0, result.err
     exported = json.loads(result.out)
     assert bucket.exists(exported["bundle"]), "the steps fetch the bundle from the bucket"
@@ -78,13 +101,22 @@ def test_the_compiled_pipeline_loads_and_carries_the_step_settings_but_no_secret
     package = project / "pipeline.yaml"
     loaded = components.load_component_from_file(str(package))
     inputs = loaded.component_spec.inputs
-    assert {name: (spec.type, spec.default) for name, spec in inputs.items()
-            if not name.startswith("stackmagic_")} == {
-        "scale": ("Float", 2.0), "name": ("String", "first"), "flag": ("Boolean", True),
+    assert {
+        name: (spec.type, spec.default)
+        for name, spec in inputs.items()
+        if not name.startswith("stackmagic_")
+    } == {
+        "scale": ("Float", 2.0),
+        "name": ("String", "first"),
+        "flag": ("Boolean", True),
     }, "lists are no inputs: the tasks read them from the run's record"
-    assert {"stackmagic_run", "stackmagic_no_cache", "stackmagic_only", "stackmagic_from"} <= set(inputs)
+    assert {"stackmagic_run", "stackmagic_no_cache", "stackmagic_only", "stackmagic_from"} <= set(
+        inputs
+    )
 
-    document, platform = yaml.safe_load_all(package.read_text())  # the pipeline; Kubernetes settings
+    document, platform = yaml.safe_load_all(
+        package.read_text()
+    )  # the pipeline; Kubernetes settings
     tasks = tasks_by_step(document)
     assert list(tasks) == ["load", "train", "report"]
     assert tasks["train"]["dependentTasks"] == [tasks["load"]["key"]]
@@ -93,7 +125,9 @@ def test_the_compiled_pipeline_loads_and_carries_the_step_settings_but_no_secret
     assert all(task["cachingOptions"] == {} for task in tasks.values()), "KFP's cache is off"
 
     executors = document["deploymentSpec"]["executors"]
-    container = {step: executors[f"exec-{task['key']}"]["container"] for step, task in tasks.items()}
+    container = {
+        step: executors[f"exec-{task['key']}"]["container"] for step, task in tasks.items()
+    }
     assert container["load"]["resources"]["resourceCpuLimit"] == "2"
     assert container["load"]["resources"]["resourceMemoryRequest"] == "4G"
     assert container["train"]["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
@@ -114,23 +148,41 @@ def test_the_compiled_pipeline_loads_and_carries_the_step_settings_but_no_secret
         assert canary not in text
 
 
-@pytest.mark.parametrize("orchestrator, notebook_parameters, expected", [
-    (None, "scale = 1.0", "compiling for Kubeflow needs a stack with a kubeflow one"),
-    (["--type=kubeflow", "--host=http://127.0.0.1:9", "--store-secret=s"], "scale = 1.0",
-     "needs an image with stackmagic installed"),
-    (["--type=kubeflow", "--host=http://127.0.0.1:9", "--image=i"], "scale = 1.0",
-     "give it with --store-secret=NAME"),
-    (["--type=kubeflow", "--host=http://127.0.0.1:9", "--image=i", "--store-secret=s"],
-     "stackmagic_seed = 1", "names starting with 'stackmagic_' are stackmagic's own"),
-])
+@pytest.mark.parametrize(
+    "orchestrator, notebook_parameters, expected",
+    [
+        (None, "scale = 1.0", "compiling for Kubeflow needs a stack with a kubeflow one"),
+        (
+            ["--type=kubeflow", "--host=http://127.0.0.1:9", "--store-secret=s"],
+            "scale = 1.0",
+            "needs an image with stackmagic installed",
+        ),
+        (
+            ["--type=kubeflow", "--host=http://127.0.0.1:9", "--image=i"],
+            "scale = 1.0",
+            "give it with --store-secret=NAME",
+        ),
+        (
+            ["--type=kubeflow", "--host=http://127.0.0.1:9", "--image=i", "--store-secret=s"],
+            "stackmagic_seed = 1",
+            "names starting with 'stackmagic_' are stackmagic's own",
+        ),
+    ],
+)
 def test_what_kubeflow_cannot_take_is_refused_in_one_line(
-    orchestrator: list[str] | None, notebook_parameters: str, expected: str, team_database: Database,
-    terminal, project: Path, request: pytest.FixtureRequest,
+    orchestrator: list[str] | None,
+    notebook_parameters: str,
+    expected: str,
+    team_database: Database,
+    terminal,
+    project: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     _, flags, _ = bucket_options("s3", request)
     register_team_stack(terminal, team_database, flags, orchestrator=orchestrator)
-    notebook = write_notebook(project / "n.ipynb", "%%step one\nvalue = 1",
-                              parameters=notebook_parameters)
+    notebook = write_notebook(
+        project / "n.ipynb", "%%step one\nvalue = 1", parameters=notebook_parameters
+    )
     result = terminal("pipeline", "export", str(notebook), "--to", "kubeflow", "-o", "p.yaml")
     assert result.code == 2 and result.err.count("\n") == 1, result.err
     assert expected in result.err
@@ -141,12 +193,23 @@ def test_kfp_local_runs_the_compiled_pipeline_against_mariadb_and_s3(
     team_database: Database, terminal, project: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     url, flags, bucket = bucket_options("s3", request)
-    register_team_stack(terminal, team_database, flags,
-                        orchestrator=["--type=kubeflow", "--mode=local"])
+    register_team_stack(
+        terminal, team_database, flags, orchestrator=["--type=kubeflow", "--mode=local"]
+    )
     # a step that shows its environment: the stores' secrets must not be in it
     snoop = "%%step snoop\nimport os\nprint(sorted(os.environ.items()))"
-    said = [terminal("pipeline", "run", str(team_notebook(project, snoop)), "-p", "scale", "3",
-                     "--progress", "lines")]
+    said = [
+        terminal(
+            "pipeline",
+            "run",
+            str(team_notebook(project, snoop)),
+            "-p",
+            "scale",
+            "3",
+            "--progress",
+            "lines",
+        )
+    ]
     assert said[0].code == 0, said[0].err
     for step in ("load", "train", "report", "snoop"):
         assert f"  {step}: completed in" in said[0].err, "progress comes from the tasks' records"
@@ -162,8 +225,10 @@ def test_kfp_local_runs_the_compiled_pipeline_against_mariadb_and_s3(
     summary = json.loads(said[-1].out)["summary"]
     assert bucket.load(summary["uri"]) == {"weights": 1498.5, "scale": 3}, "outputs flowed"
 
-    pages = {step: bucket.read_bytes(f"{url}/team/{run['id']}/{step}/{step}.html")
-             for step in ("load", "train", "report")}
+    pages = {
+        step: bucket.read_bytes(f"{url}/team/{run['id']}/{step}/{step}.html")
+        for step in ("load", "train", "report")
+    }
     assert all(b"<html" in page.lower() for page in pages.values()), "executed notebooks as HTML"
     assert b"Saved features (numpy" in pages["load"], "with the step's own output"
     assert bucket.exists(f"{url}/team/{run['id']}/kfp-local.log")
@@ -178,9 +243,12 @@ def test_kfp_local_runs_the_compiled_pipeline_against_mariadb_and_s3(
 @pytest.fixture
 def local_kubeflow(terminal, project: Path) -> Path:
     """A project whose active stack runs pipelines with kfp.local on the local stores."""
-    for words in (["init"], ["orchestrator", "register", "kfl", "--type=kubeflow", "--mode=local"],
-                  ["stack", "register", "here", "-m", "default", "-a", "default", "-o", "kfl"],
-                  ["stack", "set", "here"]):
+    for words in (
+        ["init"],
+        ["orchestrator", "register", "kfl", "--type=kubeflow", "--mode=local"],
+        ["stack", "register", "here", "-m", "default", "-a", "default", "-o", "kfl"],
+        ["stack", "set", "here"],
+    ):
         assert terminal(*words).code == 0
     return project
 
@@ -191,14 +259,17 @@ def test_an_export_path_that_cannot_be_written_is_refused_before_anything_is_upl
     notebook = write_notebook(local_kubeflow / "small.ipynb", "%%step one\nvalue = 1")
     (local_kubeflow / "p.yaml").write_text("mine\n")
     bundles = local_kubeflow / ".stackmagic" / "artifacts" / "_bundles"
-    for output, said in (("p.yaml", "p.yaml exists; give another file, or --force"),
-                         ("p.json", "p.json: a Kubeflow pipeline is written as YAML")):
+    for output, said in (
+        ("p.yaml", "p.yaml exists; give another file, or --force"),
+        ("p.json", "p.json: a Kubeflow pipeline is written as YAML"),
+    ):
         result = terminal("pipeline", "export", str(notebook), "--to", "kubeflow", "-o", output)
         assert result.code == 2 and result.err.count("\n") == 1 and said in result.err, result.err
     assert (local_kubeflow / "p.yaml").read_text() == "mine\n" and not bundles.exists()
     assert not (local_kubeflow / "p.json").exists()
-    forced = terminal("pipeline", "export", str(notebook), "--to", "kubeflow", "-o", "p.yaml",
-                      "--force")
+    forced = terminal(
+        "pipeline", "export", str(notebook), "--to", "kubeflow", "-o", "p.yaml", "--force"
+    )
     assert forced.code == 0, forced.err
     assert "pipelineInfo" in (local_kubeflow / "p.yaml").read_text() and bundles.is_dir()
 
@@ -216,12 +287,17 @@ def test_a_failing_task_fails_the_run_and_skips_the_steps_after_it(
     result = terminal("pipeline", "run", str(notebook), "-p", "n", "4", "--progress", "none")
     assert result.code == 1, result.err
     # an integer stays one (range() takes it), a list of text arrives whole
-    assert "step 'check' failed: AssertionError: too few rows: [0, 1, 2, 3, 'a', 'b \"quoted\"']" \
+    assert (
+        "step 'check' failed: AssertionError: too few rows: [0, 1, 2, 3, 'a', 'b \"quoted\"']"
         in result.err
+    )
     run = json.loads(terminal("pipeline", "describe", "latest", "--json").out)
     assert run["status"] == "failed"
     assert {s["name"]: s["status"] for s in run["steps"]} == {
-        "load": "completed", "check": "failed", "report": "skipped"}
+        "load": "completed",
+        "check": "failed",
+        "report": "skipped",
+    }
     assert run["steps"][1]["notebook"], "the failed step's executed notebook is kept"
 
     # a list is no KFP input (kfp.local would break it): the tasks take it from the run's record
@@ -244,7 +320,8 @@ def test_skip_reasons_name_the_failed_step_a_step_depends_on(
     other = ({"boom", "bust"} - {failed}).pop()
     ended = {s["name"]: (s["status"], s["error"]) for s in run["steps"]}
     assert {name: ended[name] for name in after} == dict.fromkeys(
-        after, ("skipped", f"step {failed!r} failed"))
+        after, ("skipped", f"step {failed!r} failed")
+    )
     assert ended[other] == ("skipped", stopped), "a branch that never started depends on no failure"
     for name in set(ended) - after - {failed, other}:
         assert ended[name] in {("completed", None), ("skipped", stopped)}, name
@@ -274,13 +351,23 @@ def test_inputs_that_arrive_as_text_get_their_defaults_types() -> None:
     defaults = {"n": 3, "lr": 0.1, "name": "x", "flag": True, "sizes": [1]}
     given = {"n": "5.0", "lr": "1", "name": "5", "flag": "false", "sizes": "[2, 3]"}
     assert typed_parameters(defaults, given) == {
-        "n": 5, "lr": 1.0, "name": "5", "flag": False, "sizes": [2, 3]}
+        "n": 5,
+        "lr": 1.0,
+        "name": "5",
+        "flag": False,
+        "sizes": [2, 3],
+    }
     assert isinstance(typed_parameters(defaults, given)["n"], int), "kfp.local sends 5 as 5.0"
 
 
 @pytest.fixture
-def kubeflow_notebook(fake_kfp: FakeKfp, team_database: Database, terminal, project: Path,
-                      request: pytest.FixtureRequest) -> Path:
+def kubeflow_notebook(
+    fake_kfp: FakeKfp,
+    team_database: Database,
+    terminal,
+    project: Path,
+    request: pytest.FixtureRequest,
+) -> Path:
     """A notebook in a project whose active stack submits to the fake KFP server."""
     _, flags, _ = bucket_options("s3", request)
     register_team_stack(terminal, team_database, flags, orchestrator=remote_flags(fake_kfp.url))
@@ -300,8 +387,12 @@ def test_a_run_is_submitted_through_the_kfp_api_and_followed_to_its_end(
     assert run["orchestrator_run_id"] == kfp_run["run_id"]
     assert run["orchestrator_url"] == f"{fake_kfp.url}/#/runs/details/{kfp_run['run_id']}"
     assert kfp_run["runtime_config"]["parameters"] == {
-        "scale": 3.0, "stackmagic_run": run["id"], "stackmagic_no_cache": False,
-        "stackmagic_only": "", "stackmagic_from": ""}
+        "scale": 3.0,
+        "stackmagic_run": run["id"],
+        "stackmagic_no_cache": False,
+        "stackmagic_only": "",
+        "stackmagic_from": "",
+    }
     [pipeline] = fake_kfp.pipelines.values()
     [experiment] = fake_kfp.experiments.values()
     assert pipeline["display_name"] == "team" and experiment["display_name"] == "nightly"
@@ -322,11 +413,23 @@ def test_a_run_is_submitted_through_the_kfp_api_and_followed_to_its_end(
     # a run started from the KFP UI (no stackmagic run id): its tasks record it under KFP's id
     version = next(iter(fake_kfp.versions.values()))
     signed = {"authorization": f"Bearer {TOKEN_CANARY}"}
-    code, ui_run = fake_kfp.handle("POST", "/apis/v2beta1/runs", {}, signed, json.dumps({
-        "display_name": "from the UI", "experiment_id": experiment["experiment_id"],
-        "pipeline_version_reference": {"pipeline_id": pipeline["pipeline_id"],
-                                       "pipeline_version_id": version["pipeline_version_id"]},
-        "runtime_config": {"parameters": {"scale": 4.0}}}).encode())
+    code, ui_run = fake_kfp.handle(
+        "POST",
+        "/apis/v2beta1/runs",
+        {},
+        signed,
+        json.dumps(
+            {
+                "display_name": "from the UI",
+                "experiment_id": experiment["experiment_id"],
+                "pipeline_version_reference": {
+                    "pipeline_id": pipeline["pipeline_id"],
+                    "pipeline_version_id": version["pipeline_version_id"],
+                },
+                "runtime_config": {"parameters": {"scale": 4.0}},
+            }
+        ).encode(),
+    )
     assert code == 200
     wait_for(lambda: fake_kfp.runs[ui_run["run_id"]]["state"] != "RUNNING")
     ids = {r["id"] for r in json.loads(terminal("pipeline", "runs", "--json").out)}
@@ -336,21 +439,33 @@ def test_a_run_is_submitted_through_the_kfp_api_and_followed_to_its_end(
     assert [s["status"] for s in recorded["steps"]] == ["completed"] * 3
 
     # a changed notebook is a new version of the same pipeline
-    write_notebook(notebook, "import numpy as np\nimport stackmagic",
-                   "%%step load\nfeatures = np.arange(10.0) * scale", parameters="scale = 5.0")
+    write_notebook(
+        notebook,
+        "import numpy as np\nimport stackmagic",
+        "%%step load\nfeatures = np.arange(10.0) * scale",
+        parameters="scale = 5.0",
+    )
     fake_kfp.execute = False
     third = terminal("pipeline", "run", str(notebook), "--progress", "lines")
     assert third.code == 0, third.err
     assert len(fake_kfp.pipelines) == 1 and len(fake_kfp.versions) == 2
-    [third_id] = set(fake_kfp.runs) - {kfp_run["run_id"], second["orchestrator_run_id"],
-                                       ui_run["run_id"]}
+    [third_id] = set(fake_kfp.runs) - {
+        kfp_run["run_id"],
+        second["orchestrator_run_id"],
+        ui_run["run_id"],
+    }
     assert f"Kubeflow run {third_id}: {fake_kfp.url}/#/runs/details/{third_id}" in third.err
-    assert "status        running" in third.out or "running" in third.out.splitlines()[2]
+    assert [
+        line.split() for line in third.out.splitlines() if line.lstrip().startswith("status ")
+    ] == [["status", "running"]], third.out
 
     # KFP ends a run whose pods never started: `describe` asks KFP and says so
     fake_kfp.runs[third_id]["state"] = "FAILED"
-    [third_run] = [r for r in json.loads(terminal("pipeline", "runs", "--json").out)
-                   if r["orchestrator_run_id"] == third_id]
+    [third_run] = [
+        r
+        for r in json.loads(terminal("pipeline", "runs", "--json").out)
+        if r["orchestrator_run_id"] == third_id
+    ]
     assert third_run["status"] == "running"
     described = json.loads(terminal("pipeline", "describe", third_run["id"], "--json").out)
     assert described["status"] == "failed"
@@ -390,3 +505,105 @@ def test_kfp_api_failures_are_one_line(
     runs = json.loads(terminal("pipeline", "runs", "--json").out)
     assert [r["status"] for r in runs] == ["failed"] * 3 + ["running"], "a failed start says why"
     assert len(fake_kfp.runs) == 1, "only the raced submission started a run"
+
+
+def tiny_pipeline(path: Path) -> Path:
+    """A pipeline compiled by the kfp SDK: one container task.
+
+    Its functions have no annotations: kfp reads them as the pipeline's outputs.
+    """
+    from kfp import compiler, dsl
+
+    @dsl.container_component
+    def hello():
+        return dsl.ContainerSpec(image="alpine:3", command=["echo", "hello"])
+
+    @dsl.pipeline(name="tiny")
+    def tiny():
+        hello()
+
+    compiler.Compiler().compile(tiny, str(path))
+    return path
+
+
+def test_the_fake_kfp_server_answers_wrong_requests_as_kfp_does(
+    fake_kfp: FakeKfp, tmp_path: Path
+) -> None:
+    """Filters, uploads and pipeline ids from the real kfp client, refused where KFP would."""
+    from kfp_server_api.exceptions import ApiException
+
+    from stackmagic.errors import StackmagicError
+    from stackmagic.flavors.orchestrators import KubeflowOrchestrator
+    from stackmagic.orchestrators.kfp_api import KfpApi
+
+    fake_kfp.execute = False
+    api = KfpApi(KubeflowOrchestrator(host=fake_kfp.url, namespace="kubeflow"), token=TOKEN_CANARY)
+    package = tiny_pipeline(tmp_path / "tiny.yaml")
+    uploaded = {name: api.upload(name, package) for name in ("tiny", "tiny-nightly", "other")}
+    assert api.upload("tiny", package) == uploaded["tiny"], "found again by its name, not uploaded"
+
+    def listed(predicate: dict[str, Any]) -> list[str]:
+        found = (
+            api.client.list_pipelines(
+                filter=json.dumps({"predicates": [{"key": "display_name", **predicate}]})
+            ).pipelines
+            or []
+        )
+        return sorted(pipeline.display_name for pipeline in found)
+
+    assert listed({"operation": "EQUALS", "stringValue": "tiny"}) == ["tiny"]
+    assert listed({"operation": 1, "string_value": "tiny"}) == ["tiny"], "by number, proto name"
+    assert listed({"operation": "NOT_EQUALS", "stringValue": "tiny"}) == ["other", "tiny-nightly"]
+    assert listed({"operation": "IN", "stringValues": {"values": ["tiny", "other"]}}) == [
+        "other",
+        "tiny",
+    ]
+    assert listed({"operation": "IS_SUBSTRING", "stringValue": "tiny"}) == ["tiny", "tiny-nightly"]
+    assert listed({"operation": "LESS_THAN", "stringValue": "tiny-"}) == ["other", "tiny"]
+    for wrong in (
+        {"operation": "LIKE", "stringValue": "tiny"},
+        {"operation": "IN", "stringValue": "tiny"},
+        {"operation": "EQUALS"},
+        {"operation": "EQUALS", "key": "colour", "stringValue": "red"},
+    ):
+        with pytest.raises(ApiException) as refused:
+            listed(wrong)
+        assert refused.value.status == 400, wrong
+
+    pipeline_id, version_id = uploaded["tiny"]
+    yaml_error, not_a_pipeline = tmp_path / "broken.yaml", tmp_path / "notes.yaml"
+    yaml_error.write_text("pipelineInfo: [name: tiny\n")
+    not_a_pipeline.write_text("steps: [load, train]\n")
+    no_executors = tmp_path / "no-executors.yaml"
+    no_executors.write_text(package.read_text().replace("deploymentSpec:", "deployment:"))
+    for wrong_package in (yaml_error, not_a_pipeline, no_executors):
+        with pytest.raises(ApiException) as refused:
+            api.client._upload_api.upload_pipeline_version(
+                uploadfile=str(wrong_package), name=wrong_package.stem, pipelineid=pipeline_id
+            )
+        assert refused.value.status == 400 and "Failed to upload a pipeline version" in str(
+            refused.value.body
+        ), wrong_package.name
+    with pytest.raises(ApiException) as twice:
+        api.client._upload_api.upload_pipeline_version(
+            uploadfile=str(package),
+            name=fake_kfp.versions[version_id]["display_name"],
+            pipelineid=pipeline_id,
+        )
+    assert twice.value.status == 409, "a version name is unique in its pipeline"
+    assert len(fake_kfp.versions) == 3, "nothing refused was kept"
+
+    with pytest.raises(ApiException) as unknown:
+        api.client.list_pipeline_versions("no-such-pipeline")
+    assert unknown.value.status == 404
+    experiment_id = api.experiment("nightly")
+    assert api.start_run(experiment_id, pipeline_id, version_id, {}, display_name="right")
+    for reference, status in (
+        ((uploaded["other"][0], version_id), 400),
+        (("no-such-pipeline", version_id), 404),
+        ((pipeline_id, "no-such-version"), 404),
+    ):
+        with pytest.raises(StackmagicError) as refused:
+            api.start_run(experiment_id, *reference, {}, display_name="wrong")
+        assert f"refused to start the run ({status}: Failed to create a run" in str(refused.value)
+    assert len(fake_kfp.runs) == 1

@@ -30,8 +30,13 @@ from notebooks import write_notebook
 OUTPUT = Path(os.environ.get("STACKMAGIC_TEST_OUTPUT", Path(__file__).parents[1] / "test-output"))
 #: DESIGN §4: these flags keep Chromium from reaching out to any other address.
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 SIDEBAR = "#stackmagic-sidebar"
 
@@ -48,7 +53,10 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
+    try:
+        from playwright import sync_api
+    except ImportError as error:
+        unavailable(f"playwright is not installed ({error}): pip install playwright")
     chromium = shutil.which("chromium")
     if chromium is None:
         unavailable("chromium is not installed: apt-get install -y chromium")
@@ -62,17 +70,28 @@ def browser() -> Iterator[Any]:
 def lab(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
     """``jupyter lab`` serving the project folder, with nothing of the user's Jupyter setup."""
     jupyter = tmp_path / "jupyter"
-    for variable, folder in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
-                             ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython")):
+    for variable, folder in (
+        ("JUPYTER_CONFIG_DIR", "config"),
+        ("JUPYTER_DATA_DIR", "data"),
+        ("JUPYTER_RUNTIME_DIR", "runtime"),
+        ("IPYTHONDIR", "ipython"),
+    ):
         monkeypatch.setenv(variable, str(jupyter / folder))
     port, token = free_port(), "stackmagic-test-token"
     argv = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", f"--ip={HOST}", f"--port={port}",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={project}",
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        f"--ip={HOST}",
+        f"--port={port}",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={project}",
         f"--LabApp.workspaces_dir={jupyter / 'workspaces'}",
         f"--LabApp.user_settings_dir={jupyter / 'settings'}",
         # nothing may ask the internet about news or newer releases
-        "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--allow-root",
     ]
     # JupyterLab would ask (in a toast over the page) whether to fetch news
@@ -112,8 +131,11 @@ def python_notebook(path: Path, *cells: str) -> Path:
 
     write_notebook(path, *cells)
     notebook = nbformat.read(path, as_version=4)
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                       "language": "python"}
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(notebook, path)
     return path
 
@@ -143,8 +165,12 @@ def test_sidebar_shows_default_active_and_a_click_activates_another_stack(
 ) -> None:
     from playwright.sync_api import expect
 
-    assert terminal("stack", "register", "other", "-m", "default", "-a", "default",
-                    "-o", "default").code == 0
+    assert (
+        terminal(
+            "stack", "register", "other", "-m", "default", "-a", "default", "-o", "default"
+        ).code
+        == 0
+    )
     open_lab(page, lab)
     expect(stack_item(page, "default")).to_have_attribute("aria-current", "true")
     expect(stack_item(page, "default").locator(".jp-stackmagic-badge")).to_have_text("active")
@@ -178,10 +204,23 @@ def test_a_stack_whose_metadata_store_is_away_says_so_and_can_be_left(
     from playwright.sync_api import expect
 
     closed_port = str(free_port())  # nothing listens there
-    assert terminal("metadata-store", "register", "away", "--type=mysql", f"--host={HOST}",
-                    f"--port={closed_port}", "--database=x", "--username=root").code == 0
-    assert terminal("stack", "register", "broken", "-m", "away", "-a", "default",
-                    "-o", "default").code == 0
+    assert (
+        terminal(
+            "metadata-store",
+            "register",
+            "away",
+            "--type=mysql",
+            f"--host={HOST}",
+            f"--port={closed_port}",
+            "--database=x",
+            "--username=root",
+        ).code
+        == 0
+    )
+    assert (
+        terminal("stack", "register", "broken", "-m", "away", "-a", "default", "-o", "default").code
+        == 0
+    )
     open_lab(page, lab)
     stack_item(page, "broken").click()
     runs_problem = page.get_by_role("alert", name="Runs unavailable")
@@ -259,10 +298,17 @@ def test_run_as_pipeline_from_the_toolbar_ends_in_a_succeeded_run_in_the_sidebar
 
     # a second stack, so the sidebar's picture shows how stacks differ
     assert terminal("orchestrator", "register", "kfp", "--type=kubeflow", "--mode=local").code == 0
-    assert terminal("stack", "register", "kfp-local", "-m", "default", "-a", "default",
-                    "-o", "kfp").code == 0
-    python_notebook(lab.root / "small.ipynb", "%%step first\nvalue = 41",
-                   "%%step second\nanswer = value + 1\nprint('answer', answer)")
+    assert (
+        terminal(
+            "stack", "register", "kfp-local", "-m", "default", "-a", "default", "-o", "kfp"
+        ).code
+        == 0
+    )
+    python_notebook(
+        lab.root / "small.ipynb",
+        "%%step first\nvalue = 41",
+        "%%step second\nanswer = value + 1\nprint('answer', answer)",
+    )
     open_lab(page, lab, "lab/tree/small.ipynb")
     page.get_by_role("button", name="Run as pipeline").click()
     finished = page.locator(f'{SIDEBAR} .jp-stackmagic-run[data-status="completed"]')
@@ -270,8 +316,9 @@ def test_run_as_pipeline_from_the_toolbar_ends_in_a_succeeded_run_in_the_sidebar
     expect(page.locator(".jp-toast-message", has_text="completed in")).to_be_visible()
 
     runs = cli_json(terminal, "pipeline", "runs")
-    assert [(r["id"], r["status"]) for r in runs] == [(finished.get_attribute("data-run"),
-                                                       "completed")]
+    assert [(r["id"], r["status"]) for r in runs] == [
+        (finished.get_attribute("data-run"), "completed")
+    ]
     expect(finished).to_contain_text("small")
     expect(finished).to_contain_text("2/2 steps")
     expect(finished).to_contain_text("default")
@@ -314,8 +361,13 @@ def test_mark_cell_as_step_from_the_cell_context_menu(page: Any, lab: Lab) -> No
 @pytest.mark.parametrize("listing", [["labextension", "list"], ["server", "extension", "list"]])
 def test_the_install_enables_both_extensions(listing: list[str]) -> None:
     """What `pip install stackmagic` must leave: JupyterLab finds and enables both halves."""
-    listed = subprocess.run([sys.executable, "-m", "jupyter", *listing], capture_output=True,
-                            text=True, timeout=120, env={**os.environ, "NO_COLOR": "1"})
+    listed = subprocess.run(
+        [sys.executable, "-m", "jupyter", *listing],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
     lines = [line for line in (listed.stdout + listed.stderr).splitlines() if "stackmagic" in line]
     text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", " ".join(lines)).split())  # no colours
     assert "enabled" in text and "OK" in text, text

@@ -97,12 +97,25 @@ def test_magics_without_arguments_show_widgets(shell) -> None:
     models = [o.data for o in captured.outputs]
     assert len(models) == 2
     assert all("application/vnd.jupyter.widget-view+json" in data for data in models)
-    assert "StackSwitcher" in models[0]["text/plain"] and "RegistrationForm" in models[1]["text/plain"]
+    assert (
+        "StackSwitcher" in models[0]["text/plain"] and "RegistrationForm" in models[1]["text/plain"]
+    )
 
 
 def test_load_ext_imports_nothing_heavy() -> None:
-    heavy = ["kfp", "papermill", "sqlalchemy", "jupyter_server", "gcsfs", "s3fs", "adlfs", "fsspec",
-             "ipywidgets", "nbclient", "nbformat"]
+    heavy = [
+        "kfp",
+        "papermill",
+        "sqlalchemy",
+        "jupyter_server",
+        "gcsfs",
+        "s3fs",
+        "adlfs",
+        "fsspec",
+        "ipywidgets",
+        "nbclient",
+        "nbformat",
+    ]
     code = (
         "import sys\n"
         "from IPython.core.interactiveshell import InteractiveShell\n"
@@ -111,7 +124,9 @@ def test_load_ext_imports_nothing_heavy() -> None:
         f"print([m for m in {heavy!r} if m in sys.modules and m not in before])\n"
         "print('stackmagic.magics' in sys.modules)\n"
     )
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     imported, loaded = completed.stdout.splitlines()
     assert loaded == "True"
     assert imported == "[]"
@@ -157,7 +172,9 @@ def test_pipeline_show_defaults_to_the_kernels_notebook(shell, tmp_path: Path, m
         shell.run_line_magic("pipeline", "show --cache")
     (data,) = [output.data for output in captured.outputs]
     assert [line.split(None, 1) for line in data["text/plain"].splitlines()[2:]] == [
-        ["a", "first run"], ["b", "runs after a (which re-runs)"]]
+        ["a", "first run"],
+        ["b", "runs after a (which re-runs)"],
+    ]
 
 
 def test_widget_magic_with_a_bad_override_is_one_usage_error(shell, monkeypatch) -> None:
@@ -168,8 +185,21 @@ def test_widget_magic_with_a_bad_override_is_one_usage_error(shell, monkeypatch)
 
 def test_a_word_starting_with_hash_ends_the_line_as_in_a_shell(shell, cli, project: Path) -> None:
     magic(shell, ["stackmagic", "init"])
-    magic(shell, ["artifact-store", "register", "runs", "--type=local", "--path=data#1",
-                  "#", "kept", "beside", "the", "notebook"])
+    magic(
+        shell,
+        [
+            "artifact-store",
+            "register",
+            "runs",
+            "--type=local",
+            "--path=data#1",
+            "#",
+            "kept",
+            "beside",
+            "the",
+            "notebook",
+        ],
+    )
     described = json.loads(cli("artifact-store", "describe", "runs", "--json").out)
     assert described["options"]["path"] == str(project / "data#1"), "a '#' inside a word stays"
     magic(shell, ["stack", "list", "#a", "table"])  # a comment, not two stray arguments
@@ -207,7 +237,9 @@ def test_a_secret_typed_into_a_cell_is_refused_and_scrubbed_from_history(
     assert CANARY in (home / "secrets.json").read_text()  # kept where secrets are kept
     # A value that happens to appear elsewhere in the cell (here the user name) is not refused.
     shell.user_ns["password"] = "ml"
-    assert shell.run_cell("%metadata-store update sql --username=ml --password={password}", store_history=True).success
+    assert shell.run_cell(
+        "%metadata-store update sql --username=ml --password={password}", store_history=True
+    ).success
 
 
 def metadata_store_names() -> list[str]:

@@ -18,8 +18,9 @@ from stackmagic.stores.models import SCHEMA_REVISION
 def test_the_newest_migration_is_the_models_revision() -> None:
     config = Config()
     config.set_main_option("script_location", "stackmagic.stores:migrations")
-    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION, \
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION, (
         "a new migration must also be the models' SCHEMA_REVISION"
+    )
 
 
 def test_a_first_schema_store_is_upgraded_keeping_its_runs(tmp_path: Path) -> None:
@@ -31,21 +32,27 @@ def test_a_first_schema_store_is_upgraded_keeping_its_runs(tmp_path: Path) -> No
     with create_engine(f"sqlite:///{path}").begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, "0001")
-        connection.execute(text(
-            "INSERT INTO pipelines (id, name, created_at) VALUES (1, 'train', '2026-01-01 00:00:00')"
-        ))
-        connection.execute(text(
-            "INSERT INTO runs (id, pipeline_id, notebook, status, started_at, stack_name, stack, "
-            "bundle_uri, bundle_hash, options) VALUES ('old', 1, 'nb', 'completed', "
-            "'2026-01-01 00:00:00', 'default', '{}', 'b', 'h', '{}')"
-        ))
+        connection.execute(
+            text(
+                "INSERT INTO pipelines (id, name, created_at) VALUES (1, 'train', '2026-01-01 00:00:00')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO runs (id, pipeline_id, notebook, status, started_at, stack_name, stack, "
+                "bundle_uri, bundle_hash, options) VALUES ('old', 1, 'nb', 'completed', "
+                "'2026-01-01 00:00:00', 'default', '{}', 'b', 'h', '{}')"
+            )
+        )
     store = MetadataStore(f"sqlite:///{path}")
     assert [run.id for run in store.runs()] == ["old"]
     assert store.run("old").status == "completed"
     store.close()
 
 
-@pytest.mark.parametrize("make", [lambda p: p.mkdir(), lambda p: p.write_text("not a database " * 100)])
+@pytest.mark.parametrize(
+    "make", [lambda p: p.mkdir(), lambda p: p.write_text("not a database " * 100)]
+)
 def test_an_unusable_database_file_is_one_line(tmp_path: Path, make) -> None:
     path = tmp_path / "m.db"
     make(path)

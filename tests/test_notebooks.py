@@ -25,11 +25,20 @@ from team import bucket_options
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 #: The stacks of the runs each notebook makes; a new notebook says here what it should leave.
 #: The team tour's runs go to its own database and bucket; cloud_vm only makes a dry run.
-RUNS = {"quickstart": ["default"], "kubeflow": ["kfp-local"], "widgets_tour": [],
-        "team_pipeline": [], "team_stack_tour": [], "cloud_vm": []}
+RUNS = {
+    "quickstart": ["default"],
+    "kubeflow": ["kfp-local"],
+    "widgets_tour": [],
+    "team_pipeline": [],
+    "team_stack_tour": [],
+    "cloud_vm": [],
+}
 #: What a notebook shows that a reader should see (beyond running without an error).
-SHOWN = {"cloud_vm": "Dry run: aws-vm would start this VM",
-         "team_stack_tour": "test_rmse", "quickstart": "rmse"}
+SHOWN = {
+    "cloud_vm": "Dry run: aws-vm would start this VM",
+    "team_stack_tour": "test_rmse",
+    "quickstart": "rmse",
+}
 
 
 def copy_examples(project: Path) -> None:
@@ -41,7 +50,9 @@ def copy_examples(project: Path) -> None:
 @pytest.mark.kernel
 @pytest.mark.parametrize("original", NOTEBOOKS, ids=lambda path: path.stem)
 def test_every_example_notebook_runs_top_to_bottom(
-    original: Path, project: Path, terminal: Callable[..., Result],
+    original: Path,
+    project: Path,
+    terminal: Callable[..., Result],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     copy_examples(project)
@@ -49,8 +60,9 @@ def test_every_example_notebook_runs_top_to_bottom(
     monkeypatch.setenv("JPY_SESSION_NAME", str(notebook))
     monkeypatch.setenv("MYSQL_PASSWORD", DB_CANARY)  # what the cloud-VM notebook's env: names
     executed = nbformat.read(notebook, as_version=4)
-    NotebookClient(executed, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(project)}}).execute()
+    NotebookClient(
+        executed, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(project)}}
+    ).execute()
     outputs = [output for cell in executed.cells for output in cell.get("outputs", [])]
     errors = [output for output in outputs if output.get("output_type") == "error"]
     assert errors == [], errors
@@ -60,20 +72,24 @@ def test_every_example_notebook_runs_top_to_bottom(
     assert left == set(), "the notebook left files behind"
     runs = json.loads(terminal("pipeline", "runs", "--json").out)
     assert [(run["status"], run["stack"]) for run in runs] == [
-        ("completed", stack) for stack in RUNS[original.stem]], runs
+        ("completed", stack) for stack in RUNS[original.stem]
+    ], runs
     stacks = json.loads(terminal("stack", "list", "--json").out)
     assert [stack["name"] for stack in stacks] == ["default"], "the notebook tidied up after itself"
 
 
 def test_the_quickstart_runs_its_pipeline_and_loads_an_output_back(
-    project: Path, terminal: Callable[..., Result], monkeypatch: pytest.MonkeyPatch,
+    project: Path,
+    terminal: Callable[..., Result],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     [quickstart] = [path for path in NOTEBOOKS if path.stem == "quickstart"]
     notebook = Path(shutil.copy(quickstart, project / quickstart.name))
     monkeypatch.setenv("JPY_SESSION_NAME", str(notebook))
     executed = nbformat.read(notebook, as_version=4)
-    NotebookClient(executed, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(project)}}).execute()
+    NotebookClient(
+        executed, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(project)}}
+    ).execute()
     run = json.loads(terminal("pipeline", "describe", "latest", "--json").out)
     assert run["status"] == "completed", run
     evaluate = next(step for step in run["steps"] if step["name"] == "evaluate")
@@ -84,8 +100,11 @@ def test_the_quickstart_runs_its_pipeline_and_loads_an_output_back(
 
 @pytest.mark.kernel
 def test_the_team_stack_tour_keeps_its_runs_in_mariadb_and_a_bucket_and_shows_no_secret(
-    team_database: Database, project: Path, terminal: Callable[..., Result],
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+    team_database: Database,
+    project: Path,
+    terminal: Callable[..., Result],
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Papermill sets where the runs go; the credentials reach it as env: references only."""
     url, _, bucket = bucket_options("s3", request)
@@ -95,25 +114,41 @@ def test_the_team_stack_tour_keeps_its_runs_in_mariadb_and_a_bucket_and_shows_no
     learning_rates = [0.1, 0.7]
     copy_examples(project)
     papermill.execute_notebook(
-        str(project / "team_stack_tour.ipynb"), str(project / "executed.ipynb"),
+        str(project / "team_stack_tour.ipynb"),
+        str(project / "executed.ipynb"),
         parameters={
-            "mysql_host": team_database.host, "mysql_port": team_database.port,
-            "mysql_user": team_database.username, "mysql_password": "env:TOUR_DB_PASSWORD",
-            "mysql_database": team_database.database, "bucket": url,
-            "s3_endpoint_url": s3.endpoint_url, "s3_access_key_id": S3_KEY,
-            "s3_secret_access_key": "env:TOUR_S3_SECRET", "learning_rates": learning_rates,
+            "mysql_host": team_database.host,
+            "mysql_port": team_database.port,
+            "mysql_user": team_database.username,
+            "mysql_password": "env:TOUR_DB_PASSWORD",
+            "mysql_database": team_database.database,
+            "bucket": url,
+            "s3_endpoint_url": s3.endpoint_url,
+            "s3_access_key_id": S3_KEY,
+            "s3_secret_access_key": "env:TOUR_S3_SECRET",
+            "learning_rates": learning_rates,
         },
-        kernel_name="python3", cwd=str(project), progress_bar=False,
+        kernel_name="python3",
+        cwd=str(project),
+        progress_bar=False,
     )
 
     engine = create_engine(team_database.url.replace(f"{team_database.username}@", "root@"))
     with engine.connect() as connection:
         statuses = dict(connection.execute(text("SELECT id, status FROM runs")).all())
-        rates = dict(connection.execute(text(
-            "SELECT run_id, value FROM run_parameters WHERE name = 'learning_rate'")).all())
-        rmses = dict(connection.execute(text(
-            "SELECT step_runs.run_id, metrics.value FROM metrics JOIN step_runs "
-            "ON metrics.step_run_id = step_runs.id WHERE metrics.name = 'test_rmse'")).all())
+        rates = dict(
+            connection.execute(
+                text("SELECT run_id, value FROM run_parameters WHERE name = 'learning_rate'")
+            ).all()
+        )
+        rmses = dict(
+            connection.execute(
+                text(
+                    "SELECT step_runs.run_id, metrics.value FROM metrics JOIN step_runs "
+                    "ON metrics.step_run_id = step_runs.id WHERE metrics.name = 'test_rmse'"
+                )
+            ).all()
+        )
     engine.dispose()
     assert sorted(statuses.values()) == ["completed"] * len(learning_rates), statuses
     assert sorted(float(rate) for rate in rates.values()) == learning_rates
@@ -123,11 +158,15 @@ def test_the_team_stack_tour_keeps_its_runs_in_mariadb_and_a_bucket_and_shows_no
 
     executed = nbformat.read(project / "executed.ipynb", as_version=4)
     outputs = [output for cell in executed.cells for output in cell.get("outputs", [])]
-    [table] = [output["data"]["text/plain"] for output in outputs
-               if "learning_rate" in output.get("data", {}).get("text/html", "")]
+    [table] = [
+        output["data"]["text/plain"]
+        for output in outputs
+        if "learning_rate" in output.get("data", {}).get("text/html", "")
+    ]
     header, _, *lines = table.splitlines()
-    rows = {line.split()[0]: dict(zip(header.split(), map(float, line.split()[1:])))
-            for line in lines}
+    rows = {
+        line.split()[0]: dict(zip(header.split(), map(float, line.split()[1:]))) for line in lines
+    }
     assert set(rows) == set(statuses), "one row per run"
     for run_id, row in rows.items():
         assert row["learning_rate"] == float(rates[run_id])

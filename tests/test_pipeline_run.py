@@ -89,18 +89,32 @@ def test_a_failing_step_names_the_cell_skips_dependants_and_exits_non_zero(
     result = terminal("pipeline", "run", str(notebook))
     assert result.code == 1
     error = result.err.strip().splitlines()[-1]
-    assert "step 'divide' failed: ZeroDivisionError: division by zero (in cell 2 of broken.ipynb)" in error
+    assert (
+        "step 'divide' failed: ZeroDivisionError: division by zero (in cell 2 of broken.ipynb)"
+        in error
+    )
     notebook_path = error.split("executed notebook: ")[1]
     executed = nbformat.read(notebook_path, as_version=4)
-    assert any(o.get("ename") == "ZeroDivisionError" for c in executed.cells for o in c.get("outputs", []))
+    assert any(
+        o.get("ename") == "ZeroDivisionError" for c in executed.cells for o in c.get("outputs", [])
+    )
     statuses = {line.split()[0]: line.split()[1] for line in result.out.splitlines()[-4:]}
-    assert statuses == {"load": "completed", "divide": "failed", "report": "skipped", "side": "completed"}
+    assert statuses == {
+        "load": "completed",
+        "divide": "failed",
+        "report": "skipped",
+        "side": "completed",
+    }
     runs = terminal("pipeline", "runs", "--json")
     assert json.loads(runs.out)[0]["status"] == "failed"
     as_json = terminal("pipeline", "run", str(notebook), "--json")
     assert as_json.code == 1
     assert [s["status"] for s in json.loads(as_json.out)["steps"]] == [
-        "cached", "failed", "skipped", "cached"]
+        "cached",
+        "failed",
+        "skipped",
+        "cached",
+    ]
 
 
 def branches_notebook(folder: Path) -> Path:
@@ -123,8 +137,10 @@ def test_a_skipped_step_names_the_failed_steps_it_depends_on(initialised: Path, 
     ended = {s["name"]: (s["status"], s["error"]) for s in json.loads(result.out)["steps"]}
     assert ended["right"] == ("completed", None), "the branch without a failure went on"
     assert {name: ended[name] for name in ("after", "last", "both")} == {
-        "after": ("skipped", "step 'boom' failed"), "last": ("skipped", "step 'boom' failed"),
-        "both": ("skipped", "steps 'boom' and 'bust' failed")}
+        "after": ("skipped", "step 'boom' failed"),
+        "last": ("skipped", "step 'boom' failed"),
+        "both": ("skipped", "steps 'boom' and 'bust' failed"),
+    }
 
 
 def test_a_40_mb_array_crosses_steps_intact(initialised: Path) -> None:
@@ -158,13 +174,17 @@ def test_a_diamond_runs_its_branches_at_the_same_time(initialised: Path) -> None
     assert run.outputs("join")["total"] == 5
 
 
-def test_unchanged_rerun_is_served_from_cache_and_a_change_reruns_from_there(initialised: Path) -> None:
+def test_unchanged_rerun_is_served_from_cache_and_a_change_reruns_from_there(
+    initialised: Path,
+) -> None:
     notebook = demo(initialised)
     first = stackmagic.run(notebook)
     second = stackmagic.run(notebook)
     assert [s.status for s in second.steps.values()] == ["cached"] * 3
     assert second.steps["train"].cached_from == f"{first.id}/train"
-    assert second.steps["train"].metrics == first.steps["train"].metrics, "a cached step keeps its metrics"
+    assert second.steps["train"].metrics == first.steps["train"].metrics, (
+        "a cached step keeps its metrics"
+    )
     assert second.outputs("train") == first.outputs("train")
 
     changed = stackmagic.run(notebook, parameters={"epochs": 2})
@@ -177,7 +197,9 @@ def test_unchanged_rerun_is_served_from_cache_and_a_change_reruns_from_there(ini
 
 def test_no_cache_on_one_step(initialised: Path) -> None:
     notebook = write_notebook(
-        initialised / "fresh.ipynb", "%%step a\nx = 1", "%%step b --no-cache\ny = x + 1",
+        initialised / "fresh.ipynb",
+        "%%step a\nx = 1",
+        "%%step b --no-cache\ny = x + 1",
     )
     stackmagic.run(notebook)
     again = stackmagic.run(notebook)
@@ -192,15 +214,23 @@ def test_only_and_from_start_from_cached_upstream_outputs(initialised: Path) -> 
 
     only = stackmagic.run(notebook, only="train")
     assert {n: s.status for n, s in only.steps.items()} == {
-        "load": "cached", "train": "completed", "report": "skipped"}
+        "load": "cached",
+        "train": "completed",
+        "report": "skipped",
+    }
     from_train = stackmagic.run(notebook, from_step="train")
     assert {n: s.status for n, s in from_train.steps.items()} == {
-        "load": "cached", "train": "completed", "report": "completed"}
+        "load": "cached",
+        "train": "completed",
+        "report": "completed",
+    }
     with pytest.raises(StackmagicError, match="--only nope: the pipeline has no such step"):
         stackmagic.run(notebook, only="nope")
 
 
-def test_export_writes_a_bundle_with_step_notebooks_and_sources(initialised: Path, terminal) -> None:
+def test_export_writes_a_bundle_with_step_notebooks_and_sources(
+    initialised: Path, terminal
+) -> None:
     notebook = demo(initialised)
     (initialised / ".stackmagicignore").write_text("secret.txt\n")
     (initialised / "secret.txt").write_text("not for the bundle")
@@ -215,7 +245,9 @@ def test_export_writes_a_bundle_with_step_notebooks_and_sources(initialised: Pat
     train = nbformat.read(bundle / "steps" / "train.ipynb", as_version=4)
     assert "parameters" in train.cells[1].metadata["tags"]
     assert "load_input(stackmagic_context, 'raw')" in "".join(c.source for c in train.cells)
-    assert terminal("pipeline", "export", str(notebook), "--to", "bundle", "-o", "../out2").code == 0
+    assert (
+        terminal("pipeline", "export", str(notebook), "--to", "bundle", "-o", "../out2").code == 0
+    )
     again = json.loads((initialised.parent / "out2" / "manifest.json").read_text())
     assert again["hash"] == manifest["hash"], "the same notebook gives the same bundle"
     refused = terminal("pipeline", "export", str(notebook), "--to", "bundle", "-o", "../out")
@@ -237,7 +269,8 @@ def test_two_pipelines_at_once_share_one_sqlite_store(initialised: Path) -> None
     queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
     processes = [
         multiprocessing.get_context("spawn").Process(
-            target=_run_in_process, args=(str(initialised), str(nb), queue))
+            target=_run_in_process, args=(str(initialised), str(nb), queue)
+        )
         for nb in (first, second)
     ]
     for process in processes:
@@ -258,19 +291,35 @@ def test_the_runtime_runs_an_exported_bundle_without_the_notebook(
     initialised: Path, tmp_path: Path, terminal
 ) -> None:
     notebook = demo(initialised)
-    assert terminal("pipeline", "export", str(notebook), "--to", "bundle", "-o", str(tmp_path / "b")).code == 0
+    assert (
+        terminal(
+            "pipeline", "export", str(notebook), "--to", "bundle", "-o", str(tmp_path / "b")
+        ).code
+        == 0
+    )
     notebook.unlink()
     (initialised / "helpers.py").unlink()  # the bundle's own copy must serve the steps
 
     def runtime(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "stackmagic.runtime", *args], cwd=initialised,
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "stackmagic.runtime", *args],
+            cwd=initialised,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     whole = runtime("run", str(tmp_path / "b"), "-p", "lr", "2")
     assert whole.returncode == 0, whole.stderr
     described = json.loads(terminal("pipeline", "describe", "latest", "--json").out)
     assert described["status"] == "completed" and described["parameters"]["lr"] == 2
-    assert json.loads(Path(described["steps"][0]["outputs"]["raw"]["uri"]).read_text()) == [0, 2, 4, 6, 8]
+    assert json.loads(Path(described["steps"][0]["outputs"]["raw"]["uri"]).read_text()) == [
+        0,
+        2,
+        4,
+        6,
+        8,
+    ]
 
     wrong = runtime("step", described["id"], "nope")
     assert wrong.returncode == 2
@@ -282,7 +331,9 @@ def test_the_runtime_runs_an_exported_bundle_without_the_notebook(
     assert again.returncode == 2 and "is completed already; start a new run" in again.stderr
 
 
-def test_the_runtime_runs_one_unfinished_step_of_a_recorded_run(initialised: Path, terminal) -> None:
+def test_the_runtime_runs_one_unfinished_step_of_a_recorded_run(
+    initialised: Path, terminal
+) -> None:
     notebook = write_notebook(
         initialised / "flaky.ipynb",
         "import os",
@@ -295,8 +346,12 @@ def test_the_runtime_runs_one_unfinished_step_of_a_recorded_run(initialised: Pat
 
     # as an orchestrator retries a failed step: the recorded run's stored bundle, run again here
     retried = subprocess.run(
-        [sys.executable, "-m", "stackmagic.runtime", "step", run_id, "fetch"], cwd=initialised,
-        capture_output=True, text=True, timeout=300, env={**os.environ, "SERVICE_UP": "1"},
+        [sys.executable, "-m", "stackmagic.runtime", "step", run_id, "fetch"],
+        cwd=initialised,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "SERVICE_UP": "1"},
     )
     assert retried.returncode == 0, retried.stderr
     assert f"step 'fetch' of run {run_id}: completed" in retried.stdout
@@ -319,11 +374,15 @@ def _kernels_of_this_test(folder: Path) -> list[str]:
 
 def test_ctrl_c_stops_the_run_its_kernels_and_records_it(initialised: Path, terminal) -> None:
     notebook = write_notebook(
-        initialised / "slow.ipynb", "%%step wait\nimport time\ntime.sleep(120)\nx = 1",
+        initialised / "slow.ipynb",
+        "%%step wait\nimport time\ntime.sleep(120)\nx = 1",
     )
     with subprocess.Popen(
         [str(BIN / "stackmagic"), "pipeline", "run", str(notebook), "--progress", "lines"],
-        cwd=initialised, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        cwd=initialised,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
     ) as process:
         assert process.stderr is not None
         for line in process.stderr:  # wait until the step runs in its kernel
@@ -359,7 +418,7 @@ def test_warnings_reach_the_terminal_and_python(initialised: Path, terminal) -> 
     with pytest.warns(UserWarning) as caught:
         stackmagic.run(notebook)
     ours = [str(w.message) for w in caught if w.category is UserWarning]
-    assert ours == [line[len("warning: "):] for line in warnings]
+    assert ours == [line[len("warning: ") :] for line in warnings]
 
 
 def test_parameters_bound_in_other_ways_can_be_set_and_invalidate_the_cache(
@@ -371,8 +430,9 @@ def test_parameters_bound_in_other_ways_can_be_set_and_invalidate_the_cache(
     assert [s.status for s in stackmagic.run(notebook).steps.values()] == ["completed", "cached"]
     write_notebook(notebook, *cells, parameters="low, high = 1, 200")
     again = stackmagic.run(notebook)
-    assert [s.status for s in again.steps.values()] == ["completed", "completed"], \
+    assert [s.status for s in again.steps.values()] == ["completed", "completed"], (
         "a change the cell's text alone shows must not be served from the cache"
+    )
     assert again.outputs("b")["second"] == 201
 
 
@@ -387,8 +447,9 @@ def test_stores_inside_the_project_stay_out_of_the_bundle(initialised: Path, ter
     notebook = demo(initialised)
     stackmagic.run(notebook)
     again = stackmagic.run(notebook)
-    assert [s.status for s in again.steps.values()] == ["cached"] * 3, \
+    assert [s.status for s in again.steps.values()] == ["cached"] * 3, (
         "the store's own files changing between runs must not look like a code change"
+    )
     bundles = list((initialised / "store" / "_bundles").glob("*.zip"))
     assert len(bundles) == 1
     with zipfile.ZipFile(bundles[0]) as bundle:
@@ -413,10 +474,16 @@ def test_a_final_step_keeps_what_can_be_saved(initialised: Path) -> None:
     assert "not kept (cannot be saved): handle" in shown
 
 
-def test_a_kernel_that_is_not_installed_is_refused_before_the_run(initialised: Path, terminal) -> None:
+def test_a_kernel_that_is_not_installed_is_refused_before_the_run(
+    initialised: Path, terminal
+) -> None:
     notebook = write_notebook(initialised / "julia.ipynb", "%%step a\nx = 1")
     document = nbformat.read(notebook, as_version=4)
-    document.metadata["kernelspec"] = {"name": "no-such-kernel", "display_name": "x", "language": "x"}
+    document.metadata["kernelspec"] = {
+        "name": "no-such-kernel",
+        "display_name": "x",
+        "language": "x",
+    }
     nbformat.write(document, notebook)
     result = terminal("pipeline", "run", str(notebook))
     assert result.code == 2
@@ -430,8 +497,9 @@ def test_a_kernel_that_is_not_installed_is_refused_before_the_run(initialised: P
 def test_parameters_json_cannot_keep_are_refused_and_nothing_is_recorded(
     initialised: Path, cli
 ) -> None:
-    notebook = write_notebook(initialised / "finite.ipynb", "%%step a\ny = k * 2",
-                              parameters="k = 1.0\nhuge = 1e999")
+    notebook = write_notebook(
+        initialised / "finite.ipynb", "%%step a\ny = k * 2", parameters="k = 1.0\nhuge = 1e999"
+    )
     for given in ({"k": float("inf")}, {"k": [1.0, float("nan")]}):
         with pytest.raises(StackmagicError, match="which JSON cannot keep"):
             stackmagic.run(notebook, parameters=given)

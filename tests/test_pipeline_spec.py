@@ -37,14 +37,18 @@ def test_steps_inputs_outputs_and_dag(demo: Path) -> None:
     load, train, evaluate, report = spec.steps.values()
     assert load.inputs == {} and load.outputs == ["data"]
     assert train.cells == [4, 6], "a step split over two cells is one step, in order"
-    assert train.inputs == {"data": "load"}, "%time's code is analysed; model is bound within the step"
+    assert train.inputs == {"data": "load"}, (
+        "%time's code is analysed; model is bound within the step"
+    )
     assert train.parameters == ["epochs", "lr"]
     assert train.outputs == ["model"]
     assert evaluate.inputs == {"data": "load", "model": "train"}
     assert "i" not in evaluate.inputs, "a name the step binds before reading is no input"
     assert report.upstream == ["evaluate"], "--after adds an edge without data"
     assert spec.order() == ["load", "train", "evaluate", "report"]
-    assert train.settings.cpu == "2" and train.settings.memory == "4G" and train.settings.retries == 2
+    assert (
+        train.settings.cpu == "2" and train.settings.memory == "4G" and train.settings.retries == 2
+    )
 
 
 def test_source_hash_changes_with_setup_and_body(demo: Path, tmp_path: Path) -> None:
@@ -54,7 +58,9 @@ def test_source_hash_changes_with_setup_and_body(demo: Path, tmp_path: Path) -> 
     changed.write_text(text)
     after = load_pipeline(changed)
     assert before.source_hash("load") != after.source_hash("load")
-    assert before.source_hash("report") != after.source_hash("report"), "setup is part of every step"
+    assert before.source_hash("report") != after.source_hash("report"), (
+        "setup is part of every step"
+    )
 
 
 def test_exploration_cell_is_left_out_with_a_warning(tmp_path: Path) -> None:
@@ -84,11 +90,17 @@ def test_setup_that_binds_unlisted_names_allows_them(tmp_path: Path, setup: str)
     [
         (["x = 1", "print(x)"], "has no steps: start a code cell with `%%step NAME`"),
         (["%%step a\ny = undefined_thing + 1"], "reads 'undefined_thing', which no setup cell"),
-        (["%%step a\nx = y", "%%step b\ny = 1"], "reads 'y', which no setup cell, parameter or earlier step"),
+        (
+            ["%%step a\nx = y", "%%step b\ny = 1"],
+            "reads 'y', which no setup cell, parameter or earlier step",
+        ),
         (["%%step a --after b\nx = 1", "%%step b\ny = x"], "the steps form a cycle: a -> b -> a"),
         (["%%step a --after nope\nx = 1"], "runs --after 'nope', which is no step"),
         (["%%step a --after a\nx = 1"], "cannot run --after itself"),
-        (["%%step a --cpu 2\nx = 1", "%%step a --cpu 4\ny = 2"], "declared again with other settings"),
+        (
+            ["%%step a --cpu 2\nx = 1", "%%step a --cpu 4\ny = 2"],
+            "declared again with other settings",
+        ),
         (["%%step Train\nx = 1", "%%step train\ny = 2"], "differs from step 'Train' only in case"),
         (["%%step 2fast\nx = 1"], "invalid step name '2fast'"),
         (["%%step a --memory lots\nx = 1"], "--memory expects a size such as 512M"),
@@ -125,7 +137,12 @@ def test_pipeline_show_in_a_terminal(project: Path, demo: Path, terminal) -> Non
     assert "evaluate -> report" in shown.out
     as_json = json.loads(terminal("pipeline", "show", str(demo), "--json").out)
     assert [step["name"] for step in as_json["steps"]] == ["load", "train", "evaluate", "report"]
-    assert as_json["steps"][1]["settings"] == {"after": ["load"], "cpu": "2", "memory": "4G", "retries": 2}
+    assert as_json["steps"][1]["settings"] == {
+        "after": ["load"],
+        "cpu": "2",
+        "memory": "4G",
+        "retries": 2,
+    }
 
     missing = terminal("pipeline", "show")
     assert missing.code == 2 and "which notebook?" in missing.err
@@ -133,10 +150,13 @@ def test_pipeline_show_in_a_terminal(project: Path, demo: Path, terminal) -> Non
     assert bad.code == 2 and bad.err.count("\n") == 1
 
 
-@pytest.mark.parametrize("line, said", [
-    ("--retries 1000000000", "--retries expects a whole number from 0 to 100"),
-    ("--gpu 99999999999999999999999999", "--gpu expects a whole number from 0 to 64"),
-])
+@pytest.mark.parametrize(
+    "line, said",
+    [
+        ("--retries 1000000000", "--retries expects a whole number from 0 to 100"),
+        ("--gpu 99999999999999999999999999", "--gpu expects a whole number from 0 to 64"),
+    ],
+)
 def test_step_counts_no_machine_has_are_refused(tmp_path: Path, line: str, said: str) -> None:
     notebook = write_notebook(tmp_path / "big.ipynb", f"%%step a {line}\nx = 1")
     with pytest.raises(StackmagicError, match=said):

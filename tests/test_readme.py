@@ -55,8 +55,13 @@ NOT_RUN = {
 }
 BENCHMARKS = "python benchmarks/"  # run by hand: each script must exist
 MYSQL_PASSWORD = DB_CANARY
-TYPED = {"--password": "typed-s3cr3t", "--token": "typed-token", "--account-key": "dHlwZWQ=",
-         "--secret-access-key": "typed-key", "--connection-string": "UseDevelopmentStorage=true"}
+TYPED = {
+    "--password": "typed-s3cr3t",
+    "--token": "typed-token",
+    "--account-key": "dHlwZWQ=",
+    "--secret-access-key": "typed-key",
+    "--connection-string": "UseDevelopmentStorage=true",
+}
 
 
 def not_run(command: Command) -> bool:
@@ -72,11 +77,13 @@ def check_pip_install(command: Command) -> None:
     assert {extra for extra in wanted.split(",") if extra} <= known, (command, known)
 
 
-def walk_of(project: Path, *, stand_ins: dict[str, Callable[[Command], None]] | None = None,
-            **options: Any) -> Walk:
+def walk_of(
+    project: Path, *, stand_ins: dict[str, Callable[[Command], None]] | None = None, **options: Any
+) -> Walk:
     """A walk that types TYPED at prompts and checks `pip install` lines rather than installing."""
-    return Walk(project, answers=TYPED, stand_ins={"pip": check_pip_install, **(stand_ins or {})},
-                **options)
+    return Walk(
+        project, answers=TYPED, stand_ins={"pip": check_pip_install, **(stand_ins or {})}, **options
+    )
 
 
 def runnable(section: str) -> list[Command]:
@@ -109,15 +116,25 @@ TRAIN_BLOCKS = 4
 
 def write_readme_notebook(folder: Path) -> Path:
     """train.ipynb, cell for cell from the README, with data.csv and model.py beside it."""
-    cells = [new_code_cell(block.text.rstrip("\n")) for block in blocks(
-        "Steps: a notebook as a pipeline", "python")[:TRAIN_BLOCKS]]
+    cells = [
+        new_code_cell(block.text.rstrip("\n"))
+        for block in blocks("Steps: a notebook as a pipeline", "python")[:TRAIN_BLOCKS]
+    ]
     [parameters] = [cell for cell in cells if 'tagged "parameters"' in cell.source]
     parameters.metadata["tags"] = ["parameters"]
-    nbformat.write(new_notebook(cells=cells, metadata={"kernelspec": {
-        "name": "python3", "display_name": "Python 3", "language": "python"}}),
-        folder / "train.ipynb")
+    nbformat.write(
+        new_notebook(
+            cells=cells,
+            metadata={
+                "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+            },
+        ),
+        folder / "train.ipynb",
+    )
     (folder / "model.py").write_text(MODEL_PY)
-    (folder / "data.csv").write_text("x,y\n" + "".join(f"{x / 10},{2 * x / 10 + 1}\n" for x in range(10)))
+    (folder / "data.csv").write_text(
+        "x,y\n" + "".join(f"{x / 10},{2 * x / 10 + 1}\n" for x in range(10))
+    )
     return folder / "train.ipynb"
 
 
@@ -127,34 +144,62 @@ def describe(walk: Walk, run: str = "latest") -> dict[str, Any]:
 
 # --- the walks -------------------------------------------------------------------------------
 
+
 @pytest.mark.kernel
-def test_the_first_screen_installs_and_runs_the_quickstart_on_a_fresh_machine(tmp_path: Path) -> None:
+def test_the_first_screen_installs_and_runs_the_quickstart_on_a_fresh_machine(
+    tmp_path: Path,
+) -> None:
     """The first command, verbatim, in a copy of the repository; then the lab-extension workflow."""
     [first_screen] = blocks("", "bash")
-    main_job = next(line for line in first_screen.text.splitlines() if line.startswith("python3 -m venv"))
+    main_job = next(
+        line for line in first_screen.text.splitlines() if line.startswith("python3 -m venv")
+    )
     assert [c for c in commands(first_screen.text) if not not_run(c)] == commands(main_job)
     copy = copy_of_repository(tmp_path / "clone")
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in ("VIRTUAL_ENV", "PYTHONPATH", "STACKMAGIC_STACK")}
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("VIRTUAL_ENV", "PYTHONPATH", "STACKMAGIC_STACK")
+    }
     environment["STACKMAGIC_HOME"] = str(tmp_path / "home")
-    done = subprocess.run(["bash", "-c", main_job], cwd=copy, env=environment, capture_output=True,
-                          text=True, timeout=900)
+    done = subprocess.run(
+        ["bash", "-c", main_job],
+        cwd=copy,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     venv_bin = copy / ".venv" / "bin"
-    runs = json.loads(subprocess.run([venv_bin / "stackmagic", "pipeline", "runs", "--json"],
-                                     cwd=copy, env=environment, capture_output=True, text=True,
-                                     check=True).stdout)
+    runs = json.loads(
+        subprocess.run(
+            [venv_bin / "stackmagic", "pipeline", "runs", "--json"],
+            cwd=copy,
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     assert [(run["pipeline"], run["status"], run["stack"]) for run in runs] == [
-        ("quickstart", "completed", "default")]
+        ("quickstart", "completed", "default")
+    ]
 
     # Development: the editable install and the lab extension's edit-build loop, in that clone
     environment["PATH"] = f"{venv_bin}{os.pathsep}{environment['PATH']}"
     for command in runnable("Development"):
-        built = subprocess.run(command.words, cwd=copy, env=environment, capture_output=True,
-                               text=True, timeout=600)
+        built = subprocess.run(
+            command.words, cwd=copy, env=environment, capture_output=True, text=True, timeout=600
+        )
         assert built.returncode == 0, f"`{command}`: {built.stderr[-2000:]}"
-    listed = subprocess.run([venv_bin / "jupyter", "labextension", "list"], env=environment,
-                            capture_output=True, text=True, timeout=120)
+    listed = subprocess.run(
+        [venv_bin / "jupyter", "labextension", "list"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert re.search(r"stackmagic.*enabled.*OK", listed.stdout + listed.stderr), listed.stderr
     assert (copy / "stackmagic" / "labextension" / "package.json").is_file()
 
@@ -194,9 +239,12 @@ def test_the_command_reference_examples(project: Path) -> None:
     write_readme_notebook(project)
     walk = walk_of(project)
     walk.run_all(section_commands("Command reference"))  # stackmagic init
-    registrations = [c for c in section_commands("A first session") + section_commands(
-        "Cloud VMs: a bigger machine for an hour") if c.words[2:3] == ("register",)
-        and c.words[1] != "stack"]
+    registrations = [
+        c
+        for c in section_commands("A first session")
+        + section_commands("Cloud VMs: a bigger machine for an hour")
+        if c.words[2:3] == ("register",) and c.words[1] != "stack"
+    ]
     walk.run_all(registrations)
     printed = {}
     for example in table_examples("Command reference"):
@@ -226,8 +274,10 @@ def test_a_notebook_as_a_pipeline_run_exported_and_run_again(project: Path) -> N
     walk = walk_of(project)
     walk.run(Command(("stackmagic", "init")))
     shown = walk.run(Command(("stackmagic", "pipeline", "show", "train.ipynb")))
-    assert matches_shown(shown, shown_output("Steps: a notebook as a pipeline",
-                                             "stackmagic pipeline show train.ipynb")), shown
+    assert matches_shown(
+        shown,
+        shown_output("Steps: a notebook as a pipeline", "stackmagic pipeline show train.ipynb"),
+    ), shown
 
     running, runtime = blocks("Running a pipeline", "bash")
     walk.run_all(commands(running.text))
@@ -238,8 +288,9 @@ def test_a_notebook_as_a_pipeline_run_exported_and_run_again(project: Path) -> N
     assert (project / "out" / "manifest.json").is_file() and (project / "Dockerfile").is_file()
 
     [api] = blocks("Running a pipeline", "python")
-    printed = subprocess.run([sys.executable, "-c", api.text], cwd=project, capture_output=True,
-                             text=True, timeout=300)
+    printed = subprocess.run(
+        [sys.executable, "-c", api.text], cwd=project, capture_output=True, text=True, timeout=300
+    )
     assert printed.returncode == 0, printed.stderr
     status, train_status, loss = printed.stdout.split()
     assert (status, train_status) == ("completed", "completed")
@@ -248,8 +299,9 @@ def test_a_notebook_as_a_pipeline_run_exported_and_run_again(project: Path) -> N
 
     # the runtime: a bundle runs alone; one step of a run whose step failed runs again in place
     failing = Walk(project, environment={"FIT_FAILS": "1"})
-    failing.run(Command(("stackmagic", "pipeline", "run", "train.ipynb", "--no-cache")),
-                expect_code=1)
+    failing.run(
+        Command(("stackmagic", "pipeline", "run", "train.ipynb", "--no-cache")), expect_code=1
+    )
     failed = describe(walk)
     assert failed["status"] == "failed"
     again_in_place = Walk(project, substitutions={"RUN": failed["id"]})
@@ -264,8 +316,13 @@ def test_the_in_place_example_prints_what_the_notebook_prints(project: Path) -> 
     """The section's load/convert/total cells: a change in place reaches the next step."""
     example = blocks("Steps: a notebook as a pipeline", "python")[TRAIN_BLOCKS:]
     assert len(example) == 3
-    nbformat.write(new_notebook(cells=[new_code_cell("import pandas as pd")] + [
-        new_code_cell(block.text.rstrip("\n")) for block in example]), project / "inplace.ipynb")
+    nbformat.write(
+        new_notebook(
+            cells=[new_code_cell("import pandas as pd")]
+            + [new_code_cell(block.text.rstrip("\n")) for block in example]
+        ),
+        project / "inplace.ipynb",
+    )
     walk = walk_of(project)
     walk.run(Command(("stackmagic", "init")))
     shown = walk.run(Command(("stackmagic", "pipeline", "show", "inplace.ipynb")))
@@ -273,25 +330,35 @@ def test_the_in_place_example_prints_what_the_notebook_prints(project: Path) -> 
     walk.run(Command(("stackmagic", "pipeline", "run", "inplace.ipynb")))
     total = describe(walk)["steps"][-1]
     executed = nbformat.read(total["notebook"], as_version=4)
-    printed = [output.get("text", "") for cell in executed.cells for output in cell.get("outputs", [])]
+    printed = [
+        output.get("text", "") for cell in executed.cells for output in cell.get("outputs", [])
+    ]
     assert "6 [1, 2, 3]\n" in printed, printed
 
 
 @pytest.fixture
-def team_servers(team_database: Database, s3_server: S3Server,
-                 monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+def team_servers(
+    team_database: Database, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
     """MariaDB for the README's db.internal; the S3 emulator as AWS, with its bucket ml-artifacts."""
-    for key, value in {"AWS_ENDPOINT_URL": s3_server.endpoint_url, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1",
-                       "MYSQL_PASSWORD": MYSQL_PASSWORD}.items():
+    for key, value in {
+        "AWS_ENDPOINT_URL": s3_server.endpoint_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "MYSQL_PASSWORD": MYSQL_PASSWORD,
+    }.items():
         monkeypatch.setenv(key, value)
     s3 = boto3.client("s3")
     if "ml-artifacts" not in [bucket["Name"] for bucket in s3.list_buckets()["Buckets"]]:
-        s3.create_bucket(Bucket="ml-artifacts",
-                         CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-    yield {"--host=db.internal": "--host=127.0.0.1",
-           "--username=ml": f"--username={team_database.username}",
-           "--database=stackmagic": f"--database={team_database.database}"}
+        s3.create_bucket(
+            Bucket="ml-artifacts", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+        )
+    yield {
+        "--host=db.internal": "--host=127.0.0.1",
+        "--username=ml": f"--username={team_database.username}",
+        "--database=stackmagic": f"--database={team_database.database}",
+    }
 
 
 def team_walk(project: Path, substitutions: dict[str, str], **options: object) -> Walk:
@@ -309,7 +376,9 @@ def test_team_stacks_on_mariadb_and_s3(project: Path, team_servers: dict[str, st
     run = describe(walk)
     assert run["status"] == "completed" and run["stack"] == "team"
     stored = boto3.client("s3").list_objects_v2(Bucket="ml-artifacts", Prefix="pipelines/train/")
-    assert f"pipelines/train/{run['id']}/train/model.json" in [item["Key"] for item in stored["Contents"]]
+    assert f"pipelines/train/{run['id']}/train/model.json" in [
+        item["Key"] for item in stored["Contents"]
+    ]
     assert "slope" in walk.said_by("stackmagic pipeline load"), "pipeline load printed the model"
 
     (project / "ca.pem").write_text("a CA certificate\n")
@@ -330,7 +399,9 @@ def fake_kubeflow() -> Iterator[FakeKfp]:
 
 @pytest.mark.kernel
 def test_kubeflow_through_the_kfp_api_and_kfp_local(
-    project: Path, team_servers: dict[str, str], fake_kubeflow: FakeKfp,
+    project: Path,
+    team_servers: dict[str, str],
+    fake_kubeflow: FakeKfp,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def kubectl_create_secret(command: Command) -> None:
@@ -341,34 +412,46 @@ def test_kubeflow_through_the_kfp_api_and_kfp_local(
                 fake_kubeflow.pod_environment[key] = os.path.expandvars(value)
 
     # the README's bucket takes the AWS credential chain: in a cluster, the pods' own identity
-    fake_kubeflow.pod_environment.update({key: os.environ[key] for key in os.environ
-                                          if key.startswith("AWS_")})
+    fake_kubeflow.pod_environment.update(
+        {key: os.environ[key] for key in os.environ if key.startswith("AWS_")}
+    )
     monkeypatch.setenv("DB_PASSWORD", MYSQL_PASSWORD)  # what the README's kubectl line reads
     monkeypatch.setenv("S3_SECRET", "unused: the README's bucket takes the AWS credential chain")
-    walk = team_walk(project, {**team_servers, "--host=https://kubeflow.example.com/pipeline":
-                               f"--host={fake_kubeflow.url}"},
-                     stand_ins={"kubectl": kubectl_create_secret})
+    walk = team_walk(
+        project,
+        {
+            **team_servers,
+            "--host=https://kubeflow.example.com/pipeline": f"--host={fake_kubeflow.url}",
+        },
+        stand_ins={"kubectl": kubectl_create_secret},
+    )
     walk.run_all(runnable("Kubeflow Pipelines"))
     walk.assert_no_stale_substitution()
-    wait_for(lambda: all(run["state"] != "RUNNING" for run in fake_kubeflow.runs.values()),
-             timeout=120, what="the end of the run nobody waited for")
+    wait_for(
+        lambda: all(run["state"] != "RUNNING" for run in fake_kubeflow.runs.values()),
+        timeout=120,
+        what="the end of the run nobody waited for",
+    )
     runs = json.loads(walk.run(Command(("stackmagic", "pipeline", "runs", "--json"))))
     assert [run["status"] for run in runs if run["stack"] == "kf"] == ["completed"] * 2, runs
     assert len(fake_kubeflow.runs) == 2 and (project / "pipeline.yaml").is_file()
-    local = json.loads(walk.run(Command(("stackmagic", "pipeline", "runs", "--stack", "kfl",
-                                         "--json"))))
+    local = json.loads(
+        walk.run(Command(("stackmagic", "pipeline", "runs", "--stack", "kfl", "--json")))
+    )
     assert [(run["stack"], run["status"]) for run in local] == [("kfl", "completed")]
 
 
 @pytest.mark.kernel
-def test_cloud_vms_on_a_fake_compute_engine(project: Path, team_servers: dict[str, str],
-                                            gce: FakeGce, tmp_path: Path) -> None:
+def test_cloud_vms_on_a_fake_compute_engine(
+    project: Path, team_servers: dict[str, str], gce: FakeGce, tmp_path: Path
+) -> None:
     """The README's gcp-vm against tests/fake_gce.py, a FAKE Compute Engine and Secret Manager.
 
     The VM's startup script runs here in a sandbox folder, as a VM image with
     Python and stackmagic runs it (Docker does not run here, so the README's
     ``--image`` becomes such a ``--boot-image``).
     """
+
     def as_typed(secret_json: str) -> str:
         return secret_json.replace('"..."', json.dumps(MYSQL_PASSWORD))  # "..." is yours to type
 
@@ -382,16 +465,22 @@ def test_cloud_vms_on_a_fake_compute_engine(project: Path, team_servers: dict[st
         words = command.words
         boto3.client("secretsmanager").create_secret(
             Name=words[words.index("--name") + 1],
-            SecretString=as_typed(words[words.index("--secret-string") + 1]))
+            SecretString=as_typed(words[words.index("--secret-string") + 1]),
+        )
 
     section = section_commands("Cloud VMs: a bigger machine for an hour")
-    walk = team_walk(project, {
-        **team_servers,
-        "--store-secret=stackmagic-stores": ("--store-secret=stackmagic-stores",
-                                             f"--api-endpoint={gce.url}"),
-        "--image=europe-docker.pkg.dev/my-project/ml/team:1":
-            "--boot-image=projects/debian-cloud/global/images/family/debian-12",
-    }, stand_ins={"gcloud": gcloud_secrets_create, "aws": aws_create_secret})
+    walk = team_walk(
+        project,
+        {
+            **team_servers,
+            "--store-secret=stackmagic-stores": (
+                "--store-secret=stackmagic-stores",
+                f"--api-endpoint={gce.url}",
+            ),
+            "--image=europe-docker.pkg.dev/my-project/ml/team:1": "--boot-image=projects/debian-cloud/global/images/family/debian-12",
+        },
+        stand_ins={"gcloud": gcloud_secrets_create, "aws": aws_create_secret},
+    )
     secrets_first = sorted(section, key=lambda command: command.words[0] not in ("gcloud", "aws"))
     # the VM's own identity reaches the bucket (the S3 emulator) as the README's credential chain
     identity = {key: value for key, value in os.environ.items() if key.startswith("AWS_")}
@@ -403,15 +492,23 @@ def test_cloud_vms_on_a_fake_compute_engine(project: Path, team_servers: dict[st
     run = describe(walk)
     assert (run["stack"], run["status"]) == ("cloud", "completed")
     assert gce.deleted == [run["orchestrator_run_id"]], "the VM deleted itself"
-    assert "Dry run: gcp-vm would start this VM" in walk.said_by("stackmagic pipeline run train.ipynb --dry-run")
-    assert f"Compute Engine VM {run['orchestrator_run_id']}" in walk.said_by("stackmagic pipeline logs")
+    assert "Dry run: gcp-vm would start this VM" in walk.said_by(
+        "stackmagic pipeline run train.ipynb --dry-run"
+    )
+    assert f"Compute Engine VM {run['orchestrator_run_id']}" in walk.said_by(
+        "stackmagic pipeline logs"
+    )
     assert MYSQL_PASSWORD not in gce.request_text() and not any(
-        MYSQL_PASSWORD in said for said in walk.said)
+        MYSQL_PASSWORD in said for said in walk.said
+    )
 
 
 @contextlib.contextmanager
-def booting_vms(gce: FakeGce, folder: Path, identity: dict[str, str],
-                ) -> Iterator[list[subprocess.CompletedProcess[str]]]:
+def booting_vms(
+    gce: FakeGce,
+    folder: Path,
+    identity: dict[str, str],
+) -> Iterator[list[subprocess.CompletedProcess[str]]]:
     """Boots each VM the fake is asked for: its startup script runs in a sandbox, to its end."""
     booted: list[subprocess.CompletedProcess[str]] = []
     stop = threading.Event()
@@ -422,8 +519,11 @@ def booting_vms(gce: FakeGce, folder: Path, identity: dict[str, str],
             for name, instance in list(gce.instances.items()):
                 if name not in seen:
                     seen.add(name)
-                    [script] = [item["value"] for item in instance["metadata"]["items"]
-                                if item["key"] == "startup-script"]
+                    [script] = [
+                        item["value"]
+                        for item in instance["metadata"]["items"]
+                        if item["key"] == "startup-script"
+                    ]
                     booted.append(run_startup_script(script, folder / name, identity))
             stop.wait(0.3)
 
@@ -436,23 +536,34 @@ def booting_vms(gce: FakeGce, folder: Path, identity: dict[str, str],
         thread.join(timeout=600)
 
 
-def test_flavors_secrets_widgets_and_a_custom_flavor(project: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flavors_secrets_widgets_and_a_custom_flavor(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     walk = walk_of(project, environment={"MYSQL_PASSWORD": MYSQL_PASSWORD})
     walk.run(Command(("stackmagic", "init")))
     flavors = walk.run(Command(("stackmagic", "metadata-store", "flavors")))
-    assert matches_shown(flavors, shown_output("Flavors and their options",
-                                               "stackmagic metadata-store flavors")), flavors
+    assert matches_shown(
+        flavors, shown_output("Flavors and their options", "stackmagic metadata-store flavors")
+    ), flavors
 
     walk.run_all(section_commands("Secrets"))
-    assert [path for path in project.rglob("*") if path.is_file() and (
-        b"s3cr3t" in path.read_bytes() or TYPED["--password"].encode() in path.read_bytes())] == []
+    assert [
+        path
+        for path in project.rglob("*")
+        if path.is_file()
+        and (b"s3cr3t" in path.read_bytes() or TYPED["--password"].encode() in path.read_bytes())
+    ] == []
     described = walk.run(Command(("stackmagic", "metadata-store", "describe", "sql")))
     assert "env:MYSQL_PASSWORD" in described, "the last of the three ways is the one kept"
 
     [widgets] = blocks("Widgets", "python")
-    shown = subprocess.run([sys.executable, "-c", widgets.text], cwd=project,
-                           capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [sys.executable, "-c", widgets.text],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0, shown.stderr
 
     # Writing a flavor: the module and the entry point, as an installed package would have them
@@ -462,12 +573,16 @@ def test_flavors_secrets_widgets_and_a_custom_flavor(project: Path, tmp_path: Pa
     (package / "hdfs_flavor-1.0.dist-info").mkdir(parents=True)
     (package / "hdfs_flavor.py").write_text(module.text)
     (package / "hdfs_flavor-1.0.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: hdfs-flavor\nVersion: 1.0\n")
+        "Metadata-Version: 2.1\nName: hdfs-flavor\nVersion: 1.0\n"
+    )
     tomllib = pytest.importorskip("tomllib", reason="reading TOML needs Python 3.11")
     declared = tomllib.loads(entry_points.text)["project"]["entry-points"]
-    (package / "hdfs_flavor-1.0.dist-info" / "entry_points.txt").write_text("".join(
-        f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in points.items())
-        for group, points in declared.items()))
+    (package / "hdfs_flavor-1.0.dist-info" / "entry_points.txt").write_text(
+        "".join(
+            f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in points.items())
+            for group, points in declared.items()
+        )
+    )
     with_flavor = Walk(project, environment={"PYTHONPATH": str(package)})
     listed = with_flavor.run(Command(("stackmagic", "artifact-store", "flavors")))
     assert "hdfs (An HDFS folder" in listed and "--kerberos-ticket" in listed
@@ -481,23 +596,35 @@ WALKED: dict[str, tuple[Callable[..., None], dict[str, int]]] = {
     "A first session": (test_a_first_session_in_a_terminal, {"bash": 1, "text": 1, "python": 1}),
     "Command reference": (test_the_command_reference_examples, {"bash": 1}),
     # its last three python blocks: test_the_in_place_example_prints_what_the_notebook_prints
-    "Steps: a notebook as a pipeline": (test_a_notebook_as_a_pipeline_run_exported_and_run_again,
-                                        {"python": 7, "text": 1}),
+    "Steps: a notebook as a pipeline": (
+        test_a_notebook_as_a_pipeline_run_exported_and_run_again,
+        {"python": 7, "text": 1},
+    ),
     # its text block is the shape of a failure's line, not a command's output
-    "Running a pipeline": (test_a_notebook_as_a_pipeline_run_exported_and_run_again,
-                           {"bash": 2, "python": 1, "text": 1}),
-    "Team stacks: a shared database and a bucket": (test_team_stacks_on_mariadb_and_s3,
-                                                    {"bash": 2}),
+    "Running a pipeline": (
+        test_a_notebook_as_a_pipeline_run_exported_and_run_again,
+        {"bash": 2, "python": 1, "text": 1},
+    ),
+    "Team stacks: a shared database and a bucket": (
+        test_team_stacks_on_mariadb_and_s3,
+        {"bash": 2},
+    ),
     "Kubeflow Pipelines": (test_kubeflow_through_the_kfp_api_and_kfp_local, {"bash": 2}),
-    "Cloud VMs: a bigger machine for an hour": (test_cloud_vms_on_a_fake_compute_engine,
-                                                {"bash": 2}),
+    "Cloud VMs: a bigger machine for an hour": (
+        test_cloud_vms_on_a_fake_compute_engine,
+        {"bash": 2},
+    ),
     "Flavors and their options": (test_flavors_secrets_widgets_and_a_custom_flavor, {"text": 1}),
     "Secrets": (test_flavors_secrets_widgets_and_a_custom_flavor, {"bash": 1}),
     "Widgets": (test_flavors_secrets_widgets_and_a_custom_flavor, {"python": 1}),
-    "Writing a flavor": (test_flavors_secrets_widgets_and_a_custom_flavor,
-                         {"python": 1, "toml": 1}),
-    "Development": (test_the_first_screen_installs_and_runs_the_quickstart_on_a_fresh_machine,
-                    {"bash": 2}),
+    "Writing a flavor": (
+        test_flavors_secrets_widgets_and_a_custom_flavor,
+        {"python": 1, "toml": 1},
+    ),
+    "Development": (
+        test_the_first_screen_installs_and_runs_the_quickstart_on_a_fresh_machine,
+        {"bash": 2},
+    ),
 }
 
 

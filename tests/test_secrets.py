@@ -10,23 +10,31 @@ from pathlib import Path
 import pexpect
 import pytest
 from conftest import BIN, CANARY, REFERENCE_SEQUENCE, snapshot
+from test_flavors import MINIMAL_OPTIONS
 
 from stackmagic.errors import StackmagicError
-from stackmagic.flavors import ComponentType
+from stackmagic.flavors import ComponentType, flavors_of, option_flag
 from stackmagic.registry import Registry
 
 
 def everything_under(folder: Path) -> str:
-    return "\n".join(p.read_bytes().decode("utf-8", "replace") for p in folder.rglob("*") if p.is_file())
+    return "\n".join(
+        p.read_bytes().decode("utf-8", "replace") for p in folder.rglob("*") if p.is_file()
+    )
 
 
 def test_password_is_in_no_project_file_and_no_output(project: Path, home: Path, cli) -> None:
     outputs = [cli("init")]
     outputs += [cli(*words) for words in REFERENCE_SEQUENCE]
     for words in (
-        ["stack", "list"], ["stack", "list", "--json"], ["stack", "describe"],
-        ["stack", "describe", "--json"], ["metadata-store", "list"], ["metadata-store", "list", "--json"],
-        ["metadata-store", "describe", "sql"], ["metadata-store", "describe", "sql", "--json"],
+        ["stack", "list"],
+        ["stack", "list", "--json"],
+        ["stack", "describe"],
+        ["stack", "describe", "--json"],
+        ["metadata-store", "list"],
+        ["metadata-store", "list", "--json"],
+        ["metadata-store", "describe", "sql"],
+        ["metadata-store", "describe", "sql", "--json"],
         ["stack", "get", "--json"],
     ):
         outputs.append(cli(*words))
@@ -50,7 +58,11 @@ def test_html_output_masks_secrets(project: Path, cli) -> None:
 
     for words in REFERENCE_SEQUENCE:
         cli(*words)
-    for words in (["stack", "describe"], ["metadata-store", "list"], ["metadata-store", "describe", "sql"]):
+    for words in (
+        ["stack", "describe"],
+        ["metadata-store", "list"],
+        ["metadata-store", "describe", "sql"],
+    ):
         output, _ = run(words)
         assert CANARY not in output._repr_html_()
         assert "secret:" not in output._repr_html_()
@@ -58,10 +70,20 @@ def test_html_output_masks_secrets(project: Path, cli) -> None:
 
 def test_environment_reference_is_stored_as_a_reference(project: Path, cli, monkeypatch) -> None:
     cli("init")
-    cli("metadata-store", "register", "db", "--type=mysql", "--host=h", "--database=d",
-        "--password=env:TEAM_DB_PASSWORD")
+    cli(
+        "metadata-store",
+        "register",
+        "db",
+        "--type=mysql",
+        "--host=h",
+        "--database=d",
+        "--password=env:TEAM_DB_PASSWORD",
+    )
     config = json.loads((project / ".stackmagic" / "config.json").read_text())
-    assert config["components"]["metadata-store"]["db"]["options"]["password"] == "env:TEAM_DB_PASSWORD"
+    assert (
+        config["components"]["metadata-store"]["db"]["options"]["password"]
+        == "env:TEAM_DB_PASSWORD"
+    )
     assert "env:TEAM_DB_PASSWORD" in cli("metadata-store", "describe", "db").out
 
     registry = Registry.open()
@@ -73,9 +95,18 @@ def test_environment_reference_is_stored_as_a_reference(project: Path, cli, monk
         registry.resolve_secret(db, "password")
 
 
-def test_update_replaces_and_delete_removes_the_stored_secret(project: Path, home: Path, cli) -> None:
+def test_update_replaces_and_delete_removes_the_stored_secret(
+    project: Path, home: Path, cli
+) -> None:
     cli("init")
-    cli("artifact-store", "register", "s3", "--type=s3", "--path=s3://b", "--secret-access-key=FIRST-KEY")
+    cli(
+        "artifact-store",
+        "register",
+        "s3",
+        "--type=s3",
+        "--path=s3://b",
+        "--secret-access-key=FIRST-KEY",
+    )
     assert "FIRST-KEY" in (home / "secrets.json").read_text()
     cli("artifact-store", "update", "s3", "--secret-access-key=SECOND-KEY")
     stored = (home / "secrets.json").read_text()
@@ -86,7 +117,9 @@ def test_update_replaces_and_delete_removes_the_stored_secret(project: Path, hom
     assert "SECOND-KEY" not in (home / "secrets.json").read_text()
 
 
-def test_secret_missing_on_another_machine_says_how_to_set_it(project: Path, home: Path, cli) -> None:
+def test_secret_missing_on_another_machine_says_how_to_set_it(
+    project: Path, home: Path, cli
+) -> None:
     for words in REFERENCE_SEQUENCE:
         cli(*words)
     (home / "secrets.json").write_text("{}")
@@ -99,9 +132,19 @@ def test_secret_missing_on_another_machine_says_how_to_set_it(project: Path, hom
 def test_dash_asks_for_the_secret_without_echo(project: Path, home: Path) -> None:
     child = pexpect.spawn(
         str(BIN / "stackmagic"),
-        ["metadata-store", "register", "db", "--type=postgresql", "--host=h", "--database=d",
-         "--password=-"],
-        cwd=str(project), env=dict(os.environ), encoding="utf-8", timeout=30,
+        [
+            "metadata-store",
+            "register",
+            "db",
+            "--type=postgresql",
+            "--host=h",
+            "--database=d",
+            "--password=-",
+        ],
+        cwd=str(project),
+        env=dict(os.environ),
+        encoding="utf-8",
+        timeout=30,
     )
     child.expect("--password for db: ")
     child.sendline("typed-" + CANARY)
@@ -112,15 +155,28 @@ def test_dash_asks_for_the_secret_without_echo(project: Path, home: Path) -> Non
     assert "typed-" + CANARY in (home / "secrets.json").read_text()
 
 
-def test_a_secret_before_the_name_is_never_taken_for_the_name(project: Path, home: Path, cli) -> None:
+def test_a_secret_before_the_name_is_never_taken_for_the_name(
+    project: Path, home: Path, cli
+) -> None:
     cli("init")
-    result = cli("metadata-store", "register", "--password", CANARY, "sql", "--type=mysql",
-                 "--host=h", "--database=d")
+    result = cli(
+        "metadata-store",
+        "register",
+        "--password",
+        CANARY,
+        "sql",
+        "--type=mysql",
+        "--host=h",
+        "--database=d",
+    )
     assert result.code == 0, result.err
     assert CANARY not in result.out + result.err
     assert CANARY not in everything_under(project)
     registry = Registry.open()
-    assert registry.resolve_secret(registry.component(ComponentType.METADATA_STORE, "sql"), "password") == CANARY
+    assert (
+        registry.resolve_secret(registry.component(ComponentType.METADATA_STORE, "sql"), "password")
+        == CANARY
+    )
     updated = cli("metadata-store", "update", "--password", "NEW-" + CANARY, "sql")
     assert updated.code == 0 and CANARY not in updated.out + updated.err
 
@@ -129,9 +185,21 @@ def test_prompt_without_a_terminal_is_one_clear_line(project: Path) -> None:
     import subprocess
 
     completed = subprocess.run(
-        [str(BIN / "stackmagic"), "metadata-store", "register", "db", "--type=mysql", "--host=h",
-         "--database=d", "--password=-"],
-        cwd=project, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        [
+            str(BIN / "stackmagic"),
+            "metadata-store",
+            "register",
+            "db",
+            "--type=mysql",
+            "--host=h",
+            "--database=d",
+            "--password=-",
+        ],
+        cwd=project,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
         start_new_session=True,  # no controlling terminal, as under a scheduler
     )
     assert completed.returncode == 2
@@ -144,8 +212,19 @@ def test_empty_answer_at_the_prompt_changes_nothing(project: Path, home: Path, c
     before = snapshot(project / ".stackmagic"), snapshot(home)
     child = pexpect.spawn(
         str(BIN / "stackmagic"),
-        ["metadata-store", "register", "db", "--type=mysql", "--host=h", "--database=d", "--password=-"],
-        cwd=str(project), env=dict(os.environ), encoding="utf-8", timeout=30,
+        [
+            "metadata-store",
+            "register",
+            "db",
+            "--type=mysql",
+            "--host=h",
+            "--database=d",
+            "--password=-",
+        ],
+        cwd=str(project),
+        env=dict(os.environ),
+        encoding="utf-8",
+        timeout=30,
     )
     child.expect("--password for db: ")
     child.sendline("")
@@ -154,3 +233,68 @@ def test_empty_answer_at_the_prompt_changes_nothing(project: Path, home: Path, c
     assert child.exitstatus == 2
     assert "nothing was typed for --password" in child.before
     assert (snapshot(project / ".stackmagic"), snapshot(home)) == before
+
+
+#: Options whose names say key, secret, token, password or connection, yet hold no secret.
+NOT_SECRET = {
+    "access_key_id": "names an AWS key; the secret is --secret-access-key",
+    "ssl_key": "the path of a client key file, which stays on this machine",
+    "store_secret": "the name of a secret the cluster or cloud keeps, not its value",
+}
+SECRET_WORDS = ("key", "secret", "token", "password", "connection")
+#: Other options a secret option needs beside it to be accepted.
+COMPANIONS = {"token": ["--auth=token"]}
+
+
+def _secret_options() -> list[tuple[ComponentType, str, str]]:
+    """Every option of every flavor whose name says it holds a secret, from the flavors' own
+    declarations: an option added later is covered without a change here."""
+    return [
+        (kind, flavor_name, option)
+        for kind in ComponentType
+        for flavor_name, flavor in flavors_of(kind).items()
+        for option in flavor.options()
+        if any(word in option for word in SECRET_WORDS) and option not in NOT_SECRET
+    ]
+
+
+SECRET_OPTIONS = _secret_options()
+
+
+@pytest.mark.parametrize(
+    "kind, flavor, option",
+    SECRET_OPTIONS,
+    ids=[f"{k.value} {f} {option_flag(o)}" for k, f, o in SECRET_OPTIONS],
+)
+def test_every_secret_option_is_tagged_kept_out_of_the_config_and_masked(
+    project: Path, home: Path, cli, kind: ComponentType, flavor: str, option: str
+) -> None:
+    assert flavors_of(kind)[flavor].options()[option].metadata.get("secret"), (
+        f"{option_flag(option)} of the {flavor} {kind.noun} is not tagged secret=True"
+    )
+    canary = f"CANARY-{option}-{os.urandom(4).hex()}"
+    cli("init")
+    registered = cli(
+        kind.value,
+        "register",
+        "example",
+        f"--type={flavor}",
+        *MINIMAL_OPTIONS[kind.value, flavor],
+        *COMPANIONS.get(option, []),
+        f"{option_flag(option)}={canary}",
+    )
+    assert registered.code == 0, registered.err
+    shown = [registered] + [
+        cli(kind.value, *words)
+        for words in (
+            ["list"],
+            ["list", "--json"],
+            ["describe", "example"],
+            ["describe", "example", "--json"],
+        )
+    ]
+    assert all(canary not in result.out + result.err for result in shown)
+    described = json.loads(cli(kind.value, "describe", "example", "--json").out)
+    assert described["options"][option] == "********"
+    assert canary not in everything_under(project)
+    assert canary in (home / "secrets.json").read_text(), "kept for the user, outside the project"

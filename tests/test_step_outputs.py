@@ -18,14 +18,18 @@ from notebooks import write_notebook
 pytestmark = pytest.mark.kernel
 
 
-def test_an_input_a_step_may_change_is_passed_on_by_reference_when_unchanged(initialised: Path) -> None:
-    run = stackmagic.run(write_notebook(
-        initialised / "maybe.ipynb",
-        "import pandas as pd",
-        "%%step load\ndf = pd.DataFrame({'x': [3, 1, 2]}); items = [1]",
-        "%%step maybe\nif df['x'].sum() > 100:\n    df.sort_values('x', inplace=True)\nitems.append(2)",
-        "%%step use\nprint(df['x'].tolist(), items)",
-    ))
+def test_an_input_a_step_may_change_is_passed_on_by_reference_when_unchanged(
+    initialised: Path,
+) -> None:
+    run = stackmagic.run(
+        write_notebook(
+            initialised / "maybe.ipynb",
+            "import pandas as pd",
+            "%%step load\ndf = pd.DataFrame({'x': [3, 1, 2]}); items = [1]",
+            "%%step maybe\nif df['x'].sum() > 100:\n    df.sort_values('x', inplace=True)\nitems.append(2)",
+            "%%step use\nprint(df['x'].tolist(), items)",
+        )
+    )
     load, maybe = (run.record.step(name).outputs for name in ("load", "maybe"))
     assert maybe["df"].uri == load["df"].uri, "unchanged: the same artifact, no copy"
     assert maybe["items"].uri != load["items"].uri, "changed: saved by the step that changed it"
@@ -35,12 +39,14 @@ def test_an_input_a_step_may_change_is_passed_on_by_reference_when_unchanged(ini
 def test_a_function_a_step_defines_sets_and_reads_the_globals_of_the_step_calling_it(
     initialised: Path,
 ) -> None:
-    run = stackmagic.run(write_notebook(
-        initialised / "define.ipynb",
-        "%%step helpers\nSCALE = 2\ndef configure(n):\n    global config\n    config = n * SCALE",
-        "%%step tune\nSCALE = 10\nconfigure(3)",
-        "%%step report\nsummary = {'config': config}",
-    ))
+    run = stackmagic.run(
+        write_notebook(
+            initialised / "define.ipynb",
+            "%%step helpers\nSCALE = 2\ndef configure(n):\n    global config\n    config = n * SCALE",
+            "%%step tune\nSCALE = 10\nconfigure(3)",
+            "%%step report\nsummary = {'config': config}",
+        )
+    )
     assert run.outputs("report")["summary"] == {"config": 30}, "as the notebook computes it"
 
 
@@ -91,20 +97,28 @@ def test_files_steps_write_are_kept_and_never_spoil_the_next_runs_cache(initiali
     (initialised / "model.pkl").unlink()
     (initialised / "raw.csv").write_text("a,b\n10,2\n30,4\n")
     changed = stackmagic.run(notebook)
-    assert statuses(changed) == {"extract": "completed", "train": "cached", "use": "completed",
-                                 "other": "cached"}, "only the steps that read the file, and after"
+    assert statuses(changed) == {
+        "extract": "completed",
+        "train": "cached",
+        "use": "completed",
+        "other": "cached",
+    }, "only the steps that read the file, and after"
     reasons = {name: changed.record.step(name).reason for name in ("extract", "use")}
-    assert reasons == {"extract": "file raw.csv changed", "use": "file data/part.csv changed (from extract)"}
+    assert reasons == {
+        "extract": "file raw.csv changed",
+        "use": "file data/part.csv changed (from extract)",
+    }
     assert (initialised / "model.pkl").exists(), "a cached step's files are put back"
 
 
-def test_files_reach_later_steps_on_kfp_local(terminal, local_kubeflow: Path) -> None:  # noqa: F811
+def test_files_reach_later_steps_on_kfp_local(terminal, local_kubeflow: Path) -> None:
     notebook = files_notebook(local_kubeflow)
     result = terminal("pipeline", "run", str(notebook), "--progress", "none", "--json")
     assert result.code == 0, result.err
     run = json.loads(result.out)
     assert {s["name"]: s["status"] for s in run["steps"]} == dict.fromkeys(
-        ["extract", "train", "use", "other"], "completed")
+        ["extract", "train", "use", "other"], "completed"
+    )
     assert not (local_kubeflow / "model.pkl").exists(), "each task ran in its own copy"
     executed = json.loads(terminal("pipeline", "describe", "latest", "--json").out)
     use = next(s for s in executed["steps"] if s["name"] == "use")

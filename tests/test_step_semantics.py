@@ -27,23 +27,29 @@ def edges(spec: PipelineSpec) -> dict[str, list[str]]:
     return {name: step.upstream for name, step in spec.steps.items()}
 
 
-@pytest.mark.parametrize("change", [
-    "df['x'] = df['x'].astype(int)",
-    "df.loc[df['x'] == '1', 'x'] = '0'",
-    "df.drop(columns=['x'], inplace=True)",
-    "df['x'].fillna('0', inplace=True)",
-    "del df['x']",
-    "df.x += '1'",
-    "frame = df\nframe['y'] = 1",
-    "for row in rows:\n    row.append(0)",
-    "items.append(3)",
-    "model.fit(rows, items)",
-    "random.shuffle(items)",
-    "np.copyto(arr, 0, casting='unsafe')\nnp.multiply(arr, 2, out=arr)",
-])
-def test_a_change_in_place_makes_the_step_a_producer_of_the_name(tmp_path: Path, change: str) -> None:
+@pytest.mark.parametrize(
+    "change",
+    [
+        "df['x'] = df['x'].astype(int)",
+        "df.loc[df['x'] == '1', 'x'] = '0'",
+        "df.drop(columns=['x'], inplace=True)",
+        "df['x'].fillna('0', inplace=True)",
+        "del df['x']",
+        "df.x += '1'",
+        "frame = df\nframe['y'] = 1",
+        "for row in rows:\n    row.append(0)",
+        "items.append(3)",
+        "model.fit(rows, items)",
+        "random.shuffle(items)",
+        "np.copyto(arr, 0, casting='unsafe')\nnp.multiply(arr, 2, out=arr)",
+    ],
+)
+def test_a_change_in_place_makes_the_step_a_producer_of_the_name(
+    tmp_path: Path, change: str
+) -> None:
     spec = pipeline(
-        tmp_path, "import random\nimport numpy as np\nimport pandas as pd",
+        tmp_path,
+        "import random\nimport numpy as np\nimport pandas as pd",
         "%%step load\ndf = pd.DataFrame({'x': ['1']}); items = [1]; rows = [[1]]\n"
         "arr = np.zeros(2); model = object()",
         f"%%step edit\n{change}",
@@ -59,7 +65,8 @@ def test_a_change_in_place_makes_the_step_a_producer_of_the_name(tmp_path: Path,
 
 def test_steps_that_only_read_the_same_input_stay_parallel(tmp_path: Path) -> None:
     spec = pipeline(
-        tmp_path, "import pandas as pd",
+        tmp_path,
+        "import pandas as pd",
         "%%step load\ndf = pd.DataFrame({'a': [1, 2], 'b': [3, 4]}); model = None",
         "%%step peek\nprint(df.head(), df.describe(), df.groupby('a').mean())",
         "%%step count\nprint(df['a'].value_counts(), df.shape, len(df))",
@@ -160,7 +167,8 @@ def test_files_one_step_writes_and_a_later_one_reads_order_them(tmp_path: Path) 
 
 def test_pipeline_show_names_the_changes_and_files_an_edge_carries(tmp_path: Path, cli) -> None:
     notebook = write_notebook(
-        tmp_path / "show.ipynb", "import pandas as pd",
+        tmp_path / "show.ipynb",
+        "import pandas as pd",
         "%%step load\ndf = pd.DataFrame({'x': ['1', '2']}); n = 2",
         "%%step convert\ndf['x'] = df['x'].astype(int)\ndf.to_csv('clean.csv')",
         "%%step report\nprint(df['x'].sum() * n, open('clean.csv').read())",
@@ -175,8 +183,11 @@ def test_pipeline_show_names_the_changes_and_files_an_edge_carries(tmp_path: Pat
 @pytest.mark.parametrize("how", ["tag", "magic"])
 def test_a_cell_marked_notebook_only_is_left_out(tmp_path: Path, how: str) -> None:
     install = "!pip install --quiet -r requirements.txt\nready = True"
-    cell = (new_code_cell(install, metadata={"tags": ["skip"]}) if how == "tag"
-            else new_code_cell(f"%%notebook-only\n{install}"))
+    cell = (
+        new_code_cell(install, metadata={"tags": ["skip"]})
+        if how == "tag"
+        else new_code_cell(f"%%notebook-only\n{install}")
+    )
     path = tmp_path / "prep.ipynb"
     nbformat.write(new_notebook(cells=[cell, new_code_cell("%%step a\nx = 1")]), path)
     spec = load_pipeline(path)
@@ -187,15 +198,19 @@ def test_a_cell_marked_notebook_only_is_left_out(tmp_path: Path, how: str) -> No
 
 
 def test_seeded_global_generators_drawn_by_several_steps_are_warned_about(tmp_path: Path) -> None:
-    cells = ("import numpy as np\nimport random\nfrom sklearn.model_selection import train_test_split\n"
-             "np.random.seed(0)\nrandom.seed(1)",
-             "%%step a\nx = np.random.rand(3)",
-             "%%step b\ny = train_test_split([1, 2, 3, 4])",
-             "%%step c\nz = train_test_split([1, 2, 3, 4], random_state=0)\nw = random.random()")
+    cells = (
+        "import numpy as np\nimport random\nfrom sklearn.model_selection import train_test_split\n"
+        "np.random.seed(0)\nrandom.seed(1)",
+        "%%step a\nx = np.random.rand(3)",
+        "%%step b\ny = train_test_split([1, 2, 3, 4])",
+        "%%step c\nz = train_test_split([1, 2, 3, 4], random_state=0)\nw = random.random()",
+    )
     warnings = pipeline(tmp_path, *cells).warnings
     assert len(warnings) == 1, warnings
     assert "seeds the global numpy.random generator" in warnings[0]
-    assert "'a', 'b' each draw" in warnings[0], "c gives its own random_state, and draws from random"
+    assert "'a', 'b' each draw" in warnings[0], (
+        "c gives its own random_state, and draws from random"
+    )
     unseeded = cells[0].replace("np.random.seed(0)", "")
     assert pipeline(tmp_path, unseeded, *cells[1:]).warnings == [], "nothing seeded draws twice"
 
@@ -209,17 +224,21 @@ def test_a_data_file_matters_to_the_steps_that_name_it_unless_a_module_beside_na
         (tmp_path / name).write_text("a\n1\n")
     (tmp_path / "helpers.py").write_text("def other():\n    return open('other.csv').read()\n")
     spec = pipeline(
-        tmp_path, "import glob\nimport pandas as pd",
+        tmp_path,
+        "import glob\nimport pandas as pd",
         "%%step a\nx = pd.read_csv('raw.csv')",
         "%%step b\nfrom helpers import other\ny = other() + open('more.csv').read()",
         "%%step c\nz = [pd.read_csv(path) for path in glob.glob('*.csv')]",
     )
     manifest = export_bundle(spec, tmp_path / "bundle-1").manifest
-    assert manifest["data_files"] == {"raw.csv": ["a"], "more.csv": ["b"]}, \
+    assert manifest["data_files"] == {"raw.csv": ["a"], "more.csv": ["b"]}, (
         "other.csv, which helpers.py names, matters to every step"
-    assert [step["reads_unnamed_files"] for step in manifest["steps"]] == [False, False, True], \
+    )
+    assert [step["reads_unnamed_files"] for step in manifest["steps"]] == [False, False, True], (
         "c lists the notebook's own folder: every file matters to it"
+    )
 
     (tmp_path / "helpers.py").write_text("def other(path):\n    return open(path).read()\n")
-    assert export_bundle(spec, tmp_path / "bundle-2").manifest["data_files"] == {}, \
+    assert export_bundle(spec, tmp_path / "bundle-2").manifest["data_files"] == {}, (
         "a module that reads paths it is given: every file matters to every step"
+    )

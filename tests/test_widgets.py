@@ -39,7 +39,9 @@ def test_switcher_reports_a_refused_activation(project: Path, cli) -> None:
     for words in REFERENCE_SEQUENCE[:4]:
         cli(*words)
     config = project / ".stackmagic" / "config.json"
-    config.write_text(config.read_text().replace('"metadata-store": "sql"', '"metadata-store": "default"'))
+    config.write_text(
+        config.read_text().replace('"metadata-store": "sql"', '"metadata-store": "default"')
+    )
     switcher = StackSwitcher()
     switcher.choice.value = "gcp"
     switcher.activate.click()

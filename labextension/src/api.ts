@@ -40,7 +40,7 @@ export interface IComponent {
 
 export interface IFlavorOption {
   name: string;
-  kind: 'string' | 'choice' | 'integer' | 'number' | 'boolean' | 'mapping' | 'list' | string;
+  kind: 'string' | 'choice' | 'integer' | 'number' | 'boolean' | 'mapping' | 'list';
   help: string;
   default: unknown;
   required: boolean;
@@ -104,24 +104,29 @@ export async function requestAPI<T>(
   try {
     response = await ServerConnection.makeRequest(url, init, settings);
   } catch (error) {
-    throw new RequestError(`the Jupyter server cannot be reached (${error})`, 0);
+    throw new RequestError(`the Jupyter server cannot be reached (${String(error)})`, 0);
   }
-  const text = await response.text();
-  let data: any = null;
-  try {
-    data = text ? JSON.parse(text) : null;
-  } catch {
-    data = null; // not an answer of the extension: an HTML error page
-  }
+  const data = parsed(await response.text());
   if (!response.ok) {
+    const said = (data as { message?: unknown } | null)?.message;
     const message =
-      data?.message ??
-      (response.status === 404
-        ? 'the stackmagic server extension is not enabled: run `jupyter server extension enable stackmagic.server` and restart JupyterLab'
-        : `the Jupyter server answered ${response.status} ${response.statusText}`);
+      typeof said === 'string'
+        ? said
+        : response.status === 404
+          ? 'the stackmagic server extension is not enabled: run `jupyter server extension enable stackmagic.server` and restart JupyterLab'
+          : `the Jupyter server answered ${response.status} ${response.statusText}`;
     throw new RequestError(message, response.status);
   }
   return data as T;
+}
+
+/** An answer's JSON; null for one that is not JSON (an HTML error page, not the extension's). */
+function parsed(text: string): unknown {
+  try {
+    return text ? (JSON.parse(text) as unknown) : null;
+  } catch {
+    return null;
+  }
 }
 
 /** `ENDPOINT/NAME` with the name escaped for a URL. */

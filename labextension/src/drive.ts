@@ -56,6 +56,7 @@ export class StepNotebookDrive implements Contents.IDrive {
     };
   }
 
+  // eslint-disable-next-line @typescript-eslint/require-await -- a bad path rejects, as in get()
   async getDownloadUrl(localPath: string): Promise<string> {
     const { run, step } = parse(localPath);
     return URLExt.join(
@@ -65,40 +66,40 @@ export class StepNotebookDrive implements Contents.IDrive {
     );
   }
 
-  async newUntitled(): Promise<Contents.IModel> {
-    throw readOnly();
+  newUntitled(): Promise<Contents.IModel> {
+    return readOnly();
   }
 
-  async delete(): Promise<void> {
-    throw readOnly();
+  delete(): Promise<void> {
+    return readOnly();
   }
 
-  async rename(): Promise<Contents.IModel> {
-    throw readOnly();
+  rename(): Promise<Contents.IModel> {
+    return readOnly();
   }
 
-  async save(): Promise<Contents.IModel> {
-    throw readOnly();
+  save(): Promise<Contents.IModel> {
+    return readOnly();
   }
 
-  async copy(): Promise<Contents.IModel> {
-    throw readOnly();
+  copy(): Promise<Contents.IModel> {
+    return readOnly();
   }
 
-  async createCheckpoint(): Promise<Contents.ICheckpointModel> {
-    throw readOnly();
+  createCheckpoint(): Promise<Contents.ICheckpointModel> {
+    return readOnly();
   }
 
-  async listCheckpoints(): Promise<Contents.ICheckpointModel[]> {
-    return [];
+  listCheckpoints(): Promise<Contents.ICheckpointModel[]> {
+    return Promise.resolve([]);
   }
 
-  async restoreCheckpoint(): Promise<void> {
-    throw readOnly();
+  restoreCheckpoint(): Promise<void> {
+    return readOnly();
   }
 
-  async deleteCheckpoint(): Promise<void> {
-    throw readOnly();
+  deleteCheckpoint(): Promise<void> {
+    return readOnly();
   }
 
   private _fileChanged = new Signal<this, Contents.IChangedArgs>(this);
@@ -113,8 +114,11 @@ function parse(localPath: string): { run: string; step: string } {
   return { run: match[1], step: match[2] };
 }
 
-function readOnly(): Error {
-  return new Error(
-    'executed step notebooks are kept as the run left them: use "Save Notebook As…" to keep a copy'
+/** What every change to the drive gets: a rejected promise, as from a server that refuses. */
+function readOnly(): Promise<never> {
+  return Promise.reject(
+    new Error(
+      'executed step notebooks are kept as the run left them: use "Save Notebook As…" to keep a copy'
+    )
   );
 }

@@ -6,13 +6,7 @@
  */
 import * as React from 'react';
 
-import {
-  COMPONENT_TYPES,
-  ComponentType,
-  IFlavor,
-  IFlavorOption,
-  STACK_FIELDS
-} from './api';
+import { COMPONENT_TYPES, ComponentType, IFlavor, IFlavorOption, STACK_FIELDS } from './api';
 import { StackmagicModel } from './model';
 
 const REQUIRED_IN_STACK: ComponentType[] = ['metadata-store', 'artifact-store', 'orchestrator'];
@@ -48,17 +42,17 @@ function Buttons(props: { busy: boolean; onCancel: () => void; submit: string })
 function useSubmit(onDone: () => void) {
   const [busy, setBusy] = React.useState(false);
   const [refusal, setRefusal] = React.useState<string | null>(null);
-  const submit = (action: () => Promise<void>) => async (event: React.FormEvent) => {
+  const submit = (action: () => Promise<void>) => (event: React.FormEvent) => {
     event.preventDefault();
     setBusy(true);
     setRefusal(null);
-    try {
-      await action();
-      onDone();
-    } catch (error) {
-      setRefusal((error as Error).message);
-      setBusy(false);
-    }
+    Promise.resolve()
+      .then(action)
+      .then(onDone)
+      .catch((error: Error) => {
+        setRefusal(error.message);
+        setBusy(false);
+      });
   };
   return { busy, refusal, submit };
 }
@@ -118,15 +112,19 @@ function OptionInput(props: {
       ? 'the secret, or env:VARIABLE'
       : option.kind === 'mapping'
         ? 'KEY=VALUE,...'
-        : option.default !== null && option.default !== ''
-          ? String(option.default)
-          : '';
+        : asText(option.default);
     input = (
       <input
         id={id}
         name={option.name}
         className="jp-mod-styled"
-        type={option.secret ? 'password' : option.kind === 'integer' || option.kind === 'number' ? 'number' : 'text'}
+        type={
+          option.secret
+            ? 'password'
+            : option.kind === 'integer' || option.kind === 'number'
+              ? 'number'
+              : 'text'
+        }
         autoComplete={option.secret ? 'new-password' : 'off'}
         placeholder={placeholder}
         required={option.required}
@@ -144,12 +142,26 @@ function OptionInput(props: {
   );
 }
 
+/** A default from the flavor's schema as a field shows it: a list as its comma-separated text. */
+function asText(value: unknown): string {
+  if (typeof value === 'string') {
+    return value;
+  }
+  if (typeof value === 'number' || typeof value === 'boolean') {
+    return String(value);
+  }
+  if (Array.isArray(value)) {
+    return value.map(asText).join(',');
+  }
+  return value === null || value === undefined ? '' : JSON.stringify(value);
+}
+
 function initialValue(option: IFlavorOption): string | boolean {
   if (option.kind === 'boolean') {
     return option.default === true;
   }
   if (option.kind === 'choice') {
-    return String(option.default ?? option.choices?.[0] ?? '');
+    return asText(option.default ?? option.choices?.[0]);
   }
   return '';
 }

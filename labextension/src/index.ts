@@ -2,16 +2,13 @@
  * stackmagic in JupyterLab: the "Stacks" sidebar, "Run as pipeline" on every
  * notebook's toolbar, and "Mark cell as step".
  */
-import {
-  ILayoutRestorer,
-  JupyterFrontEnd,
-  JupyterFrontEndPlugin
-} from '@jupyterlab/application';
+import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, ToolbarButton } from '@jupyterlab/apputils';
 import { DocumentRegistry } from '@jupyterlab/docregistry';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { INotebookModel, INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { runIcon } from '@jupyterlab/ui-components';
+import { ReadonlyPartialJSONValue } from '@lumino/coreutils';
 import { DisposableDelegate, IDisposable } from '@lumino/disposable';
 
 import { DRIVE_NAME, StepNotebookDrive, stepNotebookPath } from './drive';
@@ -19,19 +16,20 @@ import { StackmagicModel } from './model';
 import { StacksPanel } from './panel';
 import { markCellAsStep, runAsPipeline } from './pipeline';
 
-namespace CommandIDs {
-  export const runPipeline = 'stackmagic:run-pipeline';
-  export const markStep = 'stackmagic:mark-step';
-  export const openStepNotebook = 'stackmagic:open-step-notebook';
-  export const showSidebar = 'stackmagic:show-sidebar';
-}
+const CommandIDs = {
+  runPipeline: 'stackmagic:run-pipeline',
+  markStep: 'stackmagic:mark-step',
+  openStepNotebook: 'stackmagic:open-step-notebook',
+  showSidebar: 'stackmagic:show-sidebar'
+} as const;
 
 const CATEGORY = 'stackmagic';
 
 /** "Run as pipeline" on each notebook's toolbar. */
-class RunButtonExtension
-  implements DocumentRegistry.IWidgetExtension<NotebookPanel, INotebookModel>
-{
+class RunButtonExtension implements DocumentRegistry.IWidgetExtension<
+  NotebookPanel,
+  INotebookModel
+> {
   constructor(private readonly _app: JupyterFrontEnd) {}
 
   createNew(panel: NotebookPanel): IDisposable {
@@ -116,9 +114,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
 
     commands.addCommand(CommandIDs.openStepNotebook, {
-      label: args => `Open the Executed Notebook of Step ${args.step ?? ''}`,
+      label: args => `Open the Executed Notebook of Step ${textArgument(args.step)}`,
       execute: args =>
-        documents.openOrReveal(stepNotebookPath(String(args.run), String(args.step)), 'Notebook')
+        documents.openOrReveal(
+          stepNotebookPath(textArgument(args.run), textArgument(args.step)),
+          'Notebook'
+        )
     });
 
     commands.addCommand(CommandIDs.showSidebar, {
@@ -139,3 +140,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
 };
 
 export default plugin;
+
+/** A command's argument that should be text; the palette runs commands with none. */
+function textArgument(value: ReadonlyPartialJSONValue | undefined): string {
+  return typeof value === 'string' ? value : '';
+}

@@ -85,9 +85,7 @@ export class StackmagicModel implements IDisposable {
     flavor: string,
     options: Record<string, unknown>
   ): Promise<void> {
-    await this._act(() =>
-      requestAPI(path('components', type), 'POST', { name, flavor, options })
-    );
+    await this._act(() => requestAPI(path('components', type), 'POST', { name, flavor, options }));
   }
 
   async deleteComponent(type: ComponentType, name: string): Promise<void> {

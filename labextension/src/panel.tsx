@@ -50,13 +50,11 @@ function Sidebar(props: { model: StackmagicModel; actions: IPanelActions }): JSX
   const { model } = props;
   const [form, setForm] = React.useState<OpenForm>(null);
   const [failure, setFailure] = React.useState<string | null>(null);
-  const attempt = (action: () => Promise<void>) => async () => {
+  const attempt = (action: () => Promise<void>) => () => {
     setFailure(null);
-    try {
-      await action();
-    } catch (error) {
-      setFailure((error as Error).message);
-    }
+    Promise.resolve()
+      .then(action)
+      .catch((error: Error) => setFailure(error.message));
   };
   const problem = failure ?? model.error;
 
@@ -95,7 +93,9 @@ function Sidebar(props: { model: StackmagicModel; actions: IPanelActions }): JSX
             components={model.components}
             onActivate={attempt(() => model.activate(stack.name))}
             onDelete={attempt(async () => {
-              if (await confirm(`Delete the stack ${stack.name}?`, 'Its components stay registered.')) {
+              if (
+                await confirm(`Delete the stack ${stack.name}?`, 'Its components stay registered.')
+              ) {
                 await model.deleteStack(stack.name);
               }
             })}
@@ -180,7 +180,7 @@ function StackItem(props: {
 
 function Components(props: {
   model: StackmagicModel;
-  attempt: (action: () => Promise<void>) => () => Promise<void>;
+  attempt: (action: () => Promise<void>) => () => void;
 }): JSX.Element {
   const [open, setOpen] = React.useState(false);
   const { model } = props;
@@ -202,7 +202,12 @@ function Components(props: {
                   title={`Delete the ${component.type} ${component.name}`}
                   aria-label={`Delete the ${component.type} ${component.name}`}
                   onClick={props.attempt(async () => {
-                    if (await confirm(`Delete the ${component.type} ${component.name}?`, 'Nothing it stored is deleted.')) {
+                    if (
+                      await confirm(
+                        `Delete the ${component.type} ${component.name}?`,
+                        'Nothing it stored is deleted.'
+                      )
+                    ) {
                       await model.deleteComponent(component.type, component.name);
                     }
                   })}
@@ -250,7 +255,12 @@ function Runs(props: {
           const Caret = open ? caretDownIcon : caretRightIcon;
           const done = run.steps.filter(s => ['completed', 'cached'].includes(s.status)).length;
           return (
-            <li key={run.id} className="jp-stackmagic-run" data-run={run.id} data-status={run.status}>
+            <li
+              key={run.id}
+              className="jp-stackmagic-run"
+              data-run={run.id}
+              data-status={run.status}
+            >
               <div
                 className="jp-stackmagic-run-title"
                 title={run.error ?? `${run.notebook}, run ${run.id}`}

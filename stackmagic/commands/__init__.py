@@ -20,6 +20,7 @@ from .components import (
     component_register,
     component_update,
 )
+from .gc import garbage_collect, parse_cutoff, parse_keep_last
 from .images import image_dockerfile
 from .pipelines import (
     pipeline_describe,
@@ -58,8 +59,11 @@ __all__ = [
     "component_list",
     "component_register",
     "component_update",
+    "garbage_collect",
     "image_dockerfile",
     "init",
+    "parse_cutoff",
+    "parse_keep_last",
     "pipeline_describe",
     "pipeline_export",
     "pipeline_load",

@@ -20,7 +20,8 @@ def component_register(args: argparse.Namespace) -> Output:
     options = _ask_for_secrets(kind, flavor, args.name, args.options)
     component = Registry.open().register_component(kind, args.name, args.flavor, options, _here())
     return Message(
-        f"Registered {kind.noun} {component.name!r} ({component.flavor}).", component_data(component)
+        f"Registered {kind.noun} {component.name!r} ({component.flavor}).",
+        component_data(component),
     )
 
 
@@ -151,9 +152,12 @@ def component_fields(component: Component, used_by: list[str] | None = None) -> 
 
 
 def _option_synopsis(option: dict[str, Any]) -> str:
-    placeholder = {"boolean": "true|false", "integer": "N", "number": "X", "mapping": "K=V,..."}.get(
-        option["kind"], "|".join(option.get("choices", [])) or "TEXT"
-    )
+    placeholder = {
+        "boolean": "true|false",
+        "integer": "N",
+        "number": "X",
+        "mapping": "K=V,...",
+    }.get(option["kind"], "|".join(option.get("choices", [])) or "TEXT")
     if option["secret"]:
         placeholder = f"{placeholder}|env:VARIABLE|{PROMPT}"
     notes = [note for note in ("required", "secret") if option[note]]

@@ -42,13 +42,25 @@ def pipeline_run(args: argparse.Namespace) -> Output:
     parameters = _parameters(args)
     if args.dry_run:
         if args.wait:
-            raise UsageError("--dry-run starts nothing for --wait to follow; give one of the two",
-                             args.command_words)
-        return preview(notebook, parameters=parameters, stack=args.stack, only=args.only,
-                       from_step=args.from_step)
+            raise UsageError(
+                "--dry-run starts nothing for --wait to follow; give one of the two",
+                args.command_words,
+            )
+        return preview(
+            notebook,
+            parameters=parameters,
+            stack=args.stack,
+            only=args.only,
+            from_step=args.from_step,
+        )
     finished = run(
-        notebook, parameters=parameters, stack=args.stack, no_cache=args.no_cache,
-        only=args.only, from_step=args.from_step, wait=args.wait,
+        notebook,
+        parameters=parameters,
+        stack=args.stack,
+        no_cache=args.no_cache,
+        only=args.only,
+        from_step=args.from_step,
+        wait=args.wait,
         progress=choose("none" if args.as_json else args.progress),
     )
     return run_fields(finished.record)
@@ -61,55 +73,65 @@ def pipeline_export(args: argparse.Namespace) -> Output:
 
     spec = load_pipeline(notebook_path(args.notebook, args.command_words))
     if args.to == "kubeflow":
-        return _export_kubeflow(spec, Path(args.output).expanduser().resolve(), args.stack,
-                                replace=args.force)
+        return _export_kubeflow(
+            spec, Path(args.output).expanduser().resolve(), args.stack, replace=args.force
+        )
     stores = local_paths(stack_components(Registry.open(), args.stack))
     bundle = export_bundle(spec, Path(args.output).expanduser().resolve(), exclude=stores)
-    lines = [f"Exported {spec.name} ({len(bundle.steps)} steps) to {bundle.directory}",
-             *(f"warning: {warning}" for warning in bundle.manifest["warnings"])]
+    lines = [
+        f"Exported {spec.name} ({len(bundle.steps)} steps) to {bundle.directory}",
+        *(f"warning: {warning}" for warning in bundle.manifest["warnings"]),
+    ]
     return Message("\n".join(lines), {"directory": str(bundle.directory), **bundle.manifest})
 
 
-def _export_kubeflow(spec: PipelineSpec, output: Path, stack: str | None, *, replace: bool) -> Output:
+def _export_kubeflow(
+    spec: PipelineSpec, output: Path, stack: str | None, *, replace: bool
+) -> Output:
     """Compile for the stack's kubeflow orchestrator; the bundle goes to its artifact store.
 
     The output is checked first, so a path that cannot be written uploads nothing.
     """
-    import tempfile
-
+    from ..flavors.orchestrators import KubeflowOrchestrator
     from ..notebook.exporter import export_bundle
-    from ..orchestrators.kubeflow import compile_pipeline
     from ..pipelines import OpenStack, store_bundle
+    from ..scratch import ScratchFolder
 
     if output.is_dir():
-        raise StackmagicError(f"{output} is a folder; give the YAML file to write, pipeline.yaml say")
+        raise StackmagicError(
+            f"{output} is a folder; give the YAML file to write, pipeline.yaml say"
+        )
     if output.suffix.lower() not in (".yaml", ".yml"):
         raise StackmagicError(
             f"{output.name}: a Kubeflow pipeline is written as YAML; name the file .yaml (pipeline.yaml)"
         )
     if output.exists() and not replace:
         raise StackmagicError(f"{output} exists; give another file, or --force to replace it")
-    with OpenStack.open(Registry.open(), stack) as opened, tempfile.TemporaryDirectory(
-        prefix="stackmagic-bundle-"
-    ) as scratch:
+    with OpenStack.open(Registry.open(), stack) as opened, ScratchFolder("bundle") as scratch:
         orchestrator = opened.components[ComponentType.ORCHESTRATOR]
-        if orchestrator.flavor != "kubeflow":
+        config = orchestrator.config
+        if not isinstance(config, KubeflowOrchestrator):
             raise StackmagicError(
                 f"stack {opened.name!r} runs pipelines with the {orchestrator.flavor} orchestrator "
                 f"{orchestrator.name!r}; compiling for Kubeflow needs a stack with a kubeflow one "
                 "(--stack NAME, or `stackmagic orchestrator register kf --type=kubeflow --host=URL`)"
             )
         bundle = export_bundle(spec, Path(scratch) / "bundle", exclude=opened.local_paths())
-        orchestrator.config.orchestrator(opened).check(bundle)
+        config.orchestrator(opened).check(bundle)  # refuses a missing kubeflow extra
+        from ..orchestrators.kubeflow import compile_pipeline
+
         bundle_uri = store_bundle(opened.artifact_store, bundle)
-        compile_pipeline(bundle, bundle_uri, opened, orchestrator.config, output)
-    local = orchestrator.config.mode == "local"
+        compile_pipeline(bundle, bundle_uri, opened, config, output)
+    local = config.mode == "local"
     return Message(
         f"Compiled {spec.name} ({len(bundle.steps)} steps) for Kubeflow Pipelines to {output}; "
         f"its steps fetch the bundle {bundle_uri}"
-        + ("\nnote: compiled for --mode=local (no image, no Kubernetes secret); for a cluster, "
-           f"`stackmagic orchestrator update {orchestrator.name} --mode=remote --image=...`"
-           if local else ""),
+        + (
+            "\nnote: compiled for --mode=local (no image, no Kubernetes secret); for a cluster, "
+            f"`stackmagic orchestrator update {orchestrator.name} --mode=remote --image=...`"
+            if local
+            else ""
+        ),
         {"pipeline": str(output), "bundle": bundle_uri, "steps": list(bundle.steps)},
     )
 
@@ -128,9 +150,10 @@ def pipeline_describe(args: argparse.Namespace) -> Output:
 
     with OpenStack.open(Registry.open(), args.stack) as opened:
         record = opened.metadata.run(args.run_id)
-        orchestrator = opened.components[ComponentType.ORCHESTRATOR].config
+        orchestrator = opened.orchestrator_config
         if record.orchestrator_run_id and orchestrator.flavor == record.stack.get(
-            ComponentType.ORCHESTRATOR.value, {}).get("flavor"):  # ask how it ended
+            ComponentType.ORCHESTRATOR.value, {}
+        ).get("flavor"):  # ask how it ended
             reconcile = getattr(orchestrator.orchestrator(opened), "reconcile", None)
             if reconcile is not None:
                 reconcile(record)
@@ -151,18 +174,23 @@ def pipeline_logs(args: argparse.Namespace) -> Output:
             "executed notebook"
         )
     text = "\n".join(f"== {uri} ==\n{body.rstrip()}" for uri, body in logs.items())
-    return Message(text, {"run": record.id, "logs": [{"uri": u, "text": b} for u, b in logs.items()]})
+    return Message(
+        text, {"run": record.id, "logs": [{"uri": u, "text": b} for u, b in logs.items()]}
+    )
 
 
 def pipeline_load(args: argparse.Namespace) -> Output:
-    from ..pipelines import OpenStack
+    from ..pipelines import OpenStack, PipelineRun
     from ..runtime.files import FILE_PREFIX
 
     step, _, wanted = args.what.partition(".")
     with OpenStack.open(Registry.open(), args.stack) as opened:
         record = opened.metadata.run(args.run_id)
-    outputs = {name: info for name, info in record.step(step).outputs.items()
-               if not name.startswith(FILE_PREFIX)}  # files stay where the step wrote them
+    outputs = {
+        name: info
+        for name, info in record.step(step).outputs.items()
+        if not name.startswith(FILE_PREFIX)
+    }  # files stay where the step wrote them
     if wanted and wanted not in outputs:
         raise StackmagicError(
             f"step {step!r} of run {record.id} has no output {wanted!r} "
@@ -174,13 +202,14 @@ def pipeline_load(args: argparse.Namespace) -> Output:
             f"step {step!r} of run {record.id} left no outputs: it binds no name a later step reads "
             "(a final step keeps what it binds)"
         )
-    values = {name: opened.artifact_store.load(info.uri) for name, info in chosen.items()}
+    values = PipelineRun(record, opened.artifact_store).load(chosen)
     fields = [
         (name, f"{reprlib.repr(values[name])}  ({info.type_name}, from {info.uri})")
         for name, info in chosen.items()
     ]
     loaded = Fields(
-        f"Loaded from run {record.id}, step {step}", fields,
+        f"Loaded from run {record.id}, step {step}",
+        fields,
         {name: info.to_json() for name, info in chosen.items()},
     )
     loaded.namespace = values

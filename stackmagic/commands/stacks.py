@@ -24,18 +24,24 @@ def stack_register(args: argparse.Namespace) -> Output:
 def stack_update(args: argparse.Namespace) -> Output:
     changes: dict[ComponentType, str | None] = dict(_members(args))
     if args.no_step_operator and args.step_operator:
-        raise UsageError("-s and --no-step-operator contradict each other: give one", "stack update")
+        raise UsageError(
+            "-s and --no-step-operator contradict each other: give one", "stack update"
+        )
     if args.no_step_operator:
         changes[ComponentType.STEP_OPERATOR] = None
     registry = Registry.open()
     active = registry.active_stack_name()  # a bad STACKMAGIC_STACK fails before anything is written
     stack = registry.update_stack(args.name, changes)
-    return Message(f"Updated stack {stack.name!r}.", _stack_data(stack, active=stack.name == active))
+    return Message(
+        f"Updated stack {stack.name!r}.", _stack_data(stack, active=stack.name == active)
+    )
 
 
 def stack_set(args: argparse.Namespace) -> Output:
     registry = Registry.open()
-    effective = registry.active_stack_name()  # a bad STACKMAGIC_STACK fails before anything is written
+    effective = (
+        registry.active_stack_name()
+    )  # a bad STACKMAGIC_STACK fails before anything is written
     stack = registry.set_active_stack(args.name)
     message = f"Active stack: {stack.name}"
     if os.environ.get(STACK_ENV) and effective != stack.name:
@@ -47,7 +53,9 @@ def stack_get(args: argparse.Namespace) -> Output:
     registry = Registry.open()
     name = registry.active_stack_name()
     source = STACK_ENV if name != registry.stored_active_stack() else str(registry.directory)
-    return Message(name, {"active_stack": name, "source": source, "registry": str(registry.directory)})
+    return Message(
+        name, {"active_stack": name, "source": source, "registry": str(registry.directory)}
+    )
 
 
 def stack_list(args: argparse.Namespace) -> Output:
@@ -86,7 +94,9 @@ def stack_describe(args: argparse.Namespace) -> Output:
 
 def stack_delete(args: argparse.Namespace) -> Output:
     Registry.open().delete_stack(args.name)
-    return Message(f"Deleted stack {args.name!r} (its components are kept).", {"deleted": args.name})
+    return Message(
+        f"Deleted stack {args.name!r} (its components are kept).", {"deleted": args.name}
+    )
 
 
 def _members(args: argparse.Namespace) -> dict[ComponentType, str]:

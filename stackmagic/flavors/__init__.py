@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from functools import cache
 
+from ..component_type import ComponentType
 from ..errors import StackmagicError
 from .artifact_stores import (
     AzureArtifactStore,
@@ -19,11 +20,12 @@ from .artifact_stores import (
 )
 from .base import (
     ArtifactStoreConfig,
-    ComponentType,
     FlavorConfig,
     MetadataStoreConfig,
+    Option,
     OrchestratorConfig,
     StepOperatorConfig,
+    as_kind,
     format_value,
     option_flag,
 )
@@ -67,7 +69,10 @@ def _installed_flavors() -> tuple[type[FlavorConfig], ...]:
             flavor = entry_point.load()
         except Exception as exc:  # a broken plugin must not break stackmagic
             _log.warning(
-                "stackmagic: skipping flavor %r from %s: %s", entry_point.name, entry_point.value, exc
+                "stackmagic: skipping flavor %r from %s: %s",
+                entry_point.name,
+                entry_point.value,
+                exc,
             )
             continue
         if not (isinstance(flavor, type) and issubclass(flavor, FlavorConfig)):
@@ -109,8 +114,10 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "FlavorConfig",
     "MetadataStoreConfig",
+    "Option",
     "OrchestratorConfig",
     "StepOperatorConfig",
+    "as_kind",
     "flavors_of",
     "format_value",
     "get_flavor",

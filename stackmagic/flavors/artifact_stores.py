@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from ..stores.artifacts import ArtifactStore
 
 
-def _url_validator(*schemes: str):
+def _url_validator(*schemes: str) -> t.ValidateHandler:
     """A traitlets validator that accepts only URLs of the given schemes."""
 
     pattern = re.compile(rf"^({'|'.join(schemes)})://[^/\s]+(/\S*)?$")
@@ -59,6 +59,8 @@ class _BucketArtifactStore(ArtifactStoreConfig):
     extra: ClassVar[str]
     #: Option names that fsspec knows by another name.
     fsspec_names: ClassVar[dict[str, str]] = {}
+    #: The bucket and folder, a URL each flavor declares and checks with its own scheme.
+    path: str
 
     def open(self, secret: SecretResolver) -> ArtifactStore:
         from ..stores.artifacts import ArtifactStore
@@ -119,13 +121,17 @@ class S3ArtifactStore(_BucketArtifactStore):
     secret_access_key = t.Unicode(help="AWS secret access key.").tag(secret=True)
     session_token = t.Unicode(help="AWS session token, for temporary credentials.").tag(secret=True)
     anonymous = t.Bool(False, help="Use no credentials (public buckets).")
-    endpoint_url = t.Unicode(help="S3 endpoint, for MinIO, emulators and other S3-compatible servers.")
+    endpoint_url = t.Unicode(
+        help="S3 endpoint, for MinIO, emulators and other S3-compatible servers."
+    )
 
     _check_path = _url_validator("s3")
 
     def storage_options(self) -> dict[str, Any]:
         return _given(
-            key=self.access_key_id, profile=self.profile, anon=self.anonymous,
+            key=self.access_key_id,
+            profile=self.profile,
+            anon=self.anonymous,
             endpoint_url=self.endpoint_url,
             client_kwargs=_given(region_name=self.region),
         )
@@ -140,9 +146,9 @@ class AzureArtifactStore(_BucketArtifactStore):
     path = t.Unicode(help="Container and folder, az://container/dir.").tag(required=True)
     account_name = t.Unicode(help="Storage account name.")
     account_key = t.Unicode(help="Storage account key.").tag(secret=True)
-    connection_string = t.Unicode(help="Storage connection string (Azurite's, for the emulator).").tag(
-        secret=True
-    )
+    connection_string = t.Unicode(
+        help="Storage connection string (Azurite's, for the emulator)."
+    ).tag(secret=True)
     sas_token = t.Unicode(help="Shared access signature token.").tag(secret=True)
     anonymous = t.Bool(False, help="Use no credentials (public containers).")
 

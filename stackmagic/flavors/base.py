@@ -14,7 +14,7 @@ import importlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import traitlets as t
 
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 #: The real value of one of a component's secret options, by option name.
 SecretResolver = Callable[[str], str]
+#: One option of a flavor: a trait its config class declares.
+Option = t.TraitType[Any, Any]
 
 
 class FlavorConfig(t.HasTraits):
@@ -48,12 +50,12 @@ class FlavorConfig(t.HasTraits):
 
     @classmethod
     def summary(cls) -> str:
-        return inspect.getdoc(cls).splitlines()[0] if cls.__doc__ else ""
+        return inspect.cleandoc(cls.__doc__).splitlines()[0] if cls.__doc__ else ""
 
     @classmethod
-    def options(cls) -> dict[str, t.TraitType]:
+    def options(cls) -> dict[str, Option]:
         """The option traits, in the order the class declares them."""
-        found: dict[str, t.TraitType] = {}
+        found: dict[str, Option] = {}
         for klass in reversed(cls.__mro__):
             for name, value in vars(klass).items():
                 if isinstance(value, t.TraitType) and not name.startswith("_"):
@@ -117,6 +119,10 @@ class FlavorConfig(t.HasTraits):
                 f"(see `stackmagic {self.component_type.value} flavors`)"
             )
 
+    def check_given(self) -> None:
+        """Checks of this machine made when options are given in a command (a file they name
+        must be of the right kind); stored options are not checked again on every read."""
+
     def stored(self) -> dict[str, Any]:
         """Option values that differ from their defaults: what the registry keeps."""
         return {
@@ -128,7 +134,9 @@ class FlavorConfig(t.HasTraits):
     def shown(self) -> dict[str, Any]:
         """Every option with secrets masked: what output and APIs may show."""
         return {
-            name: masked(getattr(self, name)) if trait.metadata.get("secret") else getattr(self, name)
+            name: masked(getattr(self, name))
+            if trait.metadata.get("secret")
+            else getattr(self, name)
             for name, trait in self.options().items()
         }
 
@@ -154,7 +162,7 @@ class FlavorConfig(t.HasTraits):
                     "default": None if trait.metadata.get("secret") else trait.default(),
                     "required": bool(trait.metadata.get("required")),
                     "secret": bool(trait.metadata.get("secret")),
-                    **({"choices": list(trait.values)} if isinstance(trait, t.Enum) else {}),
+                    **({"choices": list(trait.values or ())} if isinstance(trait, t.Enum) else {}),
                 }
                 for name, trait in cls.options().items()
             ],
@@ -208,6 +216,24 @@ class StepOperatorConfig(FlavorConfig):
         return True
 
 
+_Kind = TypeVar("_Kind", bound=FlavorConfig)
+
+
+def as_kind(config: FlavorConfig, kind: type[_Kind]) -> _Kind:
+    """``config`` as the base class of its component type, whose methods the caller needs.
+
+    Flavors are looked up by component type, so this holds for every built-in flavor; a
+    flavor another package declares may have skipped the base class, which is its fault.
+    """
+    if not isinstance(config, kind):
+        raise StackmagicError(
+            f"the {config.flavor} {config.component_type.noun} flavor cannot be used: its class "
+            f"{type(config).__module__}.{type(config).__qualname__} does not derive from "
+            f"stackmagic's {kind.__name__}; tell the makers of the package that declares it"
+        )
+    return config
+
+
 def require_module(module: str, needed_by: str, extra: str) -> None:
     """Refuse early, with the install command, when an optional driver is missing."""
     try:
@@ -219,7 +245,7 @@ def require_module(module: str, needed_by: str, extra: str) -> None:
         ) from None
 
 
-def _kind(trait: t.TraitType) -> str:
+def _kind(trait: Option) -> str:
     if isinstance(trait, t.Bool):
         return "boolean"
     if isinstance(trait, t.Int):
@@ -239,7 +265,7 @@ _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
 
-def _coerce(name: str, trait: t.TraitType, value: Any) -> Any:
+def _coerce(name: str, trait: Option, value: Any) -> Any:
     """Turn a command-line string into the trait's type, with a message a user can act on.
 
     ``None`` stands for a bare ``--flag``: true for a boolean, a mistake otherwise.
@@ -277,8 +303,8 @@ def _coerce(name: str, trait: t.TraitType, value: Any) -> Any:
             "mapping": "KEY=VALUE pairs separated by commas",
         }[kind]
         raise StackmagicError(f"{option} expects {expected}, not {value!r}") from None
-    if kind == "choice" and value not in trait.values:
-        choices = ", ".join(str(choice) for choice in trait.values)
+    if isinstance(trait, t.Enum) and value not in (trait.values or ()):
+        choices = ", ".join(str(choice) for choice in trait.values or ())
         raise StackmagicError(f"{option} must be one of {choices}, not {value!r}")
     return value
 

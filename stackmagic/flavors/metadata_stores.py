@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import traitlets as t
 
+from ..errors import StackmagicError
 from .base import MetadataStoreConfig, SecretResolver, require_module
 
 if TYPE_CHECKING:
@@ -16,6 +17,26 @@ if TYPE_CHECKING:
 
 #: Seconds a database server has to answer before a connection attempt gives up.
 CONNECT_TIMEOUT_SECONDS = 10
+#: The first bytes of every SQLite database file.
+SQLITE_HEADER = b"SQLite format 3\0"
+#: The operating system's folders: no place for a project's database.
+SYSTEM_FOLDERS = tuple(
+    Path(folder)
+    for folder in (
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/lib",
+        "/lib64",
+        "/proc",
+        "/sbin",
+        "/sys",
+        "/usr",
+        "/private/etc",
+        "/System",
+    )
+)
 
 
 class SQLiteMetadataStore(MetadataStoreConfig):
@@ -36,6 +57,31 @@ class SQLiteMetadataStore(MetadataStoreConfig):
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         return MetadataStore(f"sqlite:///{self.path}", label=self.path)
 
+    def check_given(self) -> None:
+        """A new file, an empty one or a SQLite database: SQLite would refuse anything else only
+        when a run starts, or write its tables into a file that is not its own."""
+        path = Path(self.path)
+        system = next((folder for folder in SYSTEM_FOLDERS if path.is_relative_to(folder)), None)
+        if system is not None:
+            raise StackmagicError(
+                f"--path {path} is in the system folder {system}; keep the database in the project "
+                "(the default) or in a folder of yours"
+            )
+        if not path.exists():
+            return
+        if not path.is_file():
+            raise StackmagicError(f"--path {path} exists and is not a file; give a database file")
+        try:
+            with path.open("rb") as stream:
+                header = stream.read(len(SQLITE_HEADER))
+        except OSError as error:
+            raise StackmagicError(f"--path {path} cannot be read ({error.strerror})") from None
+        if header and header != SQLITE_HEADER:
+            raise StackmagicError(
+                f"--path {path} exists and is not a SQLite database; give a new file name or an "
+                "existing database"
+            )
+
     def local_paths(self) -> list[Path]:
         """The database and the files SQLite keeps beside it while it writes."""
         return [Path(self.path + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
@@ -53,7 +99,9 @@ class _ServerMetadataStore(MetadataStoreConfig):
     port = t.Int(help="Server port.")
     username = t.Unicode(help="User to connect as.")
     password = t.Unicode(help="Password of that user.").tag(secret=True)
-    database = t.Unicode(help="Database (schema) that holds stackmagic's tables.").tag(required=True)
+    database = t.Unicode(help="Database (schema) that holds stackmagic's tables.").tag(
+        required=True
+    )
     ssl_ca = t.Unicode(help="CA certificate file to verify the server with (enables TLS).").tag(
         local_path=True
     )
@@ -77,8 +125,13 @@ class _ServerMetadataStore(MetadataStoreConfig):
         from sqlalchemy import URL
 
         return URL.create(
-            self.driver, username=self.username or None, password=password, host=self.host,
-            port=self.port, database=self.database, query=self.url_query(),
+            self.driver,
+            username=self.username or None,
+            password=password,
+            host=self.host,
+            port=self.port,
+            database=self.database,
+            query=self.url_query(),
         )
 
     def url_query(self) -> dict[str, str]:
@@ -100,12 +153,18 @@ class MySQLMetadataStore(_ServerMetadataStore):
         return {"charset": "utf8mb4"}  # names and errors in any script
 
     def connect_args(self) -> dict[str, Any]:
-        ssl = {key: value for key, value in
-               (("ca", self.ssl_ca), ("cert", self.ssl_cert), ("key", self.ssl_key)) if value}
+        ssl = {
+            key: value
+            for key, value in (("ca", self.ssl_ca), ("cert", self.ssl_cert), ("key", self.ssl_key))
+            if value
+        }
         # a server that accepts but never answers would hold the handshake forever: the read
         # timeout bounds it, and the store lifts it once connected (a migration may take long)
-        return {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "read_timeout": CONNECT_TIMEOUT_SECONDS,
-                **({"ssl": ssl} if ssl else {})}
+        return {
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "read_timeout": CONNECT_TIMEOUT_SECONDS,
+            **({"ssl": ssl} if ssl else {}),
+        }
 
 
 class PostgreSQLMetadataStore(_ServerMetadataStore):

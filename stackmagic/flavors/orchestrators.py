@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import traitlets as t
 
 from ..errors import StackmagicError
-from .base import OrchestratorConfig
+from .base import OrchestratorConfig, require_module
 
 if TYPE_CHECKING:
     from ..orchestrators.base import Orchestrator
     from ..pipelines import OpenStack
+
+
+#: The most steps the local orchestrator runs at once: each may hold a kernel of its own.
+MOST_WORKERS = 256
 
 
 class LocalOrchestrator(OrchestratorConfig):
@@ -24,9 +28,11 @@ class LocalOrchestrator(OrchestratorConfig):
     )
 
     @t.validate("max_workers")
-    def _check_max_workers(self, proposal: dict) -> int:
-        if proposal["value"] < 0:
-            raise t.TraitError("expects 0 (automatic) or a positive number of steps")
+    def _check_max_workers(self, proposal: dict[str, Any]) -> int:
+        if not 0 <= proposal["value"] <= MOST_WORKERS:
+            raise t.TraitError(
+                f"expects 0 (automatic) or a number of steps from 1 to {MOST_WORKERS}"
+            )
         return proposal["value"]
 
     @property
@@ -43,6 +49,9 @@ class KubeflowOrchestrator(OrchestratorConfig):
     """Kubeflow Pipelines (KFP v2), on a cluster or on this machine through kfp.local."""
 
     flavor = "kubeflow"
+    #: The kfp SDK is an extra: 75 MB that a laptop on the local stack never uses. A step
+    #: image needs it too, for kfp's executor starts each task.
+    extra: ClassVar[str] = "kubeflow"
 
     host = t.Unicode(help="KFP API endpoint, https://host/pipeline.")
     mode = t.Enum(
@@ -67,13 +76,17 @@ class KubeflowOrchestrator(OrchestratorConfig):
         help="Kubernetes secret holding the stores' secret options, one key each "
         "(STACKMAGIC_METADATA_STORE_PASSWORD...), given to the steps as environment variables."
     )
-    gpu_resource = t.Unicode("nvidia.com/gpu", help="Kubernetes resource that %%step --gpu asks for.")
+    gpu_resource = t.Unicode(
+        "nvidia.com/gpu", help="Kubernetes resource that %%step --gpu asks for."
+    )
 
     @property
     def runs_remotely(self) -> bool:
         return self.mode == "remote"
 
     def orchestrator(self, stack: OpenStack) -> Orchestrator:
+        for module in ("kfp", "kfp.kubernetes"):
+            require_module(module, "the kubeflow orchestrator", self.extra)
         from ..orchestrators.kubeflow import KubeflowRunner
 
         return KubeflowRunner(self, stack)
@@ -100,12 +113,13 @@ class _VMOrchestrator(OrchestratorConfig):
     gpu_count = t.Int(0, help="Number of GPUs to attach.")
     keep_alive = t.Bool(False, help="Keep the VM after the run instead of deleting it.")
     retries = t.Int(
-        0, help="How often a run whose VM was preempted is relaunched (with --wait); finished "
-        "steps come from the cache."
+        0,
+        help="How often a run whose VM was preempted is relaunched (with --wait); finished "
+        "steps come from the cache.",
     )
     store_secret = t.Unicode(
         help="Secret in the cloud's secret manager holding the stores' secret options as JSON "
-        "({\"STACKMAGIC_METADATA_STORE_PASSWORD\": ...}); the VM reads it when it starts."
+        '({"STACKMAGIC_METADATA_STORE_PASSWORD": ...}); the VM reads it when it starts.'
     )
 
     @property
@@ -113,13 +127,13 @@ class _VMOrchestrator(OrchestratorConfig):
         return True
 
     @t.validate("retries", "gpu_count")
-    def _check_count(self, proposal: dict) -> int:
+    def _check_count(self, proposal: dict[str, Any]) -> int:
         if proposal["value"] < 0:
             raise t.TraitError("expects 0 or more")
         return proposal["value"]
 
     @t.validate("disk_size_gb")
-    def _check_disk(self, proposal: dict) -> int:
+    def _check_disk(self, proposal: dict[str, Any]) -> int:
         if proposal["value"] < 10:
             raise t.TraitError("expects 10 GB or more")
         return proposal["value"]
@@ -164,8 +178,10 @@ class AWSVMOrchestrator(_VMOrchestrator):
 
     region = t.Unicode("us-east-1", help="AWS region.")
     instance_type = t.Unicode("m5.xlarge", help="EC2 instance type.")
-    ami = t.Unicode(help="AMI id of the instance: one with Docker for --image, or with Python "
-                         "and stackmagic; default: the region's newest Deep Learning Base AMI.")
+    ami = t.Unicode(
+        help="AMI id of the instance: one with Docker for --image, or with Python "
+        "and stackmagic; default: the region's newest Deep Learning Base AMI."
+    )
     spot = t.Bool(False, help="Use a spot instance.")
     instance_profile = t.Unicode(help="IAM instance profile the instance runs as.")
     subnet_id = t.Unicode(help="Subnet to start the instance in.")

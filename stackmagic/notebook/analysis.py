@@ -145,7 +145,8 @@ class _Flow:
             elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 self.functions[node.name] = summarise(node)
                 self.definitions[node.name] = Definition(
-                    ast.unparse(node), frozenset(reads - _IGNORED - {node.name}))
+                    ast.unparse(node), frozenset(reads - _IGNORED - {node.name})
+                )
 
     def expression(self, node: ast.expr) -> None:
         self.changed(*self.finder.scan(node))
@@ -172,10 +173,12 @@ class _Flow:
 
     def target(self, node: ast.expr) -> None:
         """Binding a target reads what its subscripts and attributes need (``a[i] = ...``)."""
-        reads, binds = _statement_names(ast.Assign(targets=[node], value=ast.Constant(None), lineno=0))
+        reads, binds = _statement_names(
+            ast.Assign(targets=[node], value=ast.Constant(None), lineno=0)
+        )
         self.note(reads, binds)
 
-    def note(self, reads: set[str], binds: set[str]) -> None:
+    def note(self, reads: Set[str], binds: Set[str]) -> None:
         self.reads |= reads - self.binds
         self.binds |= binds
         self.deleted -= binds
@@ -199,7 +202,9 @@ def _import_statements(node: ast.Import | ast.ImportFrom) -> dict[str, str]:
         if isinstance(node, ast.Import):
             found[bound] = ast.unparse(ast.Import(names=[alias]))
         else:
-            found[bound] = ast.unparse(ast.ImportFrom(module=node.module, names=[alias], level=node.level))
+            found[bound] = ast.unparse(
+                ast.ImportFrom(module=node.module, names=[alias], level=node.level)
+            )
     return found
 
 

@@ -40,8 +40,10 @@ def resolve(
     setup_parameters: set[str] = set()
     opaque_setup = False
     functions: dict[str, FunctionEffects] = {}
-    setup_uses = [analyse(source, f"setup cell {number + 1} of {notebook}")
-                  for number, source in enumerate(setup)]
+    setup_uses = [
+        analyse(source, f"setup cell {number + 1} of {notebook}")
+        for number, source in enumerate(setup)
+    ]
     for use in setup_uses:
         functions.update(use.functions)
         setup_parameters |= use.reads & parameter_names
@@ -71,7 +73,9 @@ def resolve(
         warnings += origins.give(step, (use.reads - call_binds) | changes, known)
         for mentioned in sorted(file_edges.mentioned_paths(step.source, paths)):
             for path, writer in writers.items():
-                if file_edges.same_file(mentioned, path) and mentioned not in step.files.get(writer, []):
+                if file_edges.same_file(mentioned, path) and mentioned not in step.files.get(
+                    writer, []
+                ):
                     step.files.setdefault(writer, []).append(mentioned)
         writers.update(dict.fromkeys(file_edges.written_paths(step.source, paths), step.name))
         step.mentions = file_mentions(step.source, paths)
@@ -83,16 +87,19 @@ def resolve(
         for name, producer in step.inputs.items():
             if name not in steps[producer].outputs:
                 steps[producer].outputs.append(name)
-        step.upstream = list(dict.fromkeys([*step.inputs.values(), *step.files, *step.settings.after]))
+        step.upstream = list(
+            dict.fromkeys([*step.inputs.values(), *step.files, *step.settings.after])
+        )
     names = list(steps)
     for position, step in enumerate(steps.values()):  # only a change a later step would see matters
-        later_reads = {name for other in names[position + 1:] for name in steps[other].inputs}
+        later_reads = {name for other in names[position + 1 :] for name in steps[other].inputs}
         step.watched = [name for name in step.watched if name in later_reads]
         step.outputs.sort()
         if not step.outputs:
             step.results = sorted(name for name in bound[step.name] if not name.startswith("_"))
-    warnings += seeded_generator_warnings(dict(zip(setup, setup_uses)), step_uses,
-                                          {step.name: step.source for step in steps.values()})
+    warnings += seeded_generator_warnings(
+        dict(zip(setup, setup_uses)), step_uses, {step.name: step.source for step in steps.values()}
+    )
     return sorted(setup_parameters), warnings
 
 
@@ -222,12 +229,20 @@ def _step_use(step: Step, notebook: str) -> NameUse:
         deleted = (deleted - use.binds) | use.deleted
         imports = {n: s for n, s in imports.items() if n not in use.binds and n not in use.deleted}
         imports.update(use.imports)
-        definitions = {n: d for n, d in definitions.items()
-                       if n not in use.binds and n not in use.deleted}
+        definitions = {
+            n: d for n, d in definitions.items() if n not in use.binds and n not in use.deleted
+        }
         definitions.update(use.definitions)
         functions.update(use.functions)
         calls += use.calls
-    return NameUse(frozenset(reads), frozenset(binds), changes=frozenset(changes),
-                   maybe_changes=frozenset(maybe_changes - changes), imports=imports,
-                   definitions=definitions,
-                   deleted=frozenset(deleted), functions=functions, calls=tuple(calls))
+    return NameUse(
+        frozenset(reads),
+        frozenset(binds),
+        changes=frozenset(changes),
+        maybe_changes=frozenset(maybe_changes - changes),
+        imports=imports,
+        definitions=definitions,
+        deleted=frozenset(deleted),
+        functions=functions,
+        calls=tuple(calls),
+    )

@@ -73,6 +73,28 @@ class BundleStep:
         return {k: v for k, v in self.settings.items() if k not in _NOT_IN_CACHE_KEY}
 
 
+def _check_names(directory: Path, manifest: Mapping[str, Any]) -> None:
+    """Refuse a manifest whose pipeline or step names could not name a folder of the stores.
+
+    Runs are recorded and kept under these names: a hand-edited ``../../x`` is
+    refused here, before anything is recorded, not half way through a run.
+    """
+    names = [("pipeline", manifest.get("pipeline"))]
+    if isinstance(steps := manifest.get("steps"), list):
+        names += [("step", step.get("name")) for step in steps if isinstance(step, dict)]
+    for kind, name in names:
+        if not (
+            isinstance(name, str)
+            and 0 < len(name) <= 191
+            and all(c.isalnum() or c in "-_" for c in name)
+        ):
+            raise StackmagicError(
+                f"the bundle in {directory} names a {kind} {name!r}, which is no {kind} name "
+                "(letters, digits, - and _ only); export it again from its notebook "
+                "(`stackmagic pipeline export NOTEBOOK --to bundle -o DIR`)"
+            )
+
+
 @dataclass(frozen=True)
 class Bundle:
     """An exported pipeline in a folder (``manifest.json``, ``steps/``, ``sources/``)."""
@@ -123,6 +145,7 @@ class Bundle:
                 f"the bundle in {directory} has format {manifest.get('format')!r}, which this "
                 "stackmagic does not run; export it again with this version"
             )
+        _check_names(directory, manifest)
         return cls(directory, manifest)
 
     def archive(self) -> bytes:
@@ -168,7 +191,10 @@ class Bundle:
 
 
 def export_bundle(
-    spec: PipelineSpec, destination: Path, *, exclude: Iterable[Path] = (),
+    spec: PipelineSpec,
+    destination: Path,
+    *,
+    exclude: Iterable[Path] = (),
     written: Mapping[str, Collection[str]] | None = None,
 ) -> Bundle:
     """Write ``spec`` as a bundle into ``destination`` (an empty or missing folder).
@@ -177,7 +203,9 @@ def export_bundle(
     """
     if destination.exists() and any(destination.iterdir()):
         raise StackmagicError(f"{destination} is not empty; give a new folder for the bundle")
-    sources = collect_sources(spec.notebook.parent, exclude=[*exclude, destination], written=written)
+    sources = collect_sources(
+        spec.notebook.parent, exclude=[*exclude, destination], written=written
+    )
     for folder in (STEPS_DIR, SOURCES_DIR):
         (destination / folder).mkdir(parents=True, exist_ok=True)
     sources.copy_to(destination / SOURCES_DIR)
@@ -230,8 +258,11 @@ def data_files(spec: PipelineSpec, sources: SourceFiles) -> dict[str, list[str]]
     for path in [*sources.files, *sources.left_out]:
         if any(file_edges.same_file(text, path) for text in everyone):
             continue
-        readers = [name for name, step in spec.steps.items()
-                   if any(file_edges.same_file(text, path) for text in step.mentions or ())]
+        readers = [
+            name
+            for name, step in spec.steps.items()
+            if any(file_edges.same_file(text, path) for text in step.mentions or ())
+        ]
         if readers:
             named[path] = readers
     return named
@@ -265,7 +296,9 @@ def _manifest_step(spec: PipelineSpec, step: Step, notebook: str) -> dict[str, A
         "reads_unnamed_files": step.mentions is None,
         "files": step.files,
         "imports": step.imports,
-        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(step.settings).items()},
+        "settings": {
+            k: list(v) if isinstance(v, tuple) else v for k, v in vars(step.settings).items()
+        },
         "source_hash": spec.source_hash(step.name),
     }
 
@@ -292,45 +325,66 @@ def _step_notebook(spec: PipelineSpec, step: Step) -> str:
     setup.insert(spec.parameters_position, parameters)
     cells += setup
     if step.imports:
-        cells.append(new_code_cell(
-            "# What earlier steps imported and this step uses: imported again, not passed\n"
-            + "\n".join(step.imports),
-            metadata={"stackmagic": {"role": "imports"}},
-        ))
+        cells.append(
+            new_code_cell(
+                "# What earlier steps imported and this step uses: imported again, not passed\n"
+                + "\n".join(step.imports),
+                metadata={"stackmagic": {"role": "imports"}},
+            )
+        )
     loads = "".join(
-        f"\n{name} = _stackmagic_io.load_input({CONTEXT_VARIABLE}, {name!r})" for name in step.inputs
+        f"\n{name} = _stackmagic_io.load_input({CONTEXT_VARIABLE}, {name!r})"
+        for name in step.inputs
     )
-    cells.append(new_code_cell(
-        "# The inputs of this step, from the artifact store; files it writes are noted\n"
-        f"from stackmagic import step_io as _stackmagic_io\n_stackmagic_io.watch_files(){loads}",
-        metadata={"stackmagic": {"role": "inputs"}},
-    ))
+    cells.append(
+        new_code_cell(
+            "# The inputs of this step, from the artifact store; files it writes are noted\n"
+            f"from stackmagic import step_io as _stackmagic_io\n_stackmagic_io.watch_files(){loads}",
+            metadata={"stackmagic": {"role": "inputs"}},
+        )
+    )
     if step.definitions:
-        cells.append(new_code_cell(
-            "# Functions earlier steps define and this step uses: defined again here\n\n"
-            + "\n\n".join(step.definitions.values()),
-            metadata={"stackmagic": {"role": "definitions"}},
-        ))
+        cells.append(
+            new_code_cell(
+                "# Functions earlier steps define and this step uses: defined again here\n\n"
+                + "\n\n".join(step.definitions.values()),
+                metadata={"stackmagic": {"role": "definitions"}},
+            )
+        )
     cells += [
         new_code_cell(body, metadata={"stackmagic": {"cell": index + 1}})
         for index, body in zip(step.cells, step.sources)
     ]
     extras = "".join(
         f", {keyword}={names!r}"
-        for keyword, names in (("results", step.results), ("watched", step.watched)) if names
+        for keyword, names in (("results", step.results), ("watched", step.watched))
+        if names
     )
-    cells.append(new_code_cell(
-        "# The outputs of this step, to the artifact store\n"
-        "from stackmagic import step_io as _stackmagic_io\n"
-        f"_stackmagic_io.save_outputs({CONTEXT_VARIABLE}, globals(), {step.outputs!r}{extras})",
-        metadata={"stackmagic": {"role": "outputs"}},
-    ))
+    cells.append(
+        new_code_cell(
+            "# The outputs of this step, to the artifact store\n"
+            "from stackmagic import step_io as _stackmagic_io\n"
+            f"_stackmagic_io.save_outputs({CONTEXT_VARIABLE}, globals(), {step.outputs!r}{extras})",
+            metadata={"stackmagic": {"role": "outputs"}},
+        )
+    )
     for number, cell in enumerate(cells):  # stable ids: the same step gives the same bytes
         cell["id"] = f"{step.name}-{number}"
-    notebook = new_notebook(cells=cells, metadata={
-        "kernelspec": {"name": spec.kernel_name, "display_name": spec.kernel_name, "language": "python"},
-        "stackmagic": {"pipeline": spec.name, "step": step.name, "notebook": spec.notebook.name},
-    })
+    notebook = new_notebook(
+        cells=cells,
+        metadata={
+            "kernelspec": {
+                "name": spec.kernel_name,
+                "display_name": spec.kernel_name,
+                "language": "python",
+            },
+            "stackmagic": {
+                "pipeline": spec.name,
+                "step": step.name,
+                "notebook": spec.notebook.name,
+            },
+        },
+    )
     return nbformat.writes(notebook)
 
 
@@ -343,10 +397,13 @@ def failed_cell(notebook: Any) -> str:
         meta = cell.get("metadata", {}).get("stackmagic", {})
         if "cell" in meta:
             return f"cell {meta['cell']} of {source}"
-        return {"imports": "importing what earlier steps imported",
-                "definitions": "defining what earlier steps defined",
-                "inputs": "loading its inputs", "outputs": "saving its outputs",
-                "parameters": "the parameters cell"}.get(meta.get("role"), "its notebook")
+        return {
+            "imports": "importing what earlier steps imported",
+            "definitions": "defining what earlier steps defined",
+            "inputs": "loading its inputs",
+            "outputs": "saving its outputs",
+            "parameters": "the parameters cell",
+        }.get(meta.get("role"), "its notebook")
     return "its notebook"
 
 

@@ -19,22 +19,82 @@ from collections.abc import Iterable, Mapping
 from .analysis import python_source
 
 #: Calls (functions or methods) whose text arguments are paths they write.
-WRITING_CALLS = frozenset({
-    "to_csv", "to_parquet", "to_json", "to_pickle", "to_excel", "to_feather", "to_hdf",
-    "to_html", "to_latex", "to_markdown", "to_stata", "to_xml", "to_netcdf", "savefig", "save",
-    "save_model", "save_weights", "dump", "write_text", "write_bytes", "touch", "mkdir",
-    "makedirs", "extractall", "extract", "unpack_archive", "make_archive", "urlretrieve",
-    "copy", "copyfile", "copy2", "copytree", "move", "rename", "replace", "savez",
-    "savez_compressed", "savetxt", "imwrite", "imsave", "write_image", "write_html",
-    "to_file", "save_pretrained", "export",
-})
+WRITING_CALLS = frozenset(
+    {
+        "to_csv",
+        "to_parquet",
+        "to_json",
+        "to_pickle",
+        "to_excel",
+        "to_feather",
+        "to_hdf",
+        "to_html",
+        "to_latex",
+        "to_markdown",
+        "to_stata",
+        "to_xml",
+        "to_netcdf",
+        "savefig",
+        "save",
+        "save_model",
+        "save_weights",
+        "dump",
+        "write_text",
+        "write_bytes",
+        "touch",
+        "mkdir",
+        "makedirs",
+        "extractall",
+        "extract",
+        "unpack_archive",
+        "make_archive",
+        "urlretrieve",
+        "copy",
+        "copyfile",
+        "copy2",
+        "copytree",
+        "move",
+        "rename",
+        "replace",
+        "savez",
+        "savez_compressed",
+        "savetxt",
+        "imwrite",
+        "imsave",
+        "write_image",
+        "write_html",
+        "to_file",
+        "save_pretrained",
+        "export",
+    }
+)
 _WRITE_MODES = frozenset("wax+")
 #: Calls whose first argument is a path they read, and calls that list folders.
-READING_CALLS = frozenset({
-    "open", "read_csv", "read_parquet", "read_json", "read_excel", "read_table", "read_pickle",
-    "read_feather", "read_hdf", "read_fwf", "read_orc", "read_stata", "read_sas", "read_xml",
-    "loadtxt", "genfromtxt", "imread", "read_text", "read_bytes", "open_dataset", "ZipFile",
-})
+READING_CALLS = frozenset(
+    {
+        "open",
+        "read_csv",
+        "read_parquet",
+        "read_json",
+        "read_excel",
+        "read_table",
+        "read_pickle",
+        "read_feather",
+        "read_hdf",
+        "read_fwf",
+        "read_orc",
+        "read_stata",
+        "read_sas",
+        "read_xml",
+        "loadtxt",
+        "genfromtxt",
+        "imread",
+        "read_text",
+        "read_bytes",
+        "open_dataset",
+        "ZipFile",
+    }
+)
 LISTING_CALLS = frozenset({"glob", "iglob", "rglob", "listdir", "scandir", "walk", "iterdir"})
 
 
@@ -43,9 +103,13 @@ def constants(sources: Iterable[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for source in sources:
         for node in _tree(source).body:
-            if (isinstance(node, ast.Assign) and len(node.targets) == 1
-                    and isinstance(node.targets[0], ast.Name)
-                    and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+            if (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+            ):
                 found[node.targets[0].id] = _normal(node.value.value)
     return found
 
@@ -71,8 +135,11 @@ def written_paths(source: str, known: Mapping[str, str]) -> set[str]:
 def mentioned_paths(source: str, known: Mapping[str, str]) -> set[str]:
     """Every text ``source`` holds, literally or through a known name: candidate paths it reads."""
     tree = _tree(source)
-    texts = {_normal(n.value) for n in ast.walk(tree)
-             if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    texts = {
+        _normal(n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    }
     texts |= {known[n.id] for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in known}
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and _called(node) in LISTING_CALLS:
@@ -89,7 +156,11 @@ def reads_unnamed_files(source: str, known: Mapping[str, str]) -> bool:
         name = _called(node)
         if name in LISTING_CALLS and not _listed_folders(node, known):
             return True
-        if name in READING_CALLS and name != "open" or (name == "open" and not _opens_for_writing(node)):
+        if (
+            name in READING_CALLS
+            and name != "open"
+            or (name == "open" and not _opens_for_writing(node))
+        ):
             given = node.args[:1] or [k.value for k in node.keywords if k.arg in _PATH_KEYWORDS]
             if given and not _texts(given, known):
                 return True
@@ -98,8 +169,11 @@ def reads_unnamed_files(source: str, known: Mapping[str, str]) -> bool:
 
 def _called(call: ast.Call) -> str | None:
     function = call.func
-    return function.attr if isinstance(function, ast.Attribute) else (
-        function.id if isinstance(function, ast.Name) else None)
+    return (
+        function.attr
+        if isinstance(function, ast.Attribute)
+        else (function.id if isinstance(function, ast.Name) else None)
+    )
 
 
 def _listed_folders(call: ast.Call, known: Mapping[str, str]) -> set[str]:
@@ -122,14 +196,19 @@ _PATH_KEYWORDS = frozenset({"file", "path", "filepath_or_buffer", "path_or_buf",
 
 def same_file(mentioned: str, written: str) -> bool:
     """Whether a mention names what was written: the path, something inside it, or its folder."""
-    return (mentioned == written or mentioned.startswith(written + "/")
-            or written.startswith(mentioned + "/"))
+    return (
+        mentioned == written
+        or mentioned.startswith(written + "/")
+        or written.startswith(mentioned + "/")
+    )
 
 
 def _opens_for_writing(call: ast.Call) -> bool:
     modes = [*call.args[1:2], *(k.value for k in call.keywords if k.arg == "mode")]
-    return any(isinstance(m, ast.Constant) and isinstance(m.value, str)
-               and _WRITE_MODES & set(m.value) for m in modes)
+    return any(
+        isinstance(m, ast.Constant) and isinstance(m.value, str) and _WRITE_MODES & set(m.value)
+        for m in modes
+    )
 
 
 def _texts(nodes: Iterable[ast.expr], known: Mapping[str, str]) -> set[str]:

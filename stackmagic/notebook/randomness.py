@@ -29,26 +29,76 @@ SEEDS = {
     "keras.utils.set_random_seed": "tensorflow.random",
 }
 #: Names under a generator's module that do not draw from the global generator.
-NOT_DRAWING = frozenset({
-    "seed", "default_rng", "Generator", "RandomState", "SeedSequence", "BitGenerator", "PCG64",
-    "MT19937", "Philox", "SFC64", "get_state", "set_state", "Random", "SystemRandom", "getstate",
-    "setstate", "manual_seed", "set_seed", "initial_seed",
-})
+NOT_DRAWING = frozenset(
+    {
+        "seed",
+        "default_rng",
+        "Generator",
+        "RandomState",
+        "SeedSequence",
+        "BitGenerator",
+        "PCG64",
+        "MT19937",
+        "Philox",
+        "SFC64",
+        "get_state",
+        "set_state",
+        "Random",
+        "SystemRandom",
+        "getstate",
+        "setstate",
+        "manual_seed",
+        "set_seed",
+        "initial_seed",
+    }
+)
 #: torch's drawing functions (torch itself has much else).
-TORCH_DRAWS = frozenset({
-    "rand", "randn", "randint", "randperm", "rand_like", "randn_like", "randint_like", "normal",
-    "bernoulli", "multinomial", "poisson",
-})
+TORCH_DRAWS = frozenset(
+    {
+        "rand",
+        "randn",
+        "randint",
+        "randperm",
+        "rand_like",
+        "randn_like",
+        "randint_like",
+        "normal",
+        "bernoulli",
+        "multinomial",
+        "poisson",
+    }
+)
 #: Callables that draw from numpy's global generator unless given ``random_state``.
-NUMPY_GLOBAL_USERS = frozenset({
-    "train_test_split", "RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier",
-    "ExtraTreesRegressor", "GradientBoostingClassifier", "GradientBoostingRegressor",
-    "DecisionTreeClassifier", "DecisionTreeRegressor", "KMeans", "MiniBatchKMeans",
-    "MLPClassifier", "MLPRegressor", "SGDClassifier", "SGDRegressor", "IsolationForest",
-    "make_classification", "make_regression", "make_blobs", "make_moons", "make_circles",
-    "ShuffleSplit", "StratifiedShuffleSplit", "RandomizedSearchCV", "permutation_importance",
-    "sample",
-})
+NUMPY_GLOBAL_USERS = frozenset(
+    {
+        "train_test_split",
+        "RandomForestClassifier",
+        "RandomForestRegressor",
+        "ExtraTreesClassifier",
+        "ExtraTreesRegressor",
+        "GradientBoostingClassifier",
+        "GradientBoostingRegressor",
+        "DecisionTreeClassifier",
+        "DecisionTreeRegressor",
+        "KMeans",
+        "MiniBatchKMeans",
+        "MLPClassifier",
+        "MLPRegressor",
+        "SGDClassifier",
+        "SGDRegressor",
+        "IsolationForest",
+        "make_classification",
+        "make_regression",
+        "make_blobs",
+        "make_moons",
+        "make_circles",
+        "ShuffleSplit",
+        "StratifiedShuffleSplit",
+        "RandomizedSearchCV",
+        "permutation_importance",
+        "sample",
+    }
+)
 
 
 def seeded_generator_warnings(
@@ -59,12 +109,14 @@ def seeded_generator_warnings(
     ``setup`` and ``steps`` map each setup cell's and each step's source to its analysis.
     """
     modules = _module_paths(setup.values())
-    seeded = {SEEDS[path] for source in setup for path in _called_paths(source, modules)
-              if path in SEEDS}
+    seeded = {
+        SEEDS[path] for source in setup for path in _called_paths(source, modules) if path in SEEDS
+    }
     warnings = []
     for generator in sorted(seeded):
         drawing = [
-            name for name, use in steps.items()
+            name
+            for name, use in steps.items()
             if _draws(sources[name], generator, {**modules, **_module_paths([use])})
         ]
         if len(drawing) > 1:
@@ -98,8 +150,12 @@ def _called_paths(source: str, modules: Mapping[str, str]) -> list[str]:
         tree = ast.parse(python_source(source))
     except SyntaxError:
         return []
-    return [path for node in ast.walk(tree) if isinstance(node, ast.Call)
-            if (path := _path(node.func, modules))]
+    return [
+        path
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        if (path := _path(node.func, modules))
+    ]
 
 
 def _path(node: ast.expr, modules: Mapping[str, str]) -> str | None:
@@ -127,7 +183,10 @@ def _draws(source: str, generator: str, modules: Mapping[str, str]) -> bool:
                 return True
         elif module == generator and function not in NOT_DRAWING:
             return True
-        if (generator == "numpy.random" and function in NUMPY_GLOBAL_USERS
-                and not any(k.arg == "random_state" for k in node.keywords)):
+        if (
+            generator == "numpy.random"
+            and function in NUMPY_GLOBAL_USERS
+            and not any(k.arg == "random_state" for k in node.keywords)
+        ):
             return True
     return False

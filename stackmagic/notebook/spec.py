@@ -29,6 +29,8 @@ PARAMETERS_TAG = "parameters"
 #: Cells the pipeline leaves out: they prepare the machine (``!pip install ...``), not the data.
 #: The tag is Kale's; ``%%notebook-only`` on the cell's first line does the same.
 SKIP_TAG = "skip"
+#: Names stackmagic gives its own inputs of a step (its context, Kubeflow's run options).
+RESERVED_PREFIX = "stackmagic_"
 
 
 @dataclass
@@ -173,6 +175,13 @@ def load_pipeline(notebook: Path) -> PipelineSpec:
             f"{notebook.name} has no steps: start a code cell with `%%step NAME` to make it one "
             "(save the notebook first)"
         )
+    parameter_names = sorted(analyse(parameters_source, "the parameters cell").binds)
+    reserved = [name for name in parameter_names if name.startswith(RESERVED_PREFIX)]
+    if reserved:
+        raise StackmagicError(
+            f"parameter {reserved[0]!r}: names starting with {RESERVED_PREFIX!r} are stackmagic's "
+            "own (the inputs it gives every step); rename it in the parameters cell"
+        )
     setup_sources = [source for _, source in setup]
     setup_parameters, warnings = resolve(
         notebook.name, setup_sources, parameters_source, steps, exploration
@@ -183,11 +192,13 @@ def load_pipeline(notebook: Path) -> PipelineSpec:
         setup_cells=setup,
         parameters_position=parameters_position,
         parameters_source=parameters_source,
-        parameter_names=sorted(analyse(parameters_source, "the parameters cell").binds),
+        parameter_names=parameter_names,
         parameters=_parameter_values(parameters_source),
         setup_parameters=setup_parameters,
-        setup_mentions=file_mentions("\n".join([*setup_sources, parameters_source]),
-                                 file_edges.constants([*setup_sources, parameters_source])),
+        setup_mentions=file_mentions(
+            "\n".join([*setup_sources, parameters_source]),
+            file_edges.constants([*setup_sources, parameters_source]),
+        ),
         steps=steps,
         warnings=warnings,
         kernel_name=kernel_name,
@@ -197,16 +208,27 @@ def load_pipeline(notebook: Path) -> PipelineSpec:
 
 
 def _code_cells(notebook: Path) -> tuple[list[tuple[int, str, list[str]]], str]:
-    """The code cells (index, source, tags) and the name of the notebook's kernel."""
+    """The code cells (index, source, tags) and the name of the notebook's kernel.
+
+    Only a regular file is read: a device (``/dev/zero``), a pipe or a folder would never end
+    or never be a notebook.
+    """
+    if not notebook.exists():
+        raise StackmagicError(f"no notebook at {notebook}")
+    if not notebook.is_file():
+        raise StackmagicError(f"{notebook} is not a file: give the path of a saved .ipynb notebook")
     try:
         document = json.loads(notebook.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StackmagicError(f"no notebook at {notebook}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise StackmagicError(
             f"{notebook} is not a readable notebook ({error}); open and save it in Jupyter"
         ) from None
     cells = document.get("cells") if isinstance(document, dict) else None
+    if isinstance(document, dict) and document.get("nbformat") == 3 and "worksheets" in document:
+        raise StackmagicError(
+            f"{notebook} is an old nbformat 3 notebook; convert it with `jupyter nbconvert --to "
+            f"notebook --nbformat 4 --inplace {notebook.name}`, or open and save it in Jupyter"
+        )
     if not isinstance(cells, list):
         raise StackmagicError(f"{notebook} is not a notebook: it has no list of cells")
     found = []
@@ -222,9 +244,12 @@ def _code_cells(notebook: Path) -> tuple[list[tuple[int, str, list[str]]], str]:
     return found, kernel_name if isinstance(kernel_name, str) and kernel_name else "python3"
 
 
-def _add_cell(steps: dict[str, Step], settings: StepSettings, index: int, body: str, where: str) -> None:
+def _add_cell(
+    steps: dict[str, Step], settings: StepSettings, index: int, body: str, where: str
+) -> None:
     clash = next(
-        (name for name in steps if name.lower() == settings.name.lower() and name != settings.name), None
+        (name for name in steps if name.lower() == settings.name.lower() and name != settings.name),
+        None,
     )
     if clash:
         raise StackmagicError(
@@ -270,7 +295,7 @@ def _find_cycle(spec: PipelineSpec) -> list[str] | None:
         path.append(name)
         for upstream in spec.steps[name].upstream:
             if state.get(upstream) == "visiting":
-                return [*path[path.index(upstream):], upstream][::-1]
+                return [*path[path.index(upstream) :], upstream][::-1]
             if upstream not in state:
                 found = visit(upstream)
                 if found:
@@ -302,8 +327,12 @@ def _parameter_values(source: str) -> dict[str, Any]:
     simple: dict[str, Any] = {}
     bound_otherwise: set[str] = set()
     for node in tree.body:
-        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
-        if isinstance(target, ast.Name) and target.id not in simple:
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(target := node.targets[0], ast.Name)
+            and target.id not in simple
+        ):
             try:
                 simple[target.id] = ast.literal_eval(node.value)
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
@@ -316,4 +345,11 @@ def _parameter_values(source: str) -> dict[str, Any]:
 
 
 def _pipeline_name(notebook: Path) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in notebook.stem).strip("-") or "pipeline"
+    """The notebook's file name, made safe for folder and database names."""
+    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in notebook.stem).strip("-")
+    if not name:  # `...ipynb`, ` .ipynb`: every such notebook would share one pipeline's runs
+        raise StackmagicError(
+            f"the file name {notebook.name!r} gives no pipeline name (the runs are kept under the "
+            "name before .ipynb, which needs a letter or digit); rename the notebook, train.ipynb say"
+        )
+    return name

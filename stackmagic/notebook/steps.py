@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..argparsing import Parser
@@ -37,7 +38,9 @@ def _positive_number(text: str) -> str:
         if float(text) <= 0:
             raise ValueError
     except ValueError:
-        raise UsageError(f"--cpu expects a positive number of cores, not {text!r}", "step") from None
+        raise UsageError(
+            f"--cpu expects a positive number of cores, not {text!r}", "step"
+        ) from None
     return text
 
 
@@ -47,27 +50,42 @@ def _memory(text: str) -> str:
     return text
 
 
-def _count(flag: str, most: int):
+def _count(flag: str, most: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         if not text.isdigit() or int(text) > most:
-            raise UsageError(f"{flag} expects a whole number from 0 to {most}, not {text!r}", "step")
+            raise UsageError(
+                f"{flag} expects a whole number from 0 to {most}, not {text!r}", "step"
+            )
         return int(text)
 
     return parse
 
 
 def _parser() -> Parser:
-    parser = Parser(prog=STEP_MAGIC, command="step", description="Mark this cell as a pipeline step.")
+    parser = Parser(
+        prog=STEP_MAGIC, command="step", description="Mark this cell as a pipeline step."
+    )
     parser.add_argument("name", metavar="NAME")
-    parser.add_argument("--after", nargs="+", action="extend", default=[], metavar="STEP",
-                        help="run after these steps even without data between them")
-    parser.add_argument("--no-cache", action="store_true", help="always run, never reuse a cached result")
-    parser.add_argument("--image", default="", help="container image of this step (remote orchestrators)")
+    parser.add_argument(
+        "--after",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="STEP",
+        help="run after these steps even without data between them",
+    )
+    parser.add_argument(
+        "--no-cache", action="store_true", help="always run, never reuse a cached result"
+    )
+    parser.add_argument(
+        "--image", default="", help="container image of this step (remote orchestrators)"
+    )
     parser.add_argument("--cpu", type=_positive_number, help="CPU cores to request")
     parser.add_argument("--memory", type=_memory, help="memory to request: 512M, 4G, 8Gi")
     parser.add_argument("--gpu", type=_count("--gpu", MOST_GPUS), default=0, help="GPUs to request")
-    parser.add_argument("--retries", type=_count("--retries", MOST_RETRIES), default=0,
-                        help="retries on failure")
+    parser.add_argument(
+        "--retries", type=_count("--retries", MOST_RETRIES), default=0, help="retries on failure"
+    )
     parser.add_argument("--operator", default="", help="step operator to run this step on")
     return parser
 
@@ -104,7 +122,7 @@ def split_step_cell(source: str) -> tuple[str, str] | None:
     first, _, body = text.partition("\n")
     if first != STEP_MAGIC and not first.startswith(STEP_MAGIC + " "):
         return None
-    return first[len(STEP_MAGIC):].strip(), body
+    return first[len(STEP_MAGIC) :].strip(), body
 
 
 def is_notebook_only(source: str) -> bool:

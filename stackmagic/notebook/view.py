@@ -54,7 +54,10 @@ class PipelineView(Table):
 
     def text(self) -> str:
         lines = [super().text(), "DAG:"]
-        lines += [f"  {a} -> {b}" + (f"  [{', '.join(data)}]" if data else "") for a, b, data in self.edges()]
+        lines += [
+            f"  {a} -> {b}" + (f"  [{', '.join(data)}]" if data else "")
+            for a, b, data in self.edges()
+        ]
         lone = [n for n in self.spec.steps if not any(n in (a, b) for a, b, _ in self.edges())]
         lines += [f"  {name}" for name in lone]
         lines += [f"warning: {warning}" for warning in self.spec.warnings]

@@ -56,34 +56,55 @@ class EC2(VMCloud[AWSVMOrchestrator]):
         return bool(self.config.ami)
 
     def machine(self, run_id: str, attempt: int) -> dict[str, Any]:
-        return {"cloud": self.cloud, "region": self.config.region,
-                "endpoint_url": self.config.endpoint_url, "run": run_id, "try": attempt}
+        return {
+            "cloud": self.cloud,
+            "region": self.config.region,
+            "endpoint_url": self.config.endpoint_url,
+            "run": run_id,
+            "try": attempt,
+        }
 
-    def launch_request(self, machine: dict[str, Any], script: str, *, look_up: bool = True) -> dict[str, Any]:
+    def launch_request(
+        self, machine: dict[str, Any], script: str, *, look_up: bool = True
+    ) -> dict[str, Any]:
         """The RunInstances request; ``look_up=False`` leaves the default AMI unresolved."""
         config = self.config
-        tags = {**config.tags, "Name": f"stackmagic-{machine['run']}", RUN_TAG: machine["run"],
-                TRY_TAG: str(machine["try"])}
+        tags = {
+            **config.tags,
+            "Name": f"stackmagic-{machine['run']}",
+            RUN_TAG: machine["run"],
+            TRY_TAG: str(machine["try"]),
+        }
         request: dict[str, Any] = {
-            "ImageId": config.ami or (self._default_ami(machine) if look_up else
-                                      f"(newest '{DEFAULT_AMI_NAME}')"),
+            "ImageId": config.ami
+            or (self._default_ami(machine) if look_up else f"(newest '{DEFAULT_AMI_NAME}')"),
             "InstanceType": config.instance_type,
             "MinCount": 1,
             "MaxCount": 1,
             "UserData": script,
             "InstanceInitiatedShutdownBehavior": "terminate",
-            "BlockDeviceMappings": [{
-                "DeviceName": "/dev/sda1",
-                "Ebs": {"VolumeSize": config.disk_size_gb, "DeleteOnTermination": True},
-            }],
+            "BlockDeviceMappings": [
+                {
+                    "DeviceName": "/dev/sda1",
+                    "Ebs": {"VolumeSize": config.disk_size_gb, "DeleteOnTermination": True},
+                }
+            ],
             "TagSpecifications": [
-                {"ResourceType": kind, "Tags": [{"Key": k, "Value": str(v)} for k, v in tags.items()]}
+                {
+                    "ResourceType": kind,
+                    "Tags": [{"Key": k, "Value": str(v)} for k, v in tags.items()],
+                }
                 for kind in ("instance", "volume")
             ],
         }
         if config.spot:
-            request["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {
-                "SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}}
+            request["InstanceMarketOptions"] = {
+                "MarketType": "spot",
+                "SpotOptions": {
+                    "SpotInstanceType": "one-time",
+                    "InstanceInterruptionBehavior": "terminate",
+                },
+            }
         if config.instance_profile:
             key = "Arn" if config.instance_profile.startswith("arn:") else "Name"
             request["IamInstanceProfile"] = {key: config.instance_profile}
@@ -114,15 +135,18 @@ class EC2(VMCloud[AWSVMOrchestrator]):
             raise _explained("start an instance", error) from None
         instance = reply["Instances"][0]["InstanceId"]
         region = machine["region"]
-        url = (f"https://{region}.console.aws.amazon.com/ec2/home?region={region}"
-               f"#InstanceDetails:instanceId={instance}")
+        url = (
+            f"https://{region}.console.aws.amazon.com/ec2/home?region={region}"
+            f"#InstanceDetails:instanceId={instance}"
+        )
         return instance, url
 
     def state(self, machine: dict[str, Any], instance: str) -> str:
         """``running`` (or starting), ``ended`` (stopped, terminated, or gone)."""
         try:
-            reservations = _client("ec2", machine).describe_instances(
-                InstanceIds=[instance])["Reservations"]
+            reservations = _client("ec2", machine).describe_instances(InstanceIds=[instance])[
+                "Reservations"
+            ]
         except Exception as error:
             if "InvalidInstanceID.NotFound" in str(error):
                 return "ended"
@@ -148,7 +172,9 @@ class EC2(VMCloud[AWSVMOrchestrator]):
     def read_secret(machine: dict[str, Any], name: str) -> str:
         """A Secrets Manager secret, read through the instance profile's rights."""
         try:
-            return _client("secretsmanager", machine).get_secret_value(SecretId=name)["SecretString"]
+            return _client("secretsmanager", machine).get_secret_value(SecretId=name)[
+                "SecretString"
+            ]
         except Exception as error:
             raise _explained(f"read the secret {name!r} from Secrets Manager", error) from None
 
@@ -157,11 +183,13 @@ class EC2(VMCloud[AWSVMOrchestrator]):
         """Terminate the instances of this run's try: this one."""
         ec2 = _client("ec2", machine)
         try:
-            reservations = ec2.describe_instances(Filters=[
-                {"Name": f"tag:{RUN_TAG}", "Values": [machine["run"]]},
-                {"Name": f"tag:{TRY_TAG}", "Values": [str(machine["try"])]},
-                {"Name": "instance-state-name", "Values": ["pending", "running"]},
-            ])["Reservations"]
+            reservations = ec2.describe_instances(
+                Filters=[
+                    {"Name": f"tag:{RUN_TAG}", "Values": [machine["run"]]},
+                    {"Name": f"tag:{TRY_TAG}", "Values": [str(machine["try"])]},
+                    {"Name": "instance-state-name", "Values": ["pending", "running"]},
+                ]
+            )["Reservations"]
             ids = [i["InstanceId"] for r in reservations for i in r["Instances"]]
             if ids:
                 ec2.terminate_instances(InstanceIds=ids)

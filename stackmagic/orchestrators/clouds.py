@@ -34,8 +34,13 @@ class VMCloud(abc.ABC, Generic[ConfigT]):
         """How the VM of one try is found: JSON, kept in its launch description."""
 
     @abc.abstractmethod
-    def launch_request(self, machine: dict[str, Any], script: str, *, look_up: bool = True,
-                       ) -> dict[str, Any]:
+    def launch_request(
+        self,
+        machine: dict[str, Any],
+        script: str,
+        *,
+        look_up: bool = True,
+    ) -> dict[str, Any]:
         """The cloud's request; ``look_up=False`` asks the cloud nothing (a dry run)."""
 
     @abc.abstractmethod

@@ -50,12 +50,21 @@ def follow(
 
 
 def step_outcomes(context: RunContext) -> list[StepOutcome]:
-    return [_outcome(step) for step in context.metadata.run(context.run_id).steps
-            if step.status != StepStatus.PENDING]
+    return [
+        _outcome(step)
+        for step in context.metadata.run(context.run_id).steps
+        if step.status != StepStatus.PENDING
+    ]
 
 
 def _outcome(step: StepRecord) -> StepOutcome:
     from ..runtime import StepOutcome
 
-    return StepOutcome(step.name, step.status, step.seconds or 0.0, step.error, step.notebook_uri,
-                       reason=step.reason)
+    return StepOutcome(
+        step.name,
+        step.status,
+        step.seconds or 0.0,
+        step.error,
+        step.notebook_uri,
+        reason=step.reason,
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import time
 from typing import Any
 
 from ..errors import StackmagicError
@@ -34,24 +35,49 @@ def _compute() -> Any:
 
 
 def _instances(machine: dict[str, Any]) -> Any:
-    return _instances_client(machine.get("api_endpoint") or None)
+    return _client("InstancesClient", machine.get("api_endpoint") or None)
 
 
 @functools.cache
-def _instances_client(endpoint: str | None) -> Any:
-    """One client a process: following a run asks Compute Engine every few seconds."""
+def _client(kind: str, endpoint: str | None) -> Any:
+    """One client of a kind a process: following a run asks Compute Engine every few seconds."""
     from google.api_core.client_options import ClientOptions
 
-    return _compute().InstancesClient(
-        client_options=ClientOptions(api_endpoint=endpoint) if endpoint else None)
+    return getattr(_compute(), kind)(
+        client_options=ClientOptions(api_endpoint=endpoint) if endpoint else None
+    )
+
+
+def _finished(machine: dict[str, Any], operation: Any, timeout: float) -> None:
+    """Wait for a zone operation to end; if it failed (a zone out of capacity, say), raise why.
+
+    Asked at --api-endpoint: the client library's own waiting asks Google's public endpoint.
+    """
+    from google.api_core.exceptions import from_http_status
+
+    done, deadline = _compute().Operation.Status.DONE, time.monotonic() + timeout
+    while operation.status != done:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the operation {operation.name} did not end in {timeout:.0f} s")
+        operation = _client("ZoneOperationsClient", machine.get("api_endpoint") or None).wait(
+            project=machine["project"], zone=machine["zone"], operation=operation.name
+        )
+    if operation.error.errors:
+        raise from_http_status(
+            operation.http_error_status_code or 500,
+            "; ".join(error.message for error in operation.error.errors),
+        )
 
 
 def _explained(action: str, error: Exception) -> StackmagicError:
     """One line for a Google API error: what was refused, and Google's own words."""
     message = getattr(error, "message", None) or str(error)
     code = getattr(error, "code", None)
-    return StackmagicError(f"Compute Engine refused to {action} ({code}: {message})" if code
-                           else f"Compute Engine could not {action} ({message})")
+    return StackmagicError(
+        f"Compute Engine refused to {action} ({code}: {message})"
+        if code
+        else f"Compute Engine could not {action} ({message})"
+    )
 
 
 class ComputeEngine(VMCloud[GCPVMOrchestrator]):
@@ -66,14 +92,24 @@ class ComputeEngine(VMCloud[GCPVMOrchestrator]):
         return not self.config.boot_image.startswith(_COS_FAMILY)
 
     def machine(self, run_id: str, attempt: int) -> dict[str, Any]:
-        return {"cloud": self.cloud, "project": self.config.project, "zone": self.config.zone,
-                "name": f"stackmagic-{run_id}-{attempt}".lower(),
-                "api_endpoint": self.config.api_endpoint, "run": run_id, "try": attempt}
+        return {
+            "cloud": self.cloud,
+            "project": self.config.project,
+            "zone": self.config.zone,
+            "name": f"stackmagic-{run_id}-{attempt}".lower(),
+            "api_endpoint": self.config.api_endpoint,
+            "run": run_id,
+            "try": attempt,
+        }
 
-    def launch_request(self, machine: dict[str, Any], script: str, *, look_up: bool = True) -> dict[str, Any]:
+    def launch_request(
+        self, machine: dict[str, Any], script: str, *, look_up: bool = True
+    ) -> dict[str, Any]:
         """The instance to insert, as the Compute Engine REST API takes it."""
         config, zone = self.config, machine["zone"]
-        interface: dict[str, Any] = {"accessConfigs": [{"name": "External NAT", "type": "ONE_TO_ONE_NAT"}]}
+        interface: dict[str, Any] = {
+            "accessConfigs": [{"name": "External NAT", "type": "ONE_TO_ONE_NAT"}]
+        }
         if config.network:
             interface["network"] = config.network
         if config.subnetwork:
@@ -81,36 +117,62 @@ class ComputeEngine(VMCloud[GCPVMOrchestrator]):
         body: dict[str, Any] = {
             "name": machine["name"],
             "machineType": f"zones/{zone}/machineTypes/{config.machine_type}",
-            "disks": [{"boot": True, "autoDelete": True, "initializeParams": {
-                "sourceImage": config.boot_image, "diskSizeGb": str(config.disk_size_gb)}}],
+            "disks": [
+                {
+                    "boot": True,
+                    "autoDelete": True,
+                    "initializeParams": {
+                        "sourceImage": config.boot_image,
+                        "diskSizeGb": str(config.disk_size_gb),
+                    },
+                }
+            ],
             "networkInterfaces": [interface],
             "metadata": {"items": [{"key": "startup-script", "value": script}]},
-            "labels": {**config.labels, RUN_LABEL: machine["run"].lower(),
-                       TRY_LABEL: str(machine["try"])},
-            "serviceAccounts": [{"email": config.service_account or "default",
-                                 "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}],
+            "labels": {
+                **config.labels,
+                RUN_LABEL: machine["run"].lower(),
+                TRY_LABEL: str(machine["try"]),
+            },
+            "serviceAccounts": [
+                {
+                    "email": config.service_account or "default",
+                    "scopes": ["https://www.googleapis.com/auth/cloud-platform"],
+                }
+            ],
             "scheduling": {"automaticRestart": False, "onHostMaintenance": "TERMINATE"},
         }
         if config.preemptible:
-            body["scheduling"].update({"preemptible": True, "provisioningModel": "SPOT",
-                                       "instanceTerminationAction": "DELETE"})
+            body["scheduling"].update(
+                {
+                    "preemptible": True,
+                    "provisioningModel": "SPOT",
+                    "instanceTerminationAction": "DELETE",
+                }
+            )
         if config.gpu_count:
-            body["guestAccelerators"] = [{
-                "acceleratorType": f"zones/{zone}/acceleratorTypes/{config.gpu_type}",
-                "acceleratorCount": config.gpu_count}]
+            body["guestAccelerators"] = [
+                {
+                    "acceleratorType": f"zones/{zone}/acceleratorTypes/{config.gpu_type}",
+                    "acceleratorCount": config.gpu_count,
+                }
+            ]
         return body
 
     def launch(self, machine: dict[str, Any], request: dict[str, Any]) -> tuple[str, str]:
         """Insert the instance and wait for Compute Engine to accept it; its name and console page."""
         instance = _compute().Instance.from_json(json.dumps(request))
         try:
-            operation = _instances(machine).insert(
-                project=machine["project"], zone=machine["zone"], instance_resource=instance)
-            operation.result(timeout=300)
+            operation = _instances(machine).insert_unary(
+                project=machine["project"], zone=machine["zone"], instance_resource=instance
+            )
+            _finished(machine, operation, timeout=300)
         except Exception as error:
             raise _explained(f"start the VM {machine['name']}", error) from None
-        url = (f"https://console.cloud.google.com/compute/instancesDetail/zones/{machine['zone']}"
-               f"/instances/{machine['name']}?project={machine['project']}")
+        url = (
+            f"https://console.cloud.google.com/compute/instancesDetail/zones/{machine['zone']}"
+            f"/instances/{machine['name']}?project={machine['project']}"
+        )
         return machine["name"], url
 
     def state(self, machine: dict[str, Any], instance: str) -> str:
@@ -118,8 +180,9 @@ class ComputeEngine(VMCloud[GCPVMOrchestrator]):
         from google.api_core.exceptions import NotFound
 
         try:
-            found = _instances(machine).get(project=machine["project"], zone=machine["zone"],
-                                            instance=instance)
+            found = _instances(machine).get(
+                project=machine["project"], zone=machine["zone"], instance=instance
+            )
         except NotFound:
             return "ended"
         except Exception as error:
@@ -128,8 +191,9 @@ class ComputeEngine(VMCloud[GCPVMOrchestrator]):
 
     def delete(self, machine: dict[str, Any], instance: str) -> None:
         try:
-            _instances(machine).delete(project=machine["project"], zone=machine["zone"],
-                                       instance=instance)
+            _instances(machine).delete(
+                project=machine["project"], zone=machine["zone"], instance=instance
+            )
         except Exception as error:
             raise _explained(f"delete the VM {instance}", error) from None
 
@@ -145,27 +209,41 @@ class ComputeEngine(VMCloud[GCPVMOrchestrator]):
         import google.auth
         from google.auth.transport.requests import AuthorizedSession
 
-        resource = name if name.startswith("projects/") else f"projects/{machine['project']}/secrets/{name}"
+        resource = (
+            name
+            if name.startswith("projects/")
+            else f"projects/{machine['project']}/secrets/{name}"
+        )
         base = machine.get("api_endpoint") or SECRET_MANAGER
         try:
             credentials, _ = google.auth.default(
-                scopes=["https://www.googleapis.com/auth/cloud-platform"])
+                scopes=["https://www.googleapis.com/auth/cloud-platform"]
+            )
             answer = AuthorizedSession(credentials).get(
-                f"{base.rstrip('/')}/v1/{resource}/versions/latest:access", timeout=30)
+                f"{base.rstrip('/')}/v1/{resource}/versions/latest:access", timeout=30
+            )
         except Exception as error:
-            raise StackmagicError(f"cannot read the secret {resource} from Secret Manager "
-                                  f"({type(error).__name__}: {error})") from None
+            raise StackmagicError(
+                f"cannot read the secret {resource} from Secret Manager "
+                f"({type(error).__name__}: {error})"
+            ) from None
         if answer.status_code != 200:
-            reason = answer.json().get("error", {}).get("message", answer.reason) if answer.content else answer.reason
-            raise StackmagicError(f"Secret Manager refused to give {resource} "
-                                  f"({answer.status_code}: {reason})")
+            reason = (
+                answer.json().get("error", {}).get("message", answer.reason)
+                if answer.content
+                else answer.reason
+            )
+            raise StackmagicError(
+                f"Secret Manager refused to give {resource} ({answer.status_code}: {reason})"
+            )
         return base64.b64decode(answer.json()["payload"]["data"]).decode()
 
     @staticmethod
     def delete_self(machine: dict[str, Any]) -> None:
         """Delete this VM; Compute Engine stops it and removes its boot disk."""
         try:
-            _instances(machine).delete(project=machine["project"], zone=machine["zone"],
-                                       instance=machine["name"])
+            _instances(machine).delete(
+                project=machine["project"], zone=machine["zone"], instance=machine["name"]
+            )
         except Exception as error:
             raise _explained(f"delete this VM ({machine['name']})", error) from None

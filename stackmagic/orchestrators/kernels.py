@@ -4,15 +4,16 @@ A fresh kernel costs about half a second of CPU, so a pipeline that starts
 one per step, in sequence, spends most of its time waiting for kernels. The
 pool starts kernels while earlier steps run; each kernel still serves exactly
 one step (steps never share state) and is shut down in the background after.
-Kernels talk over Unix sockets in a private folder, not TCP ports.
+Kernels talk over Unix sockets in a private folder, not TCP ports. On Linux,
+a kernel dies with the process that started it (see ``die_with_parent``):
+a killed run leaves no step writing on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
+import sys
 import threading
 from collections import deque
 from collections.abc import Mapping
@@ -20,12 +21,29 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from jupyter_client import KernelManager
 from jupyter_client.kernelspec import NoSuchKernel
+from jupyter_client.manager import KernelManager
 
 from ..errors import StackmagicError
+from ..scratch import ScratchFolder
 
 _ASYNC_CLIENT = "jupyter_client.asynchronous.AsyncKernelClient"
+_DIE_WITH_PARENT = Path(__file__).with_name("die_with_parent.py")
+
+
+class _KernelManager(KernelManager):
+    """Starts the kernel through ``die_with_parent`` on Linux, so it dies with this process.
+
+    Linux signals the kernel when the *thread* that started it ends, not the process: the
+    pool's starter threads start every kernel and live until :meth:`KernelPool.close`,
+    which stops the pool's kernels anyway.
+    """
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        command = super().format_kernel_cmd(extra_arguments)
+        if not sys.platform.startswith("linux"):  # ipykernel's parent poller is the fallback
+            return command
+        return [sys.executable, "-I", "-S", str(_DIE_WITH_PARENT), str(os.getpid()), *command]
 
 
 class KernelPool:
@@ -36,7 +54,8 @@ class KernelPool:
         self.kernel_name = kernel_name
         self.cwd = cwd
         self._env = {**os.environ, **(env or {})}
-        self._folder = Path(tempfile.mkdtemp(prefix="stackmagic-kernels-"))
+        self._scratch = ScratchFolder("kernels")
+        self._folder = self._scratch.path
         self._log = open(self._folder / "kernels.log", "ab")  # noqa: SIM115 - closed in close()
         self._waiting: deque[Future[Any]] = deque()
         self._in_use: set[KernelManager] = set()
@@ -98,7 +117,7 @@ class KernelPool:
         self._starter.shutdown(wait=True)
         self._stopper.shutdown(wait=True)
         self._log.close()
-        shutil.rmtree(self._folder, ignore_errors=True)
+        self._scratch.remove()
 
     def _start(self) -> KernelManager:
         try:
@@ -110,7 +129,7 @@ class KernelPool:
         with self._lock:
             self._count += 1
             number = self._count
-        manager = KernelManager(
+        manager = _KernelManager(
             kernel_name=self.kernel_name,
             transport="ipc",
             ip=str(self._folder / f"kernel-{number}"),

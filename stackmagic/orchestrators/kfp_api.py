@@ -40,6 +40,7 @@ class KfpApi:
             from kfp.client import ServiceAccountTokenVolumeCredentials
 
             credentials = ServiceAccountTokenVolumeCredentials()
+
         class Client(kfp.Client):
             def _load_context_setting_or_default(self) -> None:
                 """The orchestrator's options only, never ``~/.config/kfp/context.json``.
@@ -54,7 +55,9 @@ class KfpApi:
         with self._explained("connect"), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # "only works with KFP v2": we know
             self.client = Client(
-                host=self.host, namespace=config.namespace, existing_token=token,
+                host=self.host,
+                namespace=config.namespace,
+                existing_token=token,
                 credentials=credentials,
             )
 
@@ -77,21 +80,31 @@ class KfpApi:
                 with self._explained("find the pipeline"):
                     pipeline_id = self.client.get_pipeline_id(name)
         with self._explained("list the pipeline's versions"):
-            versions = self.client.list_pipeline_versions(
-                pipeline_id, page_size=1,
-                filter=_named(version),
-            ).pipeline_versions or []
+            versions = (
+                self.client.list_pipeline_versions(
+                    pipeline_id,
+                    page_size=1,
+                    filter=_named(version),
+                ).pipeline_versions
+                or []
+            )
         if not versions:
             with self._explained("upload a version of the pipeline"), _made_meanwhile():
                 return pipeline_id, self.client._upload_api.upload_pipeline_version(
                     uploadfile=str(package), name=version, pipelineid=pipeline_id
                 ).pipeline_version_id
             with self._explained("list the pipeline's versions"):  # uploaded by another meanwhile
-                versions = self.client.list_pipeline_versions(
-                    pipeline_id, page_size=1, filter=_named(version)).pipeline_versions or []
+                versions = (
+                    self.client.list_pipeline_versions(
+                        pipeline_id, page_size=1, filter=_named(version)
+                    ).pipeline_versions
+                    or []
+                )
         if not versions:
-            raise StackmagicError(f"Kubeflow Pipelines at {self.host} refused version {version} "
-                                  "as existing, but lists no such version; try again")
+            raise StackmagicError(
+                f"Kubeflow Pipelines at {self.host} refused version {version} "
+                "as existing, but lists no such version; try again"
+            )
         return pipeline_id, versions[0].pipeline_version_id
 
     def experiment(self, name: str) -> str:
@@ -107,12 +120,19 @@ class KfpApi:
             return found[0].experiment_id
         with self._explained(f"create experiment {name!r}"):
             return api.experiment_service_create_experiment(
-                experiment=kfp_server_api.V2beta1Experiment(display_name=name, namespace=self.namespace)
+                experiment=kfp_server_api.V2beta1Experiment(
+                    display_name=name, namespace=self.namespace
+                )
             ).experiment_id
 
     def start_run(
-        self, experiment_id: str, pipeline_id: str, version_id: str, arguments: Mapping[str, Any],
-        *, display_name: str,
+        self,
+        experiment_id: str,
+        pipeline_id: str,
+        version_id: str,
+        arguments: Mapping[str, Any],
+        *,
+        display_name: str,
     ) -> str:
         import kfp_server_api
 
@@ -153,9 +173,9 @@ class KfpApi:
             fix = {
                 401: "check the orchestrator's --token (or --auth)",
                 403: f"check that the token's account may use namespace {self.namespace!r} "
-                     "(--namespace)",
+                "(--namespace)",
                 404: f"check --host (the KFP API URL) and that namespace {self.namespace!r} exists "
-                     "(--namespace)",
+                "(--namespace)",
             }.get(error.status, "see the KFP API server's log")
             raise StackmagicError(
                 f"{where} refused to {action} ({error.status}: {message}); {fix}"
@@ -187,9 +207,9 @@ def _made_meanwhile() -> Iterator[None]:
 
 def _named(name: str) -> str:
     """A KFP list filter: the items whose display name is ``name``."""
-    return json.dumps({"predicates": [
-        {"operation": "EQUALS", "key": "display_name", "stringValue": name}
-    ]})
+    return json.dumps(
+        {"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]}
+    )
 
 
 def _api_message(body: Any) -> str:

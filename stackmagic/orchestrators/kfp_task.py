@@ -21,5 +21,12 @@ def stackmagic_step(
     """One step of a stackmagic bundle, recorded in the stack's stores."""
     from stackmagic.runtime.task import run_task
 
-    run_task(step=step, run_id=run or kfp_run, bundle_uri=bundle, stores=stores,
-             parameters=parameters, options=options, html_path=notebook.path)
+    run_task(
+        step=step,
+        run_id=run or kfp_run,
+        bundle_uri=bundle,
+        stores=stores,
+        parameters=parameters,
+        options=options,
+        html_path=notebook.path,
+    )

@@ -23,7 +23,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +32,7 @@ from kfp import dsl
 from ..component_type import ComponentType
 from ..errors import StackmagicError
 from ..runtime.task import failed_steps, skip_reasons
+from ..scratch import ScratchFolder
 from ..stores.models import RunStatus, StepStatus
 from ..stores.portable import describe_stores, secret_environment, secret_variables
 from .following import follow, polled, step_outcomes
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 #: Pipeline inputs stackmagic adds beside the notebook's parameters.
 RUN_INPUT = "stackmagic_run"
 OPTION_INPUTS = {"stackmagic_no_cache": bool, "stackmagic_only": str, "stackmagic_from": str}
-RESERVED_PREFIX = "stackmagic_"
 #: The image steps run in when none is given: kfp.local runs steps here and ignores it.
 LOCAL_IMAGE = "python:3.11"
 _FINAL_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
@@ -79,14 +78,28 @@ def build_pipeline(
         stackmagic_step, base_image=config.image or LOCAL_IMAGE, install_kfp_package=False
     )
 
-    signature = inspect.Signature([
-        *(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=value,
-                            annotation=type(value)) for name, value in defaults.items()),
-        inspect.Parameter(RUN_INPUT, inspect.Parameter.POSITIONAL_OR_KEYWORD, default="",
-                          annotation=str),
-        *(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=kind(),
-                            annotation=kind) for name, kind in OPTION_INPUTS.items()),
-    ])
+    signature = inspect.Signature(
+        [
+            *(
+                inspect.Parameter(
+                    name,
+                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                    default=value,
+                    annotation=type(value),
+                )
+                for name, value in defaults.items()
+            ),
+            inspect.Parameter(
+                RUN_INPUT, inspect.Parameter.POSITIONAL_OR_KEYWORD, default="", annotation=str
+            ),
+            *(
+                inspect.Parameter(
+                    name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=kind(), annotation=kind
+                )
+                for name, kind in OPTION_INPUTS.items()
+            ),
+        ]
+    )
 
     def pipeline(*channels: Any) -> None:
         """Called once by the kfp SDK, with a channel for each input, to record the tasks."""
@@ -94,11 +107,17 @@ def build_pipeline(
         tasks: dict[str, Any] = {}
         for name, spec in bundle.steps.items():
             task = component(
-                step=name, run=inputs[RUN_INPUT], kfp_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                bundle=bundle_uri, stores=stores,
+                step=name,
+                run=inputs[RUN_INPUT],
+                kfp_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                bundle=bundle_uri,
+                stores=stores,
                 parameters={parameter: inputs[parameter] for parameter in defaults},
-                options={"no_cache": inputs["stackmagic_no_cache"],
-                         "only": inputs["stackmagic_only"], "from": inputs["stackmagic_from"]},
+                options={
+                    "no_cache": inputs["stackmagic_no_cache"],
+                    "only": inputs["stackmagic_only"],
+                    "from": inputs["stackmagic_from"],
+                },
             )
             task.set_display_name(name)
             task.set_caching_options(False)
@@ -107,7 +126,8 @@ def build_pipeline(
             kubernetes.set_image_pull_policy(task, config.image_pull_policy)
             if secret_keys and config.store_secret:
                 kubernetes.use_secret_as_env(
-                    task, secret_name=config.store_secret,
+                    task,
+                    secret_name=config.store_secret,
                     secret_key_to_env={key: key for key in secret_keys},
                 )
             tasks[name] = task
@@ -117,18 +137,8 @@ def build_pipeline(
     return dsl.pipeline(
         name=_kfp_name(bundle.pipeline),
         description=f"stackmagic pipeline {bundle.pipeline} from {bundle.manifest['notebook']} "
-                    f"(bundle {bundle.hash[:12]})",
+        f"(bundle {bundle.hash[:12]})",
     )(pipeline)
-
-
-def check_parameter_names(bundle: Bundle) -> None:
-    """Refuse parameter names that are stackmagic's own inputs, before anything is submitted."""
-    reserved = [name for name in bundle.parameter_names if name.startswith(RESERVED_PREFIX)]
-    if reserved:
-        raise StackmagicError(
-            f"parameter {reserved[0]!r}: names starting with {RESERVED_PREFIX!r} are stackmagic's "
-            "own Kubeflow inputs; rename it in the parameters cell"
-        )
 
 
 def kfp_inputs(bundle: Bundle) -> dict[str, Any]:
@@ -177,10 +187,11 @@ class KubeflowRunner:
         self.submitted = False
 
     def check(self, bundle: Bundle) -> None:
-        check_parameter_names(bundle)
         if not self.detached:
             return
-        missing_image = [n for n, s in bundle.steps.items() if not (s.settings.get("image") or self.config.image)]
+        missing_image = [
+            n for n, s in bundle.steps.items() if not (s.settings.get("image") or self.config.image)
+        ]
         if missing_image:
             raise StackmagicError(
                 "the kubeflow orchestrator needs an image with stackmagic installed for the steps: "
@@ -197,7 +208,7 @@ class KubeflowRunner:
             )
 
     def run(self, context: RunContext, progress: Progress) -> list[StepOutcome]:
-        with tempfile.TemporaryDirectory(prefix="stackmagic-kfp-") as scratch:
+        with ScratchFolder("kfp") as scratch:
             package = Path(scratch) / "pipeline.yaml"
             compile_pipeline(context.bundle, context.bundle_uri, self.stack, self.config, package)
             arguments = pipeline_arguments(context)
@@ -208,17 +219,35 @@ class KubeflowRunner:
     # -- kfp.local -------------------------------------------------------------------
 
     def _run_here(
-        self, context: RunContext, progress: Progress, package: Path, arguments: dict[str, Any],
+        self,
+        context: RunContext,
+        progress: Progress,
+        package: Path,
+        arguments: dict[str, Any],
         scratch: Path,
     ) -> list[StepOutcome]:
         log_path = scratch / "kfp-local.log"
-        environment = {**os.environ, **secret_environment(self.stack.components,
-                                                           self.stack.resolve_secret)}
-        command = [sys.executable, "-m", "stackmagic.orchestrators.kfp_local", str(package),
-                   str(scratch / "outputs"), json.dumps(arguments)]
+        environment = {
+            **os.environ,
+            **secret_environment(self.stack.components, self.stack.resolve_secret),
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "stackmagic.orchestrators.kfp_local",
+            str(package),
+            str(scratch / "outputs"),
+            json.dumps(arguments),
+        ]
         with log_path.open("wb") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                       env=environment, cwd=scratch, start_new_session=True)
+            process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=environment,
+                cwd=scratch,
+                start_new_session=True,
+            )
             try:
                 follow(context, progress, still_going=lambda: process.poll() is None, interval=0.3)
                 process.wait()
@@ -233,11 +262,14 @@ class KubeflowRunner:
         log_uri = store.uri(context.bundle.pipeline, context.run_id, "kfp-local.log")
         store.put_file(log_path, log_uri)
         for step, page in _html_outputs(package, scratch / "outputs").items():
-            store.put_file(page, store.uri(context.bundle.pipeline, context.run_id, step, f"{step}.html"))
+            store.put_file(
+                page, store.uri(context.bundle.pipeline, context.run_id, step, f"{step}.html")
+            )
         if process.returncode != 0 and not any(o.status == StepStatus.FAILED for o in outcomes):
             tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise StackmagicError(f"kfp.local stopped before the steps ended ({tail[0]}); its log: "
-                                  f"{log_uri}")
+            raise StackmagicError(
+                f"kfp.local stopped before the steps ended ({tail[0]}); its log: {log_uri}"
+            )
         return outcomes
 
     # -- a cluster ---------------------------------------------------------------------
@@ -250,7 +282,10 @@ class KubeflowRunner:
         pipeline_id, version_id = api.upload(name, package)
         experiment_id = api.experiment(self.config.experiment or name)
         kfp_run_id = api.start_run(
-            experiment_id, pipeline_id, version_id, arguments,
+            experiment_id,
+            pipeline_id,
+            version_id,
+            arguments,
             display_name=f"{context.bundle.pipeline} {context.run_id}",
         )
         url = api.run_url(kfp_run_id)
@@ -259,8 +294,12 @@ class KubeflowRunner:
         progress.note(f"Kubeflow run {kfp_run_id}: {url}")
         if not context.wait:
             return []
-        follow(context, progress, still_going=polled(lambda: api.run_state(kfp_run_id) not in _FINAL_STATES),
-               interval=2.0)
+        follow(
+            context,
+            progress,
+            still_going=polled(lambda: api.run_state(kfp_run_id) not in _FINAL_STATES),
+            interval=2.0,
+        )
         _reconcile(context.metadata, context.run_id, api.run_state(kfp_run_id), url)
         return step_outcomes(context)
 
@@ -270,7 +309,9 @@ class KubeflowRunner:
         For ``pipeline describe``: a run whose pods never started stays "running"
         in its record. Without a reachable KFP API the record is shown as it is.
         """
-        if not (self.detached and record.orchestrator_run_id and record.status == RunStatus.RUNNING):
+        if not (
+            self.detached and record.orchestrator_run_id and record.status == RunStatus.RUNNING
+        ):
             return
         with contextlib.suppress(StackmagicError):
             state = KfpApi(self.config, self._token()).run_state(record.orchestrator_run_id)
@@ -325,8 +366,9 @@ def _reconcile(metadata: MetadataStore, run_id: str, state: str, url: str) -> No
         return
     metadata.run_finished(
         run_id,
-        error=None if state == "SUCCEEDED" else
-        f"the Kubeflow run ended {state} before its steps recorded their end (see {url})",
+        error=None
+        if state == "SUCCEEDED"
+        else f"the Kubeflow run ended {state} before its steps recorded their end (see {url})",
     )
 
 
@@ -334,8 +376,10 @@ def pipeline_arguments(context: RunContext) -> dict[str, Any]:
     """The run's pipeline inputs: its parameters and options, and its stackmagic run id."""
     defaults = kfp_inputs(context.bundle)
     return {
-        **{name: _as_input(name, context.parameters[name], default)
-           for name, default in defaults.items()},
+        **{
+            name: _as_input(name, context.parameters[name], default)
+            for name, default in defaults.items()
+        },
         RUN_INPUT: context.run_id,
         "stackmagic_no_cache": context.no_cache,
         "stackmagic_only": context.only or "",
@@ -353,7 +397,7 @@ def _as_input(name: str, value: Any, default: Any) -> Any:
         value = value if isinstance(value, str) else repr(value)
         if not _passes(value):
             raise StackmagicError(
-                f"-p {name}: text with \" or \\ cannot pass through a Kubeflow input; "
+                f'-p {name}: text with " or \\ cannot pass through a Kubeflow input; '
                 "give it without them, or as the default in the parameters cell"
             )
         return value

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 import papermill  # noqa: F401 - imported once here, not by several step threads at the same time
 
 from ..errors import StackmagicError
-from ..runtime import Mode, RunContext, StepOutcome, downstream, may_use_cache, run_step
+from ..runtime import Mode, RunContext, StepOutcome, may_use_cache, remove_leftovers, run_step
 from ..runtime.cache import StepInputs, code_key, step_parts
+from ..runtime.dag import downstream
 from ..runtime.task import skip_reasons
 from ..stores.models import StepStatus
 from .kernels import KernelPool, check_kernel, close_thread_loop, default_workers
@@ -40,8 +41,11 @@ class LocalRunner:
         check_kernel(bundle.manifest["kernel"])
 
     def run(self, context: RunContext, progress: Progress) -> list[StepOutcome]:
-        pool = KernelPool(context.bundle.manifest["kernel"], context.workdir,
-                          context.artifact_store.secret_environment())
+        pool = KernelPool(
+            context.bundle.manifest["kernel"],
+            context.workdir,
+            context.artifact_store.secret_environment(),
+        )
         schedule = _Schedule(context, progress, pool, self.workers)
         try:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="step") as executor:
@@ -52,13 +56,16 @@ class LocalRunner:
                     raise
         finally:
             pool.close()
+            remove_leftovers(context)
         return schedule.outcomes()
 
 
 class _Schedule:
     """One run's steps: which wait, which run, how each ended."""
 
-    def __init__(self, context: RunContext, progress: Progress, pool: KernelPool, workers: int) -> None:
+    def __init__(
+        self, context: RunContext, progress: Progress, pool: KernelPool, workers: int
+    ) -> None:
         self.context, self.progress, self.pool, self.workers = context, progress, pool, workers
         self.steps = context.bundle.steps
         self.wanted = [n for n in self.steps if context.modes.get(n, Mode.RUN) != Mode.SKIP]
@@ -94,11 +101,17 @@ class _Schedule:
         """In a worker thread: run one step; whatever happens, report how it ended."""
         try:
             outcome = run_step(
-                self.context, name, kernel_pool=self.pool,
+                self.context,
+                name,
+                kernel_pool=self.pool,
                 on_start=lambda step, reason: self.events.put(("started", (step, reason))),
             )
         except BaseException as error:  # recorded as the step's failure, never lost in a thread
-            said = str(error) if isinstance(error, StackmagicError) else f"{type(error).__name__}: {error}"
+            said = (
+                str(error)
+                if isinstance(error, StackmagicError)
+                else f"{type(error).__name__}: {error}"
+            )
             outcome = StepOutcome(name, StepStatus.FAILED, 0.0, said)
         finally:
             close_thread_loop()
@@ -118,8 +131,9 @@ class _Schedule:
         # steps an earlier failure skipped may depend on this one too: their reasons name all
         failed = [n for n, o in self.finished.items() if o.status == StepStatus.FAILED]
         skipped = [n for n in self.wanted if n in later]
-        self.context.metadata.steps_skipped(self.context.run_id,
-                                            skip_reasons(self.context, failed, skipped))
+        self.context.metadata.steps_skipped(
+            self.context.run_id, skip_reasons(self.context, failed, skipped)
+        )
 
     def _ready(self) -> list[str]:
         done = {n for n, o in self.finished.items() if o.status in StepStatus.WITH_OUTPUTS}
@@ -127,8 +141,11 @@ class _Schedule:
         return ready[: max(0, self.workers - len(self.running))]
 
     def _keep_kernels_ready(self) -> None:
-        to_come = [n for n in self.wanted
-                   if n in self.expected and n not in self.executing and n not in self.finished]
+        to_come = [
+            n
+            for n in self.wanted
+            if n in self.expected and n not in self.executing and n not in self.finished
+        ]
         self.pool.reserve(min(len(to_come), self.workers, _LOOKAHEAD))
 
 

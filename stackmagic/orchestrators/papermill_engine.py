@@ -40,15 +40,27 @@ class PrestartedKernelEngine(NBClientEngine):
         common = {"log_output": log_output, "stdout_file": stdout_file, "stderr_file": stderr_file}
         if kernel_pool is None:
             return super().execute_managed_notebook(
-                nb_man, kernel_name, start_timeout=start_timeout,
-                execution_timeout=execution_timeout, **common, **kwargs,
+                nb_man,
+                kernel_name,
+                start_timeout=start_timeout,
+                execution_timeout=execution_timeout,
+                **common,
+                **kwargs,
             )
         manager = kernel_pool.take()
         options = remove_args(["input_path", "timeout", "startup_timeout", "cwd"], **kwargs)
-        client = PapermillNotebookClient(nb_man, km=manager, **merge_kwargs(
-            options, timeout=execution_timeout, startup_timeout=start_timeout,
-            kernel_name=kernel_name, log=logger, **common,
-        ))
+        client = PapermillNotebookClient(
+            nb_man,
+            km=manager,
+            **merge_kwargs(
+                options,
+                timeout=execution_timeout,
+                startup_timeout=start_timeout,
+                kernel_name=kernel_name,
+                log=logger,
+                **common,
+            ),
+        )
         try:
             return client.execute()
         finally:

@@ -51,21 +51,30 @@ def startup_script(launch: Launch, image: str, gpus: int) -> str:
     """The VM's startup script: run the runtime, then power off if it could not even start."""
     command = ["python3", "-m", "stackmagic.runtime", "vm", launch.encode()]
     if image:
-        command = ["docker", "run", "--rm", "--network=host", *(["--gpus=all"] if gpus else []),
-                   image, *command]
+        command = [
+            "docker",
+            "run",
+            "--rm",
+            "--network=host",
+            *(["--gpus=all"] if gpus else []),
+            image,
+            *command,
+        ]
     keep = "true" if launch.keep_alive else "false"
-    return "\n".join([
-        "#!/bin/bash",
-        f"# stackmagic: carry on run {launch.run_id} (try {launch.attempt}) on this VM, "
-        "which deletes itself at the end.",
-        "# It holds no secret: the stores' secrets come from the cloud's secret manager.",
-        shlex.join(command),
-        "status=$?",
-        "# the runtime deletes this VM when it ends; if it could not start, power off",
-        f'if [ "$status" -gt 1 ] && [ "{keep}" != true ]; then ${{STACKMAGIC_POWEROFF:-poweroff}}; fi',
-        "exit $status",
-        "",
-    ])
+    return "\n".join(
+        [
+            "#!/bin/bash",
+            f"# stackmagic: carry on run {launch.run_id} (try {launch.attempt}) on this VM, "
+            "which deletes itself at the end.",
+            "# It holds no secret: the stores' secrets come from the cloud's secret manager.",
+            shlex.join(command),
+            "status=$?",
+            "# the runtime deletes this VM when it ends; if it could not start, power off",
+            f'if [ "$status" -gt 1 ] && [ "{keep}" != true ]; then ${{STACKMAGIC_POWEROFF:-poweroff}}; fi',
+            "exit $status",
+            "",
+        ]
+    )
 
 
 class VMRunner:
@@ -94,18 +103,26 @@ class VMRunner:
                 f"and give it with --store-secret=NAME"
             )
 
-    def _launch(self, run_id: str, pipeline: str, attempt: int, *, look_up: bool = True,
-                ) -> tuple[Launch, dict[str, Any], str, dict[str, Any]]:
+    def _launch(
+        self,
+        run_id: str,
+        pipeline: str,
+        attempt: int,
+        *,
+        look_up: bool = True,
+    ) -> tuple[Launch, dict[str, Any], str, dict[str, Any]]:
         """The launch description, the machine, its startup script and the cloud's request.
 
         Made from the stack's options: no store is read or written, no database asked.
         """
         machine = self.cloud.machine(run_id, attempt)
         launch = Launch(
-            run_id=run_id, attempt=attempt,
+            run_id=run_id,
+            attempt=attempt,
             stores=describe_stores(self.stack.name, self.stack.components),
             log_uri=vm_log_uri(self.stack.artifact_store, pipeline, run_id, attempt),
-            machine=machine, store_secret=self.config.store_secret,
+            machine=machine,
+            store_secret=self.config.store_secret,
             keep_alive=self.config.keep_alive,
         )
         script = startup_script(launch, self.config.image, self.config.gpu_count)
@@ -135,17 +152,26 @@ class VMRunner:
                 _mark_lost(context.metadata, context.run_id, instance, self.config.retries)
                 return step_outcomes(context)
             attempt += 1
-            progress.warn(f"the VM {instance} ended before the run did (preempted?): starting "
-                          f"try {attempt} of {self.config.retries + 1} on a new VM, which keeps "
-                          "the steps it finished")
+            progress.warn(
+                f"the VM {instance} ended before the run did (preempted?): starting "
+                f"try {attempt} of {self.config.retries + 1} on a new VM, which keeps "
+                "the steps it finished"
+            )
             machine, instance = self._start(context, attempt, progress)
 
-    def _follow_try(self, context: RunContext, progress: Progress, machine: dict[str, Any],
-                    instance: str, attempt: int) -> None:
+    def _follow_try(
+        self,
+        context: RunContext,
+        progress: Progress,
+        machine: dict[str, Any],
+        instance: str,
+        attempt: int,
+    ) -> None:
         """Show the VM's log and the steps until the run ends or the VM does."""
         shown = _LogFollower(context, progress, attempt)
-        vm_running = polled(lambda: self.cloud.state(machine, instance) == "running",
-                            STATE_EVERY_SECONDS)
+        vm_running = polled(
+            lambda: self.cloud.state(machine, instance) == "running", STATE_EVERY_SECONDS
+        )
 
         def still_going() -> bool:
             shown.more()
@@ -154,7 +180,9 @@ class VMRunner:
         follow(context, progress, interval=FOLLOW_EVERY_SECONDS, still_going=still_going)
         shown.more()  # the last lines
 
-    def _start(self, context: RunContext, attempt: int, progress: Progress) -> tuple[dict[str, Any], str]:
+    def _start(
+        self, context: RunContext, attempt: int, progress: Progress
+    ) -> tuple[dict[str, Any], str]:
         launch, machine, _, request = self._launch(context.run_id, context.bundle.pipeline, attempt)
         instance, url = self.cloud.launch(machine, request)
         try:
@@ -163,8 +191,10 @@ class VMRunner:
             self.cloud.delete(machine, instance)
             raise
         self.submitted = True
-        progress.note(f"{self.config.flavor}: VM {instance} started for run {context.run_id} "
-                      f"(try {attempt}); its log: {launch.log_uri}")
+        progress.note(
+            f"{self.config.flavor}: VM {instance} started for run {context.run_id} "
+            f"(try {attempt}); its log: {launch.log_uri}"
+        )
         return machine, instance
 
     def reconcile(self, record: RunRecord) -> None:
@@ -181,7 +211,9 @@ class VMRunner:
 
 
 def _mark_lost(metadata: MetadataStore, run_id: str, instance: str, retries: int | None) -> None:
-    tries = "" if retries is None else f" ({retries} relaunch{'es' if retries != 1 else ''} allowed)"
+    tries = (
+        "" if retries is None else f" ({retries} relaunch{'es' if retries != 1 else ''} allowed)"
+    )
     metadata.run_lost(run_id, f"preempted: the VM {instance} ended before the run did{tries}")
 
 
@@ -215,7 +247,6 @@ class _LogFollower:
             lines = store.read_bytes(uri).decode(errors="replace").splitlines()
         except Exception:  # noqa: BLE001 - not written yet, or the store is slow: next time
             return
-        for line in lines[self.seen:]:
+        for line in lines[self.seen :]:
             self.progress.note(f"vm | {line}")
         self.seen = max(self.seen, len(lines))
-

@@ -12,8 +12,8 @@ go to the metadata store.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StackmagicError
 from ..notebook.exporter import CONTEXT_VARIABLE, Bundle, failed_cell
+from ..scratch import ScratchFolder
 from ..stores.artifacts import ArtifactInfo, ArtifactStore
 from ..stores.metadata import MetadataStore, RunRecord, StoredArtifact
 from ..stores.models import StepStatus
@@ -93,18 +94,25 @@ class StepOutcome:
 
 
 def recorded_context(
-    record: RunRecord, bundle: Bundle, artifact_store: ArtifactStore, metadata: MetadataStore,
+    record: RunRecord,
+    bundle: Bundle,
+    artifact_store: ArtifactStore,
+    metadata: MetadataStore,
     bundle_uri: str = "",
 ) -> RunContext:
     """The context of a run as its record says, for a process that carries on a recorded run."""
     options = record.options
     return RunContext(
-        run_id=record.id, bundle=bundle, artifact_store=artifact_store, metadata=metadata,
+        run_id=record.id,
+        bundle=bundle,
+        artifact_store=artifact_store,
+        metadata=metadata,
         workdir=bundle.sources,
         overrides={name: record.parameters[name] for name in record.overridden},
         no_cache=bool(options.get("no_cache")),
         modes=plan(bundle, only=options.get("only"), from_step=options.get("from")),
-        only=options.get("only"), from_step=options.get("from"),
+        only=options.get("only"),
+        from_step=options.get("from"),
         bundle_uri=bundle_uri or record.bundle_uri,
     )
 
@@ -114,7 +122,9 @@ def new_run_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
-def plan(bundle: Bundle, *, only: str | None = None, from_step: str | None = None) -> dict[str, str]:
+def plan(
+    bundle: Bundle, *, only: str | None = None, from_step: str | None = None
+) -> dict[str, str]:
     """Each step's :class:`Mode` for a whole run, ``--only STEP`` or ``--from STEP``."""
     steps = bundle.steps
     for flag, name in (("--only", only), ("--from", from_step)):
@@ -122,11 +132,14 @@ def plan(bundle: Bundle, *, only: str | None = None, from_step: str | None = Non
             raise StackmagicError(
                 f"{flag} {name}: the pipeline has no such step (steps: {', '.join(steps)})"
             )
-    if only is None and from_step is None:
-        return dict.fromkeys(steps, Mode.RUN)
     if only is not None and from_step is not None:
         raise StackmagicError("give --only or --from, not both")
-    forced = {only} if only is not None else {from_step, *downstream(steps, str(from_step))}
+    if only is not None:
+        forced = {only}
+    elif from_step is not None:
+        forced = {from_step, *downstream(steps, from_step)}
+    else:
+        return dict.fromkeys(steps, Mode.RUN)
     needed = {step for name in forced for step in upstream(steps, name)} - forced
     return {
         name: Mode.FORCE if name in forced else Mode.CACHED if name in needed else Mode.SKIP
@@ -137,8 +150,18 @@ def plan(bundle: Bundle, *, only: str | None = None, from_step: str | None = Non
 def step_inputs(context: RunContext, step: str) -> StepInputs:
     """What a step reads, as the steps before it left it in this run (see ``cache.gather_inputs``)."""
     steps = context.bundle.steps
-    return gather_inputs(context.bundle, step,
-                         context.metadata.steps_outputs(context.run_id, upstream(steps, step)))
+    return gather_inputs(
+        context.bundle, step, context.metadata.steps_outputs(context.run_id, upstream(steps, step))
+    )
+
+
+def remove_leftovers(context: RunContext, step: str | None = None) -> None:
+    """Remove the temporary files of artifacts that kernels stopped half way through saving
+    (an interrupted run) from the run's folder, or one step's: once those kernels are stopped."""
+    store = context.artifact_store
+    folder = store.uri(context.bundle.pipeline, context.run_id, *([step] if step else []))
+    with contextlib.suppress(StackmagicError):  # the store is out of reach: `stackmagic gc` later
+        store.remove_temporaries(folder)
 
 
 def may_use_cache(context: RunContext, step: str) -> bool:
@@ -174,25 +197,42 @@ def run_step(
     if context.resumed:
         kept = context.metadata.run(context.run_id).step(step)
         if kept.status in StepStatus.WITH_OUTPUTS and kept.cache_key == key:
-            return StepOutcome(step, kept.status, kept.seconds or 0.0, notebook_uri=kept.notebook_uri)
+            return StepOutcome(
+                step, kept.status, kept.seconds or 0.0, notebook_uri=kept.notebook_uri
+            )
     gone = None
     if may_use_cache(context, step):
         found = find_hit(context.metadata, context.artifact_store, key, other_than=context.run_id)
         if found.hit is not None:
-            if context.workdir != context.bundle.sources:  # the notebook's folder: as a run leaves it
-                files.put_in_place(context.artifact_store, context.workdir, files.file_outputs(
-                    {name: artifact.info for name, artifact in found.hit.outputs.items()}))
-            context.metadata.step_cached(context.run_id, step, code_key=code, cache_key=key,
-                                         hit=found.hit, inputs=inputs, parts=parts)
+            if (
+                context.workdir != context.bundle.sources
+            ):  # the notebook's folder: as a run leaves it
+                files.put_in_place(
+                    context.artifact_store,
+                    context.workdir,
+                    files.file_outputs(
+                        {name: artifact.info for name, artifact in found.hit.outputs.items()}
+                    ),
+                )
+            context.metadata.step_cached(
+                context.run_id,
+                step,
+                code_key=code,
+                cache_key=key,
+                hit=found.hit,
+                inputs=inputs,
+                parts=parts,
+            )
             return StepOutcome(step, StepStatus.CACHED, time.perf_counter() - started)
         if context.modes.get(step) == Mode.CACHED:
-            error = (
+            uncached = (
                 f"step {step!r} has no cached result for this code, these parameters and inputs, "
                 "so the steps after it cannot start from it; run the pipeline without --only/--from"
             )
-            context.metadata.step_failed(context.run_id, step, error=error, notebook_uri=None,
-                                         inputs=inputs)
-            return StepOutcome(step, StepStatus.FAILED, time.perf_counter() - started, error)
+            context.metadata.step_failed(
+                context.run_id, step, error=uncached, notebook_uri=None, inputs=inputs
+            )
+            return StepOutcome(step, StepStatus.FAILED, time.perf_counter() - started, uncached)
         gone = found.gone
     reason = _forced(context, step) or why_it_runs(
         context.metadata, context.bundle.pipeline, step, parts, gone, other_than=context.run_id
@@ -201,27 +241,40 @@ def run_step(
         on_start(step, reason)
     attempts = [attempt] if attempt else range(1, int(spec.settings.get("retries", 0)) + 2)
     for number in attempts:
-        context.metadata.step_started(context.run_id, step, code_key=code, attempt=number,
-                                      parts=parts, reason=reason)
+        context.metadata.step_started(
+            context.run_id, step, code_key=code, attempt=number, parts=parts, reason=reason
+        )
         notebook_uri, result, error = _execute(context, step, inputs, kernel_pool)
-        if error is None:
+        if error is None and notebook_uri is not None:
             context.metadata.step_completed(
-                context.run_id, step, code_key=code, cache_key=key, inputs=inputs,
+                context.run_id,
+                step,
+                code_key=code,
+                cache_key=key,
+                inputs=inputs,
                 outputs={n: ArtifactInfo.from_json(i) for n, i in result["outputs"].items()},
                 metrics=[(str(n), float(v)) for n, v in result["metrics"]],
                 notebook_uri=notebook_uri,
             )
-            return StepOutcome(step, StepStatus.COMPLETED, time.perf_counter() - started,
-                               notebook_uri=notebook_uri, reason=reason,
-                               warnings=list(result.get("warnings", [])))
+            return StepOutcome(
+                step,
+                StepStatus.COMPLETED,
+                time.perf_counter() - started,
+                notebook_uri=notebook_uri,
+                reason=reason,
+                warnings=list(result.get("warnings", [])),
+            )
     if will_retry:
-        context.metadata.step_retrying(context.run_id, step, error=f"try {attempt} failed: {error}",
-                                       notebook_uri=notebook_uri)
+        context.metadata.step_retrying(
+            context.run_id, step, error=f"try {attempt} failed: {error}", notebook_uri=notebook_uri
+        )
     else:
-        context.metadata.step_failed(context.run_id, step, error=str(error),
-                                     notebook_uri=notebook_uri, inputs=inputs)
-    return StepOutcome(step, StepStatus.FAILED, time.perf_counter() - started, error, notebook_uri,
-                       reason=reason)
+        context.metadata.step_failed(
+            context.run_id, step, error=str(error), notebook_uri=notebook_uri, inputs=inputs
+        )
+    return StepOutcome(
+        step, StepStatus.FAILED, time.perf_counter() - started, error, notebook_uri, reason=reason
+    )
 
 
 def _forced(context: RunContext, step: str) -> str | None:
@@ -257,12 +310,13 @@ def _execute(
         },
     }
     error: str | None = None
-    files.put_in_place(store, context.workdir, files.file_outputs(
-        {name: artifact.info for name, artifact in inputs.items()}))
+    files.put_in_place(
+        store,
+        context.workdir,
+        files.file_outputs({name: artifact.info for name, artifact in inputs.items()}),
+    )
     before = files.snapshot(context.workdir, skip=[Path(store.root)])
-    with files.watching(context.workdir) as ran_alone, tempfile.TemporaryDirectory(
-        prefix="stackmagic-step-"
-    ) as scratch:
+    with files.watching(context.workdir) as ran_alone, ScratchFolder("step") as scratch:
         executed_path = Path(scratch) / f"{step}.ipynb"
         try:
             executed = papermill.execute_notebook(
@@ -293,18 +347,34 @@ def _execute(
         alone = ran_alone()
         notebook_uri = None
         if executed_path.exists():
-            notebook_uri = store.uri(bundle.pipeline, context.run_id, step, f"{step}.ipynb")
-            store.put_file(executed_path, notebook_uri)
-    if error is not None:
-        return notebook_uri, {}, error
+            uri = store.uri(bundle.pipeline, context.run_id, step, f"{step}.ipynb")
+            try:
+                store.put_file(executed_path, uri)
+                notebook_uri = uri
+            except StackmagicError as failure:  # a full disk, say: the step failed all the same
+                unsaved = _unsaved("its executed notebook", uri, failure)
+                error = f"{error}; and {unsaved}" if error else unsaved
+    if error is not None or notebook_uri is None:
+        return notebook_uri, {}, error or "papermill wrote no executed notebook"
     for output in executed.cells[-1].get("outputs", []):
         result = output.get("data", {}).get(RESULT_MIME_TYPE)
         if result is not None:
-            written = files.written(before, files.snapshot(context.workdir, skip=[Path(store.root)]))
+            written = files.written(
+                before, files.snapshot(context.workdir, skip=[Path(store.root)])
+            )
             if not alone:
                 claimed = set(result.get("written", []))
                 written = [path for path in written if str(context.workdir / path) in claimed]
-            kept = files.keep(store, context.workdir, written, f"{step_context['outputs']}/files")
+            location = f"{step_context['outputs']}/files"
+            try:
+                kept = files.keep(store, context.workdir, written, location)
+            except StackmagicError as failure:
+                return notebook_uri, {}, _unsaved("the files it wrote", location, failure)
             result["outputs"].update({name: info.to_json() for name, info in kept.items()})
             return notebook_uri, result, None
     return notebook_uri, {}, "the step's outputs cell reported nothing (was the notebook changed?)"
+
+
+def _unsaved(what: str, uri: str, failure: StackmagicError) -> str:
+    """Why a step whose code ran failed: the artifact store could not keep what it made."""
+    return f"could not save {what} to {uri}: {failure}"

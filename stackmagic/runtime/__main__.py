@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,8 +26,9 @@ from ..cli import main as report
 from ..errors import RunFailed, StackmagicError
 from ..output import Message, Output
 from ..registry import Registry
+from ..scratch import ScratchFolder
 from ..stores.models import StepStatus
-from . import recorded_context, run_step
+from . import recorded_context, remove_leftovers, run_step
 
 PROG = "python -m stackmagic.runtime"
 
@@ -37,27 +37,50 @@ def build_parser() -> Parser:
     parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    whole = actions.add_parser("run", help="run every step of a bundle here and record the run",
-                               prog=f"{PROG} run", command="run")
-    whole.add_argument("bundle", metavar="BUNDLE",
-                       help="a folder or zip from `stackmagic pipeline export`, or a bundle's URI "
-                            "in the artifact store")
-    whole.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
-                       metavar=("NAME", "VALUE"), help="override a parameter")
+    whole = actions.add_parser(
+        "run",
+        help="run every step of a bundle here and record the run",
+        prog=f"{PROG} run",
+        command="run",
+    )
+    whole.add_argument(
+        "bundle",
+        metavar="BUNDLE",
+        help="a folder or zip from `stackmagic pipeline export`, or a bundle's URI "
+        "in the artifact store",
+    )
+    whole.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="override a parameter",
+    )
     whole.add_argument("--no-cache", action="store_true", help="reuse no cached result")
     whole.add_argument("--only", metavar="STEP", help="run this step alone")
-    whole.add_argument("--from", dest="from_step", metavar="STEP", help="run this step and those after it")
+    whole.add_argument(
+        "--from", dest="from_step", metavar="STEP", help="run this step and those after it"
+    )
 
-    one = actions.add_parser("step", help="run one step of a recorded run here",
-                             prog=f"{PROG} step", command="step")
+    one = actions.add_parser(
+        "step", help="run one step of a recorded run here", prog=f"{PROG} step", command="step"
+    )
     one.add_argument("run_id", metavar="RUN_ID")
     one.add_argument("step", metavar="STEP")
     for action in (whole, one):
         action.add_argument("--stack", metavar="NAME", help="default: the active stack")
 
-    vm = actions.add_parser("vm", help="carry on a recorded run on this cloud VM, then delete it",
-                            prog=f"{PROG} vm", command="vm")
-    vm.add_argument("launch", metavar="LAUNCH", help="the launch description the VM was started with")
+    vm = actions.add_parser(
+        "vm",
+        help="carry on a recorded run on this cloud VM, then delete it",
+        prog=f"{PROG} vm",
+        command="vm",
+    )
+    vm.add_argument(
+        "launch", metavar="LAUNCH", help="the launch description the VM was started with"
+    )
     return parser
 
 
@@ -72,17 +95,21 @@ def run_whole(args: argparse.Namespace) -> Output:
     from ..progress import LogLines
     from ..run_view import run_fields
 
-    with OpenStack.open(Registry.open(), args.stack) as opened, tempfile.TemporaryDirectory(
-        prefix="stackmagic-bundle-"
-    ) as scratch:
+    with OpenStack.open(Registry.open(), args.stack) as opened, ScratchFolder("bundle") as scratch:
         bundle = fetch_bundle(opened.artifact_store, args.bundle, Path(scratch))
         overrides = check_parameters(
             bundle.parameter_names, {name: parse_parameter(value) for name, value in args.parameter}
         )
         finished = run_bundle(
-            bundle, opened, workdir=bundle.sources, notebook=bundle.manifest["notebook"],
-            overrides=overrides, no_cache=args.no_cache, only=args.only,
-            from_step=args.from_step, progress=LogLines(),
+            bundle,
+            opened,
+            workdir=bundle.sources,
+            notebook=bundle.manifest["notebook"],
+            overrides=overrides,
+            no_cache=args.no_cache,
+            only=args.only,
+            from_step=args.from_step,
+            progress=LogLines(),
         )
     return run_fields(finished.record)
 
@@ -90,9 +117,7 @@ def run_whole(args: argparse.Namespace) -> Output:
 def run_one(args: argparse.Namespace) -> Output:
     from ..pipelines import OpenStack, fetch_bundle
 
-    with OpenStack.open(Registry.open(), args.stack) as opened, tempfile.TemporaryDirectory(
-        prefix="stackmagic-bundle-"
-    ) as scratch:
+    with OpenStack.open(Registry.open(), args.stack) as opened, ScratchFolder("bundle") as scratch:
         record = opened.metadata.run(args.run_id)
         bundle = fetch_bundle(opened.artifact_store, record.bundle_uri, Path(scratch))
         status = record.step(args.step).status
@@ -104,17 +129,21 @@ def run_one(args: argparse.Namespace) -> Output:
         context = recorded_context(record, bundle, opened.artifact_store, opened.metadata)
         from ..orchestrators.kernels import KernelPool
 
-        pool = KernelPool(bundle.manifest["kernel"], bundle.sources,
-                          opened.artifact_store.secret_environment())
+        pool = KernelPool(
+            bundle.manifest["kernel"], bundle.sources, opened.artifact_store.secret_environment()
+        )
         try:
             outcome = run_step(context, args.step, kernel_pool=pool)
         finally:
             pool.close()
+            remove_leftovers(context, args.step)
     if outcome.error is not None:
         where = f"; executed notebook: {outcome.notebook_uri}" if outcome.notebook_uri else ""
         raise RunFailed(f"step {args.step!r} of run {record.id} failed: {outcome.error}{where}")
-    return Message(f"step {args.step!r} of run {record.id}: {outcome.status} "
-                   f"in {outcome.seconds:.1f} s", {"step": args.step, "status": outcome.status})
+    return Message(
+        f"step {args.step!r} of run {record.id}: {outcome.status} in {outcome.seconds:.1f} s",
+        {"step": args.step, "status": outcome.status},
+    )
 
 
 def run_vm(args: argparse.Namespace) -> Output:

@@ -114,10 +114,15 @@ def step_files(bundle: Bundle, step: str) -> dict[str, str]:
 
 def code_key(parts: Mapping[str, Any]) -> str:
     """Everything but the inputs: whether a cached result can exist before the inputs are known."""
-    return _hash({
-        "cells": [digest for _, digest in (*parts["setup"], *parts["code"])],
-        **{name: parts[name] for name in ("generated", "parameters", "sources", "settings", "kernel")},
-    })
+    return _hash(
+        {
+            "cells": [digest for _, digest in (*parts["setup"], *parts["code"])],
+            **{
+                name: parts[name]
+                for name in ("generated", "parameters", "sources", "settings", "kernel")
+            },
+        }
+    )
 
 
 def cache_key(parts: Mapping[str, Any]) -> str:
@@ -153,8 +158,9 @@ def _bundle_cells(directory: Path, bundle_hash: str) -> dict[str, _StepCells]:
         numbered[step], generated[step] = [], {}
         for cell in notebook["cells"]:
             source = cell.get("source", "")
-            digest = hashlib.sha256(("".join(source) if isinstance(source, list) else source)
-                                    .encode()).hexdigest()
+            digest = hashlib.sha256(
+                ("".join(source) if isinstance(source, list) else source).encode()
+            ).hexdigest()
             meta = cell.get("metadata", {}).get("stackmagic", {})
             if "cell" in meta:
                 numbered[step].append([meta["cell"], digest, meta.get("role") == SETUP_ROLE])
@@ -181,8 +187,9 @@ class Lookup:
     gone: CacheHit | None = None
 
 
-def find_hit(metadata: MetadataStore, store: ArtifactStore, key: str, *,
-             other_than: str | None) -> Lookup:
+def find_hit(
+    metadata: MetadataStore, store: ArtifactStore, key: str, *, other_than: str | None
+) -> Lookup:
     """The newest earlier result with this key that can be reused, and any newer one that cannot."""
     gone = None
     for hit in metadata.cache_hits(key, other_than=other_than):
@@ -193,8 +200,13 @@ def find_hit(metadata: MetadataStore, store: ArtifactStore, key: str, *,
 
 
 def why_it_runs(
-    metadata: MetadataStore, pipeline: str, step: str, parts: Mapping[str, Any],
-    gone: CacheHit | None, *, other_than: str | None,
+    metadata: MetadataStore,
+    pipeline: str,
+    step: str,
+    parts: Mapping[str, Any],
+    gone: CacheHit | None,
+    *,
+    other_than: str | None,
 ) -> str:
     """Why a step that may use the cache found nothing there, compared with its last run."""
     previous = metadata.previous_step(pipeline, step, other_than=other_than)
@@ -220,7 +232,10 @@ def difference(before: Mapping[str, Any], now: Mapping[str, Any]) -> str | None:
     checks = [
         ("generated", lambda role: f"{role} changed"),
         ("parameters", lambda name: f"parameter {name} changed"),
-        ("inputs", lambda name: f"{_input_words(name)} changed (from {_producer(before, now, name)})"),
+        (
+            "inputs",
+            lambda name: f"{_input_words(name)} changed (from {_producer(before, now, name)})",
+        ),
     ]
     if "files" in before and "files" in now:  # else too many files to list: their digest tells
         checks.append(("files", lambda path: f"file {path} changed"))
@@ -228,10 +243,13 @@ def difference(before: Mapping[str, Any], now: Mapping[str, Any]) -> str | None:
         name = _first_changed(before.get(kind, {}), now.get(kind, {}))
         if name is not None:
             return words(name)
-    for kind, words in (("sources", "files beside the notebook changed"),
-                        ("settings", "settings changed"), ("kernel", "kernel changed")):
+    for kind, reason in (
+        ("sources", "files beside the notebook changed"),
+        ("settings", "settings changed"),
+        ("kernel", "kernel changed"),
+    ):
         if before.get(kind) != now.get(kind):
-            return words
+            return reason
     return None
 
 
@@ -247,11 +265,13 @@ def _changed_cell(before: Sequence[Sequence[Any]], now: Sequence[Sequence[Any]])
 
 
 def _first_changed(before: Mapping[str, Any], now: Mapping[str, Any]) -> str | None:
-    return next((name for name in sorted({*before, *now}) if before.get(name) != now.get(name)), None)
+    return next(
+        (name for name in sorted({*before, *now}) if before.get(name) != now.get(name)), None
+    )
 
 
 def _input_words(name: str) -> str:
-    return f"file {name[len(FILE_PREFIX):]}" if name.startswith(FILE_PREFIX) else f"input {name}"
+    return f"file {name[len(FILE_PREFIX) :]}" if name.startswith(FILE_PREFIX) else f"input {name}"
 
 
 def _producer(before: Mapping[str, Any], now: Mapping[str, Any], name: str) -> str:
@@ -271,7 +291,10 @@ class Forecast:
 
 
 def forecast(
-    bundle: Bundle, metadata: MetadataStore, store: ArtifactStore, parameters: Mapping[str, Any],
+    bundle: Bundle,
+    metadata: MetadataStore,
+    store: ArtifactStore,
+    parameters: Mapping[str, Any],
 ) -> list[Forecast]:
     """Which steps a run would take from the cache now, and why the others would run.
 
@@ -289,16 +312,24 @@ def forecast(
             said.append(Forecast(step, None, reason))
             running.append(step)
             continue
-        left = {producer: hits[producer].outputs for producer in upstream(bundle.steps, step)
-                if producer in hits}
+        left = {
+            producer: hits[producer].outputs
+            for producer in upstream(bundle.steps, step)
+            if producer in hits
+        }
         parts = step_parts(bundle, step, parameters, gather_inputs(bundle, step, left))
         found = find_hit(metadata, store, cache_key(parts), other_than=None)
         if found.hit is not None:
             hits[step] = found.hit
             said.append(Forecast(step, found.hit, None))
             continue
-        said.append(Forecast(step, None, why_it_runs(
-            metadata, bundle.pipeline, step, parts, found.gone, other_than=None)))
+        said.append(
+            Forecast(
+                step,
+                None,
+                why_it_runs(metadata, bundle.pipeline, step, parts, found.gone, other_than=None),
+            )
+        )
         running.append(step)
     return said
 

@@ -103,8 +103,11 @@ def keep(
         uri = f"{location}/{path}"
         store.put_file(local, uri)
         kept[FILE_PREFIX + path] = ArtifactInfo(
-            uri=uri, materializer=FILE_MATERIALIZER, content_hash=content_hash(local),
-            size=local.stat().st_size, type_name=FILE_MATERIALIZER,
+            uri=uri,
+            materializer=FILE_MATERIALIZER,
+            content_hash=content_hash(local),
+            size=local.stat().st_size,
+            type_name=FILE_MATERIALIZER,
         )
     return kept
 
@@ -116,14 +119,18 @@ def put_in_place(store: ArtifactStore, folder: Path, files: Mapping[str, Artifac
     ``folder`` (``file:../../.bashrc``) is refused, and nothing is written for it.
     """
     for name, info in files.items():
-        relative = PurePosixPath(name[len(FILE_PREFIX):])
+        relative = PurePosixPath(name[len(FILE_PREFIX) :])
         if relative.is_absolute() or not relative.parts or {"..", "."} & set(relative.parts):
             raise StackmagicError(
                 f"the file output {name!r} of an earlier step names no place inside {folder}; "
                 "it is refused (its record may have been altered)"
             )
         local = folder / relative
-        if local.is_file() and local.stat().st_size == info.size and content_hash(local) == info.content_hash:
+        if (
+            local.is_file()
+            and local.stat().st_size == info.size
+            and content_hash(local) == info.content_hash
+        ):
             continue
         local.parent.mkdir(parents=True, exist_ok=True)
         store.get_file(info.uri, local)

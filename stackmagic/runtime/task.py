@@ -15,16 +15,17 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RunFailed
 from ..json_values import is_finite
+from ..scratch import ScratchFolder
 from ..stores.models import StepStatus
 from ..stores.portable import open_stores, referenced_variables
-from . import Mode, RunContext, downstream, recorded_context, run_step
+from . import Mode, RunContext, recorded_context, remove_leftovers, run_step
+from .dag import downstream
 
 if TYPE_CHECKING:
     from ..notebook.exporter import Bundle
@@ -51,10 +52,11 @@ def run_task(
     artifact_store, metadata = open_stores(stores)
     forget_secrets(stores)  # the stores have them; the step's own code must not
     try:
-        with tempfile.TemporaryDirectory(prefix="stackmagic-bundle-") as scratch:
+        with ScratchFolder("bundle") as scratch:
             bundle = fetch_bundle(artifact_store, bundle_uri, Path(scratch))
-            context = _context(run_id, bundle, bundle_uri, artifact_store, metadata, stores,
-                               parameters, options)
+            context = _context(
+                run_id, bundle, bundle_uri, artifact_store, metadata, stores, parameters, options
+            )
             try:
                 notebook_uri = _run(context, step)
             except BaseException as failure:  # recorded, so the run does not look busy forever
@@ -68,22 +70,36 @@ def run_task(
 
 
 def _context(
-    run_id: str, bundle: Bundle, bundle_uri: str, artifact_store: ArtifactStore,
-    metadata: MetadataStore, stores: Mapping[str, Any], parameters: Mapping[str, Any],
+    run_id: str,
+    bundle: Bundle,
+    bundle_uri: str,
+    artifact_store: ArtifactStore,
+    metadata: MetadataStore,
+    stores: Mapping[str, Any],
+    parameters: Mapping[str, Any],
     options: Mapping[str, Any],
 ) -> RunContext:
     """The run as its record says; recorded first if no one has (a run started from a KFP UI)."""
     only, from_step = options.get("only") or None, options.get("from") or None
     no_cache = str(options.get("no_cache")).lower() in ("true", "1")  # KFP gives text
     values = typed_parameters(bundle.parameters, parameters)
-    overrides = {name: value for name, value in values.items() if bundle.parameters.get(name) != value}
+    overrides = {
+        name: value for name, value in values.items() if bundle.parameters.get(name) != value
+    }
     metadata.create_run(
-        run_id=run_id, pipeline=bundle.pipeline, notebook=bundle.manifest["notebook"],
-        stack_name=str(stores.get("stack", "")), stack=_snapshot(stores),
-        bundle_uri=bundle_uri, bundle_hash=bundle.hash,
+        run_id=run_id,
+        pipeline=bundle.pipeline,
+        notebook=bundle.manifest["notebook"],
+        stack_name=str(stores.get("stack", "")),
+        stack=_snapshot(stores),
+        bundle_uri=bundle_uri,
+        bundle_hash=bundle.hash,
         options={"no_cache": no_cache, "only": only, "from": from_step},
-        parameters={**bundle.parameters, **overrides}, overridden=list(overrides),
-        steps=list(bundle.steps), driven_here=False, exist_ok=True,
+        parameters={**bundle.parameters, **overrides},
+        overridden=list(overrides),
+        steps=list(bundle.steps),
+        driven_here=False,
+        exist_ok=True,
     )
     record = metadata.run(run_id)  # whoever recorded it first: its values, exactly typed
     return recorded_context(record, bundle, artifact_store, metadata, bundle_uri)
@@ -104,12 +120,16 @@ def _run(context: RunContext, step: str) -> str | None:
     retries = int(context.bundle.steps[step].settings.get("retries", 0))
     # a step that must come from the cache fails the same way every time: no retry
     will_retry = attempt <= retries and context.modes[step] != Mode.CACHED
-    pool = KernelPool(context.bundle.manifest["kernel"], context.workdir,
-                      context.artifact_store.secret_environment())
+    pool = KernelPool(
+        context.bundle.manifest["kernel"],
+        context.workdir,
+        context.artifact_store.secret_environment(),
+    )
     try:
         outcome = run_step(context, step, kernel_pool=pool, attempt=attempt, will_retry=will_retry)
     finally:
         pool.close()
+        remove_leftovers(context, step)
     if outcome.status != StepStatus.FAILED:
         return outcome.notebook_uri
     if will_retry:
@@ -124,10 +144,16 @@ def _failed(context: RunContext, step: str, failure: BaseException) -> None:
         return
     with contextlib.suppress(Exception):
         if context.metadata.run(context.run_id).step(step).status in (
-            StepStatus.PENDING, StepStatus.RUNNING
+            StepStatus.PENDING,
+            StepStatus.RUNNING,
         ):
-            context.metadata.step_failed(context.run_id, step, notebook_uri=None, inputs={},
-                                         error=f"{type(failure).__name__}: {failure}")
+            context.metadata.step_failed(
+                context.run_id,
+                step,
+                notebook_uri=None,
+                inputs={},
+                error=f"{type(failure).__name__}: {failure}",
+            )
             _skip_after(context, step)
 
 
@@ -205,8 +231,12 @@ def typed_parameters(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> d
         default = defaults.get(name)
         if isinstance(default, float) and isinstance(typed[name], int):
             typed[name] = float(typed[name])
-        elif (isinstance(default, int) and not isinstance(default, bool)
-              and isinstance(typed[name], float) and typed[name].is_integer()):
+        elif (
+            isinstance(default, int)
+            and not isinstance(default, bool)
+            and isinstance(typed[name], float)
+            and typed[name].is_integer()
+        ):
             typed[name] = int(typed[name])  # kfp.local passes integers as "5.0"
     return typed
 
@@ -221,7 +251,9 @@ def _snapshot(stores: Mapping[str, Any]) -> dict[str, Any]:
     return {kind: entry for kind, entry in stores.items() if isinstance(entry, Mapping)}
 
 
-def _write_html(path: str | None, store: ArtifactStore, notebook_uri: str | None, step: str) -> None:
+def _write_html(
+    path: str | None, store: ArtifactStore, notebook_uri: str | None, step: str
+) -> None:
     """The executed notebook as HTML, for the orchestrator's UI (Kubeflow shows HTML artifacts).
 
     A convenience: the step and its notebook are recorded already, so a page
@@ -242,7 +274,9 @@ def _write_html(path: str | None, store: ArtifactStore, notebook_uri: str | None
             notebook = nbformat.reads(store.read_bytes(notebook_uri).decode("utf-8"), as_version=4)
             body, _ = HTMLExporter().from_notebook_node(notebook)
     except Exception as error:  # noqa: BLE001 - see the docstring
-        print(f"warning: no HTML page of step {step}: {type(error).__name__}: {error}",
-              file=sys.stderr)
+        print(
+            f"warning: no HTML page of step {step}: {type(error).__name__}: {error}",
+            file=sys.stderr,
+        )
         body = f"<p>no page for step {html.escape(step)}; its notebook: {html.escape(str(notebook_uri))}</p>"
     Path(path).write_text(body, encoding="utf-8")

@@ -18,7 +18,6 @@ import io
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +25,8 @@ from typing import Any, TextIO
 
 from ..background import repeating
 from ..errors import StackmagicError
-from ..progress import LogLines
+from ..progress import LogLines, TextSink
+from ..scratch import ScratchFolder
 from ..stores.artifacts import ArtifactStore
 from ..stores.metadata import MetadataStore
 from ..stores.portable import open_stores, referenced_variables
@@ -72,7 +72,7 @@ def run_on_vm(launch: Launch) -> str | None:
 
     cloud = clouds.for_machine(launch.machine)
     artifact_store: ArtifactStore | None = None
-    with tempfile.TemporaryDirectory(prefix="stackmagic-vm-") as scratch:
+    with ScratchFolder("vm") as scratch:
         log_path = Path(scratch) / "vm.log"
         with log_path.open("w") as log_file:
             log = _Tee(log_file, sys.stdout)
@@ -84,8 +84,10 @@ def run_on_vm(launch: Launch) -> str | None:
                         artifact_store.put_file(log_path, launch.log_uri)
 
             try:
-                say(f"stackmagic: run {launch.run_id}, try {launch.attempt}, on "
-                    f"{cloud.describe(launch.machine)}")
+                say(
+                    f"stackmagic: run {launch.run_id}, try {launch.attempt}, on "
+                    f"{cloud.describe(launch.machine)}"
+                )
                 if launch.store_secret:
                     secret = cloud.read_secret(launch.machine, launch.store_secret)
                     os.environ.update(_wanted(launch.store_secret, secret, launch.stores))
@@ -93,8 +95,10 @@ def run_on_vm(launch: Launch) -> str | None:
                 forget_secrets(launch.stores)  # the stores have them; the steps' code must not
                 with repeating(LOG_EVERY_SECONDS, copy_log, "log-copy"):
                     error = _run(launch, artifact_store, metadata, log)
-                say(f"stackmagic: run {launch.run_id} "
-                    f"{'failed: ' + error if error else 'completed'}")
+                say(
+                    f"stackmagic: run {launch.run_id} "
+                    f"{'failed: ' + error if error else 'completed'}"
+                )
                 return error
             except BaseException as failure:  # a store or the VM broke: said in the log
                 say(f"stackmagic: the run stopped: {type(failure).__name__}: {failure}")
@@ -107,15 +111,16 @@ def run_on_vm(launch: Launch) -> str | None:
                     cloud.delete_self(launch.machine)
 
 
-def _run(launch: Launch, artifact_store: ArtifactStore, metadata: MetadataStore,
-         log: TextIO) -> str | None:
+def _run(
+    launch: Launch, artifact_store: ArtifactStore, metadata: MetadataStore, log: TextSink
+) -> str | None:
     """Run the recorded run's steps here with the local orchestrator; record how it ended."""
     from ..orchestrators.local import LocalRunner
     from ..pipelines import fetch_bundle, first_failure
 
     error: str | None = "the run stopped before its steps ended"
     try:
-        with tempfile.TemporaryDirectory(prefix="stackmagic-bundle-") as scratch:
+        with ScratchFolder("bundle") as scratch:
             record = metadata.run(launch.run_id)
             bundle = fetch_bundle(artifact_store, record.bundle_uri, Path(scratch))
             context = recorded_context(record, bundle, artifact_store, metadata)
@@ -137,13 +142,17 @@ def _wanted(name: str, text: str, stores: Mapping[str, Any]) -> dict[str, str]:
     except ValueError:
         secret = None
     if not isinstance(secret, dict):
-        raise StackmagicError(f"the secret {name!r} must be a JSON object of STACKMAGIC_... "
-                              "variables and their values")
+        raise StackmagicError(
+            f"the secret {name!r} must be a JSON object of STACKMAGIC_... "
+            "variables and their values"
+        )
     wanted = referenced_variables(stores)
     missing = sorted(wanted - set(secret))
     if missing:
-        raise StackmagicError(f"the secret {name!r} has no {', '.join(missing)}: add "
-                              f"{'it' if len(missing) == 1 else 'them'} to the secret")
+        raise StackmagicError(
+            f"the secret {name!r} has no {', '.join(missing)}: add "
+            f"{'it' if len(missing) == 1 else 'them'} to the secret"
+        )
     return {name: str(secret[name]) for name in wanted}
 
 

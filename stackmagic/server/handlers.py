@@ -77,8 +77,9 @@ class _CommandHandler(APIHandler):
         try:
             data = json.loads(self.request.body or b"{}", parse_constant=_not_json)
         except ValueError as error:
-            raise _refused(str(error) if isinstance(error, NotJson) else
-                           "the request body is not JSON") from None
+            raise _refused(
+                str(error) if isinstance(error, NotJson) else "the request body is not JSON"
+            ) from None
         if not isinstance(data, dict):
             raise _refused("the request body must be a JSON object")
         return data
@@ -127,8 +128,12 @@ class StacksHandler(_CommandHandler):
     async def post(self) -> None:
         data = self.body()
         words = ["stack", "register", self.field(data, "name")]
-        for flag, key in (("-m", "metadata_store"), ("-a", "artifact_store"),
-                          ("-o", "orchestrator"), ("-s", "step_operator")):
+        for flag, key in (
+            ("-m", "metadata_store"),
+            ("-a", "artifact_store"),
+            ("-o", "orchestrator"),
+            ("-s", "step_operator"),
+        ):
             if data.get(key):
                 words += [flag, self.field(data, key)]
         await self.answer(words, status=201)
@@ -171,9 +176,12 @@ class ComponentsHandler(_CommandHandler):
         options = data.get("options") or {}
         if not isinstance(options, dict):
             raise _refused("'options' must be an object of option values")
-        words = [kind, "register", self.field(data, "name"), f"--type={self.field(data, 'flavor')}"]
+        flavor = self.field(data, "flavor")
+        words = [kind, "register", self.field(data, "name"), f"--type={flavor}"]
+        option_kinds = _option_kinds(ComponentType(kind), flavor)
         for option, value in options.items():
-            words.append(f"--{option}={_option_text(option, value)}")
+            text = _option_text(option, value, option_kinds.get(option.replace("_", "-")))
+            words.append(f"--{option}={text}")
         await self.answer(words, status=201)
 
 
@@ -205,11 +213,15 @@ class RunsHandler(_CommandHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
-        words = ["pipeline", "runs", "--limit", word(self.get_query_argument("limit", "20"), "limit")]
+        words = [
+            "pipeline",
+            "runs",
+            "--limit",
+            word(self.get_query_argument("limit", "20"), "limit"),
+        ]
         if self.get_query_argument("pipeline", None):
             words += ["--pipeline", word(self.get_query_argument("pipeline"), "the pipeline")]
         await self.answer(words)
-
 
     @tornado.web.authenticated
     @authorized
@@ -241,8 +253,14 @@ class RunsHandler(_CommandHandler):
         self.finish(json.dumps({"id": run_id, "status": "running"}))
 
 
-def _start_run(notebook: Path, parameters: dict[str, Any], stack: str | None, root: Path,
-               started: asyncio.Future[str], log: Any) -> None:
+def _start_run(
+    notebook: Path,
+    parameters: dict[str, Any],
+    stack: str | None,
+    root: Path,
+    started: asyncio.Future[str],
+    log: Any,
+) -> None:
     """Run the notebook in a thread; ``started`` gets its run id, or why it could not start."""
     from ..pipelines import run as run_pipeline
     from ..progress import Progress
@@ -257,6 +275,7 @@ def _start_run(notebook: Path, parameters: dict[str, Any], stack: str | None, ro
                 started.set_exception(error)
             else:
                 started.set_result(str(result))
+
         loop.call_soon_threadsafe(settle)
 
     class Started(Progress):
@@ -296,7 +315,9 @@ class StepNotebookHandler(_CommandHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self, run_id: str, step: str) -> None:
-        await self.answer(lambda: executed_notebook(word(run_id, "the run"), word(step, "the step")))
+        await self.answer(
+            lambda: executed_notebook(word(run_id, "the run"), word(step, "the step"))
+        )
 
 
 def executed_notebook(run_id: str, step: str) -> dict[str, Any]:
@@ -312,23 +333,48 @@ def executed_notebook(run_id: str, step: str) -> dict[str, Any]:
         except StackmagicError as error:
             raise NotFound(str(error)) from None
         if not uri:
-            raise NotFound(f"step {step!r} of run {record.id} left no executed notebook "
-                           "(it was taken from the cache, or never started)")
+            raise NotFound(
+                f"step {step!r} of run {record.id} left no executed notebook "
+                "(it was taken from the cache, or never started)"
+            )
         elsewhere = record.stack_name != active.name and any(
-            stack.name == record.stack_name for stack in registry.stacks())
+            stack.name == record.stack_name for stack in registry.stacks()
+        )
         if not elsewhere:
             return json.loads(active.artifact_store.read_bytes(uri))
     with OpenStack.open(registry, record.stack_name) as ran_on:
         return json.loads(ran_on.artifact_store.read_bytes(uri))
 
 
-def _option_text(option: str, value: Any) -> str:
-    """A JSON option value as the command line types it; what could not be typed is refused."""
+def _option_kinds(kind: ComponentType, flavor: str) -> dict[str, str]:
+    """The kind of each option of a flavor (string, list, mapping...); none for an unknown
+    flavor, which the command itself then refuses."""
+    from ..flavors import get_flavor
+
+    try:
+        options = get_flavor(kind, flavor).schema()["options"]
+    except StackmagicError:
+        return {}
+    return {option["name"]: option["kind"] for option in options}
+
+
+def _option_text(option: str, value: Any, kind: str | None) -> str:
+    """A JSON option value as the command line types it; what could not be typed is refused.
+
+    Only a list option takes a list, and only a mapping option an object: any other
+    option would keep one as text (``{"a": "b"}`` as ``a=b``).
+    """
     from ..flavors.base import format_value
 
     if not _OPTION_NAME.fullmatch(option):
         raise _refused(f"{option!r} is no option name")
-    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+    shape = {"list": list, "mapping": dict}.get(kind or "")
+    if isinstance(value, (dict, list)) and not (shape and isinstance(value, shape)):
+        given = "an object" if isinstance(value, dict) else "a list"
+        raise _refused(f"--{option}: give text, a number or a boolean, not {given}")
+    items = (
+        value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+    )
     if not all(isinstance(item, _PLAIN) for item in items):
         raise _refused(f"--{option}: give text, a number, a boolean, or a list or object of those")
     text = format_value(value)
@@ -347,11 +393,19 @@ def routes(base_url: str, root_dir: str) -> list[tuple[str, type, dict[str, Any]
         (url_path_join(api, "active-stack"), ActiveStackHandler, root),
         (url_path_join(api, "stacks", f"(?P<name>{_NAME})"), StackHandler, root),
         (url_path_join(api, "components", f"(?P<kind>{_TYPES})"), ComponentsHandler, root),
-        (url_path_join(api, "components", f"(?P<kind>{_TYPES})", f"(?P<name>{_NAME})"),
-         ComponentHandler, root),
+        (
+            url_path_join(api, "components", f"(?P<kind>{_TYPES})", f"(?P<name>{_NAME})"),
+            ComponentHandler,
+            root,
+        ),
         (url_path_join(api, "flavors"), FlavorsHandler, root),
         (url_path_join(api, "runs"), RunsHandler, root),
         (url_path_join(api, "runs", f"(?P<run_id>{_NAME})"), RunHandler, root),
-        (url_path_join(api, "runs", f"(?P<run_id>{_NAME})", "steps", f"(?P<step>{_NAME})",
-                       "notebook"), StepNotebookHandler, root),
+        (
+            url_path_join(
+                api, "runs", f"(?P<run_id>{_NAME})", "steps", f"(?P<step>{_NAME})", "notebook"
+            ),
+            StepNotebookHandler,
+            root,
+        ),
     ]

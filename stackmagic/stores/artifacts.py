@@ -12,34 +12,32 @@ it is spooled locally and uploaded whole.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import posixpath
+import re
 import secrets
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from blake3 import blake3
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from ..errors import StackmagicError
+from ..scratch import ScratchFolder
+from .content import materialize, type_name
 from .materializers import (
+    InputStream,
     Materializer,
-    MaterializerUnsuitable,
     materializer_by_extension,
-    materializers_for,
 )
+from .storage_errors import from_storage, is_missing, storage_failure
 
 COPY_CHUNK_BYTES = 1 << 20
-#: Writes from this size on are hashed in parallel with writing them.
-PARALLEL_HASH_BYTES = 1 << 20
 #: Where a process started for a step finds the store's secret options (JSON).
 SECRETS_VARIABLE = "STACKMAGIC_ARTIFACT_STORE_SECRETS"
 #: fsspec protocols of stores where an upload becomes visible only once complete.
@@ -102,7 +100,9 @@ class ArtifactStore:
             raise StackmagicError(
                 f"artifact store root {root!r} names no folder; give a folder or a bucket path"
             )
-        protocols = {self._fs.protocol} if isinstance(self._fs.protocol, str) else set(self._fs.protocol)
+        protocols = (
+            {self._fs.protocol} if isinstance(self._fs.protocol, str) else set(self._fs.protocol)
+        )
         #: An object store publishes an object whole when its upload completes, so
         #: uploads go straight to the final name; elsewhere, to a temporary one first.
         self._whole_objects = bool(protocols & OBJECT_STORE_PROTOCOLS)
@@ -144,16 +144,19 @@ class ArtifactStore:
 
         @contextlib.contextmanager
         def stream(materializer: Materializer) -> Iterator[IO[bytes]]:
-            with self._explained(location), self._writing(f"{path}.{materializer.extension}") as out:
+            with (
+                self._explained(location),
+                self._writing(f"{path}.{materializer.extension}") as out,
+            ):
                 yield out
 
-        materializer, hashing = _materialize(value, location, stream)
+        materializer, hashing = materialize(value, location, stream)
         return ArtifactInfo(
             uri=f"{location}.{materializer.extension}",
             materializer=materializer.name,
             content_hash=hashing.hexdigest(),
             size=hashing.size,
-            type_name=_type_name(value),
+            type_name=type_name(value),
         )
 
     def load(self, uri: str) -> Any:
@@ -214,7 +217,7 @@ class ArtifactStore:
         return f"{self._path}/{relative}"
 
     @contextlib.contextmanager
-    def _open_artifact(self, uri: str) -> Iterator[IO[bytes]]:
+    def _open_artifact(self, uri: str) -> Iterator[InputStream]:
         with self._fs.open(self._path_of(uri), "rb") as stream:
             yield stream
 
@@ -224,9 +227,9 @@ class ArtifactStore:
         try:
             yield
         except Exception as error:
-            if not _from_storage(error):
+            if not from_storage(error):
                 raise
-            if _is_missing(error):
+            if is_missing(error):
                 if not self._bucket_exists():
                     raise StackmagicError(
                         f"the bucket of the artifact store {self.root} does not exist; create it, "
@@ -234,7 +237,7 @@ class ArtifactStore:
                         "(`stackmagic artifact-store update NAME --path=...`)"
                     ) from None
                 raise _missing(uri) from None
-            raise _failure(self.root, error) from None
+            raise storage_failure(self.root, error) from None
 
     def _bucket_exists(self) -> bool:
         if not self._whole_objects:
@@ -246,10 +249,49 @@ class ArtifactStore:
 
     def find(self, uri: str) -> list[str]:
         """Every file under the folder ``uri``, temporary ones included, as URIs."""
+        return list(self.sizes(uri))
+
+    def sizes(self, uri: str) -> dict[str, int]:
+        """Every file under the folder ``uri``, temporary ones included: URI -> bytes."""
         base = self._path_of(uri)
         with self._explained(uri):
-            found = self._fs.find(base)
-        return sorted(uri + path[len(base):] for path in found if path.startswith(base + "/"))
+            found = self._fs.find(base, detail=True)
+        return {
+            uri + path[len(base) :]: int(info.get("size") or 0)
+            for path, info in sorted(found.items())
+            if path.startswith(base + "/")
+        }
+
+    def modified(self, uri: str) -> datetime | None:
+        """When the file at ``uri`` last changed; None if it is gone or the filesystem cannot tell."""
+        with self._explained(uri):
+            try:
+                moment: datetime = self._fs.modified(self._path_of(uri))
+            except (FileNotFoundError, IsADirectoryError, NotImplementedError):
+                return None
+        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+    def delete(self, uris: Collection[str]) -> None:
+        """Remove these files, and the local folders that are left empty (never the root)."""
+        paths = [self._path_of(uri) for uri in uris]
+        with self._explained(self.root):
+            try:
+                self._fs.rm(paths)
+            except FileNotFoundError:  # some went meanwhile (another gc): remove the others
+                for path in paths:
+                    with contextlib.suppress(FileNotFoundError):
+                        self._fs.rm_file(path)
+        if isinstance(self._fs, LocalFileSystem):
+            for folder in sorted({posixpath.dirname(path) for path in paths}, reverse=True):
+                while folder.startswith(self._path + "/") and not os.listdir(folder):
+                    os.rmdir(folder)
+                    folder = posixpath.dirname(folder)
+
+    def remove_temporaries(self, uri: str) -> None:
+        """Remove the temporary files under the folder ``uri``, once nothing writes there:
+        what a stopped writer left (a kernel killed half way through saving an artifact)."""
+        if not self._whole_objects:  # else uploads go to their names whole: no temporaries
+            self.delete([found for found in self.find(uri) if is_temporary(found)])
 
     @contextlib.contextmanager
     def _writing(self, path: str) -> Iterator[IO[bytes]]:
@@ -263,7 +305,7 @@ class ArtifactStore:
             with self._publishing(path) as temporary, self._fs.open(temporary, "wb") as stream:
                 yield stream
             return
-        with tempfile.TemporaryDirectory(prefix="stackmagic-upload-") as spool:
+        with ScratchFolder("upload") as spool:
             local = os.path.join(spool, posixpath.basename(path))
             with open(local, "wb") as stream:
                 yield stream
@@ -291,156 +333,16 @@ class ArtifactStore:
             raise
 
 
-class _HashingStream(io.RawIOBase):
-    """Passes writes through while hashing them, so the bytes are never read twice.
-
-    BLAKE3, a cryptographic hash, runs at several GB/s where SHA-256 manages
-    about 1.6: slower than writing to the page cache, so saves would wait on it.
-
-    A large write is hashed in a helper thread while this one writes it: both
-    release the GIL, so hashing costs no extra time. Each write waits for its
-    hash before returning, so the caller may reuse its buffer at once.
-    """
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        super().__init__()
-        self._stream = stream
-        self._digest = blake3()
-        self._hasher: ThreadPoolExecutor | None = None
-        self.size = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        if view.nbytes < PARALLEL_HASH_BYTES:
-            self._stream.write(view)
-            self._digest.update(view)
-        else:
-            if self._hasher is None:
-                self._hasher = ThreadPoolExecutor(1, thread_name_prefix="artifact-hash")
-            hashed = self._hasher.submit(self._digest.update, view)
-            try:
-                self._stream.write(view)
-            finally:
-                hashed.result()
-        self.size += view.nbytes
-        return view.nbytes
-
-    def close(self) -> None:
-        if self._hasher is not None:
-            self._hasher.shutdown()
-        super().close()
-
-    def tell(self) -> int:
-        return self.size
-
-    def hexdigest(self) -> str:
-        return self._digest.hexdigest()
-
-
-def fingerprint(value: Any) -> str:
-    """The content hash :meth:`ArtifactStore.save` would record for ``value``; nothing is written.
-
-    How a step tells whether it changed an input: equal hashes, equal stored bytes.
-    """
-
-    @contextlib.contextmanager
-    def discard(materializer: Materializer) -> Iterator[IO[bytes]]:
-        yield _Discard()
-
-    return _materialize(value, "a fingerprint", discard)[1].hexdigest()
-
-
-def _materialize(
-    value: Any,
-    location: str,
-    stream: Callable[[Materializer], contextlib.AbstractContextManager[IO[bytes]]],
-) -> tuple[Materializer, _HashingStream]:
-    """Write ``value`` with the first materializer that takes it, hashing what it writes."""
-    type_name = _type_name(value)
-    for materializer in materializers_for(value):
-        try:
-            with stream(materializer) as out, contextlib.closing(_HashingStream(out)) as hashing:
-                _write(materializer, value, hashing, type_name, location)
-        except MaterializerUnsuitable:
-            continue
-        return materializer, hashing
-    raise StackmagicError(f"no materializer can save a {type_name} to {location}")
-
-
-def _type_name(value: Any) -> str:
-    return f"{type(value).__module__}.{type(value).__qualname__}"
-
-
-class _Discard(io.RawIOBase):
-    """A stream that keeps nothing: for hashing what would be written."""
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        return memoryview(data).nbytes
-
-
-def _write(
-    materializer: Materializer, value: Any, stream: IO[bytes], type_name: str, location: str
-) -> None:
-    """Let ``materializer`` write ``value``; a value it cannot serialise is the user's to fix."""
-    try:
-        materializer.write(value, stream)
-    except (MaterializerUnsuitable, OSError):
-        raise
-    except Exception as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise StackmagicError(
-            f"cannot save a {type_name} to {location} ({materializer.name}: {reason}); "
-            "keep only values that can be pickled in a step's outputs"
-        ) from exc
-
-
-#: Packages whose exceptions mean "the storage failed", not "the value or the code is wrong".
-_STORAGE_PACKAGES = frozenset({
-    "botocore", "aiobotocore", "s3fs", "gcsfs", "google", "adlfs", "azure", "aiohttp",
-    "requests", "urllib3", "fsspec",
-})
-
-
-def _from_storage(error: Exception) -> bool:
-    if isinstance(error, (StackmagicError, MaterializerUnsuitable)):
-        return False
-    return isinstance(error, OSError) or type(error).__module__.split(".")[0] in _STORAGE_PACKAGES
-
-
-def _is_missing(error: Exception) -> bool:
-    return isinstance(error, FileNotFoundError) or type(error).__name__ == "ResourceNotFoundError"
-
-
-def _failure(root: str, error: Exception) -> StackmagicError:
-    """Refused credentials, an unreachable service, or something else, in one line."""
-    lines = str(error).strip().splitlines()
-    reason = (lines[0] if lines else type(error).__name__)[:200]
-    status = next((getattr(error, name) for name in ("status_code", "status", "code")
-                   if isinstance(getattr(error, name, None), int)), None)
-    kind = type(error).__name__
-    if isinstance(error, PermissionError) or status in (401, 403) or "Authentication" in kind:
-        return StackmagicError(
-            f"the artifact store {root} refused access ({reason}); check its credentials "
-            "(`stackmagic artifact-store describe NAME`)"
-        )
-    if isinstance(error, (ConnectionError, TimeoutError)) or any(
-        word in kind for word in ("Connect", "ServiceRequest", "Timeout")
-    ):
-        return StackmagicError(
-            f"cannot reach the artifact store {root} ({reason}); check the network, and "
-            "--endpoint-url if the store has one"
-        )
-    return StackmagicError(f"the artifact store {root} failed ({kind}: {reason})")
-
-
 def _temporary_name(name: str) -> str:
     return f".{name}.tmp-{secrets.token_hex(8)}"
+
+
+_TEMPORARY = re.compile(r"\..+\.tmp-[0-9a-f]{16}")
+
+
+def is_temporary(uri: str) -> bool:
+    """Whether ``uri`` is a file being written, or left half-written by a writer that stopped."""
+    return _TEMPORARY.fullmatch(posixpath.basename(uri)) is not None
 
 
 def _missing(uri: str) -> StackmagicError:

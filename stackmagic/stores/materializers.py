@@ -22,9 +22,12 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from functools import cache
-from typing import IO, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ..errors import StackmagicError
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12 on
 
 ENTRY_POINT_GROUP = "stackmagic.materializers"
 MAX_JSON_DEPTH = 100
@@ -41,6 +44,28 @@ class MaterializerUnsuitable(Exception):
     """
 
 
+class OutputStream(Protocol):
+    """All a materializer may use of the stream it writes to, which may only hash and discard."""
+
+    def write(self, data: Buffer, /) -> int | None: ...
+
+    def tell(self) -> int: ...
+
+
+class InputStream(Protocol):
+    """All a materializer may use of the stream it reads from: a readable, seekable binary file."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+    def readinto(self, buffer: Buffer, /) -> int | None: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+    def tell(self) -> int: ...
+
+
 class Materializer(ABC):
     """Writes values of some types to a binary stream and reads them back unchanged."""
 
@@ -52,11 +77,11 @@ class Materializer(ABC):
         """Whether this materializer is for ``value``; cheap, and imports nothing."""
 
     @abstractmethod
-    def write(self, value: Any, stream: IO[bytes]) -> None:
+    def write(self, value: Any, stream: OutputStream) -> None:
         """Write ``value`` to ``stream``, which only promises ``write`` and ``tell``."""
 
     @abstractmethod
-    def read(self, stream: IO[bytes]) -> Any:
+    def read(self, stream: InputStream) -> Any:
         """The value stored in ``stream`` (readable and seekable)."""
 
 
@@ -69,10 +94,10 @@ class BytesMaterializer(Materializer):
     def handles(self, value: Any) -> bool:
         return type(value) is bytes  # a bytearray must come back a bytearray: pickle keeps it
 
-    def write(self, value: Any, stream: IO[bytes]) -> None:
+    def write(self, value: Any, stream: OutputStream) -> None:
         stream.write(value)
 
-    def read(self, stream: IO[bytes]) -> Any:
+    def read(self, stream: InputStream) -> Any:
         return stream.read()
 
 
@@ -85,14 +110,14 @@ class JsonMaterializer(Materializer):
     def handles(self, value: Any) -> bool:
         return _is_exact_json(value)
 
-    def write(self, value: Any, stream: IO[bytes]) -> None:
+    def write(self, value: Any, stream: OutputStream) -> None:
         try:
             text = json.dumps(value)
         except (RecursionError, ValueError) as exc:  # too deep here, or an int too long for str()
             raise MaterializerUnsuitable(str(exc)) from exc
         stream.write(text.encode("ascii"))
 
-    def read(self, stream: IO[bytes]) -> Any:
+    def read(self, stream: InputStream) -> Any:
         return json.load(stream)
 
 
@@ -137,7 +162,7 @@ class NumpyMaterializer(Materializer):
     #: Arrays are written and read in slices of this size, straight from and into their memory.
     chunk_bytes = 16 << 20
 
-    def write(self, value: Any, stream: IO[bytes]) -> None:
+    def write(self, value: Any, stream: OutputStream) -> None:
         """The bytes ``numpy.save`` writes, without the copy it makes of each slice for a stream."""
         import numpy
         from numpy.lib import format as npy
@@ -151,7 +176,7 @@ class NumpyMaterializer(Materializer):
         for start in range(0, data.size, self.chunk_bytes):
             stream.write(data[start : start + self.chunk_bytes])
 
-    def read(self, stream: IO[bytes]) -> Any:
+    def read(self, stream: InputStream) -> Any:
         """Read the data straight into the new array's memory, where ``numpy.load`` copies it."""
         import numpy
         from numpy.lib import format as npy
@@ -165,7 +190,7 @@ class NumpyMaterializer(Materializer):
             stream.seek(0)
             return numpy.load(stream, allow_pickle=False)
         array = numpy.empty(shape, dtype=dtype, order="F" if fortran_order else "C")
-        target = memoryview(array.reshape(-1, order="A").view(numpy.uint8))
+        target = array.reshape(-1, order="A").view(numpy.uint8).data
         filled = 0
         while filled < target.nbytes:
             count = stream.readinto(target[filled : filled + self.chunk_bytes])
@@ -201,7 +226,7 @@ class PandasMaterializer(Materializer):
             and _pyarrow_installed()
         )
 
-    def write(self, value: Any, stream: IO[bytes]) -> None:
+    def write(self, value: Any, stream: OutputStream) -> None:
         import pandas
         import pyarrow
         import pyarrow.parquet
@@ -223,7 +248,7 @@ class PandasMaterializer(Materializer):
             table = table.replace_schema_metadata({**table.schema.metadata, **metadata})
         pyarrow.parquet.write_table(table, stream)
 
-    def read(self, stream: IO[bytes]) -> Any:
+    def read(self, stream: InputStream) -> Any:
         import pyarrow.parquet
 
         table = pyarrow.parquet.read_table(stream)
@@ -285,12 +310,12 @@ class PickleMaterializer(Materializer):
     def handles(self, value: Any) -> bool:
         return True
 
-    def write(self, value: Any, stream: IO[bytes]) -> None:
+    def write(self, value: Any, stream: OutputStream) -> None:
         import cloudpickle
 
         cloudpickle.dump(value, stream)
 
-    def read(self, stream: IO[bytes]) -> Any:
+    def read(self, stream: InputStream) -> Any:
         import pickle
 
         return pickle.load(stream)
@@ -367,10 +392,12 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "FALLBACK_MATERIALIZER",
     "BytesMaterializer",
+    "InputStream",
     "JsonMaterializer",
     "Materializer",
     "MaterializerUnsuitable",
     "NumpyMaterializer",
+    "OutputStream",
     "PandasMaterializer",
     "PickleMaterializer",
     "all_materializers",

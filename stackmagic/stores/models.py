@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 #: The newest migration; the store upgrades any older schema to it on open.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0006"
 
 
 class RunStatus:
@@ -97,10 +97,10 @@ class JSONText(LongText):
 
     cache_ok = True  # SQLAlchemy asks each subclass: stateless, so statements using it are cached
 
-    def process_bind_param(self, value: Any, dialect: Any) -> str | None:  # type: ignore[override]
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
         return None if value is None else json.dumps(value, sort_keys=True, default=str)
 
-    def process_result_value(self, value: str | None, dialect: Any) -> Any:  # type: ignore[override]
+    def process_result_value(self, value: str | None, dialect: Any) -> Any:
         return None if value is None else json.loads(value)
 
 
@@ -138,10 +138,15 @@ class Run(Base):
     #: "HOST:PID" of the process driving the run, and its last sign of life: a run whose
     #: process is gone is shown as failed instead of running forever.
     runner: Mapped[str | None] = mapped_column(String(191))
+    #: Where that PID means something (boot id, PID namespace) and the process's start time.
+    runner_identity: Mapped[dict[str, Any] | None] = mapped_column(JSONText)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: The run as a remote orchestrator knows it (a Kubeflow run id) and where to see it there.
     orchestrator_run_id: Mapped[str | None] = mapped_column(String(191))
     orchestrator_url: Mapped[str | None] = mapped_column(Text)
+    #: When ``stackmagic gc`` deleted the run's artifacts and executed notebooks (those that
+    #: runs it kept still use stay); the record itself stays, for its history.
+    collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     pipeline: Mapped[Pipeline] = relationship(back_populates="runs")
     parameters: Mapped[list[RunParameter]] = relationship(

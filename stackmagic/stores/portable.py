@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..component_type import ComponentType
 from ..errors import StackmagicError
-from ..flavors import get_flavor
+from ..flavors import ArtifactStoreConfig, FlavorConfig, MetadataStoreConfig, as_kind, get_flavor
+from ..flavors.base import SecretResolver
 from ..secrets import ENV_PREFIX, SecretStore
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from .metadata import MetadataStore
 
 STORES = (ComponentType.ARTIFACT_STORE, ComponentType.METADATA_STORE)
+_Store = TypeVar("_Store", ArtifactStoreConfig, MetadataStoreConfig)
 
 
 def secret_variable(kind: ComponentType, option: str) -> str:
@@ -39,7 +41,11 @@ def describe_stores(stack: str, components: Mapping[ComponentType, Component]) -
         options = component.config.stored()
         for option in component.config.secret_references():
             options[option] = ENV_PREFIX + secret_variable(kind, option)
-        described[kind.value] = {"name": component.name, "flavor": component.flavor, "options": options}
+        described[kind.value] = {
+            "name": component.name,
+            "flavor": component.flavor,
+            "options": options,
+        }
     return described
 
 
@@ -66,26 +72,43 @@ def secret_environment(
 
 def referenced_variables(description: Mapping[str, Any]) -> set[str]:
     """The environment variables a stores' description reads its secrets from."""
-    return {value[len(ENV_PREFIX):] for entry in description.values() if isinstance(entry, Mapping)
-            for value in entry.get("options", {}).values()
-            if isinstance(value, str) and value.startswith(ENV_PREFIX)}
+    return {
+        value[len(ENV_PREFIX) :]
+        for entry in description.values()
+        if isinstance(entry, Mapping)
+        for value in entry.get("options", {}).values()
+        if isinstance(value, str) and value.startswith(ENV_PREFIX)
+    }
 
 
 def open_stores(description: Mapping[str, Any]) -> tuple[ArtifactStore, MetadataStore]:
     """The stores a description names, their secrets read from the environment."""
-    opened = []
     secrets = SecretStore()
-    for kind in STORES:
-        entry = description.get(kind.value)
-        if not isinstance(entry, Mapping):
-            raise StackmagicError(f"the stack description has no {kind.noun}")
-        config = get_flavor(kind, entry["flavor"]).from_options(entry["options"], Path.cwd())
+    artifacts = _described(description, ComponentType.ARTIFACT_STORE, ArtifactStoreConfig)
+    artifact_store = artifacts.open(_from_environment(artifacts, secrets))
+    metadata = _described(description, ComponentType.METADATA_STORE, MetadataStoreConfig)
+    return artifact_store, metadata.open(_from_environment(metadata, secrets))
 
-        def resolve(option: str, config: Any = config, kind: ComponentType = kind) -> str:
-            return secrets.resolve(
-                getattr(config, option), what=f"the {kind.noun}'s --{option.replace('_', '-')}",
-                fix=f"give the step the secret that holds {secret_variable(kind, option)}",
-            )
 
-        opened.append(config.open(resolve))
-    return opened[0], opened[1]
+def _described(description: Mapping[str, Any], kind: ComponentType, base: type[_Store]) -> _Store:
+    """The options of the ``kind`` store that ``description`` names, checked by its flavor."""
+    entry = description.get(kind.value)
+    if not isinstance(entry, Mapping):
+        raise StackmagicError(f"the stack description has no {kind.noun}")
+    return as_kind(
+        get_flavor(kind, entry["flavor"]).from_options(entry["options"], Path.cwd()), base
+    )
+
+
+def _from_environment(config: FlavorConfig, secrets: SecretStore) -> SecretResolver:
+    """A store's secret options, each an ``env:VARIABLE`` that the process was started with."""
+    kind = config.component_type
+
+    def resolve(option: str) -> str:
+        return secrets.resolve(
+            getattr(config, option),
+            what=f"the {kind.noun}'s --{option.replace('_', '-')}",
+            fix=f"give the step the secret that holds {secret_variable(kind, option)}",
+        )
+
+    return resolve

@@ -2,20 +2,24 @@
 
 One class over SQLAlchemy 2, so the same code serves SQLite (the default, in
 ``.stackmagic/``) and database servers. Every change is one short transaction.
-Its methods live by record kind: ``runs``, ``steps`` and ``cache``, over the
-``connection`` they share; ``records`` holds what they hand out.
+Its methods live by record kind: ``runs``, ``steps``, ``cache`` and
+``collection`` (what ``stackmagic gc`` asks), over the
+``connection`` they share; ``records`` holds what they hand out, and
+``liveness`` judges whether a run's process still lives.
 """
 
 from __future__ import annotations
 
 from .cache import CacheRecords
+from .collection import CollectionRecords, RunSummary
 from .connection import BUSY_TIMEOUT_SECONDS
+from .liveness import ABANDONED_AFTER_SECONDS, HEARTBEAT_SECONDS, this_runner
 from .records import CacheHit, PreviousStep, RunRecord, StepRecord, StoredArtifact
-from .runs import ABANDONED_AFTER_SECONDS, HEARTBEAT_SECONDS, RunRecords, this_runner
+from .runs import RunRecords
 from .steps import StepRecords
 
 
-class MetadataStore(RunRecords, StepRecords, CacheRecords):
+class MetadataStore(RunRecords, StepRecords, CacheRecords, CollectionRecords):
     """A metadata store, opened: its schema is up to date (see ``connection``)."""
 
 
@@ -27,6 +31,7 @@ __all__ = [
     "MetadataStore",
     "PreviousStep",
     "RunRecord",
+    "RunSummary",
     "StepRecord",
     "StoredArtifact",
     "this_runner",

@@ -46,8 +46,7 @@ class StoreConnection:
         except DBAPIError as error:
             self.engine.dispose()
             raise StackmagicError(
-                f"cannot open the metadata store {self.label} ({_reason(error)}); "
-                f"{_advice(error)}"
+                f"cannot open the metadata store {self.label} ({_reason(error)}); {_advice(error)}"
             ) from None
 
     def close(self) -> None:
@@ -69,7 +68,9 @@ class StoreConnection:
         with self._writer.connect() as connection, connection.begin(), _migration_lock(connection):
             revision = None
             if inspect(connection).has_table("alembic_version"):
-                revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+                revision = connection.execute(
+                    text("SELECT version_num FROM alembic_version")
+                ).scalar()
             if revision == SCHEMA_REVISION:
                 return
             if revision is not None and revision > SCHEMA_REVISION:
@@ -125,7 +126,8 @@ def _migration_lock(connection: Connection) -> Iterator[None]:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
     elif backend in ("mysql", "mariadb"):
         got = connection.execute(
-            text("SELECT GET_LOCK(:name, :wait)"), {"name": _LOCK_NAME, "wait": BUSY_TIMEOUT_SECONDS}
+            text("SELECT GET_LOCK(:name, :wait)"),
+            {"name": _LOCK_NAME, "wait": BUSY_TIMEOUT_SECONDS},
         ).scalar()
         if got != 1:
             raise StackmagicError(
@@ -145,7 +147,7 @@ def _reason(error: DBAPIError) -> str:
     original = error.orig
     if original is None:
         return type(error).__name__
-    args = getattr(original, "args", ())
+    args = original.args
     if len(args) == 2 and isinstance(args[0], int):  # PyMySQL: (code, message)
         return str(args[1]).splitlines()[0]
     lines = [line.strip() for line in str(original).splitlines() if line.strip()]
@@ -162,17 +164,39 @@ def _advice(error: DBAPIError) -> str:
 
 
 _ADVICE = (
-    (("' to database '",),  # MySQL says this alike of a missing database and a forbidden one
-     "create that database on the server, or fix --database, or grant the user its use"),
-    (("access denied for user", "password authentication failed", "no password supplied"),
-     "check --username and --password (`stackmagic metadata-store update NAME --password=-`)"),
-    (("unknown database", "does not exist"),
-     "create that database on the server, or fix --database"),
-    (("command denied", "permission denied", "access denied"),
-     "grant the user CREATE, ALTER, INDEX, SELECT, INSERT, UPDATE and DELETE on that database"),
-    (("can't connect", "connection refused", "timed out", "timeout expired",
-      "name or service not known", "could not translate host name", "nodename nor servname"),
-     "check that the server is running and reachable at --host and --port"),
+    (
+        ("' to database '",),  # MySQL says this alike of a missing database and a forbidden one
+        "create that database on the server, or fix --database, or grant the user its use",
+    ),
+    (
+        ("access denied for user", "password authentication failed", "no password supplied"),
+        "check --username and --password (`stackmagic metadata-store update NAME --password=-`)",
+    ),
+    (
+        ('role "',),  # PostgreSQL: 'role "ann" does not exist', the user --username names
+        "that user (role) does not exist on the server: create it (CREATE ROLE NAME LOGIN) "
+        "or fix --username",
+    ),
+    (
+        ("unknown database", "does not exist"),
+        "create that database on the server, or fix --database",
+    ),
+    (
+        ("command denied", "permission denied", "access denied"),
+        "grant the user CREATE, ALTER, INDEX, SELECT, INSERT, UPDATE and DELETE on that database",
+    ),
+    (
+        (
+            "can't connect",
+            "connection refused",
+            "timed out",
+            "timeout expired",
+            "name or service not known",
+            "could not translate host name",
+            "nodename nor servname",
+        ),
+        "check that the server is running and reachable at --host and --port",
+    ),
 )
 
 

@@ -77,6 +77,8 @@ class RunRecord:
     steps: list[StepRecord] = field(default_factory=list)
     orchestrator_run_id: str | None = None
     orchestrator_url: str | None = None
+    #: when ``stackmagic gc`` deleted its artifacts (those kept runs still use stay)
+    collected_at: datetime | None = None
 
     @property
     def seconds(self) -> float | None:
@@ -93,8 +95,11 @@ class RunRecord:
 
 def artifact_info(artifact: Artifact) -> ArtifactInfo:
     return ArtifactInfo(
-        uri=artifact.uri, materializer=artifact.materializer, content_hash=artifact.content_hash,
-        size=artifact.size, type_name=artifact.type_name,
+        uri=artifact.uri,
+        materializer=artifact.materializer,
+        content_hash=artifact.content_hash,
+        size=artifact.size,
+        type_name=artifact.type_name,
     )
 
 
@@ -102,11 +107,19 @@ def run_record(run: Run, *, with_artifacts: bool) -> RunRecord:
     steps = []
     for row in run.steps:
         record = StepRecord(
-            name=row.name, status=row.status, started_at=row.started_at, ended_at=row.ended_at,
+            name=row.name,
+            status=row.status,
+            started_at=row.started_at,
+            ended_at=row.ended_at,
             cache_key=row.cache_key,
-            cached_from=(f"{row.cached_from.run_id}/{row.cached_from.name}"
-                         if with_artifacts and row.cached_from is not None else None),
-            attempts=row.attempts, error=row.error, notebook_uri=row.notebook_uri,
+            cached_from=(
+                f"{row.cached_from.run_id}/{row.cached_from.name}"
+                if with_artifacts and row.cached_from is not None
+                else None
+            ),
+            attempts=row.attempts,
+            error=row.error,
+            notebook_uri=row.notebook_uri,
             reason=row.reason,
         )
         if with_artifacts:
@@ -116,11 +129,21 @@ def run_record(run: Run, *, with_artifacts: bool) -> RunRecord:
             record.metrics = [(metric.name, metric.value) for metric in row.metrics]
         steps.append(record)
     return RunRecord(
-        id=run.id, pipeline=run.pipeline.name, notebook=run.notebook, status=run.status,
-        started_at=run.started_at, ended_at=run.ended_at, stack_name=run.stack_name,
-        stack=run.stack, bundle_uri=run.bundle_uri, options=run.options, error=run.error,
+        id=run.id,
+        pipeline=run.pipeline.name,
+        notebook=run.notebook,
+        status=run.status,
+        started_at=run.started_at,
+        ended_at=run.ended_at,
+        stack_name=run.stack_name,
+        stack=run.stack,
+        bundle_uri=run.bundle_uri,
+        options=run.options,
+        error=run.error,
         parameters={p.name: p.value for p in run.parameters},
         overridden=[p.name for p in run.parameters if p.overridden],
-        steps=steps, orchestrator_run_id=run.orchestrator_run_id,
+        steps=steps,
+        orchestrator_run_id=run.orchestrator_run_id,
         orchestrator_url=run.orchestrator_url,
+        collected_at=run.collected_at,
     )

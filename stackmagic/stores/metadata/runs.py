@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -27,11 +24,8 @@ from ..models import (
     utcnow,
 )
 from .connection import StoreConnection
+from .liveness import HEARTBEAT_SECONDS, Runner, this_runner, why_abandoned
 from .records import RunRecord, run_record
-
-#: How often a running pipeline's process says it is alive, and how long a silence means it died.
-HEARTBEAT_SECONDS = 15
-ABANDONED_AFTER_SECONDS = 8 * HEARTBEAT_SECONDS
 
 
 class RunRecords(StoreConnection):
@@ -64,9 +58,18 @@ class RunRecords(StoreConnection):
             return
         try:
             self._add_run(
-                run_id=run_id, pipeline=pipeline, notebook=notebook, stack_name=stack_name,
-                stack=stack, bundle_uri=bundle_uri, bundle_hash=bundle_hash, options=options,
-                parameters=parameters, overridden=overridden, steps=steps, driven_here=driven_here,
+                run_id=run_id,
+                pipeline=pipeline,
+                notebook=notebook,
+                stack_name=stack_name,
+                stack=stack,
+                bundle_uri=bundle_uri,
+                bundle_hash=bundle_hash,
+                options=options,
+                parameters=parameters,
+                overridden=overridden,
+                steps=steps,
+                driven_here=driven_here,
             )
         except StackmagicError:
             if exist_ok and self._has_run(run_id):  # recorded by another step meanwhile
@@ -78,19 +81,38 @@ class RunRecords(StoreConnection):
             return session.scalar(select(Run.id).where(Run.id == run_id)) is not None
 
     def _add_run(
-        self, *, run_id: str, pipeline: str, notebook: str, stack_name: str,
-        stack: Mapping[str, Any], bundle_uri: str, bundle_hash: str, options: Mapping[str, Any],
-        parameters: Mapping[str, Any], overridden: Sequence[str], steps: Sequence[str],
+        self,
+        *,
+        run_id: str,
+        pipeline: str,
+        notebook: str,
+        stack_name: str,
+        stack: Mapping[str, Any],
+        bundle_uri: str,
+        bundle_hash: str,
+        options: Mapping[str, Any],
+        parameters: Mapping[str, Any],
+        overridden: Sequence[str],
+        steps: Sequence[str],
         driven_here: bool,
     ) -> None:
+        runner, now = (this_runner() if driven_here else None), utcnow()
         with self._session(write=True) as session:
             found = _pipeline_row(session, pipeline)
             run = Run(
-                id=run_id, pipeline=found, notebook=notebook, status=RunStatus.RUNNING,
-                stack_name=stack_name, stack=dict(stack), bundle_uri=bundle_uri,
-                bundle_hash=bundle_hash, options=dict(options),
-                runner=this_runner() if driven_here else None,
-                heartbeat_at=utcnow() if driven_here else None,
+                id=run_id,
+                pipeline=found,
+                notebook=notebook,
+                status=RunStatus.RUNNING,
+                started_at=now,
+                stack_name=stack_name,
+                stack=dict(stack),
+                bundle_uri=bundle_uri,
+                bundle_hash=bundle_hash,
+                options=dict(options),
+                runner=runner.label if runner else None,
+                runner_identity=runner.identity() if runner else None,
+                heartbeat_at=now if runner else None,
             )
             run.parameters = [
                 RunParameter(name=name, value=value, overridden=name in overridden)
@@ -109,7 +131,9 @@ class RunRecords(StoreConnection):
         def beat() -> None:
             with contextlib.suppress(StackmagicError):  # a missed beat is not a failure
                 with self._session(write=True) as session:
-                    session.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow()))
+                    session.execute(
+                        update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow())
+                    )
 
         with repeating(HEARTBEAT_SECONDS, beat, f"heartbeat-{run_id}"):
             yield
@@ -118,7 +142,8 @@ class RunRecords(StoreConnection):
         """Link a run to its twin on a remote orchestrator."""
         with self._session(write=True) as session:
             session.execute(
-                update(Run).where(Run.id == run_id)
+                update(Run)
+                .where(Run.id == run_id)
                 .values(orchestrator_run_id=orchestrator_run_id, orchestrator_url=url)
             )
 
@@ -150,7 +175,10 @@ class RunRecords(StoreConnection):
             run.status = RunStatus.FAILED if error else RunStatus.COMPLETED
             run.ended_at, run.error = utcnow(), error
             for row in run.steps:  # a run stopped early leaves no step looking busy
-                if row.status in (StepStatus.PENDING, StepStatus.RUNNING):
+                if row.status == StepStatus.RUNNING and error:  # it broke off: it did not finish
+                    row.status, row.ended_at = StepStatus.FAILED, run.ended_at
+                    row.error = row.error or error
+                elif row.status in (StepStatus.PENDING, StepStatus.RUNNING):
                     row.status, row.error = StepStatus.SKIPPED, row.error or error
 
     def run_lost(self, run_id: str, error: str) -> None:
@@ -180,7 +208,9 @@ class RunRecords(StoreConnection):
         self.fail_abandoned_runs()
         with self._session() as session:
             if run_id == "latest":
-                matches = session.scalars(select(Run.id).order_by(Run.started_at.desc()).limit(1)).all()
+                matches = session.scalars(
+                    select(Run.id).order_by(Run.started_at.desc()).limit(1)
+                ).all()
             else:
                 escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
                 matches = session.scalars(
@@ -193,11 +223,13 @@ class RunRecords(StoreConnection):
                     "(`stackmagic pipeline runs` lists them)"
                 )
             run = session.scalars(
-                select(Run).where(Run.id == matches[0]).options(
+                select(Run)
+                .where(Run.id == matches[0])
+                .options(
                     selectinload(Run.parameters),
-                    selectinload(Run.steps).selectinload(StepRun.artifacts).selectinload(
-                        StepArtifact.artifact
-                    ),
+                    selectinload(Run.steps)
+                    .selectinload(StepRun.artifacts)
+                    .selectinload(StepArtifact.artifact),
                     selectinload(Run.steps).selectinload(StepRun.metrics),
                     selectinload(Run.steps).selectinload(StepRun.cached_from),
                 )
@@ -207,54 +239,37 @@ class RunRecords(StoreConnection):
     def fail_abandoned_runs(self) -> list[str]:
         """Mark as failed the runs whose process died (killed, or its machine lost) mid-run.
 
-        A process on this machine that no longer exists is gone at once; one
-        elsewhere, when its heartbeat has been silent for ``ABANDONED_AFTER_SECONDS``.
+        See ``liveness`` for how a process is judged gone. A run driven from
+        elsewhere (a cluster's own scheduler) has no runner: not ours to judge.
+        An abandoned run ended, as far as anyone knows, at its last heartbeat.
         """
         with self._session() as session:
             running = session.execute(
-                select(Run.id, Run.runner, Run.heartbeat_at).where(Run.status == RunStatus.RUNNING)
+                select(Run.id, Run.runner, Run.runner_identity, Run.heartbeat_at).where(
+                    Run.status == RunStatus.RUNNING, Run.runner.is_not(None)
+                )
             ).all()
         now = utcnow()
         failed = []
-        for run_id, runner, heartbeat in running:
-            if not _abandoned(runner, heartbeat, now):
+        for run_id, label, identity, heartbeat in running:
+            why = why_abandoned(Runner.recorded(label, identity), heartbeat, now)
+            if why is None:
                 continue
             with self._session(write=True) as session:
                 run = session.get(Run, run_id, with_for_update=True)
                 if run is None or run.status != RunStatus.RUNNING:  # it finished meanwhile
                     continue
-                error = f"abandoned: the process running it ({runner}) stopped before the run ended"
+                error = f"abandoned: the process running it ({label}) {why}"
                 run.status, run.error = RunStatus.FAILED, error
-                run.ended_at = heartbeat or now
+                run.ended_at = max(heartbeat or now, run.started_at)  # clocks of two machines
                 for row in run.steps:
                     if row.status == StepStatus.RUNNING:
-                        row.status, row.error, row.ended_at = StepStatus.FAILED, error, run.ended_at
+                        row.status, row.error = StepStatus.FAILED, error
+                        row.ended_at = max(run.ended_at, row.started_at or run.ended_at)
                     elif row.status == StepStatus.PENDING:
                         row.status, row.error = StepStatus.SKIPPED, error
             failed.append(run_id)
         return failed
-
-
-def this_runner() -> str:
-    """How a run names the process driving it."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _abandoned(runner: str | None, heartbeat: datetime | None, now: datetime) -> bool:
-    if runner is None:  # driven from elsewhere (a cluster's own scheduler): not ours to judge
-        return False
-    host, _, pid = runner.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:  # alive, another user's
-            return False
-        return heartbeat is not None and (now - heartbeat).total_seconds() > ABANDONED_AFTER_SECONDS
-    return heartbeat is None or (now - heartbeat).total_seconds() > ABANDONED_AFTER_SECONDS
-
-
 
 
 def _pipeline_row(session: Session, name: str) -> Pipeline:

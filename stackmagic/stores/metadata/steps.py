@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from ...errors import StackmagicError
 from ..artifacts import ArtifactInfo
-from ..models import Artifact, Metric, StepArtifact, StepRun, StepStatus, utcnow
+from ..models import Artifact, Metric, Run, StepArtifact, StepRun, StepStatus, utcnow
 from .connection import StoreConnection
 from .records import INPUT, OUTPUT, CacheHit, StoredArtifact, artifact_info
 
@@ -19,14 +19,23 @@ class StepRecords(StoreConnection):
     """What happened to each step of a run, as it happens."""
 
     def step_started(
-        self, run_id: str, step: str, *, code_key: str, attempt: int,
-        parts: Mapping[str, Any] | None = None, reason: str | None = None,
+        self,
+        run_id: str,
+        step: str,
+        *,
+        code_key: str,
+        attempt: int,
+        parts: Mapping[str, Any] | None = None,
+        reason: str | None = None,
     ) -> None:
         """A try of the step begins; ``parts`` made its cache key, ``reason`` is why it runs."""
         with self._session(write=True) as session:
             row = _step_row(session, run_id, step)
             row.status, row.started_at, row.code_key, row.attempts = (
-                StepStatus.RUNNING, utcnow(), code_key, attempt,
+                StepStatus.RUNNING,
+                utcnow(),
+                code_key,
+                attempt,
             )
             row.parts, row.reason = (dict(parts) if parts is not None else None), reason
 
@@ -52,8 +61,11 @@ class StepRecords(StoreConnection):
             _forget_results(row)
             for name, info in outputs.items():
                 artifact = Artifact(
-                    uri=info.uri, materializer=info.materializer, type_name=info.type_name[:300],
-                    content_hash=info.content_hash, size=info.size,
+                    uri=info.uri,
+                    materializer=info.materializer,
+                    type_name=info.type_name[:300],
+                    content_hash=info.content_hash,
+                    size=info.size,
                 )
                 row.artifacts.append(StepArtifact(direction=OUTPUT, name=name, artifact=artifact))
             row.metrics = [Metric(name=name[:200], value=value) for name, value in metrics]
@@ -72,8 +84,20 @@ class StepRecords(StoreConnection):
         """Record a step served from the cache: its outputs are the original run's artifacts.
 
         Its ``parts`` are kept too: the next run compares with the last one, cached or not.
+        The original run is locked meanwhile, as ``stackmagic gc`` locks the runs it collects:
+        gc then sees these outputs in use, or it deleted them first and the step fails here.
         """
         with self._session(write=True) as session:
+            original_run = session.get(Run, hit.run_id, with_for_update=True)
+            if (
+                original_run is not None
+                and original_run.collected_at is not None
+                and not _kept(session, {artifact.id for artifact in hit.outputs.values()})
+            ):
+                raise StackmagicError(
+                    f"the cached result of step {step!r} (run {hit.run_id}) was deleted by "
+                    "`stackmagic gc` as this run took it; run the pipeline again"
+                )
             row = _step_row(session, run_id, step)
             now = utcnow()
             row.status, row.started_at, row.ended_at = StepStatus.CACHED, now, now
@@ -81,24 +105,38 @@ class StepRecords(StoreConnection):
             row.parts = dict(parts) if parts is not None else None
             _link_inputs(row, inputs)
             original = session.get(StepRun, hit.step_run_id)
-            row.metrics = [Metric(name=m.name, value=m.value) for m in original.metrics] if original else []
+            row.metrics = (
+                [Metric(name=m.name, value=m.value) for m in original.metrics] if original else []
+            )
             for name, artifact in hit.outputs.items():
-                row.artifacts.append(StepArtifact(direction=OUTPUT, name=name, artifact_id=artifact.id))
+                row.artifacts.append(
+                    StepArtifact(direction=OUTPUT, name=name, artifact_id=artifact.id)
+                )
 
     def step_failed(
-        self, run_id: str, step: str, *, error: str, notebook_uri: str | None,
+        self,
+        run_id: str,
+        step: str,
+        *,
+        error: str,
+        notebook_uri: str | None,
         inputs: Mapping[str, StoredArtifact],
     ) -> None:
         with self._session(write=True) as session:
             row = _step_row(session, run_id, step)
             row.status, row.ended_at, row.error, row.notebook_uri = (
-                StepStatus.FAILED, utcnow(), error, notebook_uri,
+                StepStatus.FAILED,
+                utcnow(),
+                error,
+                notebook_uri,
             )
             row.started_at = row.started_at or row.ended_at
             _link_inputs(row, inputs)
             _forget_results(row)
 
-    def step_retrying(self, run_id: str, step: str, *, error: str, notebook_uri: str | None) -> None:
+    def step_retrying(
+        self, run_id: str, step: str, *, error: str, notebook_uri: str | None
+    ) -> None:
         """A try failed and the orchestrator will start another: the step has not ended."""
         with self._session(write=True) as session:
             row = _step_row(session, run_id, step)
@@ -125,13 +163,15 @@ class StepRecords(StoreConnection):
             return {}
         with self._session() as session:
             rows = session.scalars(
-                select(StepRun).where(StepRun.run_id == run_id, StepRun.name.in_(list(steps)))
+                select(StepRun)
+                .where(StepRun.run_id == run_id, StepRun.name.in_(list(steps)))
                 .options(selectinload(StepRun.artifacts).selectinload(StepArtifact.artifact))
             ).all()
             found = {
                 row.name: {
                     link.name: StoredArtifact(link.artifact_id, artifact_info(link.artifact))
-                    for link in row.artifacts if link.direction == OUTPUT
+                    for link in row.artifacts
+                    if link.direction == OUTPUT
                 }
                 for row in rows
             }
@@ -146,6 +186,17 @@ def _step_row(session: Session, run_id: str, step: str) -> StepRun:
     if row is None:
         raise StackmagicError(f"run {run_id} has no step {step!r} in the metadata store")
     return row
+
+
+def _kept(session: Session, artifact_ids: set[int]) -> bool:
+    """Whether runs not collected use all these artifacts, so ``stackmagic gc`` keeps them."""
+    used = session.scalars(
+        select(StepArtifact.artifact_id)
+        .join(StepRun, StepRun.id == StepArtifact.step_run_id)
+        .join(Run, Run.id == StepRun.run_id)
+        .where(StepArtifact.artifact_id.in_(sorted(artifact_ids)), Run.collected_at.is_(None))
+    ).all()
+    return artifact_ids <= set(used)
 
 
 def _link_inputs(row: StepRun, inputs: Mapping[str, StoredArtifact]) -> None:

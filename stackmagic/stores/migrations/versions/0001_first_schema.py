@@ -97,6 +97,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("metrics", "step_artifacts", "artifacts", "step_runs", "run_parameters", "runs",
-                  "pipelines"):
+    for table in (
+        "metrics",
+        "step_artifacts",
+        "artifacts",
+        "step_runs",
+        "run_parameters",
+        "runs",
+        "pipelines",
+    ):
         op.drop_table(table)
