@@ -60,12 +60,6 @@ class FakeGce:
         """Stop the VM as ``gcloud compute instances stop`` (or a preemption that stops) leaves it."""
         self.instances[name]["status"] = "TERMINATED"
 
-    def request_text(self) -> str:
-        return "\n".join(
-            f"{r.method} {r.path} {json.dumps(r.headers)} {r.body.decode('utf-8', 'replace')}"
-            for r in self.requests
-        )
-
     def handle(
         self,
         method: str,

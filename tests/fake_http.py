@@ -23,6 +23,14 @@ class Request:
     body: bytes
 
 
+def requests_text(requests: list[Request]) -> str:
+    """Every request a fake was sent, headers and body as text: where tests search for secrets."""
+    return "\n".join(
+        f"{r.method} {r.path} {json.dumps(r.headers)} {r.body.decode('utf-8', 'replace')}"
+        for r in requests
+    )
+
+
 class _Fake(Protocol):
     url: str
     requests: list[Request]

@@ -58,13 +58,6 @@ class FakeKfp:
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     scratch: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="fake-kfp-")))
 
-    def request_text(self) -> str:
-        """Every request's headers and body, as text, for searching."""
-        return "\n".join(
-            f"{r.method} {r.path} {json.dumps(r.headers)} {r.body.decode('utf-8', 'replace')}"
-            for r in self.requests
-        )
-
     # -- the API ------------------------------------------------------------------------
 
     def handle(

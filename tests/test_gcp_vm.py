@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from conftest import Result
 from fake_gce import ZONE_EXHAUSTED, FakeGce, OperationError
+from fake_http import requests_text
 from services import DB_CANARY, S3_CANARY, Database
 from team import bucket_options, register_team_stack, secret_sightings, team_notebook
 from test_vm import run_id_of
@@ -95,9 +96,9 @@ def test_gcp_vm_inserts_a_preemptible_vm_whose_startup_script_runs_the_pipeline_
     assert finished["status"] == "completed", finished
     assert "Compute Engine VM " + name in terminal("pipeline", "logs", run_id).out
 
-    assert DB_CANARY not in gce.request_text() and S3_CANARY not in gce.request_text(), (
-        "no secret in any request to Google Cloud"
-    )
+    assert DB_CANARY not in requests_text(gce.requests) and S3_CANARY not in requests_text(
+        gce.requests
+    ), "no secret in any request to Google Cloud"
     outputs = [launched, Result(vm.returncode, vm.stdout, vm.stderr)]
     assert secret_sightings([DB_CANARY, S3_CANARY], project, store, team_database, outputs) == []
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import wait_for
-from fake_http import serve
+from fake_http import requests_text, serve
 from fake_kfp import FakeKfp
 from services import DB_CANARY, S3_CANARY, Database
 from team import bucket_options, register_team_stack, secret_sightings, team_notebook
@@ -471,7 +471,7 @@ def test_a_run_is_submitted_through_the_kfp_api_and_followed_to_its_end(
     assert described["status"] == "failed"
     assert described["error"].startswith("the Kubeflow run ended FAILED before its steps recorded")
 
-    text = fake_kfp.request_text()
+    text = requests_text(fake_kfp.requests)
     assert DB_CANARY not in text and S3_CANARY not in text, "store secrets never leave"
     for sent in fake_kfp.requests:
         assert sent.headers.get("authorization") == f"Bearer {TOKEN_CANARY}"

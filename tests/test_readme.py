@@ -29,7 +29,7 @@ import nbformat
 import pytest
 from conftest import copy_of_repository, wait_for
 from fake_gce import FakeGce
-from fake_http import serve
+from fake_http import requests_text, serve
 from fake_kfp import FakeKfp
 from IPython.core.interactiveshell import InteractiveShell
 from nbformat.v4 import new_code_cell, new_notebook
@@ -498,7 +498,7 @@ def test_cloud_vms_on_a_fake_compute_engine(
     assert f"Compute Engine VM {run['orchestrator_run_id']}" in walk.said_by(
         "stackmagic pipeline logs"
     )
-    assert MYSQL_PASSWORD not in gce.request_text() and not any(
+    assert MYSQL_PASSWORD not in requests_text(gce.requests) and not any(
         MYSQL_PASSWORD in said for said in walk.said
     )
 

@@ -129,14 +129,15 @@ def test_secret_missing_on_another_machine_says_how_to_set_it(
         registry.resolve_secret(sql, "password")
 
 
-def test_dash_asks_for_the_secret_without_echo(project: Path, home: Path) -> None:
+def answer_the_password_prompt(project: Path, flavor: str, answer: str) -> pexpect.spawn:
+    """`metadata-store register db --password=-` in a real terminal, answered; ended."""
     child = pexpect.spawn(
         str(BIN / "stackmagic"),
         [
             "metadata-store",
             "register",
             "db",
-            "--type=postgresql",
+            f"--type={flavor}",
             "--host=h",
             "--database=d",
             "--password=-",
@@ -147,9 +148,14 @@ def test_dash_asks_for_the_secret_without_echo(project: Path, home: Path) -> Non
         timeout=30,
     )
     child.expect("--password for db: ")
-    child.sendline("typed-" + CANARY)
+    child.sendline(answer)
     child.expect(pexpect.EOF)
     child.close()
+    return child
+
+
+def test_dash_asks_for_the_secret_without_echo(project: Path, home: Path) -> None:
+    child = answer_the_password_prompt(project, "postgresql", "typed-" + CANARY)
     assert child.exitstatus == 0, child.before
     assert CANARY not in child.before
     assert "typed-" + CANARY in (home / "secrets.json").read_text()
@@ -210,26 +216,7 @@ def test_prompt_without_a_terminal_is_one_clear_line(project: Path) -> None:
 def test_empty_answer_at_the_prompt_changes_nothing(project: Path, home: Path, cli) -> None:
     cli("init")
     before = snapshot(project / ".stackmagic"), snapshot(home)
-    child = pexpect.spawn(
-        str(BIN / "stackmagic"),
-        [
-            "metadata-store",
-            "register",
-            "db",
-            "--type=mysql",
-            "--host=h",
-            "--database=d",
-            "--password=-",
-        ],
-        cwd=str(project),
-        env=dict(os.environ),
-        encoding="utf-8",
-        timeout=30,
-    )
-    child.expect("--password for db: ")
-    child.sendline("")
-    child.expect(pexpect.EOF)
-    child.close()
+    child = answer_the_password_prompt(project, "mysql", "")
     assert child.exitstatus == 2
     assert "nothing was typed for --password" in child.before
     assert (snapshot(project / ".stackmagic"), snapshot(home)) == before
