@@ -361,7 +361,8 @@ def test_the_runtime_runs_one_unfinished_step_of_a_recorded_run(
 
 
 def _kernels_of_this_test(folder: Path) -> list[str]:
-    """Command lines of kernel processes still running in ``folder`` (their working directory)."""
+    """Command lines of kernel processes still running in ``folder`` (their working directory):
+    fresh kernels, and the template that warm steps fork from, with its forks."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
@@ -369,7 +370,7 @@ def _kernels_of_this_test(folder: Path) -> list[str]:
                 found.append(Path(proc, "cmdline").read_bytes().replace(b"\0", b" ").decode())
         except OSError:  # gone meanwhile, or not ours to read
             continue
-    return [line for line in found if "ipykernel" in line]
+    return [line for line in found if "ipykernel" in line or "template_kernel" in line]
 
 
 def test_ctrl_c_stops_the_run_its_kernels_and_records_it(initialised: Path, terminal) -> None:

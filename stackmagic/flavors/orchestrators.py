@@ -27,6 +27,12 @@ class LocalOrchestrator(OrchestratorConfig):
         0, help="Steps run at once; 0 means the number of CPU cores plus 4 (steps often wait)."
     )
 
+    warm_steps = t.Bool(
+        True,
+        help="Run the setup cells once and start each step's kernel as a fork of that process; "
+        "false: a fresh kernel per step, which runs the setup again.",
+    )
+
     @t.validate("max_workers")
     def _check_max_workers(self, proposal: dict[str, Any]) -> int:
         if not 0 <= proposal["value"] <= MOST_WORKERS:
@@ -42,7 +48,7 @@ class LocalOrchestrator(OrchestratorConfig):
     def orchestrator(self, stack: OpenStack) -> Orchestrator:
         from ..orchestrators.local import LocalRunner
 
-        return LocalRunner(self.max_workers)
+        return LocalRunner(self.max_workers, self.warm_steps)
 
 
 class KubeflowOrchestrator(OrchestratorConfig):

@@ -109,9 +109,7 @@ def seeded_generator_warnings(
     ``setup`` and ``steps`` map each setup cell's and each step's source to its analysis.
     """
     modules = _module_paths(setup.values())
-    seeded = {
-        SEEDS[path] for source in setup for path in _called_paths(source, modules) if path in SEEDS
-    }
+    seeded = seeded_generators(setup)
     warnings = []
     for generator in sorted(seeded):
         drawing = [
@@ -128,6 +126,14 @@ def seeded_generator_warnings(
                 "Generator (numpy.random.default_rng) from step to step"
             )
     return warnings
+
+
+def seeded_generators(setup: Mapping[str, NameUse]) -> set[str]:
+    """The global generators the setup cells seed: ``{"numpy.random", "random"}``."""
+    modules = _module_paths(setup.values())
+    return {
+        SEEDS[path] for source in setup for path in _called_paths(source, modules) if path in SEEDS
+    }
 
 
 def _module_paths(uses: Iterable[NameUse]) -> dict[str, str]:

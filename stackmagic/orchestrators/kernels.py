@@ -15,20 +15,75 @@ import asyncio
 import os
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
+from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.kernelspec import NoSuchKernel
 from jupyter_client.manager import KernelManager
 
 from ..errors import StackmagicError
 from ..scratch import ScratchFolder
 
-_ASYNC_CLIENT = "jupyter_client.asynchronous.AsyncKernelClient"
+_ASYNC_CLIENT = "stackmagic.orchestrators.kernels.StepKernelClient"
+#: How long a kernel's IOPub may stay silent after its kernel_info reply before we ask again.
+_IOPUB_PATIENCE = 1.0
 _DIE_WITH_PARENT = Path(__file__).with_name("die_with_parent.py")
+
+
+class StepKernelClient(AsyncKernelClient):
+    """jupyter_client's async client, ready as soon as the kernel's IOPub is seen to work.
+
+    jupyter_client's ``wait_for_ready`` ends by waiting for 0.2 s of silence on
+    IOPub: a fifth of a second per step. Here the kernel is ready once the
+    ``idle`` status of our own kernel_info request arrives on IOPub, which
+    proves both channels carry messages; if it never comes (IOPub was not yet
+    connected when it was sent), we ask again.
+    """
+
+    async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
+        while time.monotonic() < deadline:
+            asked = self.kernel_info()
+            reply = await self._reply_to(asked, deadline)
+            if reply is not None and await self._idle_after(asked):
+                self._handle_kernel_info_reply(reply)
+                return
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+        raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+
+    async def _reply_to(self, msg_id: str, deadline: float) -> dict[str, Any] | None:
+        while time.monotonic() < deadline:
+            try:
+                msg = await self.shell_channel.get_msg(timeout=1)
+            except Empty:
+                return None
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return msg
+        return None
+
+    async def _idle_after(self, msg_id: str) -> bool:
+        patience = time.monotonic() + _IOPUB_PATIENCE
+        while time.monotonic() < patience:
+            try:
+                msg = await self.iopub_channel.get_msg(timeout=patience - time.monotonic())
+            except Empty:
+                return False
+            if (
+                msg["msg_type"] == "status"
+                and msg["parent_header"].get("msg_id") == msg_id
+                and msg["content"]["execution_state"] == "idle"
+            ):
+                return True
+        return False
+
+    wait_for_ready = _async_wait_for_ready
 
 
 class _KernelManager(KernelManager):
@@ -40,10 +95,14 @@ class _KernelManager(KernelManager):
     """
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        command = super().format_kernel_cmd(extra_arguments)
-        if not sys.platform.startswith("linux"):  # ipykernel's parent poller is the fallback
-            return command
-        return [sys.executable, "-I", "-S", str(_DIE_WITH_PARENT), str(os.getpid()), *command]
+        return wrap_to_die_with_parent(super().format_kernel_cmd(extra_arguments))
+
+
+def wrap_to_die_with_parent(command: list[str]) -> list[str]:
+    """``command``, started so that Linux kills it when this process dies."""
+    if not sys.platform.startswith("linux"):  # ipykernel's parent poller is the fallback
+        return command
+    return [sys.executable, "-I", "-S", str(_DIE_WITH_PARENT), str(os.getpid()), *command]
 
 
 class KernelPool:
@@ -53,10 +112,11 @@ class KernelPool:
         """``env`` adds to this process's environment for the kernels: the stores' secrets."""
         self.kernel_name = kernel_name
         self.cwd = cwd
-        self._env = {**os.environ, **(env or {})}
+        self.environment = {**os.environ, **(env or {})}
         self._scratch = ScratchFolder("kernels")
         self._folder = self._scratch.path
-        self._log = open(self._folder / "kernels.log", "ab")  # noqa: SIM115 - closed in close()
+        #: where the kernels' own output goes (what they print outside of cells)
+        self.log = open(self._folder / "kernels.log", "ab")  # noqa: SIM115 - closed in close()
         self._waiting: deque[Future[Any]] = deque()
         self._in_use: set[KernelManager] = set()
         self._starter = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kernel-start")
@@ -116,7 +176,7 @@ class KernelPool:
             )
         self._starter.shutdown(wait=True)
         self._stopper.shutdown(wait=True)
-        self._log.close()
+        self.log.close()
         self._scratch.remove()
 
     def _start(self) -> KernelManager:
@@ -125,20 +185,26 @@ class KernelPool:
         finally:
             close_thread_loop()
 
-    def _launch(self) -> KernelManager:
+    def _connection_files(self) -> dict[str, str]:
+        """Where the next kernel's sockets and connection file go: the pool's private folder."""
         with self._lock:
             self._count += 1
             number = self._count
+        return {
+            "ip": str(self._folder / f"kernel-{number}"),
+            "connection_file": str(self._folder / f"kernel-{number}.json"),
+        }
+
+    def _launch(self) -> KernelManager:
         manager = _KernelManager(
             kernel_name=self.kernel_name,
             transport="ipc",
-            ip=str(self._folder / f"kernel-{number}"),
-            connection_file=str(self._folder / f"kernel-{number}.json"),
             client_class=_ASYNC_CLIENT,
+            **self._connection_files(),
         )
         try:
             manager.start_kernel(
-                cwd=str(self.cwd), env=dict(self._env), stdout=self._log, stderr=self._log
+                cwd=str(self.cwd), env=dict(self.environment), stdout=self.log, stderr=self.log
             )
         except NoSuchKernel:
             raise missing_kernel(self.kernel_name) from None

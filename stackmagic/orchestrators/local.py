@@ -10,10 +10,9 @@ reported from the calling thread only, so displays are never updated at once.
 from __future__ import annotations
 
 import queue
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
-
-import papermill  # noqa: F401 - imported once here, not by several step threads at the same time
 
 from ..errors import StackmagicError
 from ..runtime import Mode, RunContext, StepOutcome, may_use_cache, remove_leftovers, run_step
@@ -22,6 +21,7 @@ from ..runtime.dag import downstream
 from ..runtime.task import skip_reasons
 from ..stores.models import StepStatus
 from .kernels import KernelPool, check_kernel, close_thread_loop, default_workers
+from .warm import WarmKernelPool, run_setup
 
 if TYPE_CHECKING:
     from ..notebook.exporter import Bundle
@@ -29,22 +29,39 @@ if TYPE_CHECKING:
 
 #: Kernels started ahead at most: more only compete for the CPU with the running steps.
 _LOOKAHEAD = 3
+#: Held while papermill is imported: by one thread, not several at the same time.
+_IMPORTING_PAPERMILL = threading.Lock()
+
+
+def _import_papermill() -> None:
+    """Import papermill once kernels or steps need it: a run served from the cache never does
+    (with its cloud file systems it takes longer to import than such a run takes)."""
+    with _IMPORTING_PAPERMILL:
+        import papermill  # noqa: F401
 
 
 class LocalRunner:
     detached = submitted = False
 
-    def __init__(self, max_workers: int = 0) -> None:
+    def __init__(self, max_workers: int = 0, warm_steps: bool = True) -> None:
         self.workers = max_workers or default_workers()
+        self.warm_steps = warm_steps
 
     def check(self, bundle: Bundle) -> None:
         check_kernel(bundle.manifest["kernel"])
 
     def run(self, context: RunContext, progress: Progress) -> list[StepOutcome]:
-        pool = KernelPool(
-            context.bundle.manifest["kernel"],
-            context.workdir,
-            context.artifact_store.secret_environment(),
+        kernel, env = context.bundle.manifest["kernel"], context.artifact_store.secret_environment()
+        pool = (
+            WarmKernelPool(
+                kernel,
+                context.workdir,
+                lambda: run_setup(context.bundle, context.overrides),
+                env,
+                on_note=lambda line: schedule.events.put(("note", line)),
+            )
+            if self.warm_steps
+            else KernelPool(kernel, context.workdir, env)
         )
         schedule = _Schedule(context, progress, pool, self.workers)
         try:
@@ -74,8 +91,9 @@ class _Schedule:
         self.running: set[str] = set()
         self.executing: set[str] = set()  # running steps past the cache: they hold a kernel
         self.finished: dict[str, StepOutcome] = {}
-        #: ("started", (step, why it runs)) or ("finished", outcome), from the worker threads
-        self.events: queue.Queue[tuple[str, tuple[str, str] | StepOutcome]] = queue.Queue()
+        #: ("started", (step, why it runs)), ("finished", outcome) or ("note", line to show),
+        #: from the worker threads and the kernel pool
+        self.events: queue.Queue[tuple[str, tuple[str, str] | StepOutcome | str]] = queue.Queue()
 
     def outcomes(self) -> list[StepOutcome]:
         return [self.finished[name] for name in self.wanted if name in self.finished]
@@ -92,6 +110,8 @@ class _Schedule:
             kind, payload = self.events.get()
             if isinstance(payload, StepOutcome):
                 self._finish(payload)
+            elif isinstance(payload, str):
+                self.progress.note(payload)
             else:
                 name, reason = payload
                 self.executing.add(name)
@@ -104,7 +124,7 @@ class _Schedule:
                 self.context,
                 name,
                 kernel_pool=self.pool,
-                on_start=lambda step, reason: self.events.put(("started", (step, reason))),
+                on_start=self._started,
             )
         except BaseException as error:  # recorded as the step's failure, never lost in a thread
             said = (
@@ -116,6 +136,11 @@ class _Schedule:
         finally:
             close_thread_loop()
         self.events.put(("finished", outcome))
+
+    def _started(self, step: str, reason: str) -> None:
+        """In a worker thread: the step found no cached result, its notebook runs now."""
+        _import_papermill()
+        self.events.put(("started", (step, reason)))
 
     def _finish(self, outcome: StepOutcome) -> None:
         self.running.discard(outcome.step)
@@ -146,7 +171,10 @@ class _Schedule:
             for n in self.wanted
             if n in self.expected and n not in self.executing and n not in self.finished
         ]
-        self.pool.reserve(min(len(to_come), self.workers, _LOOKAHEAD))
+        count = min(len(to_come), self.workers, _LOOKAHEAD)
+        if count:  # kernels start in the pool's threads and may read notebooks: import it first
+            _import_papermill()
+        self.pool.reserve(count)
 
 
 def _expected_to_execute(context: RunContext, wanted: list[str]) -> set[str]:

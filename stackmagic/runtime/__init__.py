@@ -327,6 +327,7 @@ def _execute(
                 kernel_name=bundle.manifest["kernel"],
                 kernel_pool=kernel_pool,  # its kernels start in the workdir: no papermill cwd,
                 # which is a process-wide chdir that steps running at once would race on
+                step_variables={CONTEXT_VARIABLE: step_context},  # for a forked kernel
                 progress_bar=False,
                 request_save_on_cell_execute=False,
             )

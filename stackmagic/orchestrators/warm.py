@@ -1,0 +1,311 @@
+"""Warm step kernels: the setup runs once per run, each step's kernel is a fork of it.
+
+A fresh kernel per step pays the kernel's start and the setup cells again
+(importing pandas and scikit-learn is seconds of CPU) for a body that often
+takes milliseconds. :class:`WarmKernelPool` starts one template process per
+run in the kernel's own Python (``template_kernel``), runs the setup cells
+and the parameters there once, then forks a kernel for each step: steps stay
+as isolated from each other as before, each in a process of its own, and the
+executed notebook shows the setup cells with the outputs they produced.
+
+Where forking is unsafe or impossible, the pool falls back to fresh kernels
+and says why in one line: a kernel that is not ipykernel, a platform without
+``fork``, a setup that failed, started threads, opened files or connections,
+or imported a runtime that cannot be forked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+
+from ..notebook.exporter import SETUP_ROLE
+from .kernels import _ASYNC_CLIENT, KernelPool, _KernelManager, wrap_to_die_with_parent
+
+if TYPE_CHECKING:
+    from ..notebook.exporter import Bundle
+
+#: papermill's tag for the cell it adds with the run's parameters
+INJECTED = "injected-parameters"
+_TEMPLATE_MODULE = "stackmagic.orchestrators.template_kernel"
+_IPYKERNEL_LAUNCHERS = (["-m", "ipykernel_launcher"], ["-m", "ipykernel"])
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What the template ran before forking: the setup cells, in the step notebooks' order."""
+
+    sources: list[str]
+    #: global generators the setup seeds (see ``notebook.randomness``)
+    seeded: list[str]
+
+
+@dataclass(frozen=True)
+class SetupRecord:
+    """How each setup cell ran in the template: what a step's notebook shows for it."""
+
+    cells: list[dict[str, Any]]
+
+
+class WarmKernelPool(KernelPool):
+    """Kernels forked from a template that ran the setup, or fresh ones where that is unsafe."""
+
+    def __init__(
+        self,
+        kernel_name: str,
+        cwd: Path,
+        setup: Callable[[], Setup],
+        env: Mapping[str, str] | None = None,
+        on_note: Callable[[str], None] = lambda line: None,
+    ) -> None:
+        """``setup`` gives the cells to run in the template, when a step first needs a kernel."""
+        super().__init__(kernel_name, cwd, env)
+        self._setup = setup
+        self._on_note = on_note
+        self._template: _Template | None = None
+        self._template_lock = threading.Lock()
+        self._cold: str | None = None  # why kernels start fresh, once decided
+
+    def _launch(self) -> Any:
+        template = self._warm_template()
+        if template is None:
+            return super()._launch()
+        manager = _ForkedKernelManager(
+            template,
+            kernel_name=self.kernel_name,
+            transport="ipc",
+            client_class=_ASYNC_CLIENT,
+            **self._connection_files(),
+        )
+        manager.start_kernel(cwd=str(self.cwd))
+        return manager
+
+    def _warm_template(self) -> _Template | None:
+        """The run's template, started and set up on first need; None: fresh kernels."""
+        with self._template_lock:
+            if self._template is None and self._cold is None:
+                try:
+                    self._template = _Template.start(self, self._setup())
+                except _Unsafe as reason:
+                    self._cold = str(reason)
+                    self._on_note(f"steps start in fresh kernels: {reason}")
+            return self._template
+
+    def close(self) -> None:
+        super().close()
+        with self._template_lock:
+            if self._template is not None:
+                self._template.stop()
+
+
+class _Unsafe(Exception):
+    """Why steps cannot be forked from a template in this run."""
+
+
+class _Template:
+    """The template process: answers one JSON line for each request line."""
+
+    def __init__(self, process: subprocess.Popen[str], record: SetupRecord) -> None:
+        self.process, self.record = process, record
+        self._lock = threading.Lock()
+
+    @classmethod
+    def start(cls, pool: WarmKernelPool, setup: Setup) -> _Template:
+        command = _template_command(pool.kernel_name)
+        process = subprocess.Popen(
+            wrap_to_die_with_parent(command),
+            cwd=pool.cwd,
+            env={**pool.environment, **_kernel_env(pool.kernel_name)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=pool.log,
+            text=True,
+            start_new_session=True,  # Ctrl-C is the run's to handle: it stops the template
+        )
+        template = cls(process, SetupRecord([]))
+        try:
+            answer = template.ask({"op": "setup", "cells": setup.sources, "seeded": setup.seeded})
+        except _Unsafe:
+            template.stop()
+            raise
+        if answer["failed"]:
+            template.stop()
+            raise _Unsafe("the setup failed in the template (each step's notebook shows where)")
+        if answer["unsafe"]:
+            template.stop()
+            raise _Unsafe(f"{answer['unsafe']}, so forking them is unsafe")
+        template.record = SetupRecord(answer["cells"])
+        return template
+
+    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            stdin, stdout = self.process.stdin, self.process.stdout
+            assert stdin is not None and stdout is not None
+            try:
+                stdin.write(json.dumps(request) + "\n")
+                stdin.flush()
+                line = stdout.readline()
+            except (BrokenPipeError, ValueError):  # ValueError: closed by stop()
+                line = ""
+        if not line:
+            raise _Unsafe(
+                f"the template process ended (exit code {self.process.poll()}; "
+                "the kernels' log says why)"
+            )
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def fork(self, connection_file: str) -> int:
+        return int(self.ask({"op": "fork", "connection_file": connection_file})["pid"])
+
+    def stop(self) -> None:
+        """End the template; its forks die with it (``PR_SET_PDEATHSIG``)."""
+        with self._lock:
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def run_setup(bundle: Bundle, overrides: Mapping[str, Any]) -> Setup:
+    """The setup cells of the bundle's step notebooks, parameterized for this run.
+
+    Every step notebook starts with the same cells; only the step's context,
+    which papermill injects with the parameters, differs: each fork gets its own.
+    """
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    from ..notebook.analysis import analyse
+    from ..notebook.exporter import CONTEXT_VARIABLE
+    from ..notebook.randomness import seeded_generators
+
+    first = bundle.step_notebook(next(iter(bundle.steps)))
+    notebook = parameterize_notebook(
+        load_notebook_node(str(first)), {**overrides, CONTEXT_VARIABLE: {}}
+    )
+    sources = [cell.source for cell in setup_cells(notebook)]
+    uses = {source: analyse(source, "the setup") for source in sources}
+    return Setup(sources, sorted(seeded_generators(uses)))
+
+
+def setup_cells(notebook: Any) -> list[Any]:
+    """The code cells a step notebook starts with that the template runs: setup and parameters."""
+    cells = []
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        role = cell.metadata.get("stackmagic", {}).get("role")
+        if role not in (SETUP_ROLE, "parameters") and INJECTED not in cell.metadata.get("tags", []):
+            break
+        cells.append(cell)
+    return cells
+
+
+def _template_command(kernel_name: str) -> list[str]:
+    """The kernel's Python running the template, or why it cannot."""
+    if not hasattr(os, "fork"):
+        raise _Unsafe("this platform cannot fork processes")
+    try:
+        spec = KernelSpecManager().get_kernel_spec(kernel_name)
+    except NoSuchKernel:
+        raise _Unsafe(f"the kernel {kernel_name!r} is not installed") from None
+    argv = list(spec.argv)
+    if spec.language.lower() != "python" or argv[1:3] not in _IPYKERNEL_LAUNCHERS:
+        raise _Unsafe(f"the kernel {kernel_name!r} is not ipykernel")
+    python = argv[0]
+    major, minor = sys.version_info[:2]
+    if python in {"python", f"python{major}", f"python{major}.{minor}"}:
+        python = sys.executable  # as jupyter_client reads the kernel's command
+    return [python, "-m", _TEMPLATE_MODULE]
+
+
+def _kernel_env(kernel_name: str) -> dict[str, str]:
+    return dict(KernelSpecManager().get_kernel_spec(kernel_name).env or {})
+
+
+class _ForkedProcess:
+    """A forked kernel, for the provisioner: the template's child, so signalled, never waited."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:  # ended, and reaped by the template
+                self.returncode = -1
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        import time
+
+        while self.poll() is None:
+            time.sleep(0.02)
+        return self.returncode or 0
+
+    def send_signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        import signal
+
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        import signal
+
+        self.send_signal(signal.SIGTERM)
+
+
+class _ForkedProvisioner(LocalProvisioner):
+    """jupyter_client's local provisioner, launching by asking the template for a fork."""
+
+    template: _Template
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+        assert self.parent is not None  # the kernel manager that asked for this kernel
+        pid = self.template.fork(self.parent.connection_file)
+        self.process = _ForkedProcess(pid)  # type: ignore[assignment]
+        self.pid = self.pgid = pid  # the fork leads a process group of its own
+        self.cwd = kwargs.get("cwd")
+        return self.connection_info
+
+
+class _ForkedKernelManager(_KernelManager):
+    """A step's kernel forked from the template; ``setup`` tells how the setup cells ran."""
+
+    def __init__(self, template: _Template, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.setup = template.record
+        self.kernel_id = str(uuid.uuid4())
+        provisioner = _ForkedProvisioner(
+            kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self
+        )
+        provisioner.template = template
+        self.provisioner = provisioner
+
+
+def setup_record(manager: Any) -> SetupRecord | None:
+    """How the setup ran for this kernel's step, if it was forked from a template."""
+    return manager.setup if isinstance(manager, _ForkedKernelManager) else None

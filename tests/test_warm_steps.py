@@ -1,0 +1,281 @@
+"""Warm steps: the setup runs once per run, and every step's kernel is a fork of it.
+
+Real kernels and stores throughout. A warm run must be indistinguishable from
+a run with a fresh kernel per step, except for its speed: the same executed
+notebooks, the same isolation between steps, the same failures. Where forking
+is unsafe the run falls back to fresh kernels and says why in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import BIN, wait_for
+
+from notebooks import write_notebook
+from stackmagic.step_io import RESULT_MIME_TYPE
+
+pytestmark = pytest.mark.kernel
+
+#: The setup notes each time it runs, in a file outside the project, which no step claims
+#: (opened and closed: nothing stays open).
+COUNTED_SETUP = (
+    "import os\nimport numpy as np\n"
+    "with open('../setup-runs.txt', 'a') as runs:\n    runs.write('ran\\n')\n"
+    "print('setup ran')\nnp.random.seed(7)"
+)
+FALLBACK = "steps start in fresh kernels: "
+
+
+def setup_runs(project: Path) -> int:
+    return len((project.parent / "setup-runs.txt").read_text().splitlines())
+
+
+def use_cold_stack(terminal) -> None:
+    """A stack whose local orchestrator starts a fresh kernel for every step."""
+    for command in (
+        ["orchestrator", "register", "cold", "--type=local", "--warm-steps=false"],
+        ["stack", "register", "cold", "-m", "default", "-a", "default", "-o", "cold"],
+        ["stack", "set", "cold"],
+    ):
+        assert terminal(*command).code == 0
+
+
+def executed(terminal, run: str = "latest") -> dict[str, dict]:
+    """Each step's executed notebook, by step name."""
+    described = json.loads(terminal("pipeline", "describe", run, "--json").out)
+    return {
+        step["name"]: json.loads(Path(step["notebook"]).read_text())
+        for step in described["steps"]
+        if step["notebook"]
+    }
+
+
+def as_seen(notebook: dict) -> list[tuple]:
+    """What a reader of an executed notebook sees: sources, counts and outputs, not timings."""
+    seen = []
+    for cell in notebook["cells"]:
+        outputs = []
+        for output in cell.get("outputs", []):
+            data = dict(output.get("data", {}))
+            if "image/png" in data:  # the same figure, drawn twice, need not be the same bytes
+                data["image/png"] = "a picture"
+            if RESULT_MIME_TYPE in data:  # what the step saved, where: under the run's id
+                data[RESULT_MIME_TYPE] = sorted(data[RESULT_MIME_TYPE]["outputs"])
+            text = re.sub(r"ipykernel_\d+", "ipykernel_PID", "".join(output.get("text", "")))
+            outputs.append((output["output_type"], text, data, output.get("ename")))
+        source = cell["source"]
+        if "injected-parameters" in cell["metadata"].get("tags", []):
+            source = "the run's parameters"  # the run id differs from run to run
+        seen.append((cell["cell_type"], source, cell.get("execution_count"), outputs))
+    return seen
+
+
+TUTORIAL = [
+    COUNTED_SETUP + "\nimport pandas as pd\nimport matplotlib.pyplot as plt",
+    "%%step load\ndf = pd.DataFrame({'x': np.random.rand(5), 'y': range(5)})\ndf.describe()",
+    "%%step plot\nplt.plot(df['x'])\nplt.title('x')\nplt.show()\nprint('drawn')",
+    "%%step stats\nimport warnings\nwarnings.warn('a warning from a step')\n"
+    "total = df['y'].sum()\ntotal",
+    "%%step report\nprint(f'total {total}')\nraise_later = In[-1][:10]",
+]
+
+
+def test_a_warm_run_executes_the_setup_once_and_leaves_the_notebooks_a_cold_run_leaves(
+    initialised: Path, terminal
+) -> None:
+    notebook = write_notebook(initialised / "tutorial.ipynb", *TUTORIAL, parameters="rows = 5")
+    warm = terminal("pipeline", "run", str(notebook), "--no-cache", "-p", "rows", "6")
+    assert warm.code == 0, warm.err
+    assert FALLBACK not in warm.err
+    assert setup_runs(initialised) == 1, "the setup ran again for a step"
+    warm_notebooks = executed(terminal)
+
+    use_cold_stack(terminal)
+    cold = terminal("pipeline", "run", str(notebook), "--no-cache", "-p", "rows", "6")
+    assert cold.code == 0, cold.err
+    assert setup_runs(initialised) == 1 + 4, "a fresh kernel per step runs the setup per step"
+    cold_notebooks = executed(terminal)
+
+    assert sorted(warm_notebooks) == ["load", "plot", "report", "stats"]
+    for step, cold_notebook in cold_notebooks.items():
+        assert as_seen(warm_notebooks[step]) == as_seen(cold_notebook), step
+    cells = warm_notebooks["report"]["cells"]
+    (setup_cell,) = [c for c in cells if c["metadata"].get("stackmagic", {}).get("role") == "setup"]
+    assert setup_cell["execution_count"] == 3  # after the parameters and the injected ones
+    assert "".join(setup_cell["outputs"][0]["text"]) == "setup ran\n"
+    figure = [o for c in warm_notebooks["plot"]["cells"] for o in c.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in figure), "the inline plot was lost"
+
+
+def test_steps_forked_from_one_template_do_not_share_state(initialised: Path) -> None:
+    import stackmagic
+
+    notebook = write_notebook(
+        initialised / "isolated.ipynb",
+        COUNTED_SETUP + "\nimport json\nseen = []",
+        "%%step left\nimport time\njson.left_was_here = True\nglobals()['hidden'] = 1\n"
+        "os.environ['LEFT'] = '1'\ntime.sleep(1)\na = np.random.rand()",
+        "%%step right\nimport time\ntime.sleep(1)\n"
+        "b = [hasattr(json, 'left_was_here'), 'hidden' in globals(), 'LEFT' in os.environ,\n"
+        "     np.random.rand()]",
+    )
+    run = stackmagic.run(notebook)
+    assert run.status == "completed"
+    assert setup_runs(initialised) == 1
+    left, right = run.outputs("left")["a"], run.outputs("right")["b"]
+    assert right[:3] == [False, False, False], "a sibling step saw what another step did"
+    # the setup seeds numpy: each step starts from that seed, as with a fresh kernel per step
+    assert right[3] == left
+
+
+def test_a_failing_or_killed_step_leaves_its_siblings_and_the_template_running(
+    initialised: Path, terminal
+) -> None:
+    notebook = write_notebook(
+        initialised / "rough.ipynb",
+        COUNTED_SETUP,
+        "%%step boom\nraise ValueError('bad row')",
+        "%%step killed\nimport signal\nos.kill(os.getpid(), signal.SIGKILL)",
+        "%%step fine\nimport time\ntime.sleep(2)\nvalue = 41",
+        "%%step later\nresult = value + 1",
+    )
+    run = terminal("pipeline", "run", str(notebook))
+    assert run.code == 1
+    steps = {
+        step["name"]: step
+        for step in json.loads(terminal("pipeline", "describe", "latest", "--json").out)["steps"]
+    }
+    assert steps["boom"]["status"] == "failed"
+    assert steps["boom"]["error"].startswith("ValueError: bad row")
+    assert steps["killed"]["status"] == "failed"
+    assert "died" in steps["killed"]["error"].lower()
+    # started after both failures, from the same template: it is still there
+    assert steps["fine"]["status"] == steps["later"]["status"] == "completed"
+    assert setup_runs(initialised) == 1
+
+
+def _processes_in(folder: Path) -> list[int]:
+    """Processes (not this one) whose working directory is ``folder``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and Path(proc, "cwd").resolve() == folder.resolve():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return [pid for pid in found if pid != os.getpid()]
+
+
+def test_ctrl_c_stops_the_template_and_every_fork_at_once(initialised: Path) -> None:
+    notebook = write_notebook(
+        initialised / "slow.ipynb",
+        COUNTED_SETUP,
+        "%%step one\nimport time\nopen('one.pid', 'w').write(str(os.getpid()))\ntime.sleep(120)",
+        "%%step two\nimport time\nopen('two.pid', 'w').write(str(os.getpid()))\ntime.sleep(120)",
+    )
+    with subprocess.Popen(
+        [str(BIN / "stackmagic"), "pipeline", "run", str(notebook), "--progress", "lines"],
+        cwd=initialised,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    ) as process:
+        wait_for(
+            lambda: (initialised / "one.pid").exists() and (initialised / "two.pid").exists(),
+            what="both steps starting",
+        )
+        steps = [int((initialised / f"{n}.pid").read_text()) for n in ("one", "two")]
+        assert len(_processes_in(initialised)) >= 4  # the run, the template, two forks
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+        assert time.monotonic() - started < 10, "Ctrl-C waited for the steps to finish"
+    wait_for(lambda: not _processes_in(initialised), timeout=10, what="every process ending")
+    for pid in steps:
+        assert not Path(f"/proc/{pid}").exists(), "a step's kernel outlived its run"
+
+
+def test_a_setup_that_starts_a_thread_falls_back_to_fresh_kernels_and_says_why(
+    initialised: Path, terminal
+) -> None:
+    notebook = write_notebook(
+        initialised / "threads.ipynb",
+        COUNTED_SETUP + "\nimport threading, time\n"
+        "threading.Thread(target=time.sleep, args=(30,), name='poller', daemon=True).start()",
+        "%%step a\nx = 1",
+        "%%step b\ny = x + 1",
+    )
+    run = terminal("pipeline", "run", str(notebook), "--progress", "lines")
+    assert run.code == 0, run.err
+    notes = [line for line in run.err.splitlines() if FALLBACK in line]
+    assert len(notes) == 1, run.err
+    assert "the setup started threads (poller)" in notes[0]
+    assert setup_runs(initialised) == 1 + 2  # the template's try, then one per fresh kernel
+
+
+def test_a_setup_that_keeps_a_file_open_falls_back(initialised: Path, terminal) -> None:
+    notebook = write_notebook(
+        initialised / "log.ipynb",
+        COUNTED_SETUP + "\nlog = open('steps.log', 'w')",
+        "%%step a\nlog.write('a\\n')\nx = 1",
+    )
+    run = terminal("pipeline", "run", str(notebook), "--progress", "lines")
+    assert run.code == 0, run.err
+    assert f"{FALLBACK}the setup keeps {initialised / 'steps.log'} open" in run.err
+
+
+def test_a_kernel_that_is_not_ipykernel_falls_back(
+    initialised: Path, terminal, tmp_path: Path
+) -> None:
+    spec = tmp_path / "jupyter" / "kernels" / "wrapped"
+    spec.mkdir(parents=True)
+    command = f"exec {sys.executable} -m ipykernel_launcher -f $0"
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": ["sh", "-c", command, "{connection_file}"],
+                "display_name": "Wrapped Python",
+                "language": "python",
+            }
+        )
+    )
+    notebook = write_notebook(initialised / "wrapped.ipynb", COUNTED_SETUP, "%%step a\nx = 1")
+    document = nbformat.read(notebook, as_version=4)
+    document.metadata["kernelspec"] = {"name": "wrapped", "display_name": "Wrapped Python"}
+    nbformat.write(document, notebook)
+    run = terminal(
+        "pipeline",
+        "run",
+        str(notebook),
+        "--progress",
+        "lines",
+        env={"JUPYTER_PATH": str(tmp_path / "jupyter")},
+    )
+    assert run.code == 0, run.err
+    assert f"{FALLBACK}the kernel 'wrapped' is not ipykernel" in run.err
+    assert setup_runs(initialised) == 1
+
+
+def test_a_failing_setup_fails_each_step_where_the_setup_failed(
+    initialised: Path, terminal
+) -> None:
+    notebook = write_notebook(
+        initialised / "broken.ipynb",
+        COUNTED_SETUP + "\nraise RuntimeError('no database')",
+        "%%step a\nx = 1",
+    )
+    run = terminal("pipeline", "run", str(notebook), "--progress", "lines")
+    assert run.code == 1
+    assert "the setup failed in the template" in run.err
+    step = json.loads(terminal("pipeline", "describe", "latest", "--json").out)["steps"][0]
+    assert step["error"] == "RuntimeError: no database (in cell 1 of broken.ipynb)"
