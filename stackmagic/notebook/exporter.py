@@ -37,6 +37,8 @@ SETUP_ROLE = "setup"
 #: Step settings that change neither what a step computes nor where: left out of its cache key.
 _NOT_IN_CACHE_KEY = ("name", "after", "no_cache", "retries")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+#: The nbformat version step notebooks are written in (what ``nbformat.v4.new_notebook`` makes).
+NBFORMAT = (4, 5)
 
 
 @dataclass(frozen=True)
@@ -304,32 +306,38 @@ def _manifest_step(spec: PipelineSpec, step: Step, notebook: str) -> dict[str, A
 
 
 def _step_notebook(spec: PipelineSpec, step: Step) -> str:
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+    """The step's notebook, in the bytes ``nbformat.writes`` gives for it, written with json.
 
+    nbformat validates every notebook it writes, and its JSON-schema library takes longer
+    to load than it takes to find a whole run in the cache; the bundle's hash covers these
+    bytes, so nbformat's layout is kept exactly: sorted keys, one-space indent, text as is.
+    """
     cells = [
-        new_markdown_cell(
+        _cell(
+            "markdown",
             f"Step **{step.name}** of the pipeline **{spec.name}** ({spec.notebook.name}): "
             "the setup cells, the parameters, the step's inputs, its cells, and its outputs.",
-            metadata={"stackmagic": {"role": "title"}},
+            {"stackmagic": {"role": "title"}},
         )
     ]
     setup = [
-        new_code_cell(source, metadata={"stackmagic": {"cell": index + 1, "role": SETUP_ROLE}})
+        _cell("code", source, {"stackmagic": {"cell": index + 1, "role": SETUP_ROLE}})
         for index, source in spec.setup_cells
     ]
-    parameters = new_code_cell(
+    parameters = _cell(
+        "code",
         f"{spec.parameters_source.rstrip()}\n{CONTEXT_VARIABLE} = {{}}  # set by stackmagic for each run".lstrip(),
-        metadata={"tags": [PARAMETERS_TAG], "stackmagic": {"role": "parameters"}},
+        {"tags": [PARAMETERS_TAG], "stackmagic": {"role": "parameters"}},
     )
     setup.insert(spec.parameters_position, parameters)
     cells += setup
     if step.imports:
         cells.append(
-            new_code_cell(
+            _cell(
+                "code",
                 "# What earlier steps imported and this step uses: imported again, not passed\n"
                 + "\n".join(step.imports),
-                metadata={"stackmagic": {"role": "imports"}},
+                {"stackmagic": {"role": "imports"}},
             )
         )
     loads = "".join(
@@ -337,22 +345,24 @@ def _step_notebook(spec: PipelineSpec, step: Step) -> str:
         for name in step.inputs
     )
     cells.append(
-        new_code_cell(
+        _cell(
+            "code",
             "# The inputs of this step, from the artifact store; files it writes are noted\n"
             f"from stackmagic import step_io as _stackmagic_io\n_stackmagic_io.watch_files(){loads}",
-            metadata={"stackmagic": {"role": "inputs"}},
+            {"stackmagic": {"role": "inputs"}},
         )
     )
     if step.definitions:
         cells.append(
-            new_code_cell(
+            _cell(
+                "code",
                 "# Functions earlier steps define and this step uses: defined again here\n\n"
                 + "\n\n".join(step.definitions.values()),
-                metadata={"stackmagic": {"role": "definitions"}},
+                {"stackmagic": {"role": "definitions"}},
             )
         )
     cells += [
-        new_code_cell(body, metadata={"stackmagic": {"cell": index + 1}})
+        _cell("code", body, {"stackmagic": {"cell": index + 1}})
         for index, body in zip(step.cells, step.sources)
     ]
     extras = "".join(
@@ -361,18 +371,20 @@ def _step_notebook(spec: PipelineSpec, step: Step) -> str:
         if names
     )
     cells.append(
-        new_code_cell(
+        _cell(
+            "code",
             "# The outputs of this step, to the artifact store\n"
             "from stackmagic import step_io as _stackmagic_io\n"
             f"_stackmagic_io.save_outputs({CONTEXT_VARIABLE}, globals(), {step.outputs!r}{extras})",
-            metadata={"stackmagic": {"role": "outputs"}},
+            {"stackmagic": {"role": "outputs"}},
         )
     )
     for number, cell in enumerate(cells):  # stable ids: the same step gives the same bytes
         cell["id"] = f"{step.name}-{number}"
-    notebook = new_notebook(
-        cells=cells,
-        metadata={
+    notebook = {
+        "nbformat": NBFORMAT[0],
+        "nbformat_minor": NBFORMAT[1],
+        "metadata": {
             "kernelspec": {
                 "name": spec.kernel_name,
                 "display_name": spec.kernel_name,
@@ -384,8 +396,23 @@ def _step_notebook(spec: PipelineSpec, step: Step) -> str:
                 "notebook": spec.notebook.name,
             },
         },
+        "cells": cells,
+    }
+    return json.dumps(
+        notebook, sort_keys=True, indent=1, separators=(",", ": "), ensure_ascii=False
     )
-    return nbformat.writes(notebook)
+
+
+def _cell(kind: str, source: str, metadata: dict[str, Any]) -> dict[str, Any]:
+    """A cell as nbformat 4 writes it: its source split into lines, each keeping its end."""
+    cell: dict[str, Any] = {
+        "cell_type": kind,
+        "metadata": metadata,
+        "source": source.splitlines(True),
+    }
+    if kind == "code":
+        cell |= {"execution_count": None, "outputs": []}
+    return cell
 
 
 def failed_cell(notebook: Any) -> str:

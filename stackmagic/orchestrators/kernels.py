@@ -12,90 +12,34 @@ a killed run leaves no step writing on.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from queue import Empty
+from types import ModuleType
 from typing import Any
-
-from jupyter_client.asynchronous.client import AsyncKernelClient
-from jupyter_client.kernelspec import NoSuchKernel
-from jupyter_client.manager import KernelManager
 
 from ..errors import StackmagicError
 from ..scratch import ScratchFolder
 
-_ASYNC_CLIENT = "stackmagic.orchestrators.kernels.StepKernelClient"
-#: How long a kernel's IOPub may stay silent after its kernel_info reply before we ask again.
-_IOPUB_PATIENCE = 1.0
 _DIE_WITH_PARENT = Path(__file__).with_name("die_with_parent.py")
+_IMPORTING = threading.Lock()
+#: jupyter_client's parts as the pool uses them: imported when a kernel is first needed.
+MANAGERS = "stackmagic.orchestrators.managers"
 
 
-class StepKernelClient(AsyncKernelClient):
-    """jupyter_client's async client, ready as soon as the kernel's IOPub is seen to work.
-
-    jupyter_client's ``wait_for_ready`` ends by waiting for 0.2 s of silence on
-    IOPub: a fifth of a second per step. Here the kernel is ready once the
-    ``idle`` status of our own kernel_info request arrives on IOPub, which
-    proves both channels carry messages; if it never comes (IOPub was not yet
-    connected when it was sent), we ask again.
-    """
-
-    async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
-        deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
-        while time.monotonic() < deadline:
-            asked = self.kernel_info()
-            reply = await self._reply_to(asked, deadline)
-            if reply is not None and await self._idle_after(asked):
-                self._handle_kernel_info_reply(reply)
-                return
-            if not await self._async_is_alive():
-                raise RuntimeError("Kernel died before replying to kernel_info")
-        raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
-
-    async def _reply_to(self, msg_id: str, deadline: float) -> dict[str, Any] | None:
-        while time.monotonic() < deadline:
-            try:
-                msg = await self.shell_channel.get_msg(timeout=1)
-            except Empty:
-                return None
-            if msg["parent_header"].get("msg_id") == msg_id:
-                return msg
-        return None
-
-    async def _idle_after(self, msg_id: str) -> bool:
-        patience = time.monotonic() + _IOPUB_PATIENCE
-        while time.monotonic() < patience:
-            try:
-                msg = await self.iopub_channel.get_msg(timeout=patience - time.monotonic())
-            except Empty:
-                return False
-            if (
-                msg["msg_type"] == "status"
-                and msg["parent_header"].get("msg_id") == msg_id
-                and msg["content"]["execution_state"] == "idle"
-            ):
-                return True
-        return False
-
-    wait_for_ready = _async_wait_for_ready
-
-
-class _KernelManager(KernelManager):
-    """Starts the kernel through ``die_with_parent`` on Linux, so it dies with this process.
-
-    Linux signals the kernel when the *thread* that started it ends, not the process: the
-    pool's starter threads start every kernel and live until :meth:`KernelPool.close`,
-    which stops the pool's kernels anyway.
-    """
-
-    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        return wrap_to_die_with_parent(super().format_kernel_cmd(extra_arguments))
+def import_in_one_thread(name: str) -> ModuleType:
+    """Import a module holding a lock: threads importing the modules of one package at once
+    can find them half made (jupyter_client's import each other; papermill loads plugins)."""
+    module = sys.modules.get(name)
+    if module is not None and not getattr(module.__spec__, "_initializing", False):
+        return module
+    with _IMPORTING:
+        return importlib.import_module(name)
 
 
 def wrap_to_die_with_parent(command: list[str]) -> list[str]:
@@ -118,7 +62,7 @@ class KernelPool:
         #: where the kernels' own output goes (what they print outside of cells)
         self.log = open(self._folder / "kernels.log", "ab")  # noqa: SIM115 - closed in close()
         self._waiting: deque[Future[Any]] = deque()
-        self._in_use: set[KernelManager] = set()
+        self._in_use: set[Any] = set()
         self._starter = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kernel-start")
         self._stopper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kernel-stop")
         self._lock = threading.Lock()
@@ -131,7 +75,7 @@ class KernelPool:
             while not self._closed and len(self._waiting) < count:
                 self._waiting.append(self._starter.submit(self._start))
 
-    def take(self) -> KernelManager:
+    def take(self) -> Any:
         """A started kernel manager for one step (started now if none is waiting)."""
         with self._lock:
             if self._closed:
@@ -150,7 +94,7 @@ class KernelPool:
         """Closed: the run is over, or was interrupted while steps ran."""
         return self._closed
 
-    def retire(self, manager: KernelManager) -> None:
+    def retire(self, manager: Any) -> None:
         """Shut a used kernel down without making the next step wait for it."""
         with self._lock:
             if manager not in self._in_use:  # already stopped by close()
@@ -179,7 +123,7 @@ class KernelPool:
         self.log.close()
         self._scratch.remove()
 
-    def _start(self) -> KernelManager:
+    def _start(self) -> Any:
         try:
             return self._launch()
         finally:
@@ -195,11 +139,14 @@ class KernelPool:
             "connection_file": str(self._folder / f"kernel-{number}.json"),
         }
 
-    def _launch(self) -> KernelManager:
-        manager = _KernelManager(
+    def _launch(self) -> Any:
+        managers = import_in_one_thread(MANAGERS)
+        from jupyter_client.kernelspec import NoSuchKernel
+
+        manager = managers.StepKernelManager(
             kernel_name=self.kernel_name,
             transport="ipc",
-            client_class=_ASYNC_CLIENT,
+            client_class=managers.STEP_CLIENT,
             **self._connection_files(),
         )
         try:
@@ -212,8 +159,16 @@ class KernelPool:
 
 
 def check_kernel(name: str) -> None:
-    """Refuse a kernel that is not installed before anything starts."""
-    from jupyter_client.kernelspec import KernelSpecManager
+    """Refuse a kernel that is not installed before anything starts.
+
+    A kernel spec found where Jupyter keeps them is enough (a cached run starts
+    no kernel, and asks nothing more); jupyter_client answers the rest.
+    """
+    from jupyter_core.paths import jupyter_path
+
+    if any(Path(folder, name, "kernel.json").is_file() for folder in jupyter_path("kernels")):
+        return
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     try:
         KernelSpecManager().get_kernel_spec(name)
@@ -247,8 +202,3 @@ def close_thread_loop() -> None:
     if not loop.is_running():
         loop.close()
         asyncio.set_event_loop(None)
-
-
-def default_workers() -> int:
-    """Steps at once when the orchestrator does not say: Python's own rule for waiting work."""
-    return min(32, (os.cpu_count() or 1) + 4)

@@ -9,8 +9,8 @@ reported from the calling thread only, so displays are never updated at once.
 
 from __future__ import annotations
 
+import os
 import queue
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,13 @@ from ..runtime.cache import StepInputs, code_key, step_parts
 from ..runtime.dag import downstream
 from ..runtime.task import skip_reasons
 from ..stores.models import StepStatus
-from .kernels import KernelPool, check_kernel, close_thread_loop, default_workers
+from .kernels import (
+    MANAGERS,
+    KernelPool,
+    check_kernel,
+    close_thread_loop,
+    import_in_one_thread,
+)
 from .warm import WarmKernelPool, run_setup
 
 if TYPE_CHECKING:
@@ -29,15 +35,11 @@ if TYPE_CHECKING:
 
 #: Kernels started ahead at most: more only compete for the CPU with the running steps.
 _LOOKAHEAD = 3
-#: Held while papermill is imported: by one thread, not several at the same time.
-_IMPORTING_PAPERMILL = threading.Lock()
 
 
-def _import_papermill() -> None:
-    """Import papermill once kernels or steps need it: a run served from the cache never does
-    (with its cloud file systems it takes longer to import than such a run takes)."""
-    with _IMPORTING_PAPERMILL:
-        import papermill  # noqa: F401
+def default_workers() -> int:
+    """Steps at once when the orchestrator does not say: Python's own rule for waiting work."""
+    return min(32, (os.cpu_count() or 1) + 4)
 
 
 class LocalRunner:
@@ -139,7 +141,7 @@ class _Schedule:
 
     def _started(self, step: str, reason: str) -> None:
         """In a worker thread: the step found no cached result, its notebook runs now."""
-        _import_papermill()
+        import_in_one_thread("papermill")
         self.events.put(("started", (step, reason)))
 
     def _finish(self, outcome: StepOutcome) -> None:
@@ -172,9 +174,11 @@ class _Schedule:
             if n in self.expected and n not in self.executing and n not in self.finished
         ]
         count = min(len(to_come), self.workers, _LOOKAHEAD)
-        if count:  # kernels start in the pool's threads and may read notebooks: import it first
-            _import_papermill()
+        if count:  # jupyter_client before the pool's threads need it, papermill while they work
+            import_in_one_thread(MANAGERS)
         self.pool.reserve(count)
+        if count:
+            import_in_one_thread("papermill")
 
 
 def _expected_to_execute(context: RunContext, wanted: list[str]) -> set[str]:

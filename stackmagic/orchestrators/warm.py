@@ -21,17 +21,13 @@ import os
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-from jupyter_client.provisioning.local_provisioner import LocalProvisioner
-
 from ..notebook.exporter import SETUP_ROLE
-from .kernels import _ASYNC_CLIENT, KernelPool, _KernelManager, wrap_to_die_with_parent
+from .kernels import MANAGERS, KernelPool, import_in_one_thread, wrap_to_die_with_parent
 
 if TYPE_CHECKING:
     from ..notebook.exporter import Bundle
@@ -73,30 +69,31 @@ class WarmKernelPool(KernelPool):
         super().__init__(kernel_name, cwd, env)
         self._setup = setup
         self._on_note = on_note
-        self._template: _Template | None = None
+        self._template: Template | None = None
         self._template_lock = threading.Lock()
         self._cold: str | None = None  # why kernels start fresh, once decided
 
     def _launch(self) -> Any:
+        managers = import_in_one_thread(MANAGERS)
         template = self._warm_template()
         if template is None:
             return super()._launch()
-        manager = _ForkedKernelManager(
+        manager = managers.ForkedKernelManager(
             template,
             kernel_name=self.kernel_name,
             transport="ipc",
-            client_class=_ASYNC_CLIENT,
+            client_class=managers.STEP_CLIENT,
             **self._connection_files(),
         )
         manager.start_kernel(cwd=str(self.cwd))
         return manager
 
-    def _warm_template(self) -> _Template | None:
+    def _warm_template(self) -> Template | None:
         """The run's template, started and set up on first need; None: fresh kernels."""
         with self._template_lock:
             if self._template is None and self._cold is None:
                 try:
-                    self._template = _Template.start(self, self._setup())
+                    self._template = Template.start(self, self._setup())
                 except _Unsafe as reason:
                     self._cold = str(reason)
                     self._on_note(f"steps start in fresh kernels: {reason}")
@@ -113,7 +110,7 @@ class _Unsafe(Exception):
     """Why steps cannot be forked from a template in this run."""
 
 
-class _Template:
+class Template:
     """The template process: answers one JSON line for each request line."""
 
     def __init__(self, process: subprocess.Popen[str], record: SetupRecord) -> None:
@@ -121,7 +118,7 @@ class _Template:
         self._lock = threading.Lock()
 
     @classmethod
-    def start(cls, pool: WarmKernelPool, setup: Setup) -> _Template:
+    def start(cls, pool: WarmKernelPool, setup: Setup) -> Template:
         command = _template_command(pool.kernel_name)
         process = subprocess.Popen(
             wrap_to_die_with_parent(command),
@@ -184,29 +181,36 @@ class _Template:
 
 
 def run_setup(bundle: Bundle, overrides: Mapping[str, Any]) -> Setup:
-    """The setup cells of the bundle's step notebooks, parameterized for this run.
+    """The cells every step notebook of the bundle starts with, as the template runs them.
 
-    Every step notebook starts with the same cells; only the step's context,
-    which papermill injects with the parameters, differs: each fork gets its own.
+    They are the setup cells and the parameters cell, then the run's parameters
+    where papermill injects them. Only the step's context, which papermill
+    injects with them, differs from step to step: each fork is told its own.
+    Read without papermill, so that the template starts while papermill loads.
     """
-    from papermill.iorw import load_notebook_node
-    from papermill.parameterize import parameterize_notebook
-
     from ..notebook.analysis import analyse
     from ..notebook.exporter import CONTEXT_VARIABLE
     from ..notebook.randomness import seeded_generators
+    from ..notebook.spec import PARAMETERS_TAG
 
     first = bundle.step_notebook(next(iter(bundle.steps)))
-    notebook = parameterize_notebook(
-        load_notebook_node(str(first)), {**overrides, CONTEXT_VARIABLE: {}}
-    )
-    sources = [cell.source for cell in setup_cells(notebook)]
+    sources = []
+    for cell in json.loads(first.read_text(encoding="utf-8"))["cells"]:
+        role = cell["metadata"].get("stackmagic", {}).get("role")
+        if cell["cell_type"] != "code":
+            continue
+        if role not in (SETUP_ROLE, "parameters"):
+            break
+        sources.append("".join(cell["source"]))
+        if PARAMETERS_TAG in cell["metadata"].get("tags", []):
+            injected = {**overrides, CONTEXT_VARIABLE: {}}
+            sources.append("\n".join(f"{name} = {value!r}" for name, value in injected.items()))
     uses = {source: analyse(source, "the setup") for source in sources}
     return Setup(sources, sorted(seeded_generators(uses)))
 
 
 def setup_cells(notebook: Any) -> list[Any]:
-    """The code cells a step notebook starts with that the template runs: setup and parameters."""
+    """The cells of a step notebook, parameterized by papermill, that the template ran."""
     cells = []
     for cell in notebook.cells:
         if cell.cell_type != "code":
@@ -222,6 +226,8 @@ def _template_command(kernel_name: str) -> list[str]:
     """The kernel's Python running the template, or why it cannot."""
     if not hasattr(os, "fork"):
         raise _Unsafe("this platform cannot fork processes")
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
     try:
         spec = KernelSpecManager().get_kernel_spec(kernel_name)
     except NoSuchKernel:
@@ -237,75 +243,12 @@ def _template_command(kernel_name: str) -> list[str]:
 
 
 def _kernel_env(kernel_name: str) -> dict[str, str]:
+    from jupyter_client.kernelspec import KernelSpecManager
+
     return dict(KernelSpecManager().get_kernel_spec(kernel_name).env or {})
-
-
-class _ForkedProcess:
-    """A forked kernel, for the provisioner: the template's child, so signalled, never waited."""
-
-    stdin = stdout = stderr = None
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                os.kill(self.pid, 0)
-            except ProcessLookupError:  # ended, and reaped by the template
-                self.returncode = -1
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        import time
-
-        while self.poll() is None:
-            time.sleep(0.02)
-        return self.returncode or 0
-
-    def send_signal(self, signum: int) -> None:
-        os.kill(self.pid, signum)
-
-    def kill(self) -> None:
-        import signal
-
-        self.send_signal(signal.SIGKILL)
-
-    def terminate(self) -> None:
-        import signal
-
-        self.send_signal(signal.SIGTERM)
-
-
-class _ForkedProvisioner(LocalProvisioner):
-    """jupyter_client's local provisioner, launching by asking the template for a fork."""
-
-    template: _Template
-
-    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
-        assert self.parent is not None  # the kernel manager that asked for this kernel
-        pid = self.template.fork(self.parent.connection_file)
-        self.process = _ForkedProcess(pid)  # type: ignore[assignment]
-        self.pid = self.pgid = pid  # the fork leads a process group of its own
-        self.cwd = kwargs.get("cwd")
-        return self.connection_info
-
-
-class _ForkedKernelManager(_KernelManager):
-    """A step's kernel forked from the template; ``setup`` tells how the setup cells ran."""
-
-    def __init__(self, template: _Template, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.setup = template.record
-        self.kernel_id = str(uuid.uuid4())
-        provisioner = _ForkedProvisioner(
-            kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self
-        )
-        provisioner.template = template
-        self.provisioner = provisioner
 
 
 def setup_record(manager: Any) -> SetupRecord | None:
     """How the setup ran for this kernel's step, if it was forked from a template."""
-    return manager.setup if isinstance(manager, _ForkedKernelManager) else None
+    record = getattr(manager, "setup", None)
+    return record if isinstance(record, SetupRecord) else None
