@@ -167,3 +167,41 @@ def test_step_notebooks_are_written_byte_for_byte_as_nbformat_writes_them(
     for step in bundle.steps:
         text = bundle.step_notebook(step).read_text(encoding="utf-8")
         assert text == nbformat.writes(nbformat.reads(text, as_version=4)), step
+
+
+_DEFERRED = """
+import json, sys
+from stackmagic.deferred_imports import defer_slow_imports
+defer_slow_imports()
+import papermill, jsonschema
+loaded_by_papermill = type(sys.modules["rfc3987_syntax"]).__name__ == "module"
+checker = jsonschema.FormatChecker()
+answers = [checker.conforms(value, kind) for value, kind in json.loads(sys.argv[1])]
+print(json.dumps({"loaded_by_papermill": loaded_by_papermill, "answers": answers}))
+"""
+
+
+def test_papermill_loads_without_building_the_iri_parsers_which_still_answer_alike() -> None:
+    cases = [
+        ["http://exämple.org/päth?q=1#frag", "iri"],
+        ["not an iri", "iri"],
+        ["../relative/päth", "iri-reference"],
+        ["http://[::1", "iri"],
+    ]
+
+    def run(code: str) -> dict:
+        done = subprocess.run(
+            [sys.executable, "-c", code, json.dumps(cases)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(done.stdout)
+
+    deferred = run(_DEFERRED)
+    plain = run(_DEFERRED.replace("defer_slow_imports()", "pass"))
+    assert plain["loaded_by_papermill"], (
+        "papermill no longer loads rfc3987_syntax: drop the stand-in"
+    )
+    assert not deferred["loaded_by_papermill"]
+    assert deferred["answers"] == plain["answers"] == [True, False, True, False]

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ..deferred_imports import defer_slow_imports
 from ..errors import StackmagicError
 from ..scratch import ScratchFolder
 
@@ -30,6 +31,12 @@ _DIE_WITH_PARENT = Path(__file__).with_name("die_with_parent.py")
 _IMPORTING = threading.Lock()
 #: jupyter_client's parts as the pool uses them: imported when a kernel is first needed.
 MANAGERS = "stackmagic.orchestrators.managers"
+
+
+def import_papermill() -> None:
+    """papermill, imported one thread at a time, without what it need not load now."""
+    defer_slow_imports()
+    import_in_one_thread("papermill")
 
 
 def import_in_one_thread(name: str) -> ModuleType:

@@ -26,6 +26,7 @@ from .kernels import (
     check_kernel,
     close_thread_loop,
     import_in_one_thread,
+    import_papermill,
 )
 from .warm import WarmKernelPool, run_setup
 
@@ -141,7 +142,7 @@ class _Schedule:
 
     def _started(self, step: str, reason: str) -> None:
         """In a worker thread: the step found no cached result, its notebook runs now."""
-        import_in_one_thread("papermill")
+        import_papermill()
         self.events.put(("started", (step, reason)))
 
     def _finish(self, outcome: StepOutcome) -> None:
@@ -178,7 +179,7 @@ class _Schedule:
             import_in_one_thread(MANAGERS)
         self.pool.reserve(count)
         if count:
-            import_in_one_thread("papermill")
+            import_papermill()
 
 
 def _expected_to_execute(context: RunContext, wanted: list[str]) -> set[str]:

@@ -180,6 +180,8 @@ class Template:
                     return {"cells": done, "failed": True}
         import random
 
+        import stackmagic.step_io  # noqa: F401 - every step's first and last cells use it
+
         self.random_state = random.getstate()
         return {"cells": done, "failed": False, "unsafe": unforkable()}
 

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..deferred_imports import defer_slow_imports
 from ..errors import StackmagicError
 from ..notebook.exporter import CONTEXT_VARIABLE, Bundle, failed_cell
 from ..scratch import ScratchFolder
@@ -290,6 +291,7 @@ def _execute(
     context: RunContext, step: str, inputs: Mapping[str, StoredArtifact], kernel_pool: KernelPool
 ) -> tuple[str | None, dict[str, Any], str | None]:
     """Run the step's notebook; returns the executed notebook's URI, the result, and an error."""
+    defer_slow_imports()
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
