@@ -2,8 +2,8 @@
 
 What a data scientist compares ``stackmagic pipeline run`` with is running the
 notebook top to bottom. Each round times, as separate processes on the same
-machine load, and samples the peak of the summed RSS of each process tree
-(psutil, every 20 ms):
+machine load, and samples the peak memory of each process tree (psutil, every
+20 ms: the summed PSS, in which a page that forked processes share counts once):
 
 * Run All: ``python -m papermill NOTEBOOK OUT`` (papermill running the whole notebook);
 * ``stackmagic pipeline run NOTEBOOK --no-cache`` on the default local stack
@@ -16,8 +16,10 @@ evaluate with a plot, a file written and read) and a chain of 10 trivial steps.
 Run All goes first in odd rounds and last in even ones. The steps' bodies take
 the time papermill wrote into the ``%%step`` cells of Run All's executed
 notebook (``papermill.duration``), so the overhead of a pipeline run per step is
-(its wall time - the bodies' time) / steps, from the same round. It prints the
-medians, their ratios with Run All and the targets. A report: nothing fails on
+(its wall time - the bodies' time) / steps, from the same round: the start of
+the process and of the first kernel included. Within the run, the median step's
+time as the run recorded it, next to the median body's, tells what each further
+step costs. It prints the medians, their ratios with Run All and the targets. A report: nothing fails on
 a slow machine.
 
     python benchmarks/run_all.py [--repeat 3] [--only realistic|chain] [--json FILE]
@@ -47,7 +49,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 BIN = Path(sys.executable).parent
-SAMPLE_EVERY = 0.02  # seconds between two RSS samples
+SAMPLE_EVERY = 0.02  # seconds between two memory samples
 MB = 1024 * 1024
 
 # Each notebook: the setup cell, the parameters cell (tagged), then the steps.
@@ -100,8 +102,9 @@ def write(path: Path, cells: list[str]) -> Path:
     return path
 
 
-def tree_rss(root: psutil.Process) -> int:
-    """The summed RSS of a process and all its descendants; those that just ended count 0."""
+def tree_memory(root: psutil.Process) -> int:
+    """The memory of a process and all its descendants: their summed PSS where the system
+    tells it (a page forks share counts once, split between them), else their RSS."""
     total = 0
     try:
         processes = [root, *root.children(recursive=True)]
@@ -109,14 +112,14 @@ def tree_rss(root: psutil.Process) -> int:
         return 0
     for process in processes:
         try:
-            total += process.memory_info().rss
-        except psutil.Error:
+            total += getattr(process.memory_full_info(), "pss", 0) or process.memory_info().rss
+        except psutil.Error:  # ended meanwhile: counts 0
             pass
     return total
 
 
 def timed(*command: str, cwd: Path) -> tuple[float, float, str]:
-    """Wall seconds and peak RSS (MB) of the command's process tree, and what it printed."""
+    """Wall seconds and peak memory (MB) of the command's process tree, and what it printed."""
     peak = 0
     started = time.perf_counter()
     process = subprocess.Popen(
@@ -130,7 +133,7 @@ def timed(*command: str, cwd: Path) -> tuple[float, float, str]:
         except psutil.Error:
             return
         while process.poll() is None:
-            peak = max(peak, tree_rss(root))
+            peak = max(peak, tree_memory(root))
             time.sleep(SAMPLE_EVERY)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -143,23 +146,27 @@ def timed(*command: str, cwd: Path) -> tuple[float, float, str]:
     return elapsed, peak / MB, out
 
 
-def bodies_seconds(executed: Path) -> float:
-    """The time papermill recorded for the ``%%step`` cells: the steps' bodies alone."""
-    return sum(
+def bodies_seconds(executed: Path) -> tuple[float, list[float]]:
+    """The time papermill recorded for the ``%%step`` cells, the steps' bodies alone: in all,
+    and each."""
+    each = [
         cell.metadata["papermill"]["duration"]
         for cell in nbformat.read(executed, as_version=4).cells
         if cell.source.startswith("%%step")
-    )
+    ]
+    return sum(each), each
 
 
-def pipeline(notebook: Path, *options: str, expect: str) -> tuple[float, float]:
-    """Seconds and peak MB of ``stackmagic pipeline run``; warns if a step is not ``expect``."""
+def pipeline(notebook: Path, *options: str, expect: str) -> tuple[float, float, float]:
+    """Seconds and peak MB of ``stackmagic pipeline run``, and the median time its steps took
+    as the run recorded them; warns if a step is not ``expect``."""
     command = (str(BIN / "stackmagic"), "pipeline", "run", notebook.name, "--progress", "none")
     seconds, peak, out = timed(*command, "--json", *options, cwd=notebook.parent)
-    other = {s["name"]: s["status"] for s in json.loads(out)["steps"] if s["status"] != expect}
+    steps = json.loads(out)["steps"]
+    other = {s["name"]: s["status"] for s in steps if s["status"] != expect}
     if other:
         print(f"  WARNING: {notebook.name}: expected every step {expect}, got {other}")
-    return seconds, peak
+    return seconds, peak, statistics.median(s["seconds"] or 0.0 for s in steps)
 
 
 def measure(name: str, notebook: Path, run_all_folder: Path, first: bool) -> dict[str, float]:
@@ -171,18 +178,19 @@ def measure(name: str, notebook: Path, run_all_folder: Path, first: bool) -> dic
         command = (sys.executable, "-m", "papermill", "--no-progress-bar", str(notebook))
         seconds, peak, _ = timed(*command, str(executed), cwd=run_all_folder)
         figures.update({"run all": seconds, "run all MB": peak})
-        figures["bodies"] = bodies_seconds(executed)
+        figures["bodies"], figures["body times"] = bodies_seconds(executed)
 
     if first:
         run_all()
-    figures["pipeline"], figures["pipeline MB"] = pipeline(
+    figures["pipeline"], figures["pipeline MB"], figures["median step"] = pipeline(
         notebook, "--no-cache", expect="completed"
     )
-    figures["cached"], figures["cached MB"] = pipeline(notebook, expect="cached")
+    figures["cached"], figures["cached MB"], _ = pipeline(notebook, expect="cached")
     if not first:
         run_all()
     steps = sum(cell.startswith("%%step") for cell in NOTEBOOKS[name])
     figures["overhead per step"] = (figures["pipeline"] - figures["bodies"]) / steps
+    figures["median body"] = statistics.median(figures.pop("body times"))
     return figures
 
 
@@ -207,7 +215,10 @@ def summary(name: str, median: dict[str, float]) -> list[str]:
         f"the steps' bodies {median['bodies']:.2f} s of it",
         f"  pipeline run --no-cache {median['pipeline']:.2f} s ({ratio:.2f}x, {run_target}), "
         f"peak {median['pipeline MB']:.0f} MB ({median['pipeline MB'] / median['run all MB']:.2f}x)",
-        f"  overhead per step {overhead * 1000:.0f} ms{over_target}",
+        f"  overhead per step {overhead * 1000:.0f} ms{over_target}: the run's time but the "
+        "bodies', by step",
+        f"  within the run, the median step took {median['median step'] * 1000:.0f} ms for a "
+        f"body of {median['median body'] * 1000:.0f} ms",
         f"  cached re-run {cached:.2f} s ({cached / base:.2f}x, target <= {CACHED_TARGET} s "
         f"or <= {CACHED_RATIO_TARGET}x, {'met' if cached_met else 'MISSED'}), "
         f"peak {median['cached MB']:.0f} MB",
