@@ -276,6 +276,41 @@ def test_a_failing_setup_fails_each_step_where_the_setup_failed(
     )
     run = terminal("pipeline", "run", str(notebook), "--progress", "lines")
     assert run.code == 1
-    assert "the setup failed in the template" in run.err
+    assert f"{FALLBACK}the setup raised RuntimeError: no database in the template" in run.err
     step = json.loads(terminal("pipeline", "describe", "latest", "--json").out)["steps"][0]
     assert step["error"] == "RuntimeError: no database (in cell 1 of broken.ipynb)"
+
+
+def test_a_tutorial_setup_with_matplotlib_inline_and_shell_commands_stays_warm(
+    initialised: Path, terminal
+) -> None:
+    notebook = write_notebook(
+        initialised / "magics.ipynb",
+        COUNTED_SETUP + "\nimport matplotlib.pyplot as plt\n%matplotlib inline\n"
+        "%config InlineBackend.figure_format = 'png'\n%load_ext autoreload\n%autoreload 2\n"
+        "!echo from a shell",
+        "%%step draw\nplt.plot([1, 2, 3])\nplt.show()\nfigures = 1",
+        "%%step count\ntotal = figures + 1",
+    )
+    run = terminal("pipeline", "run", str(notebook), "--progress", "lines")
+    assert run.code == 0, run.err
+    assert FALLBACK not in run.err
+    assert setup_runs(initialised) == 1
+    draw = executed(terminal)["draw"]
+    (setup,) = [
+        c for c in draw["cells"] if c["metadata"].get("stackmagic", {}).get("role") == "setup"
+    ]
+    assert "from a shell" in "".join("".join(o.get("text", "")) for o in setup["outputs"])
+    outputs = [o for c in draw["cells"] for o in c.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "the inline figure is missing"
+
+
+def test_a_setup_that_starts_an_event_loop_falls_back(initialised: Path, terminal) -> None:
+    notebook = write_notebook(
+        initialised / "loop.ipynb",
+        COUNTED_SETUP + "\nimport asyncio\nawait asyncio.sleep(0)",
+        "%%step a\nx = 1",
+    )
+    run = terminal("pipeline", "run", str(notebook), "--progress", "lines")
+    assert run.code == 0, run.err
+    assert f"{FALLBACK}the setup keeps an event loop open" in run.err

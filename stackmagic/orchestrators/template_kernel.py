@@ -97,6 +97,16 @@ def _recording_session(recorder: _Recorder) -> Any:
     return RecordingSession()
 
 
+class _NoKernelYet:
+    """The kernel, for the setup: each fork gets a real one.
+
+    ``%matplotlib inline`` sets the kernel's event loop (to none); a setup that
+    starts a GUI event loop, or needs anything else of a kernel, cannot be forked.
+    """
+
+    eventloop: Any = None
+
+
 def _kernel_app() -> Any:
     """ipykernel's application, started in two halves: its shell here, its kernel in each fork."""
     from ipykernel.compiler import XCachingCompiler
@@ -121,6 +131,7 @@ def _kernel_app() -> Any:
             )
             for hook in (self.shell.displayhook, self.shell.display_pub):
                 hook.session, hook.pub_socket = session, None  # type: ignore[union-attr]
+            self.kernel = _NoKernelYet()
             self.init_gui_pylab()
             self.init_extensions()
             self.init_code()
@@ -128,7 +139,7 @@ def _kernel_app() -> Any:
 
         def serve(self, connection_file: str) -> None:
             """In a fork: the rest of the kernel's start, on the shell the setup ran in."""
-            shell, self.forked = self.shell, True
+            shell, self.forked, self.kernel = self.shell, True, None
             self.initialize(["-f", connection_file])
             shell.kernel = self.kernel  # type: ignore[union-attr] # found the shell, not made it
             self.start()
@@ -177,13 +188,15 @@ class Template:
                     }
                 )
                 if not result.success:
-                    return {"cells": done, "failed": True}
+                    error = result.error_in_exec or result.error_before_exec
+                    said = f"{type(error).__name__}: {error}"
+                    return {"cells": done, "failed": said}
         import random
 
         import stackmagic.step_io  # noqa: F401 - every step's first and last cells use it
 
         self.random_state = random.getstate()
-        return {"cells": done, "failed": False, "unsafe": unforkable()}
+        return {"cells": done, "failed": False, "unsafe": unforkable(self.app.kernel)}
 
     @contextlib.contextmanager
     def _recording(self) -> Iterator[None]:
@@ -228,8 +241,10 @@ class Template:
             sys.modules["torch"].seed()
 
 
-def unforkable() -> str | None:
+def unforkable(kernel: Any) -> str | None:
     """Why forking the template now would be unsafe, or None."""
+    if kernel.eventloop is not None:
+        return "the setup started a GUI event loop"
     threads = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
     if threads:
         return f"the setup started threads ({', '.join(sorted(threads))})"
@@ -241,7 +256,8 @@ def unforkable() -> str | None:
         return "the setup started CUDA, which cannot be forked"
     kept = _open_files()
     if kept:
-        return f"the setup keeps {kept[0]} open, which forked steps would share"
+        shared = min(kept, key=_open_files_order)
+        return f"the setup keeps {shared} open, which forked steps would share"
     return None
 
 
@@ -259,11 +275,18 @@ def _open_files() -> list[str]:
             target = os.readlink(f"/proc/self/fd/{name}")
         except OSError:  # the listing's own descriptor, closed by now
             continue
-        if target.startswith("socket:"):
+        if target == "anon_inode:[eventpoll]":
+            kept.append("an event loop")
+        elif target.startswith("socket:"):
             kept.append("a network connection")
         elif target.startswith("/") and not target.startswith("/dev/"):
             kept.append(target)
     return kept
+
+
+def _open_files_order(what: str) -> int:
+    """An event loop first: it holds connections of its own, which are not the setup's."""
+    return 0 if what == "an event loop" else 1
 
 
 def _die_with(parent: int) -> None:

@@ -138,10 +138,10 @@ class Template:
             raise
         if answer["failed"]:
             template.stop()
-            raise _Unsafe("the setup failed in the template (each step's notebook shows where)")
+            raise _Unsafe(f"the setup raised {answer['failed']} in the template")
         if answer["unsafe"]:
             template.stop()
-            raise _Unsafe(f"{answer['unsafe']}, so forking them is unsafe")
+            raise _Unsafe(answer["unsafe"])
         template.record = SetupRecord(answer["cells"])
         return template
 

@@ -28,7 +28,8 @@ from ..output import Message, Output
 from ..registry import Registry
 from ..scratch import ScratchFolder
 from ..stores.models import StepStatus
-from . import recorded_context, remove_leftovers, run_step
+from . import recorded_context
+from .task import leave_memory_to_exit, run_on_own_kernel
 
 PROG = "python -m stackmagic.runtime"
 
@@ -127,16 +128,7 @@ def run_one(args: argparse.Namespace) -> Output:
                 f"for it (`stackmagic pipeline run NOTEBOOK --only {args.step}`)"
             )
         context = recorded_context(record, bundle, opened.artifact_store, opened.metadata)
-        from ..orchestrators.kernels import KernelPool
-
-        pool = KernelPool(
-            bundle.manifest["kernel"], bundle.sources, opened.artifact_store.secret_environment()
-        )
-        try:
-            outcome = run_step(context, args.step, kernel_pool=pool)
-        finally:
-            pool.close()
-            remove_leftovers(context, args.step)
+        outcome = run_on_own_kernel(context, args.step)
     if outcome.error is not None:
         where = f"; executed notebook: {outcome.notebook_uri}" if outcome.notebook_uri else ""
         raise RunFailed(f"step {args.step!r} of run {record.id} failed: {outcome.error}{where}")
@@ -157,4 +149,6 @@ def run_vm(args: argparse.Namespace) -> Output:
 
 
 if __name__ == "__main__":
-    sys.exit(report(dispatch=dispatch, prog=PROG))
+    code = report(dispatch=dispatch, prog=PROG)
+    leave_memory_to_exit()
+    sys.exit(code)
