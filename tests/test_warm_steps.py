@@ -314,3 +314,19 @@ def test_a_setup_that_starts_an_event_loop_falls_back(initialised: Path, termina
     run = terminal("pipeline", "run", str(notebook), "--progress", "lines")
     assert run.code == 0, run.err
     assert f"{FALLBACK}the setup keeps an event loop open" in run.err
+
+
+def test_a_setup_that_ran_an_openmp_pool_falls_back_instead_of_hanging(
+    initialised: Path, terminal
+) -> None:
+    """A fork whose parent used GNU OpenMP hangs in its first parallel region."""
+    notebook = write_notebook(
+        initialised / "boosted.ipynb",
+        COUNTED_SETUP + "\nfrom sklearn.ensemble import HistGradientBoostingClassifier\n"
+        "X = np.random.rand(2000, 5)\ny = (X[:, 0] > 0.5).astype(int)\n"
+        "HistGradientBoostingClassifier(max_iter=5).fit(X, y)",
+        "%%step refit\nscore = HistGradientBoostingClassifier(max_iter=5).fit(X, y).score(X, y)",
+    )
+    run = terminal("pipeline", "run", str(notebook), "--progress", "lines")
+    assert run.code == 0, run.err
+    assert "native thread" in run.err and FALLBACK in run.err

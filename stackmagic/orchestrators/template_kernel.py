@@ -254,6 +254,12 @@ def unforkable(kernel: Any) -> str | None:
     torch = sys.modules.get("torch")
     if torch is not None and getattr(torch, "cuda", None) and torch.cuda.is_initialized():
         return "the setup started CUDA, which cannot be forked"
+    native = _unexplained_native_threads()
+    if native:
+        return (
+            f"the setup started {native} native thread{'s' if native > 1 else ''} "
+            "(an OpenMP pool, say) that forks cannot take along"
+        )
     kept = _open_files()
     if kept:
         shared = min(kept, key=_open_files_order)
@@ -282,6 +288,47 @@ def _open_files() -> list[str]:
         elif target.startswith("/") and not target.startswith("/dev/"):
             kept.append(target)
     return kept
+
+
+def _unexplained_native_threads() -> int:
+    """Threads below Python's sight that are not known to survive a fork.
+
+    OpenBLAS starts its pool as numpy loads it and restarts it in a fork;
+    jemalloc (pyarrow's) does likewise with its background thread. Any other
+    pool, OpenMP's above all (scikit-learn's estimators, LightGBM, torch), hangs
+    a fork that uses it once the parent has.
+    """
+    try:
+        threads = os.listdir("/proc/self/task")
+    except OSError:  # no /proc: nothing to tell
+        return 0
+    known = 1 + sum(1 for t in threading.enumerate() if t is not threading.main_thread())
+    known += sum(count - 1 for count in _openblas_pools())
+    for thread in threads:
+        with contextlib.suppress(OSError):
+            if open(f"/proc/self/task/{thread}/comm").read().strip() == "jemalloc_bg_thd":
+                known += 1
+    return max(0, len(threads) - known)
+
+
+def _openblas_pools() -> list[int]:
+    """The size of the thread pool of each OpenBLAS this process loaded (numpy's, scipy's)."""
+    sizes = []
+    with open("/proc/self/maps") as maps:
+        libraries = {line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1]}
+    for library in sorted(libraries):
+        with contextlib.suppress(OSError):
+            loaded = ctypes.CDLL(library)
+            for prefix in ("", "scipy_"):
+                for suffix in ("", "64_"):
+                    function = getattr(loaded, f"{prefix}openblas_get_num_threads{suffix}", None)
+                    if function is not None:
+                        sizes.append(int(function()))
+                        break
+                else:
+                    continue
+                break
+    return sizes
 
 
 def _open_files_order(what: str) -> int:
