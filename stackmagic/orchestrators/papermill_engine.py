@@ -1,4 +1,5 @@
-"""The ``stackmagic`` papermill engine: nbclient on a kernel from a :class:`KernelPool`.
+"""The ``stackmagic`` papermill engine: nbclient on a kernel from a :class:`KernelPool`,
+a fresh one or a fork of the run's template (see ``warm``).
 
 papermill loads this module through the ``papermill.engine`` entry point;
 stackmagic itself never imports it (papermill would then import it again,

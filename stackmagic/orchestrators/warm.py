@@ -9,15 +9,15 @@ as isolated from each other as before, each in a process of its own, and the
 executed notebook shows the setup cells with the outputs they produced.
 
 Where forking is unsafe or impossible, the pool falls back to fresh kernels
-and says why in one line: a kernel that is not ipykernel, a platform without
-``fork``, a setup that failed, started threads, opened files or connections,
-or imported a runtime that cannot be forked.
+and says why in one line: a kernel that is not ipykernel, a machine that is
+not Linux, a setup that failed, started threads (Python's, or an OpenMP
+pool), kept files, connections or an event loop open, or imported a runtime
+that cannot be forked.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -224,8 +224,8 @@ def setup_cells(notebook: Any) -> list[Any]:
 
 def _template_command(kernel_name: str) -> list[str]:
     """The kernel's Python running the template, or why it cannot."""
-    if not hasattr(os, "fork"):
-        raise _Unsafe("this platform cannot fork processes")
+    if not sys.platform.startswith("linux"):  # no fork on Windows; on macOS, unsafe after
+        raise _Unsafe("forking a kernel is safe on Linux only")  # its frameworks start
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     try:
