@@ -13,7 +13,11 @@ Each round measures:
   lightweight components in a chain, the baseline of what any KFP user pays;
 * a 10-step chain of trivial steps run with ``--mode=local`` (kfp.local, each
   task a process that fetches the bundle and opens the stores), next to the
-  same notebook on the local orchestrator (kernels started ahead, in parallel).
+  same notebook on the local orchestrator (kernels started ahead, in parallel);
+* one task, a whole process: the command a Kubeflow pod runs (kfp's executor
+  calling ``stackmagic_step``) for the chain's first step in a new run, and
+  ``python -m stackmagic.runtime step RUN STEP`` running the failed step of a
+  recorded run.
 
 Prints each round's figures, then medians and ratios. A report: nothing fails.
 (No ``from __future__ import annotations``: the kfp SDK reads the baseline
@@ -21,13 +25,16 @@ component's annotations as types.)
 """
 
 import argparse
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import kfp
 from kfp import compiler, dsl
@@ -35,6 +42,8 @@ from local_pipeline import new_project, ratio, seconds, working_directory, write
 
 import stackmagic
 from stackmagic.cli import main as stackmagic_cli
+from stackmagic.orchestrators import kfp_task
+from stackmagic.pipelines import PipelineFailed
 
 COMPILED_STEPS = 50
 RUN_STEPS = 10
@@ -92,6 +101,76 @@ def time_run(notebook: Path, stack: str) -> float | None:
     return time.perf_counter() - started
 
 
+def kubeflow_task(run: Any, step: str, outputs: Path, kfp_run: str) -> list[str]:
+    """The command a Kubeflow pod runs for ``step`` of ``run``'s pipeline, in KFP run ``kfp_run``.
+
+    As in a run started from the KFP UI, the task records the run.
+    """
+    record = run.record
+    inputs = {
+        "step": step,
+        "run": "",
+        "kfp_run": kfp_run,
+        "bundle": record.bundle_uri,
+        "stores": {"stack": record.stack_name, **record.stack},
+        "parameters": {},
+        "options": {"no_cache": "true", "only": "", "from": ""},
+    }
+    executor_input = {
+        "inputs": {"parameterValues": inputs},
+        "outputs": {
+            "artifacts": {
+                "notebook": {
+                    "artifacts": [
+                        {
+                            "name": "notebook",
+                            "type": {"schemaTitle": "system.HTML"},
+                            "uri": str(outputs / "notebook.html"),
+                            "metadata": {},
+                        }
+                    ]
+                }
+            },
+            "outputFile": str(outputs / "executor_output.json"),
+        },
+    }
+    return [
+        sys.executable,
+        "-m",
+        "kfp.dsl.executor_main",
+        "--component_module_path",
+        kfp_task.__file__,
+        "--executor_input",
+        json.dumps(executor_input),
+        "--function_to_execute",
+        "stackmagic_step",
+    ]
+
+
+def timed(command: list[str], **environment: str) -> float | None:
+    started = time.perf_counter()
+    done = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, **environment}
+    )
+    if done.returncode != 0:
+        print(f"  ERROR: {command[2]} failed: {done.stderr.strip()[-300:]}")
+        return None
+    return time.perf_counter() - started
+
+
+def time_step_command(notebook: Path) -> float | None:
+    """``python -m stackmagic.runtime step`` on the step a run recorded as failed."""
+    try:
+        stackmagic.run(notebook, stack="default", no_cache=True)
+    except PipelineFailed as failure:
+        run_id = failure.run.id
+    else:
+        print("  ERROR: the run to retry did not fail")
+        return None
+    command = [sys.executable, "-m", "stackmagic.runtime", "step", run_id, "s0"]
+    return timed(command, SERVICE_UP="1")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="rounds; each figure is their median")
@@ -104,17 +183,29 @@ def main() -> None:
             cli("orchestrator", "register", "kfl", "--type=kubeflow", "--mode=local")
             cli("stack", "register", "kfl", "-m", "default", "-a", "default", "-o", "kfl")
             big, small = chain(project, COMPILED_STEPS), chain(project, RUN_STEPS)
+            flaky = write_notebook(
+                project / "flaky.ipynb",
+                "%%step s0\nassert os.environ.get('SERVICE_UP') == '1', 'the service is down'\nup = 1",
+                setup="import os",
+            )
+            recorded = stackmagic.run(small, stack="kfl", no_cache=True)
             print(
                 f"Python {platform.python_version()}, {os.cpu_count()} CPUs, stackmagic "
                 f"{stackmagic.__version__}, kfp {kfp.__version__}; rounds: {repeat}"
             )
-            samples: dict[str, list[float]] = {k: [] for k in ("compile", "plain", "kfp", "local")}
+            names = ("compile", "plain", "kfp", "local", "task", "step")
+            samples: dict[str, list[float]] = {k: [] for k in names}
             for number in range(1, repeat + 1):
                 measured = {
                     "compile": time_compile(big, root / f"chain-{number}.yaml"),
                     "plain": time_plain_kfp(root / f"plain-{number}.yaml"),
                     "kfp": time_run(small, "kfl"),
                     "local": time_run(small, "default"),
+                    "task": timed(
+                        kubeflow_task(recorded, "s0", root / "task", f"kfp-task-{number}"),
+                        _KFP_RUNTIME="true",  # as kfp's command sets it
+                    ),
+                    "step": time_step_command(flaky),
                 }
                 print(
                     f"round {number}: "
@@ -133,6 +224,10 @@ def main() -> None:
         f"run {RUN_STEPS} steps with kfp.local: {seconds(middle['kfp'])} "
         f"(local orchestrator: {seconds(middle['local'])}; ratio "
         f"{ratio(middle['kfp'], middle['local'])})"
+    )
+    print(
+        f"one Kubeflow task: {seconds(middle['task'])}; `python -m stackmagic.runtime step`: "
+        f"{seconds(middle['step'])}"
     )
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from .argparsing import HelpShown
 from .errors import RunFailed, StackmagicError, UsageError, describe_os_error
+from .exiting import leave_memory_to_exit
 from .output import Output
 from .parser import run
 
@@ -52,16 +50,7 @@ def main(
 
 
 def console() -> NoReturn:
-    """The ``stackmagic`` console script: :func:`main`, then an exit without the teardown.
-
-    A pipeline run loads some 2000 modules (papermill and the cloud file systems
-    it brings, jupyter_client, SQLAlchemy); the interpreter unloads them one by
-    one for half a second that serves no one. The exit handlers still run and
-    the standard streams are flushed first; then the process ends.
-    """
+    """The ``stackmagic`` console script: :func:`main`, without the garbage collection at exit."""
     code = main()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe, a closed stream
-            stream.flush()
-    atexit._run_exitfuncs()
-    os._exit(code)
+    leave_memory_to_exit()
+    sys.exit(code)

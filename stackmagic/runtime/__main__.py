@@ -24,12 +24,13 @@ from pathlib import Path
 from ..argparsing import Parser
 from ..cli import main as report
 from ..errors import RunFailed, StackmagicError
+from ..exiting import leave_memory_to_exit
 from ..output import Message, Output
 from ..registry import Registry
 from ..scratch import ScratchFolder
 from ..stores.models import StepStatus
 from . import recorded_context
-from .task import leave_memory_to_exit, run_on_own_kernel
+from .task import run_on_own_kernel
 
 PROG = "python -m stackmagic.runtime"
 

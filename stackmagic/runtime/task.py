@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import gc
 import json
 import os
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RunFailed
+from ..exiting import leave_memory_to_exit
 from ..json_values import is_finite
 from ..scratch import ScratchFolder
 from ..stores.models import StepStatus
@@ -162,16 +162,6 @@ def run_on_own_kernel(
     finally:
         pool.close()
         remove_leftovers(context, step)
-
-
-def leave_memory_to_exit() -> None:
-    """Spare this process the garbage collection Python makes as it exits.
-
-    It walks every object the imports made, half a second after a step, to
-    free memory the process gives back as it ends anyway. For a process whose
-    work is done: what it makes from now on is not collected.
-    """
-    gc.freeze()
 
 
 def _failed(context: RunContext, step: str, failure: BaseException) -> None:
