@@ -8,7 +8,8 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,24 @@ def terminal(project: Path) -> Callable[..., Result]:
         return Result(completed.returncode, completed.stdout, completed.stderr)
 
     return run
+
+
+@contextmanager
+def started_run(notebook: Path) -> Iterator[subprocess.Popen[str]]:
+    """``stackmagic pipeline run NOTEBOOK`` in its own process, as a terminal starts it; its
+    progress lines on ``stderr``. Killed if the test leaves it running."""
+    with subprocess.Popen(
+        [str(BIN / "stackmagic"), "pipeline", "run", str(notebook), "--progress", "lines"],
+        cwd=notebook.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 60, what: str = "it") -> Any:

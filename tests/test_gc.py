@@ -15,12 +15,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import BIN, Result, wait_for
+from conftest import Result, started_run, wait_for
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
@@ -56,22 +55,6 @@ def scratch_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TMPDIR", str(folder))
     monkeypatch.setattr(tempfile, "tempdir", str(folder))
     return folder
-
-
-@contextmanager
-def started_run(notebook: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``stackmagic pipeline run NOTEBOOK`` in its own process, as a terminal starts it."""
-    with subprocess.Popen(
-        [str(BIN / "stackmagic"), "pipeline", "run", str(notebook), "--progress", "lines"],
-        cwd=notebook.parent,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    ) as process:
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                process.kill()
 
 
 def killed_run(notebook: Path) -> None:

@@ -19,7 +19,7 @@ import nbformat
 import numpy as np
 import pytest
 from blake3 import blake3
-from conftest import BIN
+from conftest import started_run
 
 import stackmagic
 from notebooks import write_notebook
@@ -378,13 +378,7 @@ def test_ctrl_c_stops_the_run_its_kernels_and_records_it(initialised: Path, term
         initialised / "slow.ipynb",
         "%%step wait\nimport time\ntime.sleep(120)\nx = 1",
     )
-    with subprocess.Popen(
-        [str(BIN / "stackmagic"), "pipeline", "run", str(notebook), "--progress", "lines"],
-        cwd=initialised,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    ) as process:
+    with started_run(notebook) as process:
         assert process.stderr is not None
         for line in process.stderr:  # wait until the step runs in its kernel
             if "wait: running" in line:

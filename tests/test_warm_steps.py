@@ -12,14 +12,13 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import BIN, wait_for
+from conftest import started_run, wait_for
 
 from notebooks import write_notebook
 from stackmagic.step_io import RESULT_MIME_TYPE
@@ -183,13 +182,7 @@ def test_ctrl_c_stops_the_template_and_every_fork_at_once(initialised: Path) -> 
         "%%step one\nimport time\nopen('one.pid', 'w').write(str(os.getpid()))\ntime.sleep(120)",
         "%%step two\nimport time\nopen('two.pid', 'w').write(str(os.getpid()))\ntime.sleep(120)",
     )
-    with subprocess.Popen(
-        [str(BIN / "stackmagic"), "pipeline", "run", str(notebook), "--progress", "lines"],
-        cwd=initialised,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    ) as process:
+    with started_run(notebook) as process:
         wait_for(
             lambda: (initialised / "one.pid").exists() and (initialised / "two.pid").exists(),
             what="both steps starting",
@@ -205,33 +198,47 @@ def test_ctrl_c_stops_the_template_and_every_fork_at_once(initialised: Path) -> 
         assert not Path(f"/proc/{pid}").exists(), "a step's kernel outlived its run"
 
 
-def test_a_setup_that_starts_a_thread_falls_back_to_fresh_kernels_and_says_why(
-    initialised: Path, terminal
-) -> None:
-    notebook = write_notebook(
-        initialised / "threads.ipynb",
-        COUNTED_SETUP + "\nimport threading, time\n"
+UNSAFE_SETUPS = {
+    "a thread": (
+        "import threading, time\n"
         "threading.Thread(target=time.sleep, args=(30,), name='poller', daemon=True).start()",
+        "the setup started threads (poller)",
+    ),
+    "an open file": (
+        "log = open('steps.log', 'w')",
+        "the setup keeps {project}/steps.log open, which forked steps would share",
+    ),
+    "an event loop": (
+        "import asyncio\nawait asyncio.sleep(0)",
+        "the setup keeps an event loop open",
+    ),
+    # a fork whose parent used GNU OpenMP hangs in its first parallel region
+    "an OpenMP pool": (
+        "from sklearn.ensemble import HistGradientBoostingClassifier\n"
+        "X = np.random.rand(2000, 5)\ny = (X[:, 0] > 0.5).astype(int)\n"
+        "HistGradientBoostingClassifier(max_iter=5).fit(X, y)",
+        "native thread",
+    ),
+}
+
+
+@pytest.mark.parametrize("what", UNSAFE_SETUPS)
+def test_a_setup_unsafe_to_fork_falls_back_to_fresh_kernels_and_says_why(
+    initialised: Path, terminal, what: str
+) -> None:
+    addition, reason = UNSAFE_SETUPS[what]
+    notebook = write_notebook(
+        initialised / "unsafe.ipynb",
+        f"{COUNTED_SETUP}\n{addition}",
         "%%step a\nx = 1",
         "%%step b\ny = x + 1",
     )
     run = terminal("pipeline", "run", str(notebook), "--progress", "lines")
     assert run.code == 0, run.err
-    notes = [line for line in run.err.splitlines() if FALLBACK in line]
+    notes = [line for line in run.err.splitlines() if line.startswith(FALLBACK)]
     assert len(notes) == 1, run.err
-    assert "the setup started threads (poller)" in notes[0]
+    assert reason.format(project=initialised) in notes[0]
     assert setup_runs(initialised) == 1 + 2  # the template's try, then one per fresh kernel
-
-
-def test_a_setup_that_keeps_a_file_open_falls_back(initialised: Path, terminal) -> None:
-    notebook = write_notebook(
-        initialised / "log.ipynb",
-        COUNTED_SETUP + "\nlog = open('steps.log', 'w')",
-        "%%step a\nlog.write('a\\n')\nx = 1",
-    )
-    run = terminal("pipeline", "run", str(notebook), "--progress", "lines")
-    assert run.code == 0, run.err
-    assert f"{FALLBACK}the setup keeps {initialised / 'steps.log'} open" in run.err
 
 
 def test_a_kernel_that_is_not_ipykernel_falls_back(
@@ -303,30 +310,3 @@ def test_a_tutorial_setup_with_matplotlib_inline_and_shell_commands_stays_warm(
     assert "from a shell" in "".join("".join(o.get("text", "")) for o in setup["outputs"])
     outputs = [o for c in draw["cells"] for o in c.get("outputs", [])]
     assert any("image/png" in o.get("data", {}) for o in outputs), "the inline figure is missing"
-
-
-def test_a_setup_that_starts_an_event_loop_falls_back(initialised: Path, terminal) -> None:
-    notebook = write_notebook(
-        initialised / "loop.ipynb",
-        COUNTED_SETUP + "\nimport asyncio\nawait asyncio.sleep(0)",
-        "%%step a\nx = 1",
-    )
-    run = terminal("pipeline", "run", str(notebook), "--progress", "lines")
-    assert run.code == 0, run.err
-    assert f"{FALLBACK}the setup keeps an event loop open" in run.err
-
-
-def test_a_setup_that_ran_an_openmp_pool_falls_back_instead_of_hanging(
-    initialised: Path, terminal
-) -> None:
-    """A fork whose parent used GNU OpenMP hangs in its first parallel region."""
-    notebook = write_notebook(
-        initialised / "boosted.ipynb",
-        COUNTED_SETUP + "\nfrom sklearn.ensemble import HistGradientBoostingClassifier\n"
-        "X = np.random.rand(2000, 5)\ny = (X[:, 0] > 0.5).astype(int)\n"
-        "HistGradientBoostingClassifier(max_iter=5).fit(X, y)",
-        "%%step refit\nscore = HistGradientBoostingClassifier(max_iter=5).fit(X, y).score(X, y)",
-    )
-    run = terminal("pipeline", "run", str(notebook), "--progress", "lines")
-    assert run.code == 0, run.err
-    assert "native thread" in run.err and FALLBACK in run.err
