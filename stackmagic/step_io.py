@@ -43,6 +43,13 @@ def watch_files() -> None:
         _watching = True
 
 
+def take_written() -> list[str]:
+    """The files noted as written so far, forgotten from now on: what a setup wrote."""
+    taken = sorted(_written)
+    _written.clear()
+    return taken
+
+
 def _note_written(event: str, arguments: tuple[Any, ...]) -> None:
     if event == "open":
         path, _, flags = arguments

@@ -310,3 +310,24 @@ def test_a_tutorial_setup_with_matplotlib_inline_and_shell_commands_stays_warm(
     assert "from a shell" in "".join("".join(o.get("text", "")) for o in setup["outputs"])
     outputs = [o for c in draw["cells"] for o in c.get("outputs", [])]
     assert any("image/png" in o.get("data", {}) for o in outputs), "the inline figure is missing"
+
+
+def test_files_the_setup_writes_are_each_steps_as_with_a_fresh_kernel(
+    initialised: Path, terminal
+) -> None:
+    notebook = write_notebook(
+        initialised / "configured.ipynb",
+        COUNTED_SETUP + "\nimport json\nwith open('config.json', 'w') as out:\n"
+        "    json.dump({'rows': 5}, out)",
+        "%%step first\nrows = json.load(open('config.json'))['rows']",
+        "%%step second\ntotal = rows * 2",
+    )
+    outputs = {}
+    for stack in ("warm", "cold"):
+        if stack == "cold":
+            use_cold_stack(terminal)
+        assert terminal("pipeline", "run", str(notebook), "--no-cache").code == 0
+        described = json.loads(terminal("pipeline", "describe", "latest", "--json").out)
+        outputs[stack] = {step["name"]: sorted(step["outputs"]) for step in described["steps"]}
+    assert outputs["warm"] == outputs["cold"]
+    assert "file:config.json" in outputs["warm"]["second"]

@@ -96,6 +96,11 @@ class KernelPool:
         _stop(manager)  # the pool closed while this kernel started: stop it here, right away
         raise StackmagicError("the run was stopped")
 
+    def written_by_setup(self, folder: Path) -> list[str]:
+        """Files under ``folder`` the setup wrote before a step's kernel took over: none, for
+        a fresh kernel runs the setup itself (see ``warm``)."""
+        return []
+
     @property
     def stopped(self) -> bool:
         """Closed: the run is over, or was interrupted while steps ran."""

@@ -47,16 +47,23 @@ class _ForkedStepClient(PapermillNotebookClient):
     def execute_cell(self, cell: Any, cell_index: int, *args: Any, **kwargs: Any) -> Any:
         record = self.recorded.get(id(cell))
         if record is not None:
-            self._as_recorded(cell, record)
+            self._as_recorded(cell, cell_index, record)
             return cell
         if cell.cell_type == "code" and self.step_variables:
             self._tell(self.step_variables)
             self.step_variables = {}
         return super().execute_cell(cell, cell_index, *args, **kwargs)
 
-    @staticmethod
-    def _as_recorded(cell: Any, record: dict[str, Any]) -> None:
-        cell.outputs = [output_from_msg(message) for message in record["outputs"]]
+    def _as_recorded(self, cell: Any, cell_index: int, record: dict[str, Any]) -> None:
+        """The cell as the template ran it; displays it made with an id (``display(...,
+        display_id=True)``) are known to nbclient, so the step's updates reach them."""
+        cell.outputs = []
+        for message in record["outputs"]:
+            display_id = message["content"].get("transient", {}).get("display_id")
+            if display_id:
+                shown_in = self._display_id_map.setdefault(display_id, {})
+                shown_in.setdefault(cell_index, []).append(len(cell.outputs))
+            cell.outputs.append(output_from_msg(message))
         cell.execution_count = record["execution_count"]
 
     @staticmethod

@@ -17,15 +17,17 @@ that cannot be forked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import StackmagicError
 from ..notebook.exporter import SETUP_ROLE
 from .kernels import MANAGERS, KernelPool, import_in_one_thread, wrap_to_die_with_parent
 
@@ -52,6 +54,9 @@ class SetupRecord:
     """How each setup cell ran in the template: what a step's notebook shows for it."""
 
     cells: list[dict[str, Any]]
+    #: the files the setup wrote, as absolute paths: every step claims them, as a step whose
+    #: kernel ran the setup itself did
+    written: list[str] = field(default_factory=list)
 
 
 class WarmKernelPool(KernelPool):
@@ -94,10 +99,23 @@ class WarmKernelPool(KernelPool):
             if self._template is None and self._cold is None:
                 try:
                     self._template = Template.start(self, self._setup())
-                except _Unsafe as reason:
+                except (_Unsafe, OSError) as reason:  # OSError: its Python would not start
                     self._cold = str(reason)
                     self._on_note(f"steps start in fresh kernels: {reason}")
             return self._template
+
+    def written_by_setup(self, folder: Path) -> list[str]:
+        """The files under ``folder`` the template's setup wrote (it is set up first)."""
+        try:
+            template = self._warm_template()
+        except StackmagicError:  # the kernel is missing: the step will say so
+            return []
+        if template is None:
+            return []
+        paths = (Path(path) for path in template.record.written)
+        return [
+            path.relative_to(folder).as_posix() for path in paths if path.is_relative_to(folder)
+        ]
 
     def close(self) -> None:
         super().close()
@@ -142,7 +160,7 @@ class Template:
         if answer["unsafe"]:
             template.stop()
             raise _Unsafe(answer["unsafe"])
-        template.record = SetupRecord(answer["cells"])
+        template.record = SetupRecord(answer["cells"], answer["written"])
         return template
 
     def ask(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -205,7 +223,12 @@ def run_setup(bundle: Bundle, overrides: Mapping[str, Any]) -> Setup:
         if PARAMETERS_TAG in cell["metadata"].get("tags", []):
             injected = {**overrides, CONTEXT_VARIABLE: {}}
             sources.append("\n".join(f"{name} = {value!r}" for name, value in injected.items()))
-    uses = {source: analyse(source, "the setup") for source in sources}
+    # a seed may be set by a helper module beside the notebook: seed_everything(42)
+    modules = [path.read_text(errors="replace") for path in sorted(bundle.sources.rglob("*.py"))]
+    uses = {}
+    for source in [*sources, *modules]:
+        with contextlib.suppress(StackmagicError):  # a module that does not parse seeds nothing
+            uses[source] = analyse(source, "the setup")
     return Setup(sources, sorted(seeded_generators(uses)))
 
 

@@ -317,6 +317,7 @@ def _execute(
         context.workdir,
         files.file_outputs({name: artifact.info for name, artifact in inputs.items()}),
     )
+    by_setup = kernel_pool.written_by_setup(context.workdir)
     before = files.snapshot(context.workdir, skip=[Path(store.root)])
     with files.watching(context.workdir) as ran_alone, ScratchFolder("step") as scratch:
         executed_path = Path(scratch) / f"{step}.ipynb"
@@ -362,9 +363,9 @@ def _execute(
     for output in executed.cells[-1].get("outputs", []):
         result = output.get("data", {}).get(RESULT_MIME_TYPE)
         if result is not None:
-            written = files.written(
-                before, files.snapshot(context.workdir, skip=[Path(store.root)])
-            )
+            after = files.snapshot(context.workdir, skip=[Path(store.root)])
+            written = files.written(before, after)
+            written = sorted({*written, *(path for path in by_setup if path in after)})
             if not alone:
                 claimed = set(result.get("written", []))
                 written = [path for path in written if str(context.workdir / path) in claimed]
