@@ -331,3 +331,26 @@ def test_files_the_setup_writes_are_each_steps_as_with_a_fresh_kernel(
         outputs[stack] = {step["name"]: sorted(step["outputs"]) for step in described["steps"]}
     assert outputs["warm"] == outputs["cold"]
     assert "file:config.json" in outputs["warm"]["second"]
+
+
+def test_a_setup_with_progress_bars_and_a_plot_stays_warm(initialised: Path, terminal) -> None:
+    """tqdm's monitor thread is stopped before forking; matplotlib reopens its fonts in forks."""
+    notebook = write_notebook(
+        initialised / "eda.ipynb",
+        COUNTED_SETUP + "\nfrom tqdm.auto import tqdm\nimport matplotlib.pyplot as plt\n"
+        "rows = [r for r in tqdm(range(50), desc='loading')]\n"
+        "plt.plot(rows)\nplt.title('rows')\nplt.show()",
+        "%%step left\nleft = sum(r for r in tqdm(rows, desc='left'))\nplt.title('left')\nplt.show()",
+        "%%step right\nright = sum(r for r in tqdm(rows, desc='right'))",
+    )
+    run = terminal("pipeline", "run", str(notebook), "--progress", "lines")
+    assert run.code == 0, run.err
+    assert FALLBACK not in run.err
+    assert setup_runs(initialised) == 1
+    left = executed(terminal)["left"]
+    shown = "".join(  # in a notebook, tqdm.auto draws widgets, with a text form
+        "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+        for c in left["cells"]
+        for o in c.get("outputs", [])
+    )
+    assert "loading: " in shown and "left: " in shown

@@ -358,8 +358,34 @@ class Template:
                 value.bit_generator.state = fresh.state
 
 
+def _stop_known_helpers() -> None:
+    """Stop the helper threads of libraries that start them again when needed.
+
+    tqdm's monitor thread, started by the setup's first progress bar, holds
+    tqdm's lock at times: a fork made then would never get it. Stopped here,
+    it starts again in a fork with the step's first bar.
+    """
+    monitors = sys.modules.get("tqdm._monitor")
+    if monitors is None:
+        return
+    for thread in threading.enumerate():
+        if isinstance(thread, monitors.TMonitor):
+            thread.exit()
+            thread.tqdm_cls.monitor = None
+
+
+def _reopened_in_forks(path: str) -> bool:
+    """Files that their library opens anew in a fork: matplotlib's fonts (it clears its font
+    cache after a fork, so forks never share a font file's position)."""
+    matplotlib = sys.modules.get("matplotlib")
+    if matplotlib is None or "font_manager" not in dir(matplotlib):
+        return False
+    return path.startswith(os.path.join(matplotlib.get_data_path(), "fonts") + os.sep)
+
+
 def unforkable(kernel: Any) -> str | None:
     """Why forking the template now would be unsafe, or None."""
+    _stop_known_helpers()
     if kernel.eventloop is not None:
         return "the setup started a GUI event loop"
     threads = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
@@ -403,7 +429,8 @@ def _open_files() -> list[str]:
         elif target.startswith("socket:"):
             kept.append("a network connection")
         elif target.startswith("/") and not target.startswith("/dev/"):
-            kept.append(target)
+            if not _reopened_in_forks(target):
+                kept.append(target)
     return kept
 
 
