@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .warm import Template
 
 #: How long a kernel's IOPub may stay silent after its kernel_info reply before we ask again.
-_IOPUB_PATIENCE = 1.0
+_IOPUB_PATIENCE = 0.1
 #: The client class kernel managers make, by name as jupyter_client takes it.
 STEP_CLIENT = "stackmagic.orchestrators.managers.StepKernelClient"
 
