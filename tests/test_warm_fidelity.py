@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 
 import pytest
-from test_warm_steps import FALLBACK, executed
+from test_warm_steps import run_warm
 
 from notebooks import write_notebook
 
@@ -31,13 +31,6 @@ def shown(notebook: dict, role: str | None = None) -> str:
                 texts.append("".join(output.get("text", "")))
                 texts.append("".join(output.get("data", {}).get("text/html", "")))
     return "".join(texts)
-
-
-def run_warm(terminal, notebook: Path) -> dict[str, dict]:
-    run = terminal("pipeline", "run", str(notebook), "--progress", "lines")
-    assert run.code == 0, run.err
-    assert FALLBACK not in run.err
-    return executed(terminal)
 
 
 def test_logging_configured_in_the_setup_shows_in_each_step(initialised: Path, terminal) -> None:

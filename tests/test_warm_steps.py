@@ -59,6 +59,14 @@ def executed(terminal, run: str = "latest") -> dict[str, dict]:
     }
 
 
+def run_warm(terminal, notebook: Path) -> dict[str, dict]:
+    """Run the notebook, which must stay warm; each step's executed notebook, by step name."""
+    run = terminal("pipeline", "run", str(notebook), "--progress", "lines")
+    assert run.code == 0, run.err
+    assert FALLBACK not in run.err
+    return executed(terminal)
+
+
 def as_seen(notebook: dict) -> list[tuple]:
     """What a reader of an executed notebook sees: sources, counts and outputs, not timings."""
     seen = []
@@ -299,11 +307,8 @@ def test_a_tutorial_setup_with_matplotlib_inline_and_shell_commands_stays_warm(
         "%%step draw\nplt.plot([1, 2, 3])\nplt.show()\nfigures = 1",
         "%%step count\ntotal = figures + 1",
     )
-    run = terminal("pipeline", "run", str(notebook), "--progress", "lines")
-    assert run.code == 0, run.err
-    assert FALLBACK not in run.err
+    draw = run_warm(terminal, notebook)["draw"]
     assert setup_runs(initialised) == 1
-    draw = executed(terminal)["draw"]
     (setup,) = [
         c for c in draw["cells"] if c["metadata"].get("stackmagic", {}).get("role") == "setup"
     ]
@@ -343,11 +348,8 @@ def test_a_setup_with_progress_bars_and_a_plot_stays_warm(initialised: Path, ter
         "%%step left\nleft = sum(r for r in tqdm(rows, desc='left'))\nplt.title('left')\nplt.show()",
         "%%step right\nright = sum(r for r in tqdm(rows, desc='right'))",
     )
-    run = terminal("pipeline", "run", str(notebook), "--progress", "lines")
-    assert run.code == 0, run.err
-    assert FALLBACK not in run.err
+    left = run_warm(terminal, notebook)["left"]
     assert setup_runs(initialised) == 1
-    left = executed(terminal)["left"]
     shown = "".join(  # in a notebook, tqdm.auto draws widgets, with a text form
         "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
         for c in left["cells"]
