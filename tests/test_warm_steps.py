@@ -206,6 +206,23 @@ def test_ctrl_c_stops_the_template_and_every_fork_at_once(initialised: Path) -> 
         assert not Path(f"/proc/{pid}").exists(), "a step's kernel outlived its run"
 
 
+def test_ctrl_c_during_a_long_setup_stops_the_run_at_once(initialised: Path) -> None:
+    notebook = write_notebook(
+        initialised / "slow_setup.ipynb",
+        COUNTED_SETUP + "\nimport time\nopen('setting-up', 'w').close()\ntime.sleep(120)",
+        "%%step a\nx = 1",
+    )
+    with started_run(notebook) as process:
+        wait_for(lambda: (initialised / "setting-up").exists(), what="the setup to start")
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+        assert time.monotonic() - started < 10, "Ctrl-C waited for the setup to finish"
+        assert process.stderr is not None
+        assert FALLBACK not in process.stderr.read()
+    wait_for(lambda: not _processes_in(initialised), timeout=10, what="every process ending")
+
+
 UNSAFE_SETUPS = {
     "a thread": (
         "import threading, time\n"

@@ -77,6 +77,9 @@ class WarmKernelPool(KernelPool):
         self._template: Template | None = None
         self._template_lock = threading.Lock()
         self._cold: str | None = None  # why kernels start fresh, once decided
+        #: the template while its setup runs, which may take long: close() ends it at once
+        self._setting_up: Template | None = None
+        self._stopping = False
 
     def _launch(self) -> Any:
         managers = import_in_one_thread(MANAGERS)
@@ -98,11 +101,22 @@ class WarmKernelPool(KernelPool):
         with self._template_lock:
             if self._template is None and self._cold is None:
                 try:
-                    self._template = Template.start(self, self._setup())
+                    self._template = self._set_up_template()
                 except (_Unsafe, OSError) as reason:  # OSError: its Python would not start
+                    if self._stopping:
+                        raise StackmagicError("the run was stopped") from None
                     self._cold = str(reason)
                     self._on_note(f"steps start in fresh kernels: {reason}")
             return self._template
+
+    def _set_up_template(self) -> Template:
+        template = Template.launch(self)
+        self._setting_up = template
+        try:
+            template.set_up(self._setup())
+        finally:
+            self._setting_up = None
+        return template
 
     def written_by_setup(self, folder: Path) -> list[str]:
         """The files under ``folder`` the template's setup wrote (it is set up first)."""
@@ -118,6 +132,10 @@ class WarmKernelPool(KernelPool):
         ]
 
     def close(self) -> None:
+        self._stopping = True
+        setting_up = self._setting_up
+        if setting_up is not None:  # a setup under way: the pool's threads wait for it
+            setting_up.process.kill()
         super().close()
         with self._template_lock:
             if self._template is not None:
@@ -136,7 +154,8 @@ class Template:
         self._lock = threading.Lock()
 
     @classmethod
-    def start(cls, pool: WarmKernelPool, setup: Setup) -> Template:
+    def launch(cls, pool: WarmKernelPool) -> Template:
+        """The template process, started with the kernel's Python; not set up yet."""
         command = _template_command(pool.kernel_name)
         process = subprocess.Popen(
             wrap_to_die_with_parent(command),
@@ -148,20 +167,20 @@ class Template:
             text=True,
             start_new_session=True,  # Ctrl-C is the run's to handle: it stops the template
         )
-        template = cls(process, SetupRecord([]))
+        return cls(process, SetupRecord([]))
+
+    def set_up(self, setup: Setup) -> None:
+        """Run the setup; the template is stopped if forking it would be unsafe."""
         try:
-            answer = template.ask({"op": "setup", "cells": setup.sources, "seeded": setup.seeded})
+            answer = self.ask({"op": "setup", "cells": setup.sources, "seeded": setup.seeded})
+            if answer["failed"]:
+                raise _Unsafe(f"the setup raised {answer['failed']} in the template")
+            if answer["unsafe"]:
+                raise _Unsafe(answer["unsafe"])
         except _Unsafe:
-            template.stop()
+            self.stop()
             raise
-        if answer["failed"]:
-            template.stop()
-            raise _Unsafe(f"the setup raised {answer['failed']} in the template")
-        if answer["unsafe"]:
-            template.stop()
-            raise _Unsafe(answer["unsafe"])
-        template.record = SetupRecord(answer["cells"], answer["written"])
-        return template
+        self.record = SetupRecord(answer["cells"], answer["written"])
 
     def ask(self, request: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
