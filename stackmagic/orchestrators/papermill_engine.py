@@ -35,7 +35,7 @@ class _ForkedStepClient(PapermillNotebookClient):
         self, nb_man: Any, setup: SetupRecord, step_variables: dict[str, Any], **kwargs: Any
     ) -> None:
         super().__init__(nb_man, **kwargs)
-        self.recorded = dict(zip(map(id, setup_cells(self.nb)), setup.cells))
+        self.recorded = dict(zip(map(id, setup_cells(self.nb.cells)), setup.cells))
         self.step_variables = step_variables
 
     def papermill_execute_cells(self) -> None:

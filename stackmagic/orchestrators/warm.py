@@ -22,13 +22,12 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StackmagicError
-from ..notebook.exporter import SETUP_ROLE
 from .kernels import MANAGERS, KernelPool, import_in_one_thread, wrap_to_die_with_parent
 
 if TYPE_CHECKING:
@@ -149,8 +148,10 @@ class _Unsafe(Exception):
 class Template:
     """The template process: answers one JSON line for each request line."""
 
-    def __init__(self, process: subprocess.Popen[str], record: SetupRecord) -> None:
-        self.process, self.record = process, record
+    def __init__(self, process: subprocess.Popen[str], log: Path) -> None:
+        """``log``: where the template's own output goes, to tell why it ended."""
+        self.process, self.log = process, log
+        self.record = SetupRecord([])
         self._lock = threading.Lock()
 
     @classmethod
@@ -167,7 +168,7 @@ class Template:
             text=True,
             start_new_session=True,  # Ctrl-C is the run's to handle: it stops the template
         )
-        return cls(process, SetupRecord([]))
+        return cls(process, Path(pool.log.name))
 
     def set_up(self, setup: Setup) -> None:
         """Run the setup; the template is stopped if forking it would be unsafe."""
@@ -193,10 +194,9 @@ class Template:
             except (BrokenPipeError, ValueError):  # ValueError: closed by stop()
                 line = ""
         if not line:
-            raise _Unsafe(
-                f"the template process ended (exit code {self.process.poll()}; "
-                "the kernels' log says why)"
-            )
+            said = [text for text in self.log.read_text(errors="replace").splitlines() if text]
+            last = f": {said[-1].strip()}" if said else ""
+            raise _Unsafe(f"the template process ended (exit code {self.process.poll()}){last}")
         answer: dict[str, Any] = json.loads(line)
         return answer
 
@@ -232,12 +232,7 @@ def run_setup(bundle: Bundle, overrides: Mapping[str, Any]) -> Setup:
 
     first = bundle.step_notebook(next(iter(bundle.steps)))
     sources = []
-    for cell in json.loads(first.read_text(encoding="utf-8"))["cells"]:
-        role = cell["metadata"].get("stackmagic", {}).get("role")
-        if cell["cell_type"] != "code":
-            continue
-        if role not in (SETUP_ROLE, "parameters"):
-            break
+    for cell in setup_cells(json.loads(first.read_text(encoding="utf-8"))["cells"]):
         sources.append("".join(cell["source"]))
         if PARAMETERS_TAG in cell["metadata"].get("tags", []):
             injected = {**overrides, CONTEXT_VARIABLE: {}}
@@ -251,17 +246,21 @@ def run_setup(bundle: Bundle, overrides: Mapping[str, Any]) -> Setup:
     return Setup(sources, sorted(seeded_generators(uses)))
 
 
-def setup_cells(notebook: Any) -> list[Any]:
-    """The cells of a step notebook, parameterized by papermill, that the template ran."""
-    cells = []
-    for cell in notebook.cells:
-        if cell.cell_type != "code":
+def setup_cells(cells: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The code cells a step notebook starts with, which the template runs: the setup, the
+    parameters, and those papermill injects (in a notebook it parameterized)."""
+    from ..notebook.exporter import SETUP_ROLE  # here: papermill imports this module's engine
+
+    taken = []
+    for cell in cells:
+        if cell["cell_type"] != "code":
             continue
-        role = cell.metadata.get("stackmagic", {}).get("role")
-        if role not in (SETUP_ROLE, "parameters") and INJECTED not in cell.metadata.get("tags", []):
+        role = cell["metadata"].get("stackmagic", {}).get("role")
+        injected = INJECTED in cell["metadata"].get("tags", [])
+        if role not in (SETUP_ROLE, "parameters") and not injected:
             break
-        cells.append(cell)
-    return cells
+        taken.append(cell)
+    return taken
 
 
 def _template_command(kernel_name: str) -> list[str]:
