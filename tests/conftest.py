@@ -21,6 +21,9 @@ from stackmagic.registry import Registry
 
 BIN = Path(sys.executable).parent
 
+#: the JupyterLab fixtures (``lab``, ``page``, ``browser``) of the browser tests
+pytest_plugins = ["lab"]
+
 
 @dataclass
 class Result:
