@@ -29,10 +29,14 @@ from pathlib import Path
 TOKEN = "benchmark-token"
 POLL_INTERVAL = 1.0
 STEPS = ["load", "train", "evaluate"]
+#: What two of the steps log, per run.
+METRICS = {"train": ["loss", "lr_final"], "evaluate": ["accuracy", "f1", "loss"]}
 
 
 def record_runs(project: Path, count: int) -> None:
-    """Finished runs of three steps each, written straight into the default metadata store."""
+    """Finished runs of three steps each, written straight into the default metadata store;
+    half of them given a parameter, and two steps of each logging metrics, as the listing
+    shows both."""
     from stackmagic.pipelines import OpenStack
     from stackmagic.registry import Registry
     from stackmagic.runtime import new_run_id
@@ -51,10 +55,22 @@ def record_runs(project: Path, count: int) -> None:
                 bundle_uri="file:///bundle",
                 bundle_hash="0" * 64,
                 options={},
-                parameters={"lr": 0.1},
-                overridden=[],
+                parameters={"lr": 0.1 * (1 + number % 2), "epochs": 3},
+                overridden=["lr"] if number % 2 else [],
                 steps=STEPS,
             )
+            for step, metrics in METRICS.items():
+                opened.metadata.step_started(run_id, step, code_key="0" * 64, attempt=1)
+                opened.metadata.step_completed(
+                    run_id,
+                    step,
+                    code_key="0" * 64,
+                    cache_key="0" * 64,
+                    inputs={},
+                    outputs={},
+                    metrics=[(name, number / count) for name in metrics],
+                    notebook_uri=f"file:///runs/{run_id}/{step}.ipynb",
+                )
             opened.metadata.run_finished(run_id)
 
 

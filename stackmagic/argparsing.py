@@ -1,14 +1,17 @@
 """argparse that reports mistakes as :class:`UsageError` instead of exiting.
 
 Every grammar of stackmagic (the commands, ``%%step``) is built on it, so a
-typo in a kernel raises one clear error and the kernel lives on.
+typo in a kernel raises one clear error and the kernel lives on. A word that is
+not one of the choices (a command, an action, a flavor) is answered with the
+nearest choice, if one is near: ``stak`` gets "did you mean 'stack'?".
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NoReturn
 
 from .errors import UsageError
@@ -16,6 +19,30 @@ from .errors import UsageError
 
 class HelpShown(Exception):
     """``--help`` or ``--version`` printed what was asked; nothing more to do."""
+
+
+class Choices:
+    """Choices found when first asked for, and named in the error for a word that is none of them.
+
+    The flavors of a component type come from installed packages' entry points: reading them
+    costs every command time, so they are read only to check a word, list them in ``--help``
+    or complete one. ``what`` names a choice ("artifact store flavor") and ``plural`` them.
+    """
+
+    def __init__(self, names: Callable[[], Iterable[str]], what: str, plural: str) -> None:
+        self._names = names
+        self.what = what
+        self.plural = plural
+
+    @functools.cached_property
+    def names(self) -> list[str]:
+        return list(self._names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __contains__(self, word: object) -> bool:
+        return word in self.names
 
 
 class Parser(argparse.ArgumentParser):
@@ -37,6 +64,24 @@ class Parser(argparse.ArgumentParser):
             kwargs["type"] = _not_empty(kwargs.get("type", str))
         return super().add_argument(*args, **kwargs)
 
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """A word that is none of the choices: the nearest one, if a choice is near."""
+        choices = action.choices
+        if choices is None or value in choices:
+            return
+        names = [str(choice) for choice in choices]
+        near = _nearest(str(value), names)
+        guess = f"; did you mean {near!r}?" if near else ""
+        if isinstance(choices, Choices):
+            listed = f"valid {choices.plural}: {', '.join(names)}"
+            raise UsageError(
+                f"unknown {choices.what} {value!r}"
+                + (f"{guess} ({listed})" if near else f"; {listed}"),
+                self.command,
+            )
+        listed = "" if near else f" (choose from {', '.join(map(repr, names))})"
+        raise argparse.ArgumentError(action, f"invalid choice: {value!r}{guess}{listed}")
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(message, self.command)
 
@@ -44,6 +89,12 @@ class Parser(argparse.ArgumentParser):
         if message:
             print(message, end="")
         raise HelpShown()
+
+
+def _nearest(word: str, names: list[str]) -> str | None:
+    """The one name close enough to ``word`` to be what was meant, if any."""
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def _not_empty(convert: Callable[[str], Any]) -> Callable[[str], Any]:

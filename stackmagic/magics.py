@@ -127,6 +127,8 @@ def _line_magic(ipython: Any, command: str) -> Callable[[str], None]:
             print(output.to_json())
         else:
             display(output)
+            for figure in getattr(output, "figures", ()):  # a comparison's chart, under its table
+                display(figure)
 
     magic.__name__ = command.replace("-", "_")
     magic.__doc__ = (

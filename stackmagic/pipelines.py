@@ -27,10 +27,11 @@ from .flavors import (
 from .json_values import is_finite
 from .notebook.exporter import Bundle, export_bundle
 from .notebook.spec import load_pipeline
+from .orchestrators.base import RunCancelled
 from .output import Output
 from .progress import Progress
 from .registry import Component, Registry
-from .runtime import Mode, RunContext, StepOutcome, new_run_id, plan
+from .runtime import Mode, RunContext, StepOutcome, changed_parameters, new_run_id, plan
 from .runtime.files import FILE_PREFIX
 from .runtime.task import NOT_NEEDED
 from .scratch import ScratchFolder
@@ -47,7 +48,7 @@ class PipelineFailed(RunFailed):
     def __init__(self, message: str, run: PipelineRun) -> None:
         from .run_view import run_fields
 
-        super().__init__(message, run_fields(run.record))
+        super().__init__(message, run_fields(run.record, error_below=True))
         self.run = run
 
 
@@ -358,7 +359,7 @@ def run_bundle(
         bundle_hash=bundle.hash,
         options={"no_cache": no_cache, "only": only, "from": from_step},
         parameters=context.parameters,
-        overridden=list(overrides),
+        overridden=changed_parameters(overrides, bundle.parameters),
         steps=list(bundle.steps),
         driven_here=not orchestrator.detached,
     )
@@ -387,7 +388,10 @@ def run_bundle(
             if orchestrator.detached
             else opened.metadata.keeping_alive(context.run_id)
         ):
-            outcomes = orchestrator.run(context, progress)
+            try:
+                outcomes = orchestrator.run(context, progress)
+            except RunCancelled:  # the orchestrator stopped the steps and recorded it
+                outcomes = []
             for warning in (w for outcome in outcomes for w in outcome.warnings):
                 progress.warn(warning)
             error = first_failure(outcomes)
@@ -412,6 +416,8 @@ def run_bundle(
         raise PipelineFailed(
             f"run {result.id} of {bundle.pipeline} failed: {result.record.error}", result
         )
+    if result.status == RunStatus.CANCELLED:
+        raise PipelineFailed(f"run {result.id} of {bundle.pipeline} was cancelled", result)
     return result
 
 

@@ -1,8 +1,9 @@
-"""Live progress of a run: a bar in a terminal, a widget in a notebook, lines in a log.
+"""Live progress of a run: the running steps on a screen, a widget in a notebook, lines in a log.
 
 The orchestrator calls these from one thread, so displays are never updated
 concurrently. A step that runs rather than coming from the cache says why
-("code changed (cell 7)", see ``runtime.cache``).
+("code changed (cell 7)", see ``runtime.cache``). A failed step's error is not
+repeated here: the command says it once, as it ends.
 """
 
 from __future__ import annotations
@@ -10,18 +11,21 @@ from __future__ import annotations
 import html
 import sys
 import warnings
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from .terminal import shows_colour
 
 if TYPE_CHECKING:
     from .runtime import StepOutcome
 
-_ICONS = {
+ICONS = {
     "pending": "·",
     "running": "▶",
     "completed": "✓",
     "cached": "↺",
     "failed": "✗",
     "skipped": "–",
+    "cancelled": "■",
 }
 
 
@@ -55,7 +59,7 @@ class Progress:
         pass
 
 
-class _Shown(Progress):
+class Shown(Progress):
     """Progress someone watches: warnings are lines on stderr, beside it."""
 
     def warn(self, message: str) -> None:
@@ -65,7 +69,7 @@ class _Shown(Progress):
         print(message, file=sys.stderr, flush=True)
 
 
-class LogLines(_Shown):
+class LogLines(Shown):
     """One line per event, for logs and for terminals that are not a screen (CI)."""
 
     def __init__(self, stream: TextSink | None = None) -> None:
@@ -75,46 +79,16 @@ class LogLines(_Shown):
         self._print(f"run {run_id} of {pipeline}: {len(steps)} steps")
 
     def step_started(self, step: str, reason: str | None = None) -> None:
-        self._print(f"  {step}: {_running(reason)}")
+        self._print(f"  {step}: {running_note(reason)}")
 
     def step_finished(self, outcome: StepOutcome) -> None:
-        self._print(f"  {outcome.step}: {_describe(outcome, why=False)}")  # said when it started
+        self._print(f"  {outcome.step}: {_describe(outcome, why=False, error=False)}")
 
     def _print(self, line: str) -> None:
         print(line, file=self.stream, flush=True)
 
 
-class TerminalBar(_Shown):
-    """A tqdm bar over the steps, naming those running now."""
-
-    def __init__(self) -> None:
-        self._bar: Any = None
-        self._running: list[str] = []
-
-    def run_started(self, run_id: str, pipeline: str, steps: list[str]) -> None:
-        from tqdm import tqdm
-
-        self._bar = tqdm(total=len(steps), desc=pipeline, unit="step", file=sys.stderr, leave=True)
-
-    def step_started(self, step: str, reason: str | None = None) -> None:
-        self._running.append(step)
-        self._show()
-
-    def step_finished(self, outcome: StepOutcome) -> None:
-        if outcome.step in self._running:
-            self._running.remove(outcome.step)
-        self._bar.write(f"  {outcome.step}: {_describe(outcome)}", file=sys.stderr)
-        self._bar.update(1)
-        self._show()
-
-    def run_finished(self) -> None:
-        self._bar.close()
-
-    def _show(self) -> None:
-        self._bar.set_postfix_str(", ".join(self._running), refresh=True)
-
-
-class NotebookWidget(_Shown):
+class NotebookWidget(Shown):
     """A progress bar and a table of the steps, updated in place under the cell."""
 
     def __init__(self) -> None:
@@ -134,7 +108,7 @@ class NotebookWidget(_Shown):
 
     def step_started(self, step: str, reason: str | None = None) -> None:
         self._status[step] = "running"
-        self._notes[step] = _running(reason)
+        self._notes[step] = running_note(reason)
         self._render()
 
     def step_finished(self, outcome: StepOutcome) -> None:
@@ -151,21 +125,22 @@ class NotebookWidget(_Shown):
 
     def _render(self) -> None:
         rows = "".join(
-            f"<tr><td>{_ICONS[status]}</td><td>{html.escape(step)}</td>"
+            f"<tr><td>{ICONS[status]}</td><td>{html.escape(step)}</td>"
             f"<td>{html.escape(self._notes.get(step, status))}</td></tr>"
             for step, status in self._status.items()
         )
         self._table.value = f"<b>{html.escape(self._title)}</b><table>{rows}</table>"
 
 
-def _running(reason: str | None) -> str:
+def running_note(reason: str | None) -> str:
     return f"running — {reason}" if reason else "running"
 
 
-def _describe(outcome: StepOutcome, *, why: bool = True) -> str:
-    """How a step ended; ``why`` it ran too, for displays that did not say when it started."""
+def _describe(outcome: StepOutcome, *, why: bool = True, error: bool = True) -> str:
+    """How a step ended; ``why`` it ran too, for displays that did not say when it started;
+    the ``error`` of a failed step, for displays the command's error line does not follow."""
     if outcome.status == "failed":
-        return f"failed: {outcome.error}"
+        return f"failed: {outcome.error}" if error else "failed"
     if outcome.status in ("skipped", "cached"):
         return outcome.status
     done = f"{outcome.status} in {outcome.seconds:.1f} s"
@@ -173,14 +148,17 @@ def _describe(outcome: StepOutcome, *, why: bool = True) -> str:
 
 
 def choose(kind: str = "auto") -> Progress:
-    """``auto``: the widget in a notebook, a bar on a terminal screen, lines elsewhere."""
+    """``auto``: the widget in a notebook, the live steps on a screen, lines elsewhere
+    (``NO_COLOR`` too: a line per event is what a screen reader follows)."""
     if kind == "none":
         return Progress()
-    if kind == "auto":
-        if _in_kernel():
-            return NotebookWidget()
-        return TerminalBar() if sys.stderr.isatty() else LogLines()
-    return {"widget": NotebookWidget, "bar": TerminalBar, "lines": LogLines}[kind]()
+    if kind == "widget" or (kind == "auto" and _in_kernel()):
+        return NotebookWidget()
+    if kind == "lines" or (kind == "auto" and not shows_colour(sys.stderr)):
+        return LogLines()
+    from .terminal_progress import LiveSteps, started_early
+
+    return started_early() or LiveSteps()
 
 
 def _in_kernel() -> bool:

@@ -12,10 +12,20 @@ if TYPE_CHECKING:
     from .runtime.cache import Forecast
 
 
-def runs_table(records: list[RunRecord]) -> Table:
+def runs_table(records: list[RunRecord], *, status: str | None = None) -> Table:
+    """The runs, a line each; ``status``: the one they were chosen by, for an empty listing."""
     return Table(
         title="Runs",
-        columns=["run", "pipeline", "status", "started", "took", "steps", "stack"],
+        columns=[
+            "run",
+            "pipeline",
+            "status",
+            "started",
+            "took",
+            "parameters",
+            "metrics",
+            "stack",
+        ],
         rows=[
             [
                 r.id,
@@ -23,21 +33,67 @@ def runs_table(records: list[RunRecord]) -> Table:
                 r.status,
                 _when(r.started_at),
                 _took(r.seconds),
-                _step_counts(r),
+                " ".join(f"{k}={short_value(v)}" for k, v in changed_parameters(r).items()) or "-",
+                _first_metrics(run_metrics(r)),
                 r.stack_name,
             ]
             for r in records
         ],
         data=[run_data(r, detail=False) for r in records],
-        empty="none yet (run one with `stackmagic pipeline run NOTEBOOK`)",
+        empty=f"none {status}"
+        if status
+        else "none yet (run one with `stackmagic pipeline run NOTEBOOK`)",
     )
 
 
-def run_fields(record: RunRecord) -> Fields:
-    """One run: its facts, then a table of its steps."""
+def changed_parameters(record: RunRecord) -> dict[str, Any]:
+    """The parameters the run was given (``-p``) rather than took from the notebook.
+
+    A record keeps every parameter's value and whether the run was given it, not the
+    notebook's default for a given one: a given value equal to the default counts too.
+    """
+    return {name: record.parameters[name] for name in record.overridden}
+
+
+def run_metrics(record: RunRecord) -> dict[str, float]:
+    """Every step's metrics, the last value of each; ``STEP.name`` where two steps log a name."""
+    steps_logging: dict[str, set[str]] = {}
+    for step in record.steps:
+        for name, _ in step.metrics:
+            steps_logging.setdefault(name, set()).add(step.name)
+    metrics: dict[str, float] = {}
+    for step in record.steps:
+        for name, value in step.metrics:
+            metrics[name if len(steps_logging[name]) == 1 else f"{step.name}.{name}"] = value
+    return metrics
+
+
+#: The metrics a listing's row shows: a line per run stays readable.
+LISTED_METRICS = 3
+
+
+def _first_metrics(metrics: dict[str, float]) -> str:
+    shown = [f"{name}={value:g}" for name, value in list(metrics.items())[:LISTED_METRICS]]
+    more = len(metrics) - len(shown)
+    return " ".join(shown) + (f" (+{more})" if more else "") or "-"
+
+
+def short_value(value: Any, width: int = 24) -> str:
+    """A parameter's value in a table cell: text as it is, others as Python writes them."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def run_fields(record: RunRecord, *, error_below: bool = False) -> Fields:
+    """One run: its facts, then a table of its steps.
+
+    ``error_below``: the run's error line follows (a ``pipeline run`` that failed),
+    so the error is said there, once, and not in the status and the step's notes too.
+    """
+    shown_error = record.error if not error_below else None
     fields = [
         ("pipeline", f"{record.pipeline} ({record.notebook})"),
-        ("status", record.status + (f": {record.error}" if record.error else "")),
+        ("status", record.status + (f": {shown_error}" if shown_error else "")),
         ("started", _when(record.started_at)),
         ("took", _took(record.seconds)),
         ("stack", record.stack_name),
@@ -71,16 +127,16 @@ def run_fields(record: RunRecord) -> Fields:
     steps = Table(
         title="Steps",
         columns=["step", "status", "why", "took", "outputs", "metrics", "notes"],
-        rows=[_step_row(step) for step in record.steps],
+        rows=[_step_row(step, with_error=not error_below) for step in record.steps],
     )
     return Fields(f"Run {record.id}", fields, run_data(record), [steps])
 
 
-def _step_row(step: StepRecord) -> list[str]:
+def _step_row(step: StepRecord, *, with_error: bool) -> list[str]:
     notes = []
     if step.cached_from:
         notes.append(f"from {step.cached_from}")
-    if step.error:
+    if step.error and with_error:
         notes.append(step.error)
     if step.notebook_uri:
         notes.append(f"notebook: {step.notebook_uri}")
@@ -96,8 +152,8 @@ def _step_row(step: StepRecord) -> list[str]:
 
 
 def run_data(record: RunRecord, *, detail: bool = True) -> dict[str, Any]:
-    """A run as JSON; a listing (``detail=False``) leaves out each step's artifacts and metrics,
-    which it does not read, rather than show them empty."""
+    """A run as JSON; a listing (``detail=False``) leaves out each step's artifacts, which it
+    does not read, rather than show them empty, and its metrics, which the run's own show."""
     return {
         "id": record.id,
         "pipeline": record.pipeline,
@@ -109,6 +165,8 @@ def run_data(record: RunRecord, *, detail: bool = True) -> dict[str, Any]:
         "stack": record.stack_name,
         "parameters": record.parameters,
         "overridden": record.overridden,
+        "changed_parameters": changed_parameters(record),
+        "metrics": run_metrics(record),
         "options": record.options,
         "bundle": record.bundle_uri,
         "orchestrator_run_id": record.orchestrator_run_id,
@@ -156,13 +214,6 @@ def forecast_table(pipeline: str, stack: str, forecasts: list[Forecast]) -> Tabl
             for f in forecasts
         ],
     )
-
-
-def _step_counts(record: RunRecord) -> str:
-    counts: dict[str, int] = {}
-    for step in record.steps:
-        counts[step.status] = counts.get(step.status, 0) + 1
-    return ", ".join(f"{n} {status}" for status, n in counts.items())
 
 
 def _when(moment: datetime) -> str:

@@ -2,7 +2,7 @@
 
 It implements the few KFP v2beta1 REST endpoints stackmagic's submission
 calls through the real ``kfp.Client`` (health, pipelines, uploads of versions,
-experiments, runs) and records every request, headers and body
+experiments, runs, terminating a run) and records every request, headers and body
 included, for the tests to inspect. Where a real cluster would start pods,
 it runs the uploaded pipeline with ``kfp.local`` in a child process (the same
 entry stackmagic's local mode uses), with the environment a Kubernetes secret
@@ -11,16 +11,19 @@ would give the pods; a run's state follows that process.
 It is as strict as KFP on what it is sent: list filters are read as the
 v2beta1 ``Filter`` proto (every predicate operation; an invalid filter is a
 400), an uploaded package must be a pipeline spec KFP can load (400 if not),
-a version name is unique in its pipeline (409), and the ``pipeline_id`` of a
-version listing or a run must name a pipeline (404) that holds the version (400).
+a version name is unique in its pipeline (409), the ``pipeline_id`` of a
+version listing or a run must name a pipeline (404) that holds the version (400),
+and only a running (or pending) run can be terminated (400).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import operator
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -56,6 +59,8 @@ class FakeKfp:
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> version (+ package)
     experiments: dict[str, dict[str, Any]] = field(default_factory=dict)
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the kfp.local process of each executed run: its "pods"
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     scratch: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="fake-kfp-")))
 
     # -- the API ------------------------------------------------------------------------
@@ -82,7 +87,8 @@ class FakeKfp:
             ("GET", r"/experiments", self._list_experiments),
             ("POST", r"/experiments", self._create_experiment),
             ("POST", r"/runs", self._create_run),
-            ("GET", r"/runs/(?P<run_id>[^/]+)", self._get_run),
+            ("GET", r"/runs/(?P<run_id>[^/:]+)", self._get_run),
+            ("POST", r"/runs/(?P<run_id>[^/:]+):terminate", self._terminate_run),
         ]
         for verb, pattern, route in routes:
             match = re.fullmatch(API + pattern, path)
@@ -232,12 +238,14 @@ class FakeKfp:
 
     def _execute(self, run: dict[str, Any], package: bytes) -> None:
         """What the cluster would do: run the pipeline's tasks (here with kfp.local)."""
+        if run["state"] != "RUNNING":  # terminated before its pods started
+            return
         folder = self.scratch / run["run_id"]
         folder.mkdir(parents=True)
         (folder / "pipeline.yaml").write_bytes(package)
         arguments = run["runtime_config"].get("parameters", {})
         with (folder / "log.txt").open("wb") as log:
-            code = subprocess.call(
+            process = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
@@ -250,8 +258,28 @@ class FakeKfp:
                 stderr=subprocess.STDOUT,
                 cwd=folder,
                 env={**_base_environment(), **self.pod_environment},
+                start_new_session=True,  # its own group, as a run's pods: terminated together
             )
-        run["state"] = "SUCCEEDED" if code == 0 else "FAILED"
+            self.processes[run["run_id"]] = process
+            code = process.wait()
+        if run["state"] == "CANCELING":
+            run["state"] = "CANCELED"
+        else:
+            run["state"] = "SUCCEEDED" if code == 0 else "FAILED"
+
+    def _terminate_run(self, run_id: str, **_: Any) -> tuple[int, dict[str, Any]]:
+        """As KFP: a run that is not running (or pending) cannot be terminated; its pods stop."""
+        run = self.runs.get(run_id)
+        if run is None:
+            return _refused(404, f"Failed to terminate run {run_id}: Run {run_id} not found")
+        if run["state"] not in ("RUNNING", "PENDING"):
+            return _refused(400, f"Failed to terminate run {run_id}. Row not found")
+        process = self.processes.get(run_id)
+        run["state"] = "CANCELING" if process else "CANCELED"
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        return 200, {}
 
     def _get_run(self, run_id: str, **_: Any) -> tuple[int, dict[str, Any]]:
         if run_id not in self.runs:

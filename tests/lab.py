@@ -123,11 +123,11 @@ def page(browser: Any, lab: Lab) -> Iterator[Any]:
     context.close()
 
 
-def python_notebook(path: Path, *cells: str) -> Path:
+def python_notebook(path: Path, *cells: str, parameters: str | None = None) -> Path:
     """A notebook as JupyterLab saves one: it names its kernel, so none is asked for."""
     import nbformat
 
-    write_notebook(path, *cells)
+    write_notebook(path, *cells, parameters=parameters)
     notebook = nbformat.read(path, as_version=4)
     notebook.metadata["kernelspec"] = {
         "name": "python3",

@@ -351,7 +351,9 @@ def test_generated_commands_answer_or_refuse_in_one_line(
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(words)
-        assert code in (0, 2), (words, code, err.getvalue())
+        # `pipeline cancel` of the fuzz project's finished run: exit 1, nothing to cancel
+        refused = (1, 2) if words[:2] == ["pipeline", "cancel"] else (2,)
+        assert code == 0 or code in refused, (words, code, err.getvalue())
         assert SECRET not in out.getvalue() + err.getvalue(), words
         if code == 0:  # stderr may show progress
             assert "Traceback" not in err.getvalue(), (words, err.getvalue())

@@ -45,6 +45,19 @@ def test_sidebar_shows_default_active_and_a_click_activates_another_stack(
     expect(stack_item(page, "default")).to_have_attribute("aria-current", "true", timeout=10_000)
     print(f"the sidebar showed a terminal's `stack set` after {time.monotonic() - set_at:.2f} s")
 
+    # every section folds, and stays as it was left after a reload
+    components = page.locator(f'{SIDEBAR} [data-section="components"]')
+    expect(components.locator("[data-component]")).to_have_count(0)  # folded at first
+    components.get_by_role("button", name="Components").click()
+    expect(components.locator('[data-component="default"]')).to_have_count(3)
+    page.locator(f'{SIDEBAR} [data-section="stacks"]').get_by_role("button", name="Stacks").click()
+    expect(stack_item(page, "default")).to_be_hidden()
+    page.reload()
+    page.locator(f'{SIDEBAR} [data-section="components"] [data-component]').first.wait_for()
+    expect(stack_item(page, "default")).to_be_hidden()
+    page.locator(f'{SIDEBAR} [data-section="stacks"]').get_by_role("button", name="Stacks").click()
+    expect(stack_item(page, "other")).to_be_visible()
+
     python_notebook(lab.root / "switch.ipynb", "%load_ext stackmagic\n%stack set other")
     page.goto(lab.page_url("lab/tree/switch.ipynb"))
     # keys typed before the notebook has its kernel can be lost: wait for it
@@ -102,41 +115,67 @@ def test_components_and_stacks_registered_through_the_forms_appear_in_the_cli(
     page.on("response", lambda response: answers.append(_body(response)))
     open_lab(page, lab)
 
-    page.get_by_role("button", name="Register a component").click()
+    page.get_by_title("Register a component").click()
     form = page.get_by_role("form", name="Register a component")
-    form.locator('select[name="type"]').select_option("artifact-store")
-    form.locator('select[name="flavor"]').select_option("s3")
-    form.locator('input[name="name"]').fill("bucket")
-    form.locator('input[name="path"]').fill("s3://team-bucket/runs")
-    secret = form.locator('input[name="secret-access-key"]')
+    form.get_by_label("Type").select_option("artifact-store")
+    form.get_by_label("Flavor").select_option("s3")
+    form.get_by_label("Name").fill("bucket")
+    # labels read as words; help (the flavor's own) sits under each field; required is marked
+    path = form.get_by_role("textbox", name="Path", exact=True)
+    expect(path).to_have_attribute("name", "path")
+    expect(path).to_have_accessible_description(re.compile(r"s3://bucket"))
+    expect(form.locator('[data-field="path"] .jp-stackmagic-required')).to_be_visible()
+    expect(form.locator('[data-field="region"] .jp-stackmagic-required')).to_have_count(0)
+    expect(form).not_to_contain_text("--path")
+    path.fill("team-bucket/runs")  # no s3:// : the server refuses it, under the field
+    form.get_by_role("button", name="Register").click()
+    expect(form.locator('[data-field="path"] .jp-stackmagic-field-error')).to_have_text(
+        "Expects a URL like s3://bucket/dir, not 'team-bucket/runs'."
+    )
+    expect(path).to_have_attribute("aria-invalid", "true")
+    expect(path).to_be_focused()  # the refused field comes into view
+    expect(form.get_by_role("alert")).to_have_count(0)  # said once, where it belongs
+    path.fill("s3://team-bucket/runs")
+    secret = form.get_by_label("Secret access key")
     assert secret.get_attribute("type") == "password", "secret inputs are masked"
+    expect(secret).to_have_accessible_description(re.compile("env:VARIABLE"))
     secret.fill(canary)
     form.get_by_role("button", name="Register").click()
     expect(form).to_be_hidden()
+    expect(
+        page.locator(".jp-toast-message", has_text="Registered the artifact store bucket")
+    ).to_be_visible()
 
     listed = {c["name"]: c for c in cli_json(terminal, "artifact-store", "list")}
     assert listed["bucket"]["flavor"] == "s3"
     assert listed["bucket"]["options"]["path"] == "s3://team-bucket/runs"
     assert listed["bucket"]["options"]["secret_access_key"] == "********"
 
-    # a bad form gets the server's one-line reason, and nothing is registered
-    page.get_by_role("button", name="Register a component").click()
-    form.locator('select[name="flavor"]').select_option("s3")
-    form.locator('input[name="name"]').fill("nopath")
+    # a missing required value gets the server's reason under its field; nothing is registered
+    page.get_by_title("Register a component").click()
+    form.get_by_label("Flavor").select_option("s3")
+    form.get_by_label("Name").fill("nopath")
     form.locator('input[name="path"]').evaluate("input => input.removeAttribute('required')")
     form.get_by_role("button", name="Register").click()
-    expect(form.get_by_role("alert")).to_contain_text("--path")
+    expect(form.locator('[data-field="path"] .jp-stackmagic-field-error')).to_have_text(
+        "Path is required."
+    )
     assert "nopath" not in {c["name"] for c in cli_json(terminal, "artifact-store", "list")}
     form.get_by_role("button", name="Cancel").click()
 
-    page.get_by_role("button", name="Register a stack").click()
+    page.get_by_title("Register a stack").click()
     stack_form = page.get_by_role("form", name="Register a stack")
-    stack_form.locator('input[name="name"]').fill("team")
-    stack_form.locator('select[name="artifact-store"]').select_option("bucket")
+    stack_form.get_by_label("Name").fill("team")
+    stack_form.get_by_label("Artifact store").select_option("bucket")
     stack_form.get_by_role("button", name="Register").click()
     expect(stack_item(page, "team")).to_contain_text("bucket (s3)")
     team = cli_json(terminal, "stack", "describe", "team")
     assert {c["type"]: c["name"] for c in team["components"]}["artifact-store"] == "bucket"
+    # the success message offers to make the new stack the active one
+    registered = page.locator(".Toastify__toast", has_text="Registered the stack team")
+    registered.locator(".jp-toast-button", has_text="Activate now").click()
+    expect(stack_item(page, "team")).to_have_attribute("aria-current", "true")
+    assert terminal("stack", "get").out.strip() == "team"
 
     page.wait_for_timeout(1500)  # a few more polls of the sidebar
     assert canary not in page.content(), "the secret is not in the page"
@@ -170,6 +209,7 @@ def test_run_as_pipeline_from_the_toolbar_ends_in_a_succeeded_run_in_the_sidebar
     )
     open_lab(page, lab, "lab/tree/small.ipynb")
     page.get_by_role("button", name="Run as pipeline").click()
+    page.locator(".jp-Dialog").get_by_role("button", name="Run").click()
     finished = page.locator(f'{SIDEBAR} .jp-stackmagic-run[data-status="completed"]')
     expect(finished).to_have_count(1, timeout=120_000)
     expect(page.locator(".jp-toast-message", has_text="completed in")).to_be_visible()
@@ -182,15 +222,15 @@ def test_run_as_pipeline_from_the_toolbar_ends_in_a_succeeded_run_in_the_sidebar
     expect(finished).to_contain_text("2/2 steps")
     expect(finished).to_contain_text("default")
 
-    finished.locator(".jp-stackmagic-run-title").click()
+    finished.get_by_role("button", name="Show the steps").click()
     finished.locator('[data-step="second"] a').click()
     executed = page.locator(".jp-NotebookPanel:visible", has_text="answer = value + 1")
     expect(executed.locator(".jp-OutputArea-output", has_text="answer 42")).to_be_visible()
     expect(executed.get_by_role("button", name="Run as pipeline")).to_have_count(0)
 
     OUTPUT.mkdir(parents=True, exist_ok=True)
-    page.locator(f"{SIDEBAR} .jp-stackmagic-sidebar").screenshot(path=str(OUTPUT / "sidebar.png"))
-    page.screenshot(path=str(OUTPUT / "lab.png"))
+    page.locator(SIDEBAR).screenshot(path=str(OUTPUT / "sidebar-steps.png"))
+    page.screenshot(path=str(OUTPUT / "sidebar-lab.png"))
 
 
 def test_mark_cell_as_step_from_the_cell_context_menu(page: Any, lab: Lab) -> None:

@@ -111,6 +111,9 @@ def _json_of(*words: str) -> tuple[int, str]:
 
 def test_every_json_command_prints_strict_json(ran: tuple[Path, str], tmp_path: Path) -> None:
     notebook, run_id = ran
+    code, out = _json_of("pipeline", "run", notebook.name, "--no-cache", "--json")
+    assert code == 0, out
+    other_run_id = json.loads(out)["id"]  # the defaults, beside the odd values, to compare
     arguments = {  # the arguments of each command, as many times as it is to be run
         ("pipeline", "run"): [[notebook.name, "-p", "largest", "1e-308"]],
         ("pipeline", "show"): [[notebook.name], [notebook.name, "--cache", "-p", "huge", "2"]],
@@ -129,17 +132,23 @@ def test_every_json_command_prints_strict_json(ran: tuple[Path, str], tmp_path: 
         ("pipeline", "describe"): [[run_id], ["latest"]],
         ("pipeline", "load"): [[run_id, "one"]],
         ("pipeline", "logs"): [[run_id]],
+        ("pipeline", "cancel"): [[run_id]],
+        ("pipeline", "compare"): [[run_id, other_run_id]],
         ("stack", "describe"): [["default"], []],
         ("gc",): [["--dry-run"]],
         **{(kind.value, "describe"): [["default"]] for kind in ComponentType},
     }
-    #: Commands with nothing to show here: one line on stderr instead.
-    refusals = {("pipeline", "logs"): "left no log"}
+    #: Commands with nothing to show or do here: their exit code and one line on stderr instead.
+    refusals = {
+        ("pipeline", "logs"): (2, "left no log"),
+        ("pipeline", "cancel"): (1, "nothing to cancel"),
+    }
     for command in _json_commands():
         for given in arguments.get(command, [[]]):
             code, out = _json_of(*command, *given, "--json")
             if command in refusals:
-                assert code == 2 and refusals[command] in out, out
+                expected_code, said = refusals[command]
+                assert code == expected_code and said in out, out
                 continue
             assert code == 0, (command, out)
             strict(out)
@@ -148,12 +157,20 @@ def test_every_json_command_prints_strict_json(ran: tuple[Path, str], tmp_path: 
 def test_every_get_route_answers_strict_json(
     ran: tuple[Path, str], jp_fetch: Any, jp_asyncio_loop: Any, jp_root_dir: Path
 ) -> None:
-    _, run_id = ran
+    notebook, run_id = ran
+    code, out = _json_of("pipeline", "run", notebook.name, "--no-cache", "--json")
+    assert code == 0, out
     values = {
         "name": ["default"],
         "kind": [kind.value for kind in ComponentType],
         "run_id": [run_id, "latest"],
         "step": ["one", "two"],
+    }
+    #: what a route's path does not say: the output to preview, the query
+    outputs = {"step": ["one"], "name": ["values"]}
+    queries = {
+        "pipeline": [("notebook", notebook.name)],
+        "compare": [("run", run_id), ("run", json.loads(out)["id"])],
     }
     answered = {}
     for pattern, handler, _ in routes("/", str(jp_root_dir)):
@@ -161,12 +178,15 @@ def test_every_get_route_answers_strict_json(
             continue
         path = pattern.removeprefix("/stackmagic/api/")
         groups = re.findall(r"\(\?P<(\w+)>", path)
-        for chosen in itertools.product(*(values[group] for group in groups)):
+        chosen_values = {**values, **outputs} if "/outputs/" in path else values
+        for chosen in itertools.product(*(chosen_values[group] for group in groups)):
             filled = path
             for value in chosen:
                 filled = re.sub(r"\(\?P<\w+>[^)]*\)", value, filled, count=1)
             response = jp_asyncio_loop.run_until_complete(
-                jp_fetch("stackmagic", "api", *filled.split("/"), method="GET")
+                jp_fetch(
+                    "stackmagic", "api", *filled.split("/"), method="GET", params=queries.get(path)
+                )
             )
             assert response.code == 200, filled
             answered[filled] = strict(response.body.decode())

@@ -59,9 +59,11 @@ export type Flavors = Record<ComponentType, IFlavor[]>;
 
 export interface IStepRun {
   name: string;
-  status: 'pending' | 'running' | 'completed' | 'cached' | 'failed' | 'skipped';
+  status: 'pending' | 'running' | 'completed' | 'cached' | 'failed' | 'skipped' | 'cancelled';
   seconds: number | null;
   error: string | null;
+  /** Why the step ran, was cached or skipped. */
+  reason?: string | null;
   /** Where the executed notebook is kept; null when the step did not execute. */
   notebook: string | null;
 }
@@ -70,12 +72,17 @@ export interface IRun {
   id: string;
   pipeline: string;
   notebook: string;
-  status: 'running' | 'completed' | 'failed' | 'preempted';
+  status: 'running' | 'completed' | 'failed' | 'preempted' | 'cancelled';
   error: string | null;
   started_at: string;
   ended_at: string | null;
   stack: string;
   steps: IStepRun[];
+  parameters?: Record<string, unknown>;
+  /** The parameters given that differ from the notebook's defaults. */
+  changed_parameters?: Record<string, unknown>;
+  /** Every step's metrics, the last value per name. */
+  metrics?: Record<string, unknown>;
 }
 
 /** A refusal of the server, with its one-line message. */
@@ -132,4 +139,49 @@ function parsed(text: string): unknown {
 /** `ENDPOINT/NAME` with the name escaped for a URL. */
 export function path(...parts: string[]): string {
   return parts.map(encodeURIComponent).join('/');
+}
+
+/** An input or output of a step as the artifact store keeps it. */
+export interface IArtifact {
+  uri: string;
+  materializer: string;
+  content_hash: string;
+  size: number;
+  type_name: string;
+}
+
+/** A step of `GET runs/ID`: the listing's fields, its artifacts and metrics. */
+export interface IStepDetail extends IStepRun {
+  cached_from: string | null;
+  attempts: number;
+  inputs: Record<string, IArtifact>;
+  outputs: Record<string, IArtifact>;
+  metrics: { name: string; value: number }[];
+}
+
+/** `GET runs/ID`: `pipeline describe`, and the DAG's edges as `[upstream, step]`. */
+export interface IRunDetail extends IRun {
+  parameters: Record<string, unknown>;
+  overridden: string[];
+  options: Record<string, unknown>;
+  steps: IStepDetail[];
+  edges: [string, string][];
+}
+
+/** `GET runs/ID/steps/STEP/outputs/NAME/preview`: a bounded look at an output. */
+export interface IPreview {
+  name: string;
+  type_name: string;
+  materializer: string;
+  size: number;
+  kind: 'table' | 'image' | 'text' | 'json' | 'none';
+  truncated: boolean;
+  columns?: string[];
+  rows?: string[][];
+  total_rows?: number | null;
+  total_columns?: number;
+  mime?: string;
+  data?: string;
+  text?: string;
+  reason?: string;
 }

@@ -10,13 +10,17 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { Contents, ServerConnection } from '@jupyterlab/services';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { path, requestAPI } from './api';
+import { IRun, path, requestAPI } from './api';
+import { shortId } from './format';
 
 export const DRIVE_NAME = 'StackmagicRuns';
 
-/** Where the executed notebook of a step opens. */
+/**
+ * Where the executed notebook of a step opens: `RUN/SHORT · STEP.ipynb`, so that its tab,
+ * which shows the file's name, tells two runs' notebooks of the same step apart.
+ */
 export function stepNotebookPath(run: string, step: string): string {
-  return `${DRIVE_NAME}:${run}/${step}.ipynb`;
+  return `${DRIVE_NAME}:${run}/${shortId(run)} · ${step}.ipynb`;
 }
 
 export class StepNotebookDrive implements Contents.IDrive {
@@ -38,20 +42,23 @@ export class StepNotebookDrive implements Contents.IDrive {
 
   async get(localPath: string, options?: Contents.IFetchOptions): Promise<Contents.IModel> {
     const { run, step } = parse(localPath);
-    const content =
+    const [record, content] = await Promise.all([
+      requestAPI<IRun>(path('runs', run)),
       options?.content === false
         ? null
-        : await requestAPI<unknown>(path('runs', run, 'steps', step, 'notebook'));
+        : requestAPI<unknown>(path('runs', run, 'steps', step, 'notebook'))
+    ]);
     return {
-      name: `${step}.ipynb`,
+      name: localPath.split('/').pop() as string,
       path: localPath,
       type: 'notebook',
       format: 'json',
       mimetype: 'application/x-ipynb+json',
       content,
       writable: false,
-      created: '',
-      last_modified: '',
+      // the run's times: the notebook was written while it ran
+      created: record.started_at,
+      last_modified: record.ended_at ?? record.started_at,
       size: undefined
     };
   }
@@ -107,9 +114,9 @@ export class StepNotebookDrive implements Contents.IDrive {
 }
 
 function parse(localPath: string): { run: string; step: string } {
-  const match = /^([^/]+)\/([^/]+)\.ipynb$/.exec(localPath);
+  const match = /^([^/]+)\/(?:[^/]* · )?([^/ ]+)\.ipynb$/.exec(localPath);
   if (!match) {
-    throw new Error(`${localPath} names no step notebook: expected RUN/STEP.ipynb`);
+    throw new Error(`${localPath} names no step notebook: expected RUN/SHORT · STEP.ipynb`);
   }
   return { run: match[1], step: match[2] };
 }

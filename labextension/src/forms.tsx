@@ -3,10 +3,13 @@
  *
  * Secret options are password inputs: what is typed goes to the server once,
  * in the request body, and never comes back (the server answers with masks).
+ * The server checks every value; its refusal is shown under the field it names.
  */
+import { Notification } from '@jupyterlab/apputils';
 import * as React from 'react';
 
 import { COMPONENT_TYPES, ComponentType, IFlavor, IFlavorOption, STACK_FIELDS } from './api';
+import { Field, fieldError, FieldErrors, label, typeLabel } from './fields';
 import { StackmagicModel } from './model';
 
 const REQUIRED_IN_STACK: ComponentType[] = ['metadata-store', 'artifact-store', 'orchestrator'];
@@ -16,7 +19,7 @@ interface IFormProps {
   onDone: () => void;
 }
 
-/** One line saying what went wrong, as the server put it. */
+/** What went wrong that no one field explains, as the server put it. */
 function Refusal(props: { message: string | null }): JSX.Element | null {
   return props.message ? (
     <div className="jp-stackmagic-refusal" role="alert">
@@ -38,107 +41,133 @@ function Buttons(props: { busy: boolean; onCancel: () => void; submit: string })
   );
 }
 
-/** Submit through the model; a refusal stays on screen, success closes the form. */
-function useSubmit(onDone: () => void) {
+/** Submit through the model; a refusal stays on screen (by field if it names one). */
+function useSubmit(onDone: () => void, fields: () => string[]) {
   const [busy, setBusy] = React.useState(false);
-  const [refusal, setRefusal] = React.useState<string | null>(null);
+  const [refusal, setRefusal] = React.useState<FieldErrors>({});
+  const form = React.useRef<HTMLFormElement>(null);
+  React.useEffect(() => {
+    // the field the server refused comes into view (a long form scrolls)
+    form.current?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus();
+  }, [refusal]);
   const submit = (action: () => Promise<void>) => (event: React.FormEvent) => {
     event.preventDefault();
     setBusy(true);
-    setRefusal(null);
+    setRefusal({});
     Promise.resolve()
       .then(action)
       .then(onDone)
       .catch((error: Error) => {
-        setRefusal(error.message);
+        setRefusal(fieldError(error.message, fields()));
         setBusy(false);
       });
   };
-  return { busy, refusal, submit };
+  return { busy, refusal, submit, form };
 }
 
-function NameField(props: { value: string; onChange: (value: string) => void }): JSX.Element {
+function NameField(props: {
+  value: string;
+  error?: string;
+  onChange: (value: string) => void;
+}): JSX.Element {
   return (
-    <label className="jp-stackmagic-field">
-      <span>name</span>
-      <input
-        name="name"
-        className="jp-mod-styled"
-        required
-        value={props.value}
-        onChange={event => props.onChange(event.target.value)}
-      />
-    </label>
+    <Field
+      name="name"
+      label="Name"
+      required
+      error={props.error}
+      help="Letters, digits, '-', '_' or '.', starting with a letter."
+    >
+      {described => (
+        <input
+          {...described}
+          name="name"
+          className="jp-mod-styled"
+          required
+          autoComplete="off"
+          value={props.value}
+          onChange={event => props.onChange(event.target.value)}
+        />
+      )}
+    </Field>
   );
 }
 
 function OptionInput(props: {
   option: IFlavorOption;
   value: string | boolean;
+  error?: string;
   onChange: (value: string | boolean) => void;
 }): JSX.Element {
   const { option, value, onChange } = props;
-  const id = `jp-stackmagic-option-${option.name}`;
-  const label = `--${option.name}${option.required ? ' (required)' : ''}`;
-  let input: JSX.Element;
+  const help = option.secret
+    ? `${option.help} Type it, or env:VARIABLE to read it from the server's environment when used.`
+    : option.help;
   if (option.kind === 'boolean') {
-    input = (
-      <input
-        id={id}
-        name={option.name}
-        type="checkbox"
-        checked={value === true}
-        onChange={event => onChange(event.target.checked)}
-      />
-    );
-  } else if (option.kind === 'choice' && option.choices) {
-    input = (
-      <select
-        id={id}
-        name={option.name}
-        className="jp-mod-styled"
-        value={String(value)}
-        onChange={event => onChange(event.target.value)}
-      >
-        {option.choices.map(choice => (
-          <option key={choice} value={choice}>
-            {choice}
-          </option>
-        ))}
-      </select>
-    );
-  } else {
-    const placeholder = option.secret
-      ? 'the secret, or env:VARIABLE'
-      : option.kind === 'mapping'
-        ? 'KEY=VALUE,...'
-        : asText(option.default);
-    input = (
-      <input
-        id={id}
-        name={option.name}
-        className="jp-mod-styled"
-        type={
-          option.secret
-            ? 'password'
-            : option.kind === 'integer' || option.kind === 'number'
-              ? 'number'
-              : 'text'
-        }
-        autoComplete={option.secret ? 'new-password' : 'off'}
-        placeholder={placeholder}
-        required={option.required}
-        value={String(value)}
-        onChange={event => onChange(event.target.value)}
-      />
+    return (
+      <Field name={option.name} label={label(option.name)} help={help} error={props.error} inline>
+        {described => (
+          <input
+            {...described}
+            name={option.name}
+            type="checkbox"
+            checked={value === true}
+            onChange={event => onChange(event.target.checked)}
+          />
+        )}
+      </Field>
     );
   }
   return (
-    <label className="jp-stackmagic-field" htmlFor={id} title={option.help}>
-      <span>{label}</span>
-      {input}
-      <small>{option.help}</small>
-    </label>
+    <Field
+      name={option.name}
+      label={label(option.name)}
+      required={option.required}
+      help={help}
+      error={props.error}
+    >
+      {described =>
+        option.kind === 'choice' && option.choices ? (
+          <select
+            {...described}
+            name={option.name}
+            className="jp-mod-styled"
+            value={String(value)}
+            onChange={event => onChange(event.target.value)}
+          >
+            {option.choices.map(choice => (
+              <option key={choice} value={choice}>
+                {choice}
+              </option>
+            ))}
+          </select>
+        ) : (
+          <input
+            {...described}
+            name={option.name}
+            className="jp-mod-styled"
+            type={
+              option.secret
+                ? 'password'
+                : option.kind === 'integer' || option.kind === 'number'
+                  ? 'number'
+                  : 'text'
+            }
+            autoComplete={option.secret ? 'new-password' : 'off'}
+            placeholder={
+              option.secret
+                ? 'the secret, or env:VARIABLE'
+                : option.kind === 'mapping'
+                  ? 'KEY=VALUE,...'
+                  : asText(option.default)
+            }
+            required={option.required}
+            value={String(value)}
+            onChange={event => onChange(event.target.value)}
+          />
+        )
+      }
+    </Field>
   );
 }
 
@@ -193,8 +222,11 @@ export function ComponentForm(props: IFormProps): JSX.Element {
   const [flavorName, setFlavorName] = React.useState<string>(choices[0]?.flavor ?? '');
   const [name, setName] = React.useState('');
   const [values, setValues] = React.useState<Record<string, string | boolean>>({});
-  const { busy, refusal, submit } = useSubmit(props.onDone);
   const flavor = choices.find(f => f.flavor === flavorName) ?? choices[0];
+  const { busy, refusal, submit, form } = useSubmit(props.onDone, () => [
+    'name',
+    ...(flavor?.options.map(option => option.name) ?? [])
+  ]);
 
   const chooseType = (next: ComponentType) => {
     setType(next);
@@ -205,57 +237,66 @@ export function ComponentForm(props: IFormProps): JSX.Element {
     setFlavorName(next);
     setValues({});
   };
+  const register = async () => {
+    await props.model.registerComponent(type, name, flavor.flavor, chosenOptions(flavor, values));
+    Notification.success(`Registered the ${typeLabel(type)} ${name} (${flavor.flavor}).`, {
+      autoClose: 5000
+    });
+  };
 
   return (
     <form
+      ref={form}
       className="jp-stackmagic-form"
       aria-label="Register a component"
-      onSubmit={submit(() =>
-        props.model.registerComponent(type, name, flavor.flavor, chosenOptions(flavor, values))
-      )}
+      onSubmit={submit(register)}
     >
       <h3>Register a component</h3>
-      <label className="jp-stackmagic-field">
-        <span>type</span>
-        <select
-          name="type"
-          className="jp-mod-styled"
-          value={type}
-          onChange={event => chooseType(event.target.value as ComponentType)}
-        >
-          {COMPONENT_TYPES.map(kind => (
-            <option key={kind} value={kind}>
-              {kind}
-            </option>
-          ))}
-        </select>
-      </label>
-      <label className="jp-stackmagic-field">
-        <span>flavor</span>
-        <select
-          name="flavor"
-          className="jp-mod-styled"
-          value={flavor?.flavor ?? ''}
-          onChange={event => chooseFlavor(event.target.value)}
-        >
-          {choices.map(f => (
-            <option key={f.flavor} value={f.flavor} title={f.summary}>
-              {f.flavor}
-            </option>
-          ))}
-        </select>
-        {flavor && <small>{flavor.summary}</small>}
-      </label>
-      <NameField value={name} onChange={setName} />
+      <Field name="type" label="Type">
+        {described => (
+          <select
+            {...described}
+            name="type"
+            className="jp-mod-styled"
+            value={type}
+            onChange={event => chooseType(event.target.value as ComponentType)}
+          >
+            {COMPONENT_TYPES.map(kind => (
+              <option key={kind} value={kind}>
+                {typeLabel(kind)}
+              </option>
+            ))}
+          </select>
+        )}
+      </Field>
+      <Field name="flavor" label="Flavor" help={flavor?.summary}>
+        {described => (
+          <select
+            {...described}
+            name="flavor"
+            className="jp-mod-styled"
+            value={flavor?.flavor ?? ''}
+            onChange={event => chooseFlavor(event.target.value)}
+          >
+            {choices.map(f => (
+              <option key={f.flavor} value={f.flavor} title={f.summary}>
+                {f.flavor}
+              </option>
+            ))}
+          </select>
+        )}
+      </Field>
+      <NameField value={name} error={refusal.name} onChange={setName} />
       {flavor?.options.map(option => (
         <OptionInput
           key={`${flavor.flavor}-${option.name}`}
           option={option}
           value={values[option.name] ?? initialValue(option)}
+          error={refusal[option.name]}
           onChange={value => setValues({ ...values, [option.name]: value })}
         />
       ))}
-      <Refusal message={refusal} />
+      <Refusal message={refusal[''] ?? null} />
       <Buttons busy={busy} onCancel={props.onDone} submit="Register" />
     </form>
   );
@@ -272,35 +313,64 @@ export function StackForm(props: IFormProps): JSX.Element {
     }
     return first;
   });
-  const { busy, refusal, submit } = useSubmit(props.onDone);
+  const { busy, refusal, submit, form } = useSubmit(props.onDone, () => ['name']);
+  const register = async () => {
+    await model.registerStack(name, members);
+    Notification.success(`Registered the stack ${name}.`, {
+      autoClose: 10000,
+      actions: [
+        {
+          label: 'Activate now',
+          caption: `Make ${name} the active stack`,
+          callback: () => {
+            model
+              .activate(name)
+              .catch((error: Error) =>
+                Notification.error(`${name} could not be activated: ${error.message}`)
+              );
+          }
+        }
+      ]
+    });
+  };
 
   return (
     <form
+      ref={form}
       className="jp-stackmagic-form"
       aria-label="Register a stack"
-      onSubmit={submit(() => model.registerStack(name, members))}
+      onSubmit={submit(register)}
     >
       <h3>Register a stack</h3>
-      <NameField value={name} onChange={setName} />
+      <NameField value={name} error={refusal.name} onChange={setName} />
       {COMPONENT_TYPES.map(type => (
-        <label className="jp-stackmagic-field" key={type}>
-          <span>{type}</span>
-          <select
-            name={type}
-            className="jp-mod-styled"
-            value={members[STACK_FIELDS[type]] ?? ''}
-            onChange={event => setMembers({ ...members, [STACK_FIELDS[type]]: event.target.value })}
-          >
-            {!REQUIRED_IN_STACK.includes(type) && <option value="">(none)</option>}
-            {byType(type).map(component => (
-              <option key={component.name} value={component.name}>
-                {component.name} ({component.flavor})
-              </option>
-            ))}
-          </select>
-        </label>
+        <Field
+          key={type}
+          name={type}
+          label={label(typeLabel(type))}
+          required={REQUIRED_IN_STACK.includes(type)}
+        >
+          {described => (
+            <select
+              {...described}
+              name={type}
+              className="jp-mod-styled"
+              value={members[STACK_FIELDS[type]] ?? ''}
+              onChange={event =>
+                setMembers({ ...members, [STACK_FIELDS[type]]: event.target.value })
+              }
+            >
+              {!REQUIRED_IN_STACK.includes(type) && <option value="">(none)</option>}
+              {byType(type).map(component => (
+                <option key={component.name} value={component.name}>
+                  {component.name} ({component.flavor})
+                </option>
+              ))}
+            </select>
+          )}
+        </Field>
       ))}
-      <Refusal message={refusal} />
+      <Refusal message={refusal[''] ?? null} />
       <Buttons busy={busy} onCancel={props.onDone} submit="Register" />
     </form>
   );

@@ -11,15 +11,18 @@ import { runIcon } from '@jupyterlab/ui-components';
 import { ReadonlyPartialJSONValue } from '@lumino/coreutils';
 import { DisposableDelegate, IDisposable } from '@lumino/disposable';
 
+import { comparisonId, comparisonWidget } from './compare';
 import { DRIVE_NAME, StepNotebookDrive, stepNotebookPath } from './drive';
 import { StackmagicModel } from './model';
 import { StacksPanel } from './panel';
 import { markCellAsStep, runAsPipeline } from './pipeline';
+import { createRunView, OPEN_RUN_COMMAND, runViewId } from './runview';
 
 const CommandIDs = {
   runPipeline: 'stackmagic:run-pipeline',
   markStep: 'stackmagic:mark-step',
   openStepNotebook: 'stackmagic:open-step-notebook',
+  compareRuns: 'stackmagic:compare-runs',
   showSidebar: 'stackmagic:show-sidebar'
 } as const;
 
@@ -69,7 +72,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const model = new StackmagicModel();
     const panel = new StacksPanel(model, {
       openStepNotebook: (run, step) =>
-        void commands.execute(CommandIDs.openStepNotebook, { run, step })
+        void commands.execute(CommandIDs.openStepNotebook, { run, step }),
+      openRun: run => void commands.execute(OPEN_RUN_COMMAND, { run }),
+      compareRuns: runs => void commands.execute(CommandIDs.compareRuns, { runs })
     });
     shell.add(panel, 'left', { rank: 650 });
     restorer?.add(panel, 'stackmagic-sidebar');
@@ -88,7 +93,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: async args => {
         const notebook = notebookFor(args);
         if (notebook) {
-          await runAsPipeline(notebook);
+          await runAsPipeline(notebook, () => void model.refreshRuns());
           await model.refresh();
         }
       }
@@ -115,11 +120,55 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     commands.addCommand(CommandIDs.openStepNotebook, {
       label: args => `Open the Executed Notebook of Step ${textArgument(args.step)}`,
-      execute: args =>
-        documents.openOrReveal(
-          stepNotebookPath(textArgument(args.run), textArgument(args.step)),
-          'Notebook'
-        )
+      execute: args => {
+        const [run, step] = [textArgument(args.run), textArgument(args.step)];
+        // a record of what ran, read-only: no kernel starts for it, nor may one be chosen
+        const widget = documents.openOrReveal(
+          stepNotebookPath(run, step),
+          'Notebook',
+          undefined,
+          undefined,
+          { shouldStart: false, canStart: false, autoStartDefault: false }
+        );
+        if (widget) {
+          widget.title.caption = `The notebook step ${step} of run ${run} left (read-only)`;
+        }
+        return widget;
+      }
+    });
+
+    commands.addCommand(OPEN_RUN_COMMAND, {
+      label: args => `Open Run ${textArgument(args.run)}`,
+      execute: args => {
+        const run = textArgument(args.run);
+        const open = [...shell.widgets('main')].find(widget => widget.id === runViewId(run));
+        if (open) {
+          shell.activateById(open.id);
+          return;
+        }
+        shell.add(
+          createRunView(run, {
+            openStepNotebook: (id, step) =>
+              void commands.execute(CommandIDs.openStepNotebook, { run: id, step }),
+            openRun: id => void commands.execute(OPEN_RUN_COMMAND, { run: id })
+          }),
+          'main'
+        );
+      }
+    });
+
+    commands.addCommand(CommandIDs.compareRuns, {
+      label: 'Compare Runs',
+      caption: 'Differing parameters and metrics of runs side by side',
+      execute: args => {
+        const runs = Array.isArray(args.runs) ? args.runs.map(textArgument) : [];
+        const open = [...shell.widgets('main')].find(widget => widget.id === comparisonId(runs));
+        if (open) {
+          shell.activateById(open.id);
+        } else {
+          shell.add(comparisonWidget(runs), 'main');
+        }
+      }
     });
 
     commands.addCommand(CommandIDs.showSidebar, {
@@ -130,7 +179,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.contextMenu.addItem({ command: CommandIDs.markStep, selector: '.jp-CodeCell', rank: 0 });
     if (palette) {
       for (const command of Object.values(CommandIDs)) {
-        if (command !== CommandIDs.openStepNotebook) {
+        if (command !== CommandIDs.openStepNotebook && command !== CommandIDs.compareRuns) {
           palette.addItem({ command, category: CATEGORY });
         }
       }

@@ -20,8 +20,14 @@ import {
   requestAPI
 } from './api';
 
-/** How many recent runs the sidebar lists. */
-const RUNS_SHOWN = 10;
+/** How many recent runs the sidebar lists at first, and how many more "Show more" adds. */
+export const RUNS_PAGE = 10;
+
+/** Which runs the sidebar lists: "" is any. */
+export interface IRunFilter {
+  pipeline: string;
+  status: string;
+}
 
 export class StackmagicModel implements IDisposable {
   constructor() {
@@ -37,6 +43,11 @@ export class StackmagicModel implements IDisposable {
   components: IComponent[] = [];
   flavors: Flavors | null = null;
   runs: IRun[] = [];
+  /** True when more runs match the filter than are listed. */
+  moreRuns = false;
+  runFilter: IRunFilter = { pipeline: '', status: '' };
+  /** The pipelines of every run listed so far: the choices of the pipeline filter. */
+  pipelines: string[] = [];
   /** Why the last request failed; null once one succeeds. */
   error: string | null = null;
   /** Why the runs could not be listed (the active stack's metadata store is away). */
@@ -67,6 +78,12 @@ export class StackmagicModel implements IDisposable {
     await this._poll.tick;
   }
 
+  /** Everything anew, the registered components too (the refresh button). */
+  async reload(): Promise<void> {
+    this._componentsStale = true;
+    await Promise.all([this.refresh(), this.refreshRuns()]);
+  }
+
   async activate(name: string): Promise<void> {
     await this._act(() => requestAPI('active-stack', 'PUT', { name }));
   }
@@ -92,6 +109,33 @@ export class StackmagicModel implements IDisposable {
     await this._act(() => requestAPI(path('components', type, name), 'DELETE'));
   }
 
+  /** Ask the run to stop; it is recorded cancelled once its steps have stopped. */
+  async cancelRun(id: string): Promise<void> {
+    try {
+      await requestAPI(path('runs', id, 'cancel'), 'POST', {});
+    } finally {
+      await this.refreshRuns();
+    }
+  }
+
+  /** List the runs of one pipeline or status, from the latest page again. */
+  async filterRuns(filter: IRunFilter): Promise<void> {
+    this.runFilter = filter;
+    this._runsLimit = RUNS_PAGE;
+    this._changed.emit(); // the filter shows at once, its runs when they come
+    await this.refreshRuns();
+  }
+
+  async showMoreRuns(): Promise<void> {
+    this._runsLimit += RUNS_PAGE;
+    await this.refreshRuns();
+  }
+
+  /** List the runs now (a started or cancelled run shows before the next tick). */
+  async refreshRuns(): Promise<void> {
+    await (this._runsAsked ??= this._refreshRuns().finally(() => (this._runsAsked = null)));
+  }
+
   /** Carry out an action, then show its effect; a refusal throws its message. */
   private async _act(action: () => Promise<unknown>): Promise<void> {
     try {
@@ -105,7 +149,7 @@ export class StackmagicModel implements IDisposable {
   private async _refresh(): Promise<void> {
     // Runs come from the active stack's metadata store, which may be slow or away: they
     // never hold up the stacks, so a click can always switch to a stack that works.
-    this._runsAsked ??= this._refreshRuns().finally(() => (this._runsAsked = null));
+    void this.refreshRuns();
     try {
       const stacks = await requestAPI<IStack[]>('stacks');
       const componentsChanged = JSON.stringify(stacks) !== JSON.stringify(this.stacks);
@@ -126,14 +170,39 @@ export class StackmagicModel implements IDisposable {
   }
 
   private async _refreshRuns(): Promise<void> {
-    try {
-      this.runs = await requestAPI<IRun[]>(`runs?limit=${RUNS_SHOWN}`);
-      this.runsError = null;
-    } catch (error) {
+    let filter: IRunFilter;
+    let limit: number;
+    let answer: IRun[] | Error;
+    do {
+      ({ runFilter: filter, _runsLimit: limit } = this);
+      answer = await this._listRuns(filter, limit + 1); // one more: is there more to show?
+    } while (filter !== this.runFilter || limit !== this._runsLimit); // changed while asked
+    if (answer instanceof Error) {
       this.runs = [];
-      this.runsError = (error as Error).message;
+      this.moreRuns = false;
+      this.runsError = answer.message;
+    } else {
+      this.runs = answer.slice(0, limit);
+      this.moreRuns = answer.length > limit;
+      this.pipelines = [...new Set([...this.pipelines, ...answer.map(run => run.pipeline)])].sort();
+      this.runsError = null;
     }
     this._changed.emit();
+  }
+
+  private async _listRuns(filter: IRunFilter, limit: number): Promise<IRun[] | Error> {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (filter.pipeline) {
+      query.set('pipeline', filter.pipeline);
+    }
+    if (filter.status) {
+      query.set('status', filter.status);
+    }
+    try {
+      return await requestAPI<IRun[]>(`runs?${query.toString()}`);
+    } catch (error) {
+      return error as Error;
+    }
   }
 
   private async _refreshComponents(): Promise<void> {
@@ -151,4 +220,5 @@ export class StackmagicModel implements IDisposable {
   private _componentsStale = true;
   private _ticks = 0;
   private _runsAsked: Promise<void> | null = null;
+  private _runsLimit = RUNS_PAGE;
 }

@@ -5,22 +5,28 @@
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import {
   addIcon,
-  caretDownIcon,
-  caretRightIcon,
   deleteIcon,
   ReactWidget,
+  refreshIcon,
+  ToolbarButtonComponent,
   UseSignal
 } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { COMPONENT_TYPES, IComponent, IRun, IStack } from './api';
+import { COMPONENT_TYPES, IComponent, IStack } from './api';
 import { ComponentForm, StackForm } from './forms';
 import { StackmagicModel } from './model';
 import { stackmagicIcon } from './icon';
+import { Runs } from './runlist';
+import { Attempt, Section } from './section';
 
 export interface IPanelActions {
   /** Open the executed notebook of a step of a run. */
   openStepNotebook: (run: string, step: string) => void;
+  /** Open the run's own view in the main area. */
+  openRun: (run: string) => void;
+  /** Open the comparison of these runs in the main area. */
+  compareRuns: (runs: string[]) => void;
 }
 
 export class StacksPanel extends ReactWidget {
@@ -50,7 +56,7 @@ function Sidebar(props: { model: StackmagicModel; actions: IPanelActions }): JSX
   const { model } = props;
   const [form, setForm] = React.useState<OpenForm>(null);
   const [failure, setFailure] = React.useState<string | null>(null);
-  const attempt = (action: () => Promise<void>) => () => {
+  const attempt: Attempt = action => () => {
     setFailure(null);
     Promise.resolve()
       .then(action)
@@ -60,55 +66,75 @@ function Sidebar(props: { model: StackmagicModel; actions: IPanelActions }): JSX
 
   return (
     <div className="jp-stackmagic-sidebar">
-      <header className="jp-stackmagic-header">
-        <h2>Stacks</h2>
+      <div className="jp-SidePanel-header jp-stackmagic-header">
+        <h2>Stacks and runs</h2>
+      </div>
+      <div
+        className="jp-SidePanel-toolbar jp-Toolbar jp-stackmagic-toolbar"
+        role="toolbar"
+        aria-label="Stacks and runs"
+      >
         {(['stack', 'component'] as const).map(kind => (
-          <button
+          <ToolbarButtonComponent
             key={kind}
-            className="jp-stackmagic-icon-button"
-            title={`Register a ${kind}`}
-            aria-label={`Register a ${kind}`}
+            className="jp-stackmagic-register"
+            icon={addIcon}
+            label={kind === 'stack' ? 'Stack' : 'Component'}
+            tooltip={`Register a ${kind}`}
+            pressed={form === kind}
             aria-expanded={form === kind}
             onClick={() => setForm(form === kind ? null : kind)}
-          >
-            <addIcon.react tag="span" /> {kind}
-          </button>
-        ))}
-      </header>
-      {problem && (
-        <div className="jp-stackmagic-refusal" role="alert">
-          {problem}
-        </div>
-      )}
-      {form === 'component' && model.flavors && (
-        <ComponentForm model={model} onDone={() => setForm(null)} />
-      )}
-      {form === 'stack' && <StackForm model={model} onDone={() => setForm(null)} />}
-      {!model.loaded && !model.error && <p className="jp-stackmagic-quiet">Loading…</p>}
-      <ul className="jp-stackmagic-stacks" aria-label="Stacks">
-        {model.stacks.map(stack => (
-          <StackItem
-            key={stack.name}
-            stack={stack}
-            components={model.components}
-            onActivate={attempt(() => model.activate(stack.name))}
-            onDelete={attempt(async () => {
-              if (
-                await confirm(`Delete the stack ${stack.name}?`, 'Its components stay registered.')
-              ) {
-                await model.deleteStack(stack.name);
-              }
-            })}
           />
         ))}
-      </ul>
-      <Components model={model} attempt={attempt} />
-      <Runs runs={model.runs} problem={model.runsError} actions={props.actions} />
+        <ToolbarButtonComponent
+          icon={refreshIcon}
+          tooltip="Refresh stacks and runs"
+          onClick={attempt(() => model.reload())}
+        />
+      </div>
+      <div className="jp-stackmagic-content">
+        {problem && (
+          <div className="jp-stackmagic-refusal" role="alert">
+            {problem}
+          </div>
+        )}
+        {form === 'component' && model.flavors && (
+          <ComponentForm model={model} onDone={() => setForm(null)} />
+        )}
+        {form === 'stack' && <StackForm model={model} onDone={() => setForm(null)} />}
+        <Section id="stacks" title={`Stacks (${model.stacks.length})`}>
+          {!model.loaded && !model.error && <p className="jp-stackmagic-quiet">Loading…</p>}
+          <ul className="jp-stackmagic-stacks" aria-label="Stacks">
+            {model.stacks.map(stack => (
+              <StackItem
+                key={stack.name}
+                stack={stack}
+                components={model.components}
+                onActivate={attempt(() => model.activate(stack.name))}
+                onDelete={attempt(async () => {
+                  if (
+                    await confirmDelete(
+                      `Delete the stack ${stack.name}?`,
+                      'Its components stay registered.'
+                    )
+                  ) {
+                    await model.deleteStack(stack.name);
+                  }
+                })}
+              />
+            ))}
+          </ul>
+        </Section>
+        <Section id="components" title={`Components (${model.components.length})`} closed>
+          <Components model={model} attempt={attempt} />
+        </Section>
+        <Runs model={model} actions={props.actions} attempt={attempt} />
+      </div>
     </div>
   );
 }
 
-async function confirm(title: string, body: string): Promise<boolean> {
+export async function confirmDelete(title: string, body: string): Promise<boolean> {
   const answer = await showDialog({
     title,
     body,
@@ -146,17 +172,7 @@ function StackItem(props: {
         <span className="jp-stackmagic-stack-name">{stack.name}</span>
         {stack.active && <span className="jp-stackmagic-badge">active</span>}
         {!stack.active && stack.name !== 'default' && (
-          <button
-            className="jp-stackmagic-icon-button jp-stackmagic-delete"
-            title={`Delete the stack ${stack.name}`}
-            aria-label={`Delete the stack ${stack.name}`}
-            onClick={event => {
-              event.stopPropagation();
-              props.onDelete();
-            }}
-          >
-            <deleteIcon.react tag="span" />
-          </button>
+          <DeleteButton what={`the stack ${stack.name}`} onClick={props.onDelete} />
         )}
       </div>
       <dl className="jp-stackmagic-members">
@@ -178,136 +194,47 @@ function StackItem(props: {
   );
 }
 
-function Components(props: {
-  model: StackmagicModel;
-  attempt: (action: () => Promise<void>) => () => void;
-}): JSX.Element {
-  const [open, setOpen] = React.useState(false);
-  const { model } = props;
-  const Caret = open ? caretDownIcon : caretRightIcon;
+function DeleteButton(props: { what: string; onClick: () => void }): JSX.Element {
   return (
-    <section className="jp-stackmagic-section">
-      <h2 className="jp-stackmagic-toggle" onClick={() => setOpen(!open)}>
-        <Caret.react tag="span" /> Components ({model.components.length})
-      </h2>
-      {open && (
-        <ul className="jp-stackmagic-components" aria-label="Components">
-          {model.components.map(component => (
-            <li key={`${component.type}/${component.name}`} data-component={component.name}>
-              <span className="jp-stackmagic-quiet">{component.type}</span> {component.name}{' '}
-              <span className="jp-stackmagic-quiet">({component.flavor})</span>
-              {component.name !== 'default' && (
-                <button
-                  className="jp-stackmagic-icon-button jp-stackmagic-delete"
-                  title={`Delete the ${component.type} ${component.name}`}
-                  aria-label={`Delete the ${component.type} ${component.name}`}
-                  onClick={props.attempt(async () => {
-                    if (
-                      await confirm(
-                        `Delete the ${component.type} ${component.name}?`,
-                        'Nothing it stored is deleted.'
-                      )
-                    ) {
-                      await model.deleteComponent(component.type, component.name);
-                    }
-                  })}
-                >
-                  <deleteIcon.react tag="span" />
-                </button>
-              )}
-            </li>
-          ))}
-        </ul>
-      )}
-    </section>
+    <button
+      className="jp-stackmagic-icon-button jp-stackmagic-delete"
+      title={`Delete ${props.what}`}
+      aria-label={`Delete ${props.what}`}
+      onClick={event => {
+        event.stopPropagation();
+        props.onClick();
+      }}
+    >
+      <deleteIcon.react tag="span" />
+    </button>
   );
 }
 
-/** "1.5 s", "2.3 min": how long a run took, or has taken so far. */
-export function duration(run: IRun, now: number = Date.now()): string {
-  const end = run.ended_at ? Date.parse(run.ended_at) : now;
-  const seconds = Math.max(0, (end - Date.parse(run.started_at)) / 1000);
-  return seconds < 120 ? `${seconds.toFixed(1)} s` : `${(seconds / 60).toFixed(1)} min`;
-}
-
-function Runs(props: {
-  runs: IRun[];
-  problem: string | null;
-  actions: IPanelActions;
-}): JSX.Element {
-  const [expanded, setExpanded] = React.useState<string | null>(null);
+function Components(props: { model: StackmagicModel; attempt: Attempt }): JSX.Element {
+  const { model } = props;
   return (
-    <section className="jp-stackmagic-section">
-      <h2>Runs</h2>
-      {props.problem && (
-        <div className="jp-stackmagic-refusal" role="alert" aria-label="Runs unavailable">
-          {props.problem}
-        </div>
-      )}
-      {!props.problem && props.runs.length === 0 && (
-        <p className="jp-stackmagic-quiet">
-          No runs yet: mark cells with <code>%%step NAME</code> and press "Run as pipeline".
-        </p>
-      )}
-      <ul className="jp-stackmagic-runs" aria-label="Runs">
-        {props.runs.map(run => {
-          const open = expanded === run.id;
-          const Caret = open ? caretDownIcon : caretRightIcon;
-          const done = run.steps.filter(s => ['completed', 'cached'].includes(s.status)).length;
-          return (
-            <li
-              key={run.id}
-              className="jp-stackmagic-run"
-              data-run={run.id}
-              data-status={run.status}
-            >
-              <div
-                className="jp-stackmagic-run-title"
-                title={run.error ?? `${run.notebook}, run ${run.id}`}
-                onClick={() => setExpanded(open ? null : run.id)}
-              >
-                <Caret.react tag="span" />
-                <span className={`jp-stackmagic-status jp-stackmagic-status-${run.status}`}>
-                  {run.status}
-                </span>
-                <span className="jp-stackmagic-run-pipeline">{run.pipeline}</span>
-                <span className="jp-stackmagic-quiet">
-                  {duration(run)} · {run.stack} · {done}/{run.steps.length} steps
-                </span>
-              </div>
-              {open && (
-                <ol className="jp-stackmagic-steps">
-                  {run.error && <li className="jp-stackmagic-refusal">{run.error}</li>}
-                  {run.steps.map(step => (
-                    <li key={step.name} data-step={step.name} title={step.error ?? ''}>
-                      <span className={`jp-stackmagic-status jp-stackmagic-status-${step.status}`}>
-                        {step.status}
-                      </span>{' '}
-                      {step.notebook ? (
-                        <a
-                          href="#"
-                          title="Open the executed notebook"
-                          onClick={event => {
-                            event.preventDefault();
-                            props.actions.openStepNotebook(run.id, step.name);
-                          }}
-                        >
-                          {step.name}
-                        </a>
-                      ) : (
-                        step.name
-                      )}
-                      {step.seconds !== null && (
-                        <span className="jp-stackmagic-quiet"> {step.seconds.toFixed(1)} s</span>
-                      )}
-                    </li>
-                  ))}
-                </ol>
-              )}
-            </li>
-          );
-        })}
-      </ul>
-    </section>
+    <ul className="jp-stackmagic-components" aria-label="Components">
+      {model.components.map(component => (
+        <li key={`${component.type}/${component.name}`} data-component={component.name}>
+          <span className="jp-stackmagic-quiet">{component.type}</span> {component.name}{' '}
+          <span className="jp-stackmagic-quiet">({component.flavor})</span>
+          {component.name !== 'default' && (
+            <DeleteButton
+              what={`the ${component.type} ${component.name}`}
+              onClick={props.attempt(async () => {
+                if (
+                  await confirmDelete(
+                    `Delete the ${component.type} ${component.name}?`,
+                    'Nothing it stored is deleted.'
+                  )
+                ) {
+                  await model.deleteComponent(component.type, component.name);
+                }
+              })}
+            />
+          )}
+        </li>
+      ))}
+    </ul>
   );
 }

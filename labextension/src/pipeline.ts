@@ -1,62 +1,99 @@
 /**
  * The notebook's side: "Run as pipeline" and "Mark cell as step".
  */
-import { InputDialog, Notification } from '@jupyterlab/apputils';
+import { InputDialog, Notification, showErrorMessage } from '@jupyterlab/apputils';
 import { NotebookPanel } from '@jupyterlab/notebook';
 
 import { IRun, path, requestAPI } from './api';
-import { duration } from './panel';
+import { duration, shortId } from './format';
+import { askRunOptions, IPipeline } from './rundialog';
 
 /** The rule `%%step` applies to names: they become file and task names. */
 const STEP_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,62}$/;
 const STEP_LINE = /^%%step(\s+(\S+))?/;
 
 /**
- * Save the notebook, run it on the active stack, and tell how it goes.
+ * Save the notebook, ask for the run's options, run it on the active stack,
+ * and tell how it goes. `onStarted` hears of the run as soon as it is recorded.
  *
  * The run goes on in the server even if the tab is closed; the sidebar lists it.
+ * A run that cannot start says why in a dialog, whole (a notification cuts long text).
  */
-export async function runAsPipeline(panel: NotebookPanel): Promise<IRun | null> {
-  const name = panel.context.localPath.split('/').pop();
-  const notice = Notification.emit(`Saving ${name}…`, 'in-progress', { autoClose: false });
+export async function runAsPipeline(
+  panel: NotebookPanel,
+  onStarted: (run: string) => void = () => undefined
+): Promise<IRun | null> {
+  const notebook = panel.context.localPath;
+  const name = notebook.split('/').pop();
+  let started: { id: string };
   try {
     await panel.context.save();
-    Notification.update({ id: notice, message: `Starting ${name} as a pipeline…` });
-    const started = await requestAPI<{ id: string }>('runs', 'POST', {
-      notebook: panel.context.localPath
-    });
-    let run = await requestAPI<IRun>(path('runs', started.id));
+    const pipeline = await requestAPI<IPipeline>(`pipeline?${new URLSearchParams({ notebook })}`);
+    const options = await askRunOptions(pipeline);
+    if (!options) {
+      return null;
+    }
+    started = await requestAPI<{ id: string }>('runs', 'POST', { notebook, ...options });
+  } catch (error) {
+    await showErrorMessage(`${name} did not run as a pipeline`, (error as Error).message);
+    return null;
+  }
+  onStarted(started.id);
+  return await follow(started.id);
+}
+
+/** A notification following the run to its end, with a button to cancel it meanwhile. */
+async function follow(id: string): Promise<IRun | null> {
+  const cancel = {
+    label: 'Cancel run',
+    caption: 'Stop its steps and record it as cancelled',
+    callback: () => {
+      requestAPI(path('runs', id, 'cancel'), 'POST', {}).catch((error: Error) =>
+        Notification.error(`Run ${shortId(id)} was not cancelled: ${error.message}`)
+      );
+    }
+  };
+  const notice = Notification.emit(`Run ${shortId(id)} started…`, 'in-progress', {
+    autoClose: false,
+    actions: [cancel]
+  });
+  try {
+    let run = await requestAPI<IRun>(path('runs', id));
     while (run.status === 'running') {
       const done = run.steps.filter(s => ['completed', 'cached'].includes(s.status)).length;
       const current = run.steps.find(s => s.status === 'running');
       Notification.update({
         id: notice,
         message:
-          `Run ${run.id} of ${run.pipeline} on ${run.stack}: ${done}/${run.steps.length} steps done` +
+          `Run ${shortId(run.id)} of ${run.pipeline} on ${run.stack}: ` +
+          `${done}/${run.steps.length} steps done` +
           (current ? `, running ${current.name}` : '') +
-          ` (${duration(run)})`
+          ` (${duration(run)})`,
+        actions: [cancel]
       });
       // every second at first; a long run (a cloud VM, say) every five: each look asks the server
       const waited = Date.now() - Date.parse(run.started_at);
       await new Promise(resolve => setTimeout(resolve, waited < 30000 ? 1000 : 5000));
-      run = await requestAPI<IRun>(path('runs', started.id));
+      run = await requestAPI<IRun>(path('runs', id));
     }
     const succeeded = run.status === 'completed';
     Notification.update({
       id: notice,
-      type: succeeded ? 'success' : 'error',
+      type: succeeded ? 'success' : run.status === 'cancelled' ? 'warning' : 'error',
       message: succeeded
-        ? `Run ${run.id} of ${run.pipeline} completed in ${duration(run)} on ${run.stack}`
-        : `Run ${run.id} of ${run.pipeline} failed: ${run.error ?? 'see the Stacks sidebar'}`,
-      autoClose: succeeded ? 6000 : false
+        ? `Run ${shortId(run.id)} of ${run.pipeline} completed in ${duration(run)} on ${run.stack}`
+        : `Run ${shortId(run.id)} of ${run.pipeline} ${run.status}: ${run.error ?? 'see the Stacks sidebar'}`,
+      autoClose: succeeded ? 6000 : false,
+      actions: []
     });
     return run;
   } catch (error) {
     Notification.update({
       id: notice,
       type: 'error',
-      message: `${name} did not run as a pipeline: ${(error as Error).message}`,
-      autoClose: false
+      message: `Run ${shortId(id)} cannot be followed: ${(error as Error).message}`,
+      autoClose: false,
+      actions: []
     });
     return null;
   }

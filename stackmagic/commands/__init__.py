@@ -23,14 +23,13 @@ from .components import (
 from .gc import garbage_collect, parse_cutoff, parse_keep_last
 from .images import image_dockerfile
 from .pipelines import (
-    pipeline_describe,
     pipeline_export,
     pipeline_load,
     pipeline_logs,
     pipeline_run,
-    pipeline_runs,
     pipeline_show,
 )
+from .runs import RUN_STATUSES, pipeline_compare, pipeline_describe, pipeline_runs
 from .stacks import (
     stack_delete,
     stack_describe,
@@ -53,6 +52,7 @@ def init(args: argparse.Namespace) -> Output:
 
 
 __all__ = [
+    "RUN_STATUSES",
     "component_delete",
     "component_describe",
     "component_flavors",
@@ -64,6 +64,7 @@ __all__ = [
     "init",
     "parse_cutoff",
     "parse_keep_last",
+    "pipeline_compare",
     "pipeline_describe",
     "pipeline_export",
     "pipeline_load",

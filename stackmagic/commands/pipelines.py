@@ -1,4 +1,4 @@
-"""Pipelines: show, run, export, list, describe, follow and load them."""
+"""Pipelines: show, run, export and cancel them; read a run's logs and load its outputs."""
 
 from __future__ import annotations
 
@@ -136,29 +136,25 @@ def _export_kubeflow(
     )
 
 
-def pipeline_runs(args: argparse.Namespace) -> Output:
+def pipeline_cancel(args: argparse.Namespace) -> Output:
+    from ..orchestrators.cancelling import cancel_run
     from ..pipelines import OpenStack
-    from ..run_view import runs_table
+    from ..stores.models import RunStatus, StepStatus
 
     with OpenStack.open(Registry.open(), args.stack) as opened:
-        return runs_table(opened.metadata.runs(pipeline=args.pipeline, limit=args.limit))
-
-
-def pipeline_describe(args: argparse.Namespace) -> Output:
-    from ..pipelines import OpenStack
-    from ..run_view import run_fields
-
-    with OpenStack.open(Registry.open(), args.stack) as opened:
-        record = opened.metadata.run(args.run_id)
-        orchestrator = opened.orchestrator_config
-        if record.orchestrator_run_id and orchestrator.flavor == record.stack.get(
-            ComponentType.ORCHESTRATOR.value, {}
-        ).get("flavor"):  # ask how it ended
-            reconcile = getattr(orchestrator.orchestrator(opened), "reconcile", None)
-            if reconcile is not None:
-                reconcile(record)
-                record = opened.metadata.run(record.id)
-        return run_fields(record)
+        record = cancel_run(opened, args.run_id, wait=not args.no_wait)
+    if record.status == RunStatus.CANCELLED:
+        stopped = [step.name for step in record.steps if step.status == StepStatus.CANCELLED]
+        said = f"; stopped {', '.join(stopped)}" if stopped else ""
+        return Message(
+            f"Cancelled run {record.id} of {record.pipeline}{said}",
+            {"id": record.id, "status": record.status},
+        )
+    return Message(
+        f"Asked run {record.id} of {record.pipeline} to stop; "
+        f"`stackmagic pipeline describe {record.id}` shows when it has",
+        {"id": record.id, "status": "cancelling"},
+    )
 
 
 def pipeline_logs(args: argparse.Namespace) -> Output:

@@ -26,5 +26,16 @@ class Orchestrator(Protocol):
         """Run the bundle's steps as ``context.modes`` asks; record each; return their outcomes.
 
         A detached orchestrator returns no outcomes when it did not wait for the run.
+        One that drives the steps here stops them when the run is asked to stop (see
+        ``stores.metadata.cancelling``), records it cancelled and raises :class:`RunCancelled`.
+        A detached one may have ``terminate(record)``: ``pipeline cancel`` stops its runs with it.
         """
         ...
+
+
+class RunCancelled(Exception):
+    """The run this process drove was cancelled (``pipeline cancel``); its record says so."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} was cancelled")
+        self.run_id = run_id

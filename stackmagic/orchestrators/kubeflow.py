@@ -18,11 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,10 +26,10 @@ from kfp import dsl
 
 from ..component_type import ComponentType
 from ..errors import StackmagicError
-from ..runtime.task import failed_steps, skip_reasons
 from ..scratch import ScratchFolder
-from ..stores.models import RunStatus, StepStatus
+from ..stores.models import RunStatus
 from ..stores.portable import describe_stores, secret_environment, secret_variables
+from .base import RunCancelled
 from .following import follow, polled, step_outcomes
 from .kfp_api import KfpApi
 from .kfp_task import stackmagic_step
@@ -226,51 +221,10 @@ class KubeflowRunner:
         arguments: dict[str, Any],
         scratch: Path,
     ) -> list[StepOutcome]:
-        log_path = scratch / "kfp-local.log"
-        environment = {
-            **os.environ,
-            **secret_environment(self.stack.components, self.stack.resolve_secret),
-        }
-        command = [
-            sys.executable,
-            "-m",
-            "stackmagic.orchestrators.kfp_local",
-            str(package),
-            str(scratch / "outputs"),
-            json.dumps(arguments),
-        ]
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=environment,
-                cwd=scratch,
-                start_new_session=True,
-            )
-            try:
-                follow(context, progress, still_going=lambda: process.poll() is None, interval=0.3)
-                process.wait()
-            except BaseException:  # interrupted: stop the pipeline and its tasks with us
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-                process.wait()
-                raise
-        _skip_unstarted(context)
-        outcomes = step_outcomes(context)
-        store = context.artifact_store
-        log_uri = store.uri(context.bundle.pipeline, context.run_id, "kfp-local.log")
-        store.put_file(log_path, log_uri)
-        for step, page in _html_outputs(package, scratch / "outputs").items():
-            store.put_file(
-                page, store.uri(context.bundle.pipeline, context.run_id, step, f"{step}.html")
-            )
-        if process.returncode != 0 and not any(o.status == StepStatus.FAILED for o in outcomes):
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise StackmagicError(
-                f"kfp.local stopped before the steps ended ({tail[0]}); its log: {log_uri}"
-            )
-        return outcomes
+        from .kfp_here import run_here
+
+        secrets = secret_environment(self.stack.components, self.stack.resolve_secret)
+        return run_here(context, progress, package, arguments, scratch, secrets)
 
     # -- a cluster ---------------------------------------------------------------------
 
@@ -291,6 +245,9 @@ class KubeflowRunner:
         url = api.run_url(kfp_run_id)
         self.submitted = True
         context.metadata.run_submitted(context.run_id, orchestrator_run_id=kfp_run_id, url=url)
+        if context.metadata.cancel_requested(context.run_id):  # cancelled as it was submitted
+            _terminate(api, kfp_run_id)
+            raise RunCancelled(context.run_id)
         progress.note(f"Kubeflow run {kfp_run_id}: {url}")
         if not context.wait:
             return []
@@ -318,6 +275,11 @@ class KubeflowRunner:
             if state in _FINAL_STATES:
                 _reconcile(self.stack.metadata, record.id, state, record.orchestrator_url or "")
 
+    def terminate(self, record: RunRecord) -> None:
+        """For ``pipeline cancel``: terminate the run's twin on KFP, unless it has ended."""
+        if self.detached and record.orchestrator_run_id:
+            _terminate(KfpApi(self.config, self._token()), record.orchestrator_run_id)
+
     def _token(self) -> str | None:
         if self.config.auth != "token":
             return None
@@ -325,39 +287,10 @@ class KubeflowRunner:
         return self.stack.resolve_secret(component, "token")
 
 
-def _skip_unstarted(context: RunContext) -> None:
-    """Say why the steps kfp.local never started did not run.
-
-    kfp.local stops the whole pipeline at its first failed task, so steps on
-    other branches never start either: they were stopped by kfp.local, not by
-    a step they depend on. Steps after the failed one name it (their tasks
-    have said so, unless they broke off).
-    """
-    steps = context.metadata.run(context.run_id).steps
-    failed = [step.name for step in steps if step.status == StepStatus.FAILED]
-    unstarted = [step.name for step in steps if step.status == StepStatus.PENDING]
-    if not (failed and unstarted):
-        return
-    stopped = f"not started: the orchestrator stopped the run after {failed_steps(failed)}"
-    reasons = {**dict.fromkeys(unstarted, stopped), **skip_reasons(context, failed, unstarted)}
-    context.metadata.steps_skipped(context.run_id, reasons)
-
-
-def _html_outputs(package: Path, outputs: Path) -> dict[str, Path]:
-    """The executed notebooks as HTML that kfp.local's tasks left, by step.
-
-    kfp.local keeps a task's outputs under its task key (``stackmagic-step-2``);
-    the compiled pipeline names each task's step (its display name).
-    """
-    import yaml
-
-    spec = next(iter(yaml.safe_load_all(package.read_text(encoding="utf-8"))))
-    tasks = spec["root"]["dag"]["tasks"]
-    return {
-        task["taskInfo"]["name"]: page
-        for key, task in tasks.items()
-        for page in outputs.glob(f"*/{key}/notebook")
-    }
+def _terminate(api: KfpApi, kfp_run_id: str) -> None:
+    """Terminate a KFP run, unless it has ended or is ending (KFP refuses those)."""
+    if api.run_state(kfp_run_id) not in {*_FINAL_STATES, "CANCELING"}:
+        api.terminate_run(kfp_run_id)
 
 
 def _reconcile(metadata: MetadataStore, run_id: str, state: str, url: str) -> None:

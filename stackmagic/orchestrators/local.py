@@ -20,6 +20,7 @@ from ..runtime.cache import StepInputs, code_key, step_parts
 from ..runtime.dag import downstream
 from ..runtime.task import skip_reasons
 from ..stores.models import StepStatus
+from .base import RunCancelled
 from .kernels import (
     MANAGERS,
     KernelPool,
@@ -68,12 +69,18 @@ class LocalRunner:
         )
         schedule = _Schedule(context, progress, pool, self.workers)
         try:
-            with ThreadPoolExecutor(self.workers, thread_name_prefix="step") as executor:
+            with (
+                context.metadata.watching_for_cancel(context.run_id, schedule.cancel),
+                ThreadPoolExecutor(self.workers, thread_name_prefix="step") as executor,
+            ):
                 try:
                     schedule.run(executor)
-                except BaseException:  # Ctrl-C: stop the running kernels, so their steps end now
+                except BaseException:  # Ctrl-C, a cancel: stop the kernels, so steps end now
                     pool.close()
                     raise
+        except RunCancelled:  # the steps stopped (and recorded themselves failed) by now
+            context.metadata.run_cancelled(context.run_id, interrupted=schedule.running)
+            raise
         finally:
             pool.close()
             remove_leftovers(context)
@@ -95,8 +102,14 @@ class _Schedule:
         self.executing: set[str] = set()  # running steps past the cache: they hold a kernel
         self.finished: dict[str, StepOutcome] = {}
         #: ("started", (step, why it runs)), ("finished", outcome) or ("note", line to show),
-        #: from the worker threads and the kernel pool
-        self.events: queue.Queue[tuple[str, tuple[str, str] | StepOutcome | str]] = queue.Queue()
+        #: from the worker threads and the kernel pool; ("cancel", None) from the cancel watch
+        self.events: queue.Queue[tuple[str, tuple[str, str] | StepOutcome | str | None]] = (
+            queue.Queue()
+        )
+
+    def cancel(self) -> None:
+        """From another thread: stop the run (the scheduling thread raises :class:`RunCancelled`)."""
+        self.events.put(("cancel", None))
 
     def outcomes(self) -> list[StepOutcome]:
         return [self.finished[name] for name in self.wanted if name in self.finished]
@@ -111,11 +124,13 @@ class _Schedule:
             if not self.running:  # what is left waits on failed steps
                 return
             kind, payload = self.events.get()
+            if kind == "cancel":
+                raise RunCancelled(self.context.run_id)
             if isinstance(payload, StepOutcome):
                 self._finish(payload)
             elif isinstance(payload, str):
                 self.progress.note(payload)
-            else:
+            elif payload is not None:
                 name, reason = payload
                 self.executing.add(name)
                 self.progress.step_started(name, reason)

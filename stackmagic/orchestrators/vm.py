@@ -12,7 +12,8 @@ With ``--wait`` this process follows the run: the VM's log and the steps'
 records as they change. A VM that ends before the run did was preempted (or
 stopped from outside): the run is started again on a new VM up to
 ``--retries`` times, which keeps the steps the lost VM finished, and is
-marked ``preempted`` after that.
+marked ``preempted`` after that. ``pipeline cancel`` deletes the VM; the run
+on it stops its steps as soon as it sees the request in the metadata store.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..output import Fields, Output
 from ..runtime.vm import Launch
 from ..stores.models import RunStatus
 from ..stores.portable import describe_stores, secret_variables
+from .base import RunCancelled
 from .following import follow, polled, step_outcomes
 
 if TYPE_CHECKING:
@@ -148,6 +150,9 @@ class VMRunner:
             self._follow_try(context, progress, machine, instance, attempt)
             if context.metadata.run(context.run_id).status != RunStatus.RUNNING:
                 return step_outcomes(context)
+            if context.metadata.cancel_requested(context.run_id):  # its VM was deleted for it
+                context.metadata.run_cancelled(context.run_id)
+                return step_outcomes(context)
             if attempt > self.config.retries:
                 _mark_lost(context.metadata, context.run_id, instance, self.config.retries)
                 return step_outcomes(context)
@@ -191,11 +196,23 @@ class VMRunner:
             self.cloud.delete(machine, instance)
             raise
         self.submitted = True
+        if context.metadata.cancel_requested(context.run_id):  # cancelled as it was launched
+            self.cloud.delete(machine, instance)
+            raise RunCancelled(context.run_id)
         progress.note(
             f"{self.config.flavor}: VM {instance} started for run {context.run_id} "
             f"(try {attempt}); its log: {launch.log_uri}"
         )
         return machine, instance
+
+    def terminate(self, record: RunRecord) -> None:
+        """For ``pipeline cancel``: delete the run's VM, which stops it, if it still runs."""
+        instance = record.orchestrator_run_id
+        if not instance:
+            return
+        machine = self.cloud.machine(record.id, 0)  # where to ask; the instance is recorded
+        if self.cloud.state(machine, instance) == "running":
+            self.cloud.delete(machine, instance)
 
     def reconcile(self, record: RunRecord) -> None:
         """For ``pipeline describe``: a run whose VM is gone but which never ended was lost."""

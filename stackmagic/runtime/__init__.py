@@ -94,6 +94,21 @@ class StepOutcome:
     warnings: list[str] = field(default_factory=list)
 
 
+def changed_parameters(given: Mapping[str, Any], defaults: Mapping[str, Any]) -> list[str]:
+    """The given parameters that change the notebook's values: what the run is recorded with.
+
+    A value given equal to its default, and of its type, changes nothing a step
+    computes; the run lists it neither as changed nor among the values it passes on.
+    """
+    return [
+        name
+        for name, value in given.items()
+        if name not in defaults
+        or type(value) is not type(defaults[name])
+        or value != defaults[name]
+    ]
+
+
 def recorded_context(
     record: RunRecord,
     bundle: Bundle,

@@ -25,7 +25,15 @@ from ..json_values import is_finite
 from ..scratch import ScratchFolder
 from ..stores.models import StepStatus
 from ..stores.portable import open_stores, referenced_variables
-from . import Mode, RunContext, StepOutcome, recorded_context, remove_leftovers, run_step
+from . import (
+    Mode,
+    RunContext,
+    StepOutcome,
+    changed_parameters,
+    recorded_context,
+    remove_leftovers,
+    run_step,
+)
 from .dag import downstream
 
 if TYPE_CHECKING:
@@ -98,7 +106,7 @@ def _context(
         bundle_hash=bundle.hash,
         options={"no_cache": no_cache, "only": only, "from": from_step},
         parameters={**bundle.parameters, **overrides},
-        overridden=list(overrides),
+        overridden=changed_parameters(overrides, bundle.parameters),
         steps=list(bundle.steps),
         driven_here=False,
         exist_ok=True,

@@ -8,7 +8,10 @@ from typing import Any
 from jupyter_server.utils import url_path_join
 
 from ..component_type import ComponentType
-from .runs import RunHandler, RunsHandler, StepNotebookHandler
+from .compare import CompareHandler
+from .pipelines import PipelineHandler
+from .previews import OutputPreviewHandler
+from .runs import CancelHandler, RunHandler, RunsHandler, StepNotebookHandler
 from .stacks import (
     ActiveStackHandler,
     ComponentHandler,
@@ -36,8 +39,10 @@ def routes(base_url: str, root_dir: str) -> list[tuple[str, type, dict[str, Any]
             root,
         ),
         (url_path_join(api, "flavors"), FlavorsHandler, root),
+        (url_path_join(api, "pipeline"), PipelineHandler, root),
         (url_path_join(api, "runs"), RunsHandler, root),
         (url_path_join(api, "runs", f"(?P<run_id>{_NAME})"), RunHandler, root),
+        (url_path_join(api, "runs", f"(?P<run_id>{_NAME})", "cancel"), CancelHandler, root),
         (
             url_path_join(
                 api, "runs", f"(?P<run_id>{_NAME})", "steps", f"(?P<step>{_NAME})", "notebook"
@@ -45,4 +50,19 @@ def routes(base_url: str, root_dir: str) -> list[tuple[str, type, dict[str, Any]
             StepNotebookHandler,
             root,
         ),
+        (
+            url_path_join(
+                api,
+                "runs",
+                f"(?P<run_id>{_NAME})",
+                "steps",
+                f"(?P<step>{_NAME})",
+                "outputs",
+                "(?P<name>.+)",  # a file output may be in a folder: file:plots/loss.png
+                "preview",
+            ),
+            OutputPreviewHandler,
+            root,
+        ),
+        (url_path_join(api, "compare"), CompareHandler, root),
     ]

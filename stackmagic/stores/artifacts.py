@@ -200,6 +200,12 @@ class ArtifactStore:
         with self._explained(uri):
             return self._fs.cat_file(self._path_of(uri))
 
+    @contextlib.contextmanager
+    def reading(self, uri: str) -> Iterator[InputStream]:
+        """The file at ``uri`` as a seekable stream: what reads only part of a large file needs."""
+        with self._explained(uri), self._open_artifact(uri) as stream:
+            yield stream
+
     def _path_of(self, uri: str) -> str:
         """The filesystem's own path for a URI under this store's root.
 

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 #: The newest migration; the store upgrades any older schema to it on open.
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 
 
 class RunStatus:
@@ -37,6 +37,8 @@ class RunStatus:
     FAILED = "failed"
     #: its machine went away before the run ended (a spot or preemptible VM taken back)
     PREEMPTED = "preempted"
+    #: stopped on request (``stackmagic pipeline cancel``)
+    CANCELLED = "cancelled"
 
 
 class StepStatus:
@@ -46,6 +48,8 @@ class StepStatus:
     CACHED = "cached"
     FAILED = "failed"
     SKIPPED = "skipped"
+    #: it was running when its run was cancelled
+    CANCELLED = "cancelled"
     #: The steps whose outputs exist: they can feed other steps and serve as a cache.
     WITH_OUTPUTS = (COMPLETED, CACHED)
 
@@ -147,6 +151,9 @@ class Run(Base):
     #: When ``stackmagic gc`` deleted the run's artifacts and executed notebooks (those that
     #: runs it kept still use stay); the record itself stays, for its history.
     collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When someone asked to cancel the run: the process driving it, wherever it is, reads this
+    #: and stops its steps; whoever records the run's end then records it cancelled.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     pipeline: Mapped[Pipeline] = relationship(back_populates="runs")
     parameters: Mapped[list[RunParameter]] = relationship(

@@ -3,7 +3,7 @@
 One class over SQLAlchemy 2, so the same code serves SQLite (the default, in
 ``.stackmagic/``) and database servers. Every change is one short transaction.
 Its methods live by record kind: ``runs``, ``steps``, ``cache`` and
-``collection`` (what ``stackmagic gc`` asks), over the
+``collection`` (what ``stackmagic gc`` asks) and ``cancelling``, over the
 ``connection`` they share; ``records`` holds what they hand out, and
 ``liveness`` judges whether a run's process still lives.
 """
@@ -11,6 +11,7 @@ Its methods live by record kind: ``runs``, ``steps``, ``cache`` and
 from __future__ import annotations
 
 from .cache import CacheRecords
+from .cancelling import AlreadyEnded, CancellingRecords
 from .collection import CollectionRecords, RunSummary
 from .connection import BUSY_TIMEOUT_SECONDS
 from .liveness import ABANDONED_AFTER_SECONDS, HEARTBEAT_SECONDS, this_runner
@@ -19,12 +20,13 @@ from .runs import RunRecords
 from .steps import StepRecords
 
 
-class MetadataStore(RunRecords, StepRecords, CacheRecords, CollectionRecords):
+class MetadataStore(RunRecords, StepRecords, CacheRecords, CollectionRecords, CancellingRecords):
     """A metadata store, opened: its schema is up to date (see ``connection``)."""
 
 
 __all__ = [
     "ABANDONED_AFTER_SECONDS",
+    "AlreadyEnded",
     "BUSY_TIMEOUT_SECONDS",
     "HEARTBEAT_SECONDS",
     "CacheHit",

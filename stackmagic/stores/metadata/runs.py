@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 from ...background import repeating
 from ...errors import NotFound, StackmagicError
 from ..models import (
+    Metric,
     Pipeline,
     Run,
     RunParameter,
@@ -23,9 +24,13 @@ from ..models import (
     StepStatus,
     utcnow,
 )
+from .cancelling import mark_cancelled
 from .connection import StoreConnection
 from .liveness import HEARTBEAT_SECONDS, Runner, this_runner, why_abandoned
 from .records import RunRecord, run_record
+
+#: Runs whose metrics one query reads: within every database's limit on parameters.
+_BATCH = 500
 
 
 class RunRecords(StoreConnection):
@@ -172,6 +177,11 @@ class RunRecords(StoreConnection):
             run = session.get(Run, run_id)
             if run is None:
                 raise StackmagicError(f"no run {run_id} in the metadata store {self.label}")
+            if run.status == RunStatus.CANCELLED:  # as the process that stopped it recorded
+                return
+            if error and run.cancel_requested_at is not None:  # it broke off: it was asked to
+                mark_cancelled(run)
+                return
             run.status = RunStatus.FAILED if error else RunStatus.COMPLETED
             run.ended_at, run.error = utcnow(), error
             for row in run.steps:  # a run stopped early leaves no step looking busy
@@ -194,14 +204,27 @@ class RunRecords(StoreConnection):
                 elif row.status == StepStatus.PENDING:
                     row.status, row.error = StepStatus.SKIPPED, error
 
-    def runs(self, *, pipeline: str | None = None, limit: int = 20) -> list[RunRecord]:
+    def runs(
+        self, *, pipeline: str | None = None, status: str | None = None, limit: int | None = 20
+    ) -> list[RunRecord]:
+        """The newest runs (``limit=None``: all), each step with its metrics but not its artifacts.
+
+        The sidebar polls this every few seconds: the metrics of all the runs listed come in
+        one query (per 500 runs), whatever the number of runs.
+        """
         self.fail_abandoned_runs()
         with self._session() as session:
-            query = select(Run).join(Run.pipeline).order_by(Run.started_at.desc()).limit(limit)
+            query = select(Run).join(Run.pipeline).order_by(Run.started_at.desc())
+            if limit is not None:
+                query = query.limit(limit)
             if pipeline is not None:
                 query = query.where(Pipeline.name == pipeline)
+            if status is not None:
+                query = query.where(Run.status == status)
             query = query.options(selectinload(Run.steps), selectinload(Run.parameters))
-            return [run_record(run, with_artifacts=False) for run in session.scalars(query)]
+            records = [run_record(run, with_artifacts=False) for run in session.scalars(query)]
+            _add_metrics(session, records)
+            return records
 
     def run(self, run_id: str) -> RunRecord:
         """One run by its id or a unique beginning of it, ``latest`` for the newest."""
@@ -270,6 +293,21 @@ class RunRecords(StoreConnection):
                         row.status, row.error = StepStatus.SKIPPED, error
             failed.append(run_id)
         return failed
+
+
+def _add_metrics(session: Session, records: Sequence[RunRecord]) -> None:
+    """Give each step of the runs the metrics it logged, in the order it logged them."""
+    steps = {(record.id, step.name): step for record in records for step in record.steps}
+    run_ids = [record.id for record in records]
+    for start in range(0, len(run_ids), _BATCH):
+        rows = session.execute(
+            select(StepRun.run_id, StepRun.name, Metric.name, Metric.value)
+            .join(Metric, Metric.step_run_id == StepRun.id)
+            .where(StepRun.run_id.in_(run_ids[start : start + _BATCH]))
+            .order_by(Metric.id)
+        ).all()
+        for run_id, step, name, value in rows:
+            steps[run_id, step].metrics.append((name, value))
 
 
 def _pipeline_row(session: Session, name: str) -> Pipeline:
