@@ -37,7 +37,7 @@ def record_runs(project: Path, count: int) -> None:
     """Finished runs of three steps each, written straight into the default metadata store;
     half of them given a parameter, and two steps of each logging metrics, as the listing
     shows both."""
-    from stackmagic.pipelines import OpenStack
+    from stackmagic.open_stack import OpenStack
     from stackmagic.registry import Registry
     from stackmagic.runtime import new_run_id
 

@@ -8,35 +8,26 @@ serves ``stackmagic pipeline run``, ``%pipeline run`` and Python code.
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import functools
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from .errors import RunFailed, StackmagicError
-from .flavors import (
-    ArtifactStoreConfig,
-    ComponentType,
-    MetadataStoreConfig,
-    OrchestratorConfig,
-    as_kind,
-)
-from .json_values import is_finite
 from .notebook.exporter import Bundle, export_bundle
 from .notebook.spec import load_pipeline
+from .open_stack import OpenStack
 from .orchestrators.base import RunCancelled
 from .output import Output
+from .parameters import check_parameters
 from .progress import Progress
-from .registry import Component, Registry
+from .registry import Registry
 from .runtime import Mode, RunContext, StepOutcome, changed_parameters, new_run_id, plan
 from .runtime.files import FILE_PREFIX
 from .runtime.task import NOT_NEEDED
 from .scratch import ScratchFolder
 from .stores.artifacts import ArtifactInfo, ArtifactStore
-from .stores.metadata import MetadataStore, RunRecord
+from .stores.metadata import RunRecord
 from .stores.models import RunStatus, StepStatus
 
 BUNDLES = "_bundles"
@@ -50,78 +41,6 @@ class PipelineFailed(RunFailed):
 
         super().__init__(message, run_fields(run.record, error_below=True))
         self.run = run
-
-
-@dataclass
-class OpenStack:
-    """A stack's components, opened: ready to store, record and run.
-
-    The metadata store connects on first use, not here: what needs no record (a dry run)
-    then works with the database out of reach, and never waits for it.
-    """
-
-    name: str
-    components: dict[ComponentType, Component]
-    artifact_store: ArtifactStore
-    #: the real value of a component's secret option
-    resolve_secret: Callable[[Component, str], str]
-
-    @classmethod
-    def open(cls, registry: Registry, name: str | None = None) -> OpenStack:
-        components = {c.type: c for c in stack_components(registry, name)}
-        store = components[ComponentType.ARTIFACT_STORE]
-        return cls(
-            name or registry.active_stack_name(),
-            components,
-            as_kind(store.config, ArtifactStoreConfig).open(
-                functools.partial(registry.resolve_secret, store)
-            ),
-            registry.resolve_secret,
-        )
-
-    @functools.cached_property
-    def metadata(self) -> MetadataStore:
-        store = self.components[ComponentType.METADATA_STORE]
-        return as_kind(store.config, MetadataStoreConfig).open(
-            functools.partial(self.resolve_secret, store)
-        )
-
-    @property
-    def orchestrator_config(self) -> OrchestratorConfig:
-        """The orchestrator's options, which make the :class:`Orchestrator` that runs steps."""
-        return as_kind(self.components[ComponentType.ORCHESTRATOR].config, OrchestratorConfig)
-
-    def connect_metadata(self) -> None:
-        """Open the metadata store now, on this thread, where an error stops the command early."""
-        self.metadata  # noqa: B018 - the property opens it
-
-    def __enter__(self) -> OpenStack:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        """Let go of the metadata store's connections, if it was opened (a kernel lives long)."""
-        if "metadata" in vars(self):
-            self.metadata.close()
-
-    def snapshot(self) -> dict[str, Any]:
-        """What the run record keeps of the stack: flavors and options, secrets masked."""
-        return {
-            kind.value: {"name": c.name, "flavor": c.flavor, "options": c.config.shown()}
-            for kind, c in self.components.items()
-        }
-
-    def local_paths(self) -> list[Path]:
-        return local_paths(self.components.values())
-
-
-def local_paths(components: Iterable[Component]) -> list[Path]:
-    """Folders and files of a stack's local stores, which a bundle must never carry."""
-    return [path for component in components for path in component.config.local_paths()]
-
-
-def stack_components(registry: Registry, name: str | None = None) -> list[Component]:
-    stack = registry.stack(name or registry.active_stack_name())
-    return [registry.component(kind, member) for kind, member in stack.components.items()]
 
 
 class PipelineRun:
@@ -457,29 +376,3 @@ def first_failure(outcomes: list[StepOutcome]) -> str | None:
             where = f"; executed notebook: {outcome.notebook_uri}" if outcome.notebook_uri else ""
             return f"step {outcome.step!r} failed: {outcome.error}{where}"
     return None
-
-
-def check_parameters(names: Iterable[str], given: Mapping[str, Any]) -> dict[str, Any]:
-    """The overrides, if each names a parameter: a name the ``parameters`` cell binds."""
-    names = list(names)
-    unknown = sorted(set(given) - set(names))
-    if unknown:
-        known = ", ".join(names) or "none (tag a cell `parameters` to give it some)"
-        raise StackmagicError(
-            f"the pipeline has no parameter {', '.join(map(repr, unknown))} (parameters: {known})"
-        )
-    for name, value in given.items():
-        if not is_finite(value):
-            raise StackmagicError(
-                f"parameter {name!r} holds {value!r}, which JSON cannot keep (runs are recorded "
-                "and shown as JSON); give finite numbers"
-            )
-    return dict(given)
-
-
-def parse_parameter(text: str) -> Any:
-    """``-p lr 0.2`` gives 0.2, ``-p name abc`` gives "abc": a Python literal, else the text."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return text

@@ -22,7 +22,8 @@ from typing import Any
 import nbformat
 
 import stackmagic
-from stackmagic.pipelines import OpenStack, PipelineFailed, PipelineRun
+from stackmagic.open_stack import OpenStack
+from stackmagic.pipelines import PipelineFailed, PipelineRun
 from stackmagic.registry import Registry
 
 #: Writes a notebook (and the files beside it it reads) into a folder; returns the notebook.

@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 from notebooks import write_notebook
 from stackmagic.cli import main
 from stackmagic.flavors import ComponentType, flavors_of
+from stackmagic.open_stack import OpenStack
 from stackmagic.parser import build_parser
-from stackmagic.pipelines import OpenStack
 from stackmagic.registry import Registry
 
 SECRET = "CANARY-fuzz-" + "7f3a9c"

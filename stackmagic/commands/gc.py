@@ -95,7 +95,7 @@ class _Plan:
 
 
 def garbage_collect(args: argparse.Namespace) -> Output:
-    from ..pipelines import OpenStack
+    from ..open_stack import OpenStack
     from ..scratch import abandoned_folders
 
     collecting = args.older_than is not None or args.keep_last is not None

@@ -13,7 +13,7 @@ from .pipelines import notebook_path
 def image_dockerfile(args: argparse.Namespace) -> Output:
     from .. import images
     from ..notebook.spec import load_pipeline
-    from ..pipelines import stack_components
+    from ..open_stack import stack_components
 
     spec = load_pipeline(notebook_path(args.notebook, args.command_words))
     extras = [getattr(c.config, "extra", "") for c in stack_components(Registry.open(), args.stack)]

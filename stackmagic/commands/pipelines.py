@@ -69,7 +69,7 @@ def pipeline_run(args: argparse.Namespace) -> Output:
 def pipeline_export(args: argparse.Namespace) -> Output:
     from ..notebook.exporter import export_bundle
     from ..notebook.spec import load_pipeline
-    from ..pipelines import local_paths, stack_components
+    from ..open_stack import local_paths, stack_components
 
     spec = load_pipeline(notebook_path(args.notebook, args.command_words))
     if args.to == "kubeflow":
@@ -94,7 +94,8 @@ def _export_kubeflow(
     """
     from ..flavors.orchestrators import KubeflowOrchestrator
     from ..notebook.exporter import export_bundle
-    from ..pipelines import OpenStack, store_bundle
+    from ..open_stack import OpenStack
+    from ..pipelines import store_bundle
     from ..scratch import ScratchFolder
 
     if output.is_dir():
@@ -137,8 +138,8 @@ def _export_kubeflow(
 
 
 def pipeline_cancel(args: argparse.Namespace) -> Output:
+    from ..open_stack import OpenStack
     from ..orchestrators.cancelling import cancel_run
-    from ..pipelines import OpenStack
     from ..stores.models import RunStatus, StepStatus
 
     with OpenStack.open(Registry.open(), args.stack) as opened:
@@ -158,7 +159,8 @@ def pipeline_cancel(args: argparse.Namespace) -> Output:
 
 
 def pipeline_logs(args: argparse.Namespace) -> Output:
-    from ..pipelines import OpenStack, run_logs
+    from ..open_stack import OpenStack
+    from ..pipelines import run_logs
 
     with OpenStack.open(Registry.open(), args.stack) as opened:
         record = opened.metadata.run(args.run_id)
@@ -176,7 +178,8 @@ def pipeline_logs(args: argparse.Namespace) -> Output:
 
 
 def pipeline_load(args: argparse.Namespace) -> Output:
-    from ..pipelines import OpenStack, PipelineRun
+    from ..open_stack import OpenStack
+    from ..pipelines import PipelineRun
     from ..runtime.files import FILE_PREFIX
 
     step, _, wanted = args.what.partition(".")
@@ -214,7 +217,7 @@ def pipeline_load(args: argparse.Namespace) -> Output:
 
 def _parameters(args: argparse.Namespace) -> dict[str, Any]:
     """The ``-p NAME VALUE`` options, each a Python literal or else text."""
-    from ..pipelines import parse_parameter
+    from ..parameters import parse_parameter
 
     parameters: dict[str, Any] = {}
     for name, value in args.parameter:

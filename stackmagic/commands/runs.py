@@ -15,7 +15,7 @@ RUN_STATUSES = ("running", "completed", "failed", "preempted", "cancelled")
 
 
 def pipeline_runs(args: argparse.Namespace) -> Output:
-    from ..pipelines import OpenStack
+    from ..open_stack import OpenStack
     from ..run_view import runs_table
 
     with OpenStack.open(Registry.open(), args.stack) as opened:
@@ -26,7 +26,7 @@ def pipeline_runs(args: argparse.Namespace) -> Output:
 
 
 def pipeline_describe(args: argparse.Namespace) -> Output:
-    from ..pipelines import OpenStack
+    from ..open_stack import OpenStack
     from ..run_view import run_fields
 
     with OpenStack.open(Registry.open(), args.stack) as opened:
@@ -44,7 +44,7 @@ def pipeline_describe(args: argparse.Namespace) -> Output:
 
 def pipeline_compare(args: argparse.Namespace) -> Output:
     from ..comparison import Comparison
-    from ..pipelines import OpenStack
+    from ..open_stack import OpenStack
 
     if len(args.run_ids) < 2:
         raise UsageError(

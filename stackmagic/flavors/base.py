@@ -23,8 +23,8 @@ from ..errors import StackmagicError
 from ..secrets import masked
 
 if TYPE_CHECKING:
+    from ..open_stack import OpenStack
     from ..orchestrators.base import Orchestrator
-    from ..pipelines import OpenStack
     from ..stores.artifacts import ArtifactStore
     from ..stores.metadata import MetadataStore
 

@@ -10,8 +10,8 @@ from ..errors import StackmagicError
 from .base import OrchestratorConfig, require_module
 
 if TYPE_CHECKING:
+    from ..open_stack import OpenStack
     from ..orchestrators.base import Orchestrator
-    from ..pipelines import OpenStack
 
 
 #: The most steps the local orchestrator runs at once: each may hold a kernel of its own.

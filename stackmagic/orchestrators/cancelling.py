@@ -18,7 +18,7 @@ from ..errors import RunFailed, StackmagicError
 from ..stores.models import RunStatus
 
 if TYPE_CHECKING:
-    from ..pipelines import OpenStack
+    from ..open_stack import OpenStack
     from ..stores.metadata import RunRecord
 
 #: How long ``pipeline cancel`` waits for the process driving a run to record it cancelled.
@@ -46,7 +46,7 @@ def cancel_run(opened: OpenStack, run_id: str, *, wait: bool = True) -> RunRecor
 
 def _stop_elsewhere(opened: OpenStack, record: RunRecord) -> None:
     """Tell the run's orchestrator to stop it: through the stack it ran on, if it is here."""
-    from ..pipelines import OpenStack
+    from ..open_stack import OpenStack
     from ..registry import Registry
 
     if not record.orchestrator_run_id:

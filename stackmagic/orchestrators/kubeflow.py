@@ -37,7 +37,7 @@ from .kfp_task import stackmagic_step
 if TYPE_CHECKING:
     from ..flavors.orchestrators import KubeflowOrchestrator
     from ..notebook.exporter import Bundle
-    from ..pipelines import OpenStack
+    from ..open_stack import OpenStack
     from ..progress import Progress
     from ..runtime import RunContext, StepOutcome
     from ..stores.metadata import MetadataStore, RunRecord

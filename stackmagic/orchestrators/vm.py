@@ -32,7 +32,7 @@ from .following import follow, polled, step_outcomes
 if TYPE_CHECKING:
     from ..flavors.orchestrators import _VMOrchestrator
     from ..notebook.exporter import Bundle
-    from ..pipelines import OpenStack
+    from ..open_stack import OpenStack
     from ..progress import Progress
     from ..runtime import RunContext, StepOutcome
     from ..stores.artifacts import ArtifactStore

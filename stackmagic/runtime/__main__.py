@@ -93,7 +93,9 @@ def dispatch(argv: Sequence[str]) -> tuple[Output, bool]:
 
 
 def run_whole(args: argparse.Namespace) -> Output:
-    from ..pipelines import OpenStack, check_parameters, fetch_bundle, parse_parameter, run_bundle
+    from ..open_stack import OpenStack
+    from ..parameters import check_parameters, parse_parameter
+    from ..pipelines import fetch_bundle, run_bundle
     from ..progress import LogLines
     from ..run_view import run_fields
 
@@ -117,7 +119,8 @@ def run_whole(args: argparse.Namespace) -> Output:
 
 
 def run_one(args: argparse.Namespace) -> Output:
-    from ..pipelines import OpenStack, fetch_bundle
+    from ..open_stack import OpenStack
+    from ..pipelines import fetch_bundle
 
     with OpenStack.open(Registry.open(), args.stack) as opened, ScratchFolder("bundle") as scratch:
         record = opened.metadata.run(args.run_id)

@@ -241,7 +241,7 @@ def run_and_store(run_id: str) -> Iterator[tuple[RunRecord, ArtifactStore]]:
     The record is in the active stack's metadata store; a run made on another stack still
     registered here is read through that stack's artifact store (the active one otherwise).
     """
-    from ..pipelines import OpenStack
+    from ..open_stack import OpenStack
     from ..registry import Registry
 
     registry = Registry.open()
