@@ -373,3 +373,30 @@ def test_a_setup_with_progress_bars_and_a_plot_stays_warm(initialised: Path, ter
         for o in c.get("outputs", [])
     )
     assert "loading: " in shown and "left: " in shown
+
+
+def test_a_fork_left_a_zombie_counts_as_ended() -> None:
+    """A fork whose template died first is an orphan; where nothing reaps orphans it stays a
+    zombie, and a run cancelled then would wait forever on a step's kernel that "lives"."""
+    import subprocess
+
+    from stackmagic.orchestrators.managers import ForkedProcess
+
+    child = subprocess.Popen(["true"])  # not waited for: it stays a zombie once it ends
+    try:
+        wait_for(
+            lambda: (
+                Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+            ),
+            what="the child to end",
+        )
+        os.kill(child.pid, 0)  # signal 0 still finds a zombie
+        assert ForkedProcess(child.pid).poll() == -1
+    finally:
+        child.wait()
+    running = subprocess.Popen(["sleep", "30"])
+    try:
+        assert ForkedProcess(running.pid).poll() is None
+    finally:
+        running.kill()
+        running.wait()

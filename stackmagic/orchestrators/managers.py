@@ -10,6 +10,7 @@ import os
 import signal
 import time
 import uuid
+from pathlib import Path
 from queue import Empty
 from typing import TYPE_CHECKING, Any
 
@@ -100,11 +101,8 @@ class ForkedProcess:
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                os.kill(self.pid, 0)
-            except ProcessLookupError:  # ended, and reaped by the template
-                self.returncode = -1
+        if self.returncode is None and not _running(self.pid):
+            self.returncode = -1
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
@@ -120,6 +118,16 @@ class ForkedProcess:
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
+
+
+def _running(pid: int) -> bool:
+    """Not ended: a fork whose template ended first is an orphan, and where nothing reaps
+    orphans (PID 1 of many containers) it stays a zombie, which signal 0 still finds."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # ended, and reaped
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 class ForkedProvisioner(LocalProvisioner):
