@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import snapshot
-from test_lab import Lab, lab  # noqa: F401 - a fixture
+from lab import Lab
 
 from notebooks import write_notebook
 
