@@ -1,7 +1,7 @@
 """What the ``stackmagic`` command writes, and where: colour on a screen, plain text elsewhere.
 
-A screen gets rich's tables and colours; a pipe, a file, ``NO_COLOR=1`` (any
-value) or ``TERM=dumb`` get the plain text, with no escape code. A reader that
+A screen gets rich's tables and colours; a pipe, a file, ``NO_COLOR`` (set and
+not empty, as no-color.org says) or ``TERM=dumb`` get the plain text, with no escape code. A reader that
 stops reading (``| head -1``) or a log that is gone never stops the command:
 what cannot be written is dropped, and a run goes on to its end and is recorded
 as it ended.
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 def shows_colour(stream: IO[str]) -> bool:
     """Whether ``stream`` is a screen that should get colour and live displays."""
-    if "NO_COLOR" in os.environ or os.environ.get("TERM") == "dumb":
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return False
     try:
         return stream.isatty()
@@ -111,10 +111,29 @@ class PipeSafe:
         return getattr(self.stream, name)
 
 
+def open_closed_standard_streams() -> None:
+    """Standard streams closed at the start (``2>&-``) become the null device.
+
+    Otherwise Python has no ``sys.stderr`` to write to, and the next file opened
+    (the metadata store's database, a step's notebook) takes descriptor 2 and would
+    receive what the command and its kernels write to their standard error.
+    """
+    for descriptor in (0, 1, 2):
+        try:
+            os.fstat(descriptor)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: this one
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - the process's own stream
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 - the process's own stream
+
+
 @contextlib.contextmanager
 def pipe_safe_streams() -> Iterator[None]:
     """``sys.stdout`` and ``sys.stderr`` as :class:`PipeSafe` streams, for one command;
     flushed at its end, while a reader that has gone can still be told from a failure."""
+    open_closed_standard_streams()
     saved = sys.stdout, sys.stderr
     safe = PipeSafe(sys.stdout), PipeSafe(sys.stderr)
     sys.stdout, sys.stderr = safe

@@ -69,9 +69,11 @@ def test_a_listing_on_a_screen_is_coloured_and_plain_elsewhere(
     assert ESCAPE not in piped.out + piped.err, "a pipe gets no escape codes"
 
 
-@pytest.mark.parametrize("value", ["1", ""])
+@pytest.mark.parametrize("value", ["1", "yes"])
 def test_no_color_gives_plain_text_on_a_screen(initialised: Path, value: str) -> None:
-    """no-color.org: any value; a screen then gets what a pipe gets, table for table."""
+    """no-color.org: any value but the empty one; a screen then gets what a pipe gets."""
+    code, shown = on_screen(initialised, "stack", "list", env={"NO_COLOR": ""})
+    assert code == 0 and ESCAPE in shown, "NO_COLOR set empty leaves colour on"
     code, shown = on_screen(initialised, "stack", "list", env={"NO_COLOR": value})
     assert code == 0 and ESCAPE not in shown, repr(shown)
     assert shown.replace("\r\n", "\n") == (
@@ -170,6 +172,24 @@ def test_a_run_whose_pipes_close_goes_on_and_is_recorded_as_it_ended(
     [recorded] = json.loads(terminal("pipeline", "runs", "--json").out)
     assert recorded["status"] == "completed"
     assert [step["status"] for step in recorded["steps"]] == ["completed", "completed"]
+
+
+def test_a_run_started_with_its_standard_error_closed_runs_and_is_recorded(
+    initialised: Path, terminal: Callable[..., Result]
+) -> None:
+    """``2>&-``: Python has no sys.stderr, and the next file opened would take descriptor 2."""
+    quick_notebook(initialised)
+    run = subprocess.run(
+        ["sh", "-c", f"exec {BIN / 'stackmagic'} pipeline run quick.ipynb 2>&-"],
+        cwd=initialised,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout
+    assert "completed" in run.stdout, "what goes to standard output is still shown"
+    [recorded] = json.loads(terminal("pipeline", "runs", "--json").out)
+    assert recorded["status"] == "completed"
 
 
 def test_help_speaks_of_an_artifact_store_and_lists_the_flavors(
