@@ -13,6 +13,7 @@ The answer is plain JSON: ``kind`` is ``table``, ``image``, ``text``,
 from __future__ import annotations
 
 import base64
+import codecs
 import csv
 import io
 import json
@@ -67,7 +68,12 @@ def preview(store: ArtifactStore, run_id: str, step: str, name: str, info: Artif
     if reader is None:
         return {**facts, **_nothing(_why_not(run_id, step, name, info))}
     with store.reading(info.uri) as stream:
-        return {**facts, **reader(stream, info)}
+        try:
+            return {**facts, **reader(stream, info)}
+        except (ValueError, TypeError, EOFError) as error:  # written by another tool, or damaged
+            kind = info.uri.rpartition(".")[2] if info.materializer == FILE_MATERIALIZER else ""
+            what = f"a .{kind} file" if kind else f"this {info.materializer!r} artifact"
+            return {**facts, **_nothing(f"{what} that could not be read for a preview: {error}")}
 
 
 def _reader(info: ArtifactInfo) -> Reader | None:
@@ -112,13 +118,19 @@ def _table(columns: list[Any], rows: list[list[Any]], total_rows: int | None) ->
 
 
 def _parquet(stream: InputStream, info: ArtifactInfo) -> Preview:
-    """The first rows of the first row group: the rest of the file is never read."""
+    """The first rows of the columns shown (and the index): other columns are never read."""
     import pandas
     import pyarrow
     import pyarrow.parquet
 
     file = pyarrow.parquet.ParquetFile(stream)
-    first = next(file.iter_batches(batch_size=MAX_ROWS), None)
+    index = [
+        column
+        for column in (file.schema_arrow.pandas_metadata or {}).get("index_columns", [])
+        if isinstance(column, str)  # a RangeIndex is kept as a description, not a column
+    ]
+    data = [name for name in file.schema_arrow.names if name not in index]
+    first = next(file.iter_batches(batch_size=MAX_ROWS, columns=index + data[:MAX_COLUMNS]), None)
     table = (
         pyarrow.Table.from_batches([first])
         if first is not None
@@ -127,7 +139,12 @@ def _parquet(stream: InputStream, info: ArtifactInfo) -> Preview:
     frame = table.to_pandas()  # restores the index the frame had, kept beside its columns
     if frame.index.names != [None] or not isinstance(frame.index, pandas.RangeIndex):
         frame = frame.reset_index()  # a meaningful index is shown as the first columns
-    return _table(list(frame.columns), frame.astype(object).values.tolist(), file.metadata.num_rows)
+    preview = _table(
+        list(frame.columns), frame.astype(object).values.tolist(), file.metadata.num_rows
+    )
+    preview["total_columns"] = len(index) + len(data)
+    preview["truncated"] = preview["truncated"] or len(data) > MAX_COLUMNS
+    return preview
 
 
 def _npy(stream: InputStream, info: ArtifactInfo) -> Preview:
@@ -140,6 +157,11 @@ def _npy(stream: InputStream, info: ArtifactInfo) -> Preview:
     if header is None:
         return _nothing(f"an .npy file of format {version}, which previews do not read")
     shape, fortran_order, dtype = header(stream)
+    if dtype.hasobject:
+        return _nothing(
+            f"an array of Python objects (shape {shape}): no preview, since reading it "
+            "unpickles them, which runs code"
+        )
     if not shape:
         return {
             "kind": "text",
@@ -165,19 +187,29 @@ def _json(stream: InputStream, info: ArtifactInfo) -> Preview:
     """Parsed and indented; a string as its text; a large file as its first bytes."""
     if info.size > MAX_PARSED_JSON_BYTES:
         return _text(stream.read(MAX_TEXT_BYTES + 1), kind="json")
-    value = json.load(stream)
+    data = stream.read()
+    try:
+        value = json.loads(data)
+    except ValueError:  # a file named .json that is not: shown as the text it is
+        return _text(data)
     if isinstance(value, str):
         return _text(value.encode(), kind="text")
     return _text(json.dumps(value, indent=2).encode(), kind="json")
 
 
 def _text(data: bytes, kind: str = "text") -> Preview:
-    shown = data[:MAX_TEXT_BYTES]
     return {
         "kind": kind,
-        "text": shown.decode("utf-8", "ignore" if len(data) > len(shown) else "replace"),
-        "truncated": len(data) > len(shown),
+        "text": _utf8_start(data, "replace"),
+        "truncated": len(data) > MAX_TEXT_BYTES,
     }
+
+
+def _utf8_start(data: bytes, errors: str) -> str:
+    """The first ``MAX_TEXT_BYTES`` as text; a character the cut splits is left out, not
+    taken for a mistake (``errors`` says what a mistake elsewhere becomes)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors)
+    return decoder.decode(data[:MAX_TEXT_BYTES], final=len(data) <= MAX_TEXT_BYTES)
 
 
 def _image(stream: InputStream, info: ArtifactInfo) -> Preview:
@@ -201,8 +233,8 @@ def _bytes(stream: InputStream, info: ArtifactInfo) -> Preview:
         if start.startswith(signature):
             stream.seek(0)
             return _image_of(stream, info, mime)
-    try:  # a character cut at the end of what was read is no sign of binary data
-        start[: MAX_TEXT_BYTES - 3].decode("utf-8")
+    try:
+        _utf8_start(start, "strict")
     except UnicodeDecodeError:
         return _nothing(f"{info.size} bytes of binary data: no preview")
     return _text(start)

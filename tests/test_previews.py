@@ -155,3 +155,41 @@ def test_the_run_names_the_edges_of_its_dag(api: Any, jp_root_dir: Path, monkeyp
         ["load", "total"],
         ["total", "report"],
     ]
+
+
+ODD = """\
+%%step odd
+import numpy as np
+import pandas as pd
+wide = pd.DataFrame({f"c{i}": [i, i + 1] for i in range(45)})
+mixed = np.array([{"a": 1}, None], dtype=object)
+with open("accents.txt", "w", encoding="utf-8") as out:
+    out.write("é" * 40_000)
+with open("broken.json", "w") as out:
+    out.write("{not json")"""
+
+
+def test_wide_tables_long_text_and_damaged_files_preview_what_they_can(
+    api: Any, jp_root_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stackmagic
+
+    monkeypatch.chdir(jp_root_dir)
+    run = stackmagic.run(write_notebook(jp_root_dir / "odd.ipynb", ODD))
+
+    status, wide = _preview(api, run.id, "wide", step="odd")
+    assert status == 200 and wide["kind"] == "table", wide
+    assert wide["columns"] == [f"c{i}" for i in range(30)] and wide["rows"][1][29] == "30"
+    assert (wide["total_columns"], wide["truncated"]) == (45, True)
+
+    status, accents = _preview(api, run.id, "file:accents.txt", step="odd")
+    assert status == 200 and accents["kind"] == "text", "80 kB of UTF-8 is text, cut"
+    assert set(accents["text"]) == {"é"} and accents["truncated"] is True
+    assert len(accents["text"].encode()) == 64 * 1024, "cut at a character's edge"
+
+    status, broken = _preview(api, run.id, "file:broken.json", step="odd")
+    assert status == 200 and (broken["kind"], broken["text"]) == ("text", "{not json"), broken
+
+    status, mixed = _preview(api, run.id, "mixed", step="odd")
+    assert status == 200 and mixed["kind"] == "none", mixed
+    assert "runs code" in mixed["reason"] and "%pipeline load" in mixed["reason"]

@@ -462,3 +462,20 @@ def test_every_route_asks_jupyters_authorizer(
     status, answer = api(method, *path.split("/")[2:])
     assert status == 403 and "is not authorized to" in answer["message"], answer
     assert snapshot(jp_root_dir / ".stackmagic") == before
+
+
+def test_an_unexpected_error_is_one_line_500_that_keeps_its_details_for_the_log(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug stands in for itself here: the command raises what no handler expects."""
+    import stackmagic.server.base
+
+    def broken(words: Any) -> Any:
+        raise KeyError("password=hunter2")  # an exception's text may hold anything
+
+    monkeypatch.setattr(stackmagic.server.base, "run", broken)
+    status, answer = api("GET", "stacks")
+    assert status == 500
+    assert answer == {
+        "message": "stackmagic could not answer (KeyError); the Jupyter server's log has the details"
+    }

@@ -43,6 +43,13 @@ class CommandHandler(APIHandler):
             return self._error(400, str(error) or "not a command")
         except OSError as error:
             return self._error(500, describe_os_error(error))
+        except Exception as error:  # a bug: one line here, the traceback in the server's log
+            self.log.exception("stackmagic: %s %s failed", self.request.method, self.request.path)
+            return self._error(
+                500,
+                f"stackmagic could not answer ({type(error).__name__}); "
+                "the Jupyter server's log has the details",
+            )
         self.set_status(status)
         self.finish(json.dumps(data, default=str))
 
