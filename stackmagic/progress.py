@@ -141,7 +141,7 @@ def _describe(outcome: StepOutcome, *, why: bool = True, error: bool = True) -> 
     the ``error`` of a failed step, for displays the command's error line does not follow."""
     if outcome.status == "failed":
         return f"failed: {outcome.error}" if error else "failed"
-    if outcome.status in ("skipped", "cached"):
+    if outcome.status in ("skipped", "cached", "cancelled"):
         return outcome.status
     done = f"{outcome.status} in {outcome.seconds:.1f} s"
     return f"{done} — {outcome.reason}" if why and outcome.reason else done

@@ -9,13 +9,12 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BIN, Result, started_run, wait_for
+from conftest import Result, ended, started_run, wait_for
 from fake_gce import FakeGce
 from fake_kfp import FakeKfp
 from IPython.core.error import UsageError
@@ -51,31 +50,6 @@ def slow_notebook(folder: Path, pid_file: Path | None = None) -> Path:
     )
 
 
-@contextmanager
-def followed_run(notebook: Path) -> Iterator[subprocess.Popen[str]]:
-    """``stackmagic pipeline run NOTEBOOK --wait``: a remote run, followed from a terminal."""
-    with subprocess.Popen(
-        [
-            str(BIN / "stackmagic"),
-            "pipeline",
-            "run",
-            str(notebook),
-            "--wait",
-            "--progress",
-            "lines",
-        ],
-        cwd=notebook.parent,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as process:
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                process.kill()
-
-
 def kernels_in(folder: Path) -> list[int]:
     """Processes other than this one working in ``folder``: step kernels, the warm template."""
     found = []
@@ -88,19 +62,20 @@ def kernels_in(folder: Path) -> list[int]:
     return [pid for pid in found if pid != os.getpid()]
 
 
-def ended(pid: int) -> bool:
-    """Whether the process is gone (or a zombie, which runs no code)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return True
-    return state in ("Z", "X")
-
-
 def described(terminal: Callable[..., Result], run_id: str) -> dict:
     shown = terminal("pipeline", "describe", run_id, "--json")
     assert shown.code == 0, shown.err
     return json.loads(shown.out)
+
+
+def assert_cancelled_in_wait(run: dict[str, Any]) -> None:
+    """The slow notebook's run, as recorded once cancelled while its middle step slept."""
+    assert run["status"] == "cancelled"
+    assert [(s["name"], s["status"]) for s in run["steps"]] == [
+        ("load", "completed"),
+        ("wait", "cancelled"),
+        ("report", "skipped"),
+    ]
 
 
 # --- the metadata store: SQLite, MariaDB and PostgreSQL --------------------------------------
@@ -185,7 +160,10 @@ def test_a_local_run_is_cancelled_from_another_process(initialised: Path, termin
         assert cancelled.out.strip() == f"Cancelled run {run_id} of slow; stopped wait"
         assert driver.wait(timeout=30) == 1, "the driving process ends, the run failed to finish"
         assert driver.stderr is not None
-        assert f"stackmagic: error: run {run_id} of slow was cancelled" in driver.stderr.read()
+        said = driver.stderr.read()
+        assert "  wait: cancelled\n" in said, "the progress ends the step as it is recorded"
+        assert "Kernel died" not in said, "the kernels stopped as asked: no news"
+        assert f"stackmagic: error: run {run_id} of slow was cancelled" in said
     run = described(terminal, run_id)
     assert run["status"] == "cancelled"
     steps = {step["name"]: step for step in run["steps"]}
@@ -260,12 +238,7 @@ def test_a_run_started_through_the_api_is_cancelled_through_it(api: Any, jp_root
         lambda: (found := api("GET", "runs", started["id"])[1])["status"] != "running" and found,
         what="the run to stop",
     )
-    assert run["status"] == "cancelled"
-    assert [(s["name"], s["status"]) for s in run["steps"]] == [
-        ("load", "completed"),
-        ("wait", "cancelled"),
-        ("report", "skipped"),
-    ]
+    assert_cancelled_in_wait(run)
     assert ended(kernel), "the step's kernel outlived the cancel"
     wait_for(lambda: not kernels_in(jp_root_dir), timeout=10, what="every kernel ending")
 
@@ -376,11 +349,7 @@ def test_a_kfp_local_run_is_stopped_by_the_process_driving_it(
         assert cancelled.out.strip() == f"Cancelled run {run_id} of slow; stopped wait"
         assert driver.wait(timeout=30) == 1
     wait_for(lambda: ended(kernel), timeout=10, what="the step's kernel to end")
-    assert [(s["name"], s["status"]) for s in described(terminal, run_id)["steps"]] == [
-        ("load", "completed"),
-        ("wait", "cancelled"),
-        ("report", "skipped"),
-    ]
+    assert_cancelled_in_wait(described(terminal, run_id))
 
 
 @pytest.mark.kernel
@@ -389,7 +358,7 @@ def test_a_kubeflow_run_is_terminated_through_the_kfp_api(
 ) -> None:
     pid_file = tmp_path / "wait.pid"
     notebook = slow_notebook(kubeflow_notebook.parent, pid_file)
-    with followed_run(notebook) as follower:
+    with started_run(notebook, "--wait") as follower:
         wait_for(pid_file.exists, what="the step to start in its pod")
         kernel = int(pid_file.read_text())
         [kfp_run] = fake_kfp.runs.values()
@@ -409,13 +378,7 @@ def test_a_kubeflow_run_is_terminated_through_the_kfp_api(
     ]
     wait_for(lambda: kfp_run["state"] == "CANCELED", what="KFP to end the run")
     wait_for(lambda: ended(kernel), timeout=10, what="the step's kernel to end")
-    run = described(terminal, run_id)
-    assert run["status"] == "cancelled"
-    assert [(s["name"], s["status"]) for s in run["steps"]] == [
-        ("load", "completed"),
-        ("wait", "cancelled"),
-        ("report", "skipped"),
-    ]
+    assert_cancelled_in_wait(described(terminal, run_id))
     again = terminal("pipeline", "cancel", run_id)
     assert (again.code, again.err) == (
         1,
@@ -429,7 +392,7 @@ def test_a_gcp_vm_run_is_cancelled_by_deleting_its_vm(
     gcp_stack()
     pid_file = tmp_path / "wait.pid"
     notebook = slow_notebook(project, pid_file)
-    with followed_run(notebook) as follower:
+    with started_run(notebook, "--wait") as follower:
         [(name, instance)] = wait_for(lambda: list(gce.instances.items()), what="the VM")
         [script] = [
             i["value"] for i in instance["metadata"]["items"] if i["key"] == "startup-script"
@@ -453,13 +416,7 @@ def test_a_gcp_vm_run_is_cancelled_by_deleting_its_vm(
             if vm.poll() is None:
                 os.killpg(vm.pid, signal.SIGKILL)
     wait_for(lambda: ended(kernel), timeout=10, what="the step's kernel to end")
-    run = described(terminal, run_id)
-    assert run["status"] == "cancelled"
-    assert [(s["name"], s["status"]) for s in run["steps"]] == [
-        ("load", "completed"),
-        ("wait", "cancelled"),
-        ("report", "skipped"),
-    ]
+    assert_cancelled_in_wait(described(terminal, run_id))
 
 
 def test_an_aws_vm_run_is_cancelled_by_terminating_its_instance(

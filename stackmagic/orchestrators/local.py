@@ -9,6 +9,8 @@ reported from the calling thread only, so displays are never updated at once.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import queue
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +34,8 @@ from .kernels import (
 from .warm import WarmKernelPool, run_setup
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ..notebook.exporter import Bundle
     from ..progress import Progress
 
@@ -70,6 +74,7 @@ class LocalRunner:
         schedule = _Schedule(context, progress, pool, self.workers)
         try:
             with (
+                _quiet_once_stopped(pool),
                 context.metadata.watching_for_cancel(context.run_id, schedule.cancel),
                 ThreadPoolExecutor(self.workers, thread_name_prefix="step") as executor,
             ):
@@ -80,11 +85,29 @@ class LocalRunner:
                     raise
         except RunCancelled:  # the steps stopped (and recorded themselves failed) by now
             context.metadata.run_cancelled(context.run_id, interrupted=schedule.running)
+            for name in sorted(schedule.running):  # as recorded, not as their kernels died
+                progress.step_finished(StepOutcome(name, StepStatus.CANCELLED, 0.0))
             raise
         finally:
             pool.close()
             remove_leftovers(context)
         return schedule.outcomes()
+
+
+@contextlib.contextmanager
+def _quiet_once_stopped(pool: KernelPool) -> Iterator[None]:
+    """Papermill says nothing more once the run stops its kernels (a cancel, Ctrl-C): each
+    step's "Kernel died while waiting for execute reply" would be news of what was asked."""
+
+    def still_running(record: logging.LogRecord) -> bool:
+        return not pool.stopped
+
+    papermill_log = logging.getLogger("papermill")
+    papermill_log.addFilter(still_running)
+    try:
+        yield
+    finally:
+        papermill_log.removeFilter(still_running)
 
 
 class _Schedule:
