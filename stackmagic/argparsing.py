@@ -70,7 +70,7 @@ class Parser(argparse.ArgumentParser):
         if choices is None or value in choices:
             return
         names = [str(choice) for choice in choices]
-        near = _nearest(str(value), names)
+        near = nearest(str(value), names)
         guess = f"; did you mean {near!r}?" if near else ""
         if isinstance(choices, Choices):
             listed = f"valid {choices.plural}: {', '.join(names)}"
@@ -91,7 +91,7 @@ class Parser(argparse.ArgumentParser):
         raise HelpShown()
 
 
-def _nearest(word: str, names: list[str]) -> str | None:
+def nearest(word: str, names: list[str]) -> str | None:
     """The one name close enough to ``word`` to be what was meant, if any."""
     close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
     return close[0] if close else None

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from .argparsing import nearest
 from .errors import NotFound, StackmagicError
 from .flavors import ComponentType
 
@@ -94,10 +95,13 @@ def component_entry(state: Mapping[str, Any], kind: ComponentType, name: str) ->
     """A component's entry; a missing one is an error that says how to register it."""
     entries = state["components"].get(kind.value, {})
     if name not in entries:
-        known = ", ".join(sorted(entries)) or "none"
         raise NotFound(
-            f"no {kind.noun} named {name!r} (registered: {known}); register it with "
-            f"`stackmagic {kind.value} register {name} --type=FLAVOR`"
+            _missing(
+                kind.noun,
+                name,
+                sorted(entries),
+                f"`stackmagic {kind.value} register {name} --type=FLAVOR`",
+            )
         )
     return entries[name]
 
@@ -105,9 +109,22 @@ def component_entry(state: Mapping[str, Any], kind: ComponentType, name: str) ->
 def stack_entry(state: Mapping[str, Any], name: str) -> dict[str, Any]:
     """A stack's entry; a missing one is an error that says how to register it."""
     if name not in state["stacks"]:
-        known = ", ".join(sorted(state["stacks"]))
         raise NotFound(
-            f"no stack named {name!r} (registered: {known}); register it with "
-            f"`stackmagic stack register {name} -m METADATA_STORE -a ARTIFACT_STORE -o ORCHESTRATOR`"
+            _missing(
+                "stack",
+                name,
+                sorted(state["stacks"]),
+                f"`stackmagic stack register {name} -m METADATA_STORE -a ARTIFACT_STORE "
+                "-o ORCHESTRATOR`",
+            )
         )
     return state["stacks"][name]
+
+
+def _missing(noun: str, name: str, registered: list[str], register: str) -> str:
+    """No such entry: the registered name it is a typo of, else how to register it."""
+    known = ", ".join(registered) or "none"
+    near = nearest(name, registered)
+    if near:
+        return f"no {noun} named {name!r}; did you mean {near!r}? (registered: {known})"
+    return f"no {noun} named {name!r} (registered: {known}); register it with {register}"

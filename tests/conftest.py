@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 
 from stackmagic.cli import main
@@ -88,11 +89,12 @@ def terminal(project: Path) -> Callable[..., Result]:
 
 
 @contextmanager
-def started_run(notebook: Path) -> Iterator[subprocess.Popen[str]]:
-    """``stackmagic pipeline run NOTEBOOK`` in its own process, as a terminal starts it; its
-    progress lines on ``stderr``. Killed if the test leaves it running."""
+def started_run(notebook: Path, *options: str) -> Iterator[subprocess.Popen[str]]:
+    """``stackmagic pipeline run NOTEBOOK [OPTIONS]`` in its own process, as a terminal starts
+    it; its progress lines on ``stderr``. Killed if the test leaves it running."""
+    command = ["pipeline", "run", str(notebook), *options, "--progress", "lines"]
     with subprocess.Popen(
-        [str(BIN / "stackmagic"), "pipeline", "run", str(notebook), "--progress", "lines"],
+        [str(BIN / "stackmagic"), *command],
         cwd=notebook.parent,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -103,6 +105,27 @@ def started_run(notebook: Path) -> Iterator[subprocess.Popen[str]]:
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+def on_kernel(notebook: Path, name: str, display_name: str, language: str) -> Path:
+    """The notebook, naming the kernel it runs on as Jupyter records one when it saves."""
+    document = nbformat.read(notebook, as_version=4)
+    document.metadata["kernelspec"] = {
+        "name": name,
+        "display_name": display_name,
+        "language": language,
+    }
+    nbformat.write(document, notebook)
+    return notebook
+
+
+def ended(pid: int) -> bool:
+    """Whether the process is gone (or a zombie, which runs no code)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 60, what: str = "it") -> Any:

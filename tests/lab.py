@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import on_kernel
 from services import HOST, free_port, serve, unavailable
 
 from notebooks import write_notebook
@@ -125,17 +126,8 @@ def page(browser: Any, lab: Lab) -> Iterator[Any]:
 
 def python_notebook(path: Path, *cells: str, parameters: str | None = None) -> Path:
     """A notebook as JupyterLab saves one: it names its kernel, so none is asked for."""
-    import nbformat
-
-    write_notebook(path, *cells, parameters=parameters)
-    notebook = nbformat.read(path, as_version=4)
-    notebook.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(notebook, path)
-    return path
+    written = write_notebook(path, *cells, parameters=parameters)
+    return on_kernel(written, "python3", "Python 3", "python")
 
 
 def open_lab(page: Any, lab: Lab, path: str = "lab") -> None:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Result, started_run, wait_for
+from conftest import Result, ended, started_run, wait_for
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
@@ -64,15 +64,6 @@ def killed_run(notebook: Path) -> None:
         wait_for(lambda: growing.exists() and growing.stat().st_size > 3, what="the step to write")
         driver.kill()
         driver.wait()
-
-
-def ended(pid: int) -> bool:
-    """Whether the process is gone (or a zombie, which runs no code)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return True
-    return state in ("Z", "X")
 
 
 def settled_size(path: Path) -> int:

@@ -43,8 +43,10 @@ def _api(lab: Lab, method: str, path: str, body: Any = None) -> Any:
         return json.loads(answer.read())
 
 
-def _start(lab: Lab, notebook: str, parameters: dict[str, Any] | None = None) -> str:
-    body = {"notebook": notebook, "parameters": parameters or {}}
+def _start(
+    lab: Lab, notebook: str, parameters: dict[str, Any] | None = None, no_cache: bool = False
+) -> str:
+    body = {"notebook": notebook, "parameters": parameters or {}, "no_cache": no_cache}
     return str(_api(lab, "POST", "stackmagic/api/runs", body)["id"])
 
 
@@ -202,7 +204,7 @@ def test_a_failed_run_in_the_dark_theme_and_run_again(
     nbformat.write(notebook, gauge)
     open_lab(page, lab)
     assert page.evaluate("document.body.dataset.jpThemeLight") == "false", "the dark theme"
-    run_id = _start(lab, "gauge.ipynb", {"limit": 2.5})
+    run_id = _start(lab, "gauge.ipynb", {"limit": 2.5}, no_cache=True)
     view = _open_run(page, run_id)
     expect(view).to_have_attribute("data-status", "failed", timeout=90_000)
     expect(_node(view, "check")).to_have_attribute("data-status", "failed")
@@ -218,15 +220,25 @@ def test_a_failed_run_in_the_dark_theme_and_run_again(
     expect(step.locator(".jp-stackmagic-runview-error")).to_be_visible()
     page.screenshot(path=str(OUTPUT / "runview-dark.png"))
 
-    # "Run again" starts the same notebook and opens the new run's view
+    # "Run again" asks first, in the Run dialog filled in as this run was given;
+    # a wider gauge range lets the same notebook pass, and the new run's view opens
     view.get_by_role("button", name="Run again").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("Run gauge as a pipeline")
+    expect(dialog.get_by_label("limit")).to_have_value("2.5")
+    expect(dialog.get_by_label("No cache")).to_be_checked()
+    expect(dialog.get_by_label("Steps to run")).to_have_value("")
+    dialog.get_by_label("limit").fill("3.5")
+    dialog.get_by_role("button", name="Run").click()
     again = page.locator(".jp-stackmagic-runview-page:visible")
     expect(again).not_to_have_attribute("data-run", run_id)
-    expect(again).to_have_attribute("data-status", "failed", timeout=90_000)
-    runs = cli_json(terminal, "pipeline", "runs")
-    assert [r["id"] for r in runs] == [again.get_attribute("data-run"), run_id]
-    assert runs[0]["notebook"] == runs[1]["notebook"]
-    assert runs[0]["changed_parameters"] == runs[1]["changed_parameters"] == {"limit": 2.5}
+    expect(again).to_have_attribute("data-status", "completed", timeout=90_000)
+    again_id = again.get_attribute("data-run") or ""
+    described = cli_json(terminal, "pipeline", "describe", again_id)
+    assert described["parameters"]["limit"] == 3.5
+    assert described["options"]["no_cache"] is True
+    assert described["notebook"] == cli_json(terminal, "pipeline", "describe", run_id)["notebook"]
+    assert [r["id"] for r in cli_json(terminal, "pipeline", "runs")] == [again_id, run_id]
 
 
 def _asks_for(run_id: str, url: str) -> bool:

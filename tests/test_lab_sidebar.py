@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import BIN, started_run
+from conftest import BIN, started_run, wait_for
 from lab import OUTPUT, SIDEBAR, Lab, cli_json, open_lab, python_notebook
 
 #: A pipeline with parameters and a metric that depends on them.
@@ -26,6 +26,17 @@ PARAMETERS = "lr = 0.1\nepochs = 2"
 
 def run_row(page: Any, run_id: str) -> Any:
     return page.locator(f'{SIDEBAR} .jp-stackmagic-run[data-run="{run_id}"]')
+
+
+def _wait_until_saved(lab: Lab, *keys: str) -> None:
+    """Wait until JupyterLab saved its workspace (it does so a moment after a change) with the keys."""
+    workspaces = lab.root.parent / "jupyter" / "workspaces"
+
+    def saved() -> bool:
+        texts = [path.read_text() for path in workspaces.glob("*.jupyterlab-workspace")]
+        return any(all(key in text for key in keys) for text in texts)
+
+    wait_for(saved, what=f"the workspace to be saved with {', '.join(keys)}")
 
 
 def _runs_in_parallel(project: Path, notebook: Path, values: list[str]) -> None:
@@ -97,6 +108,18 @@ def test_runs_show_their_parameters_and_metrics_and_three_compare_side_by_side(
     # a click on a run opens its own view
     run_row(page, by_lr[0.4]).locator(".jp-stackmagic-run-title").click()
     expect(page.locator(f"#stackmagic-run-{by_lr[0.4]}")).to_be_visible()
+
+    # after a reload both tabs are back, as JupyterLab's own are, showing the same runs
+    _wait_until_saved(lab, f"stackmagic-run:{by_lr[0.4]}", "stackmagic-compare:")
+    page.reload()
+    run_view = page.locator(f'.jp-stackmagic-runview-page[data-run="{by_lr[0.4]}"]')
+    expect(run_view).to_be_visible(timeout=60_000)
+    expect(run_view.locator("h1")).to_contain_text(by_lr[0.4])
+    tabs = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab")
+    tabs.filter(has_text="Compare").click()
+    restored = page.locator(".jp-stackmagic-compare-view:visible")
+    expect(restored.locator("thead th[data-run]")).to_have_count(3)
+    expect(restored.locator('tr[data-name="lr"] td')).to_have_text(["0.1", "0.2", "0.4"])
 
 
 def test_filters_and_show_more(page: Any, lab: Lab, terminal: Callable[..., Any]) -> None:

@@ -19,7 +19,7 @@ import nbformat
 import numpy as np
 import pytest
 from blake3 import blake3
-from conftest import started_run
+from conftest import on_kernel, started_run
 
 import stackmagic
 from notebooks import write_notebook
@@ -472,14 +472,8 @@ def test_a_final_step_keeps_what_can_be_saved(initialised: Path) -> None:
 def test_a_kernel_that_is_not_installed_is_refused_before_the_run(
     initialised: Path, terminal
 ) -> None:
-    notebook = write_notebook(initialised / "julia.ipynb", "%%step a\nx = 1")
-    document = nbformat.read(notebook, as_version=4)
-    document.metadata["kernelspec"] = {
-        "name": "no-such-kernel",
-        "display_name": "x",
-        "language": "x",
-    }
-    nbformat.write(document, notebook)
+    written = write_notebook(initialised / "julia.ipynb", "%%step a\nx = 1")
+    notebook = on_kernel(written, "no-such-kernel", "x", "x")
     result = terminal("pipeline", "run", str(notebook))
     assert result.code == 2
     assert result.err.strip().splitlines() == [

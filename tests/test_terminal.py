@@ -222,6 +222,14 @@ MISSPELT = {
         ["orchestrator", "register", "x", "--flavor", "kubeflo"],
         "did you mean 'kubeflow'?",
     ),
+    "a stack": (
+        ["stack", "set", "defualt"],
+        "no stack named 'defualt'; did you mean 'default'? (registered: default)",
+    ),
+    "a component": (
+        ["orchestrator", "describe", "defalt"],
+        "no orchestrator named 'defalt'; did you mean 'default'? (registered: default)",
+    ),
 }
 
 

@@ -24,10 +24,21 @@ export function comparisonId(runs: string[]): string {
   return `stackmagic-compare-${runs.join('-')}`;
 }
 
+/** The runs compared, kept so that a reloaded page opens the same comparison. */
+export class ComparisonView extends ReactWidget {
+  constructor(readonly runs: string[]) {
+    super();
+    this.addClass('jp-stackmagic-compare-view');
+  }
+
+  render(): JSX.Element {
+    return <Comparison runs={this.runs} />;
+  }
+}
+
 /** A main-area tab comparing the runs, in the order given. */
-export function comparisonWidget(runs: string[]): MainAreaWidget<ReactWidget> {
-  const content = ReactWidget.create(<Comparison runs={runs} />);
-  content.addClass('jp-stackmagic-compare-view');
+export function comparisonWidget(runs: string[]): MainAreaWidget<ComparisonView> {
+  const content = new ComparisonView(runs);
   const widget = new MainAreaWidget({ content });
   widget.id = comparisonId(runs);
   widget.title.label = `Compare ${runs.map(shortId).join(', ')}`;

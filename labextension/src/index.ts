@@ -3,7 +3,12 @@
  * notebook's toolbar, and "Mark cell as step".
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { ICommandPalette, ToolbarButton } from '@jupyterlab/apputils';
+import {
+  ICommandPalette,
+  MainAreaWidget,
+  ToolbarButton,
+  WidgetTracker
+} from '@jupyterlab/apputils';
 import { DocumentRegistry } from '@jupyterlab/docregistry';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { INotebookModel, INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
@@ -11,12 +16,12 @@ import { runIcon } from '@jupyterlab/ui-components';
 import { ReadonlyPartialJSONValue } from '@lumino/coreutils';
 import { DisposableDelegate, IDisposable } from '@lumino/disposable';
 
-import { comparisonId, comparisonWidget } from './compare';
+import { comparisonId, comparisonWidget, ComparisonView } from './compare';
 import { DRIVE_NAME, StepNotebookDrive, stepNotebookPath } from './drive';
 import { StackmagicModel } from './model';
 import { StacksPanel } from './panel';
 import { markCellAsStep, runAsPipeline } from './pipeline';
-import { createRunView, OPEN_RUN_COMMAND, runViewId } from './runview';
+import { createRunView, OPEN_RUN_COMMAND, RunView, runViewId } from './runview';
 
 const CommandIDs = {
   runPipeline: 'stackmagic:run-pipeline',
@@ -78,6 +83,26 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     shell.add(panel, 'left', { rank: 650 });
     restorer?.add(panel, 'stackmagic-sidebar');
+    // run views and comparisons come back after a reload, as JupyterLab's own tabs do
+    const runViews = new WidgetTracker<MainAreaWidget<RunView>>({ namespace: 'stackmagic-run' });
+    const comparisons = new WidgetTracker<MainAreaWidget<ComparisonView>>({
+      namespace: 'stackmagic-compare'
+    });
+    /** Show the tab with that id if it is open; else the one `create` makes, tracked. */
+    const show = <T extends MainAreaWidget>(
+      tracker: WidgetTracker<T>,
+      id: string,
+      create: () => T
+    ): T => {
+      let widget = tracker.find(open => open.id === id);
+      if (!widget) {
+        widget = create();
+        void tracker.add(widget);
+        shell.add(widget, 'main');
+      }
+      shell.activateById(widget.id);
+      return widget;
+    };
 
     /** The notebook a command acts on: the one it names, else the current one. */
     const notebookFor = (args: { path?: unknown }): NotebookPanel | null =>
@@ -141,18 +166,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: args => `Open Run ${textArgument(args.run)}`,
       execute: args => {
         const run = textArgument(args.run);
-        const open = [...shell.widgets('main')].find(widget => widget.id === runViewId(run));
-        if (open) {
-          shell.activateById(open.id);
-          return;
-        }
-        shell.add(
+        return show(runViews, runViewId(run), () =>
           createRunView(run, {
             openStepNotebook: (id, step) =>
               void commands.execute(CommandIDs.openStepNotebook, { run: id, step }),
             openRun: id => void commands.execute(OPEN_RUN_COMMAND, { run: id })
-          }),
-          'main'
+          })
         );
       }
     });
@@ -162,14 +181,22 @@ const plugin: JupyterFrontEndPlugin<void> = {
       caption: 'Differing parameters and metrics of runs side by side',
       execute: args => {
         const runs = Array.isArray(args.runs) ? args.runs.map(textArgument) : [];
-        const open = [...shell.widgets('main')].find(widget => widget.id === comparisonId(runs));
-        if (open) {
-          shell.activateById(open.id);
-        } else {
-          shell.add(comparisonWidget(runs), 'main');
-        }
+        return show(comparisons, comparisonId(runs), () => comparisonWidget(runs));
       }
     });
+
+    if (restorer) {
+      void restorer.restore(runViews, {
+        command: OPEN_RUN_COMMAND,
+        args: widget => ({ run: widget.content.runId }),
+        name: widget => widget.content.runId
+      });
+      void restorer.restore(comparisons, {
+        command: CommandIDs.compareRuns,
+        args: widget => ({ runs: widget.content.runs }),
+        name: widget => widget.content.runs.join(' ')
+      });
+    }
 
     commands.addCommand(CommandIDs.showSidebar, {
       label: 'Show Stacks and Runs',

@@ -6,7 +6,7 @@ import { NotebookPanel } from '@jupyterlab/notebook';
 
 import { IRun, path, requestAPI } from './api';
 import { duration, shortId } from './format';
-import { askRunOptions, IPipeline } from './rundialog';
+import { startRun } from './rundialog';
 
 /** The rule `%%step` applies to names: they become file and task names. */
 const STEP_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,62}$/;
@@ -25,21 +25,19 @@ export async function runAsPipeline(
 ): Promise<IRun | null> {
   const notebook = panel.context.localPath;
   const name = notebook.split('/').pop();
-  let started: { id: string };
+  let started: string | null;
   try {
     await panel.context.save();
-    const pipeline = await requestAPI<IPipeline>(`pipeline?${new URLSearchParams({ notebook })}`);
-    const options = await askRunOptions(pipeline);
-    if (!options) {
-      return null;
-    }
-    started = await requestAPI<{ id: string }>('runs', 'POST', { notebook, ...options });
+    started = await startRun(notebook);
   } catch (error) {
     await showErrorMessage(`${name} did not run as a pipeline`, (error as Error).message);
     return null;
   }
-  onStarted(started.id);
-  return await follow(started.id);
+  if (!started) {
+    return null;
+  }
+  onStarted(started);
+  return await follow(started);
 }
 
 /** A notification following the run to its end, with a button to cancel it meanwhile. */

@@ -2,11 +2,13 @@
  * "Run as pipeline" asks first: the parameters (the notebook's `parameters`
  * cell gives the defaults), no-cache, and which steps to run (only one, or
  * from one on): `stackmagic pipeline run -p ... --no-cache --only S | --from S`.
+ * A run view's "Run again" asks the same, filled in as that run was given.
  */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
+import { requestAPI } from './api';
 import { Field, label } from './fields';
 
 /** `GET pipeline?notebook=PATH`: `stackmagic pipeline show PATH --json`. */
@@ -24,9 +26,34 @@ export interface IRunOptions {
   from_step?: string;
 }
 
+/**
+ * Ask for the options of a run of the notebook (as the server names it) and start it;
+ * the new run's id, or null when the dialog was cancelled. A run that cannot start throws
+ * the server's reason, whole.
+ *
+ * `initial`, when given, fills the dialog in (a run's own options, to run it again);
+ * `stack` runs it there rather than on the active stack.
+ */
+export async function startRun(
+  notebook: string,
+  initial?: Partial<IRunOptions>,
+  stack?: string
+): Promise<string | null> {
+  const pipeline = await requestAPI<IPipeline>(`pipeline?${new URLSearchParams({ notebook })}`);
+  const options = await askRunOptions(pipeline, initial);
+  if (!options) {
+    return null;
+  }
+  const body = { notebook, ...options, ...(stack ? { stack } : {}) };
+  return (await requestAPI<{ id: string }>('runs', 'POST', body)).id;
+}
+
 /** The options the user chose; null when the dialog was cancelled. */
-export async function askRunOptions(pipeline: IPipeline): Promise<IRunOptions | null> {
-  const body = new RunOptionsBody(pipeline);
+async function askRunOptions(
+  pipeline: IPipeline,
+  initial: Partial<IRunOptions> = {}
+): Promise<IRunOptions | null> {
+  const body = new RunOptionsBody(pipeline, initial);
   const answer = await showDialog({
     title: `Run ${pipeline.name} as a pipeline`,
     body,
@@ -45,14 +72,24 @@ interface IChoices {
 }
 
 class RunOptionsBody extends ReactWidget implements Dialog.IBodyWidget<IRunOptions> {
-  constructor(private readonly _pipeline: IPipeline) {
+  constructor(
+    private readonly _pipeline: IPipeline,
+    initial: Partial<IRunOptions>
+  ) {
     super();
     this.addClass('jp-stackmagic-run-dialog');
+    const given = initial.parameters ?? {};
     const texts: Record<string, string | boolean> = {};
-    for (const [name, value] of Object.entries(_pipeline.parameters)) {
-      texts[name] = typeof value === 'boolean' ? value : asText(value);
+    for (const [name, fallback] of Object.entries(_pipeline.parameters)) {
+      const value = name in given ? given[name] : fallback;
+      texts[name] =
+        typeof fallback === 'boolean' && typeof value === 'boolean' ? value : asText(value);
     }
-    this._choices = { texts, noCache: false, steps: '' };
+    this._choices = {
+      texts,
+      noCache: initial.no_cache ?? false,
+      steps: stepChoice(_pipeline, initial)
+    };
   }
 
   getValue(): IRunOptions {
@@ -118,17 +155,13 @@ function RunOptionsForm(props: {
           const setText = (value: string | boolean) =>
             change({ texts: { ...choices.texts, [name]: value } });
           return typeof fallback === 'boolean' ? (
-            <Field key={name} name={name} label={name} inline>
-              {described => (
-                <input
-                  {...described}
-                  name={name}
-                  type="checkbox"
-                  checked={text === true}
-                  onChange={event => setText(event.target.checked)}
-                />
-              )}
-            </Field>
+            <CheckboxField
+              key={name}
+              name={name}
+              label={name}
+              checked={text === true}
+              onChange={setText}
+            />
           ) : (
             <Field key={name} name={name} label={name} help={`default: ${asText(fallback)}`}>
               {described => (
@@ -147,22 +180,13 @@ function RunOptionsForm(props: {
       </fieldset>
       <fieldset>
         <legend>Steps</legend>
-        <Field
+        <CheckboxField
           name="no-cache"
           label={label('no cache')}
           help="Run every step, even those whose inputs and code are unchanged."
-          inline
-        >
-          {described => (
-            <input
-              {...described}
-              name="no-cache"
-              type="checkbox"
-              checked={choices.noCache}
-              onChange={event => change({ noCache: event.target.checked })}
-            />
-          )}
-        </Field>
+          checked={choices.noCache}
+          onChange={noCache => change({ noCache })}
+        />
         <Field
           name="steps"
           label="Steps to run"
@@ -193,6 +217,40 @@ function RunOptionsForm(props: {
       </fieldset>
     </form>
   );
+}
+
+/** A checkbox with its label beside it: a yes/no parameter, or "No cache". */
+function CheckboxField(props: {
+  name: string;
+  label: string;
+  help?: string;
+  checked: boolean;
+  onChange: (checked: boolean) => void;
+}): JSX.Element {
+  return (
+    <Field name={props.name} label={props.label} help={props.help} inline>
+      {described => (
+        <input
+          {...described}
+          name={props.name}
+          type="checkbox"
+          checked={props.checked}
+          onChange={event => props.onChange(event.target.checked)}
+        />
+      )}
+    </Field>
+  );
+}
+
+/** The "Steps to run" choice of options: '' (every step) unless it names a step still there. */
+function stepChoice(pipeline: IPipeline, options: Partial<IRunOptions>): string {
+  const steps = pipeline.steps.map(step => step.name);
+  const [only] = options.only ?? [];
+  if (only && steps.includes(only)) {
+    return `only:${only}`;
+  }
+  const from = options.from_step;
+  return from && steps.slice(1).includes(from) ? `from:${from}` : '';
 }
 
 /** A default as its field shows it: text as is, anything else as JSON (`0.1`, `[1, 2]`). */

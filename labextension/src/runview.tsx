@@ -11,6 +11,7 @@ import * as React from 'react';
 
 import { IPreview, IRunDetail, path, requestAPI } from './api';
 import { shortId } from './format';
+import { startRun } from './rundialog';
 import { RunDag } from './runview-dag';
 import { PreviewState, RunFacts, StepDetails } from './runview-parts';
 import { stackmagicIcon } from './icon';
@@ -112,20 +113,31 @@ export class RunView extends ReactWidget {
     }
   }
 
-  /** Start the same notebook with the parameters this run was given, on its stack. */
+  /**
+   * The Run dialog, filled in with this run's parameters and options, for its notebook;
+   * what the user keeps or changes runs on the run's stack, and the new run's view opens.
+   */
   async runAgain(): Promise<void> {
     const run = this.run;
     if (!run) {
       return;
     }
-    const parameters = Object.fromEntries(run.overridden.map(name => [name, run.parameters[name]]));
+    const { no_cache, only, from } = run.options;
     await this._act(async () => {
-      const started = await requestAPI<{ id: string }>('runs', 'POST', {
-        notebook: run.notebook,
-        parameters,
-        stack: run.stack
-      });
-      this.actions.openRun(started.id);
+      // the record names the notebook as the server resolved it, which the server takes back
+      const started = await startRun(
+        run.notebook,
+        {
+          parameters: run.parameters,
+          no_cache: no_cache === true,
+          only: typeof only === 'string' ? [only] : undefined,
+          from_step: typeof from === 'string' ? from : undefined
+        },
+        run.stack
+      );
+      if (started) {
+        this.actions.openRun(started);
+      }
     });
   }
 
@@ -262,7 +274,7 @@ function RunPage(props: { view: RunView }): JSX.Element {
           <button
             className="jp-mod-styled jp-mod-accept"
             disabled={view.busy}
-            title="Run the same notebook again with the parameters this run was given"
+            title="Run the notebook again with the parameters and options of this run, or changed ones"
             onClick={() => void view.runAgain()}
           >
             Run again

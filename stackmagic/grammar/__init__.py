@@ -32,3 +32,16 @@ def command(
 
 def json_flag(parser: Parser) -> None:
     parser.add_argument("--json", dest="as_json", action="store_true", help="print JSON")
+
+
+def parameter_option(parser: Parser, help_: str) -> None:
+    """``-p NAME VALUE``, once per parameter: the runs started here and by the runtime take it."""
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help=help_,
+    )

@@ -7,22 +7,19 @@ from typing import Any
 
 from .. import commands
 from ..argparsing import Parser
-from . import command, json_flag
+from . import Handler, command, json_flag, parameter_option
+
+METADATA_STACK = "the stack whose metadata store to read"
+STORES_STACK = "the stack whose stores to read"
 
 
 def pipeline_commands(group: Any) -> None:
     top = command(group, "pipeline", None, "run notebooks as pipelines and inspect their runs")
     actions = top.add_subparsers(title="actions", dest="action", metavar="ACTION", required=True)
-    notebook_help = "the .ipynb file; in a notebook, default: this notebook (saved)"
 
-    run = command(
-        actions,
-        "run",
-        commands.pipeline_run,
-        "run a notebook as a pipeline on a stack",
-        prefix="pipeline",
+    run = notebook_action(
+        actions, "run", commands.pipeline_run, "run a notebook as a pipeline on a stack"
     )
-    run.add_argument("notebook", metavar="NOTEBOOK", nargs="?", help=notebook_help)
     parameter_option(run, "override a parameter (a Python literal, else text)")
     run.add_argument("--stack", metavar="NAME", help="run on this stack (default: the active one)")
     run.add_argument(
@@ -57,14 +54,12 @@ def pipeline_commands(group: Any) -> None:
     )
     json_flag(run)
 
-    show = command(
+    show = notebook_action(
         actions,
         "show",
         commands.pipeline_show,
         "show a notebook's steps, their inputs and outputs, and the DAG",
-        prefix="pipeline",
     )
-    show.add_argument("notebook", metavar="NOTEBOOK", nargs="?", help=notebook_help)
     show.add_argument(
         "--cache",
         action="store_true",
@@ -79,14 +74,12 @@ def pipeline_commands(group: Any) -> None:
     )
     json_flag(show)
 
-    export = command(
+    export = notebook_action(
         actions,
         "export",
         commands.pipeline_export,
         "write a notebook's pipeline out, for inspection or another orchestrator",
-        prefix="pipeline",
     )
-    export.add_argument("notebook", metavar="NOTEBOOK", nargs="?", help=notebook_help)
     export.add_argument(
         "--to",
         choices=["bundle", "kubeflow"],
@@ -125,20 +118,16 @@ def pipeline_commands(group: Any) -> None:
         metavar="N|all",
         help="at most N runs (default 20), or all of them",
     )
-    runs.add_argument("--stack", metavar="NAME", help="the stack whose metadata store to read")
+    runs.add_argument("--stack", metavar="NAME", help=METADATA_STACK)
     json_flag(runs)
 
-    describe = command(
+    describe = run_action(
         actions,
         "describe",
         commands.pipeline_describe,
         "a run's steps, parameters, outputs and metrics",
-        prefix="pipeline",
+        METADATA_STACK,
     )
-    describe.add_argument(
-        "run_id", metavar="RUN_ID", help="a run id, a unique beginning of one, or latest"
-    )
-    describe.add_argument("--stack", metavar="NAME", help="the stack whose metadata store to read")
     json_flag(describe)
 
     compare = command(
@@ -157,20 +146,16 @@ def pipeline_commands(group: Any) -> None:
     compare.add_argument(
         "--metric", metavar="NAME", help="in a notebook, the metric to chart (default: the first)"
     )
-    compare.add_argument("--stack", metavar="NAME", help="the stack whose metadata store to read")
+    compare.add_argument("--stack", metavar="NAME", help=METADATA_STACK)
     json_flag(compare)
 
-    cancel = command(
+    cancel = run_action(
         actions,
         "cancel",
         commands.pipelines.pipeline_cancel,
         "stop a running run: its steps, its Kubeflow run or its VM",
-        prefix="pipeline",
+        METADATA_STACK,
     )
-    cancel.add_argument(
-        "run_id", metavar="RUN_ID", help="a run id, a unique beginning of one, or latest"
-    )
-    cancel.add_argument("--stack", metavar="NAME", help="the stack whose metadata store to read")
     cancel.add_argument(
         "--no-wait",
         action="store_true",
@@ -178,44 +163,46 @@ def pipeline_commands(group: Any) -> None:
     )
     json_flag(cancel)
 
-    logs = command(
+    logs = run_action(
         actions,
         "logs",
         commands.pipeline_logs,
         "the log a run left where it ran (a cloud VM, kfp.local)",
-        prefix="pipeline",
+        STORES_STACK,
     )
-    logs.add_argument(
-        "run_id", metavar="RUN_ID", help="a run id, a unique beginning of one, or latest"
-    )
-    logs.add_argument("--stack", metavar="NAME", help="the stack whose stores to read")
     json_flag(logs)
 
-    load = command(
+    load = run_action(
         actions,
         "load",
         commands.pipeline_load,
         "load a past run's outputs (in a notebook: into the kernel)",
-        prefix="pipeline",
-    )
-    load.add_argument(
-        "run_id", metavar="RUN_ID", help="a run id, a unique beginning of one, or latest"
+        STORES_STACK,
     )
     load.add_argument("what", metavar="STEP[.OUTPUT]", help="a step's outputs, or one of them")
-    load.add_argument("--stack", metavar="NAME", help="the stack whose stores to read")
     json_flag(load)
 
 
-def parameter_option(parser: Parser, help_: str) -> None:
+def notebook_action(actions: Any, name: str, handler: Handler, help_: str) -> Parser:
+    """An action on a notebook's pipeline: the notebook, this one by default in a notebook."""
+    parser = command(actions, name, handler, help_, prefix="pipeline")
     parser.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help=help_,
+        "notebook",
+        metavar="NOTEBOOK",
+        nargs="?",
+        help="the .ipynb file; in a notebook, default: this notebook (saved)",
     )
+    return parser
+
+
+def run_action(actions: Any, name: str, handler: Handler, help_: str, stack_help: str) -> Parser:
+    """An action on one recorded run: which run, and the stack whose stores keep it."""
+    parser = command(actions, name, handler, help_, prefix="pipeline")
+    parser.add_argument(
+        "run_id", metavar="RUN_ID", help="a run id, a unique beginning of one, or latest"
+    )
+    parser.add_argument("--stack", metavar="NAME", help=stack_help)
+    return parser
 
 
 #: The most runs a number asks for (more than any screen, within every database's

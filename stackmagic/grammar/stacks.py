@@ -7,7 +7,7 @@ from typing import Any
 from .. import commands
 from ..argparsing import Choices, Parser
 from ..flavors import ComponentType, flavors_of
-from . import command, json_flag
+from . import Handler, command, json_flag
 
 
 def stack_commands(group: Any) -> None:
@@ -64,15 +64,15 @@ def component_commands(group: Any, kind: ComponentType) -> None:
     actions = top.add_subparsers(title="actions", dest="action", metavar="ACTION", required=True)
     options_help = f"flavor options, --KEY=VALUE (see `stackmagic {kind.value} flavors`)"
 
-    register = command(
-        actions,
-        "register",
-        commands.component_register,
-        f"register {kind.a_noun}",
-        prefix=kind.value,
-        epilog=options_help,
+    def named(name: str, handler: Handler, help_: str, **kwargs: Any) -> Parser:
+        """An action on one component, by its name."""
+        parser = command(actions, name, handler, help_, prefix=kind.value, **kwargs)
+        parser.add_argument("name", metavar="NAME")
+        return parser
+
+    register = named(
+        "register", commands.component_register, f"register {kind.a_noun}", epilog=options_help
     )
-    register.add_argument("name", metavar="NAME")
     register.add_argument(
         "--type",
         "--flavor",
@@ -86,31 +86,14 @@ def component_commands(group: Any, kind: ComponentType) -> None:
     json_flag(
         command(actions, "list", commands.component_list, f"list the {noun}s", prefix=kind.value)
     )
-
-    describe = command(
-        actions,
-        "describe",
-        commands.component_describe,
-        f"show {kind.a_noun}'s settings",
-        prefix=kind.value,
-    )
-    describe.add_argument("name", metavar="NAME")
-    json_flag(describe)
-
-    update = command(
-        actions,
+    json_flag(named("describe", commands.component_describe, f"show {kind.a_noun}'s settings"))
+    named(
         "update",
         commands.component_update,
         f"change {kind.a_noun}'s options",
-        prefix=kind.value,
         epilog=options_help,
     )
-    update.add_argument("name", metavar="NAME")
-
-    delete = command(
-        actions, "delete", commands.component_delete, f"delete {kind.a_noun}", prefix=kind.value
-    )
-    delete.add_argument("name", metavar="NAME")
+    named("delete", commands.component_delete, f"delete {kind.a_noun}")
 
     flavors = command(
         actions,

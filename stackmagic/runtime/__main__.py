@@ -25,6 +25,7 @@ from ..argparsing import Parser
 from ..cli import main as report
 from ..errors import RunFailed, StackmagicError
 from ..exiting import leave_memory_to_exit
+from ..grammar import parameter_option
 from ..output import Message, Output
 from ..registry import Registry
 from ..scratch import ScratchFolder
@@ -51,15 +52,7 @@ def build_parser() -> Parser:
         help="a folder or zip from `stackmagic pipeline export`, or a bundle's URI "
         "in the artifact store",
     )
-    whole.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="override a parameter",
-    )
+    parameter_option(whole, "override a parameter")
     whole.add_argument("--no-cache", action="store_true", help="reuse no cached result")
     whole.add_argument("--only", metavar="STEP", help="run this step alone")
     whole.add_argument(
