@@ -202,7 +202,7 @@ def _exported(
     """
     notebook = Path(notebook).expanduser().resolve()
     spec = load_pipeline(notebook)
-    overrides = check_parameters(spec.parameter_names, parameters or {})
+    overrides = check_parameters(spec.parameter_names, parameters or {}, spec.parameters)
     with OpenStack.open(Registry.open(), stack) as opened, ScratchFolder("bundle") as scratch:
         written = {}
         if recording:

@@ -12,8 +12,11 @@ if TYPE_CHECKING:
     from .runtime.cache import Forecast
 
 
-def runs_table(records: list[RunRecord], *, status: str | None = None) -> Table:
-    """The runs, a line each; ``status``: the one they were chosen by, for an empty listing."""
+def runs_table(
+    records: list[RunRecord], *, status: str | None = None, pipeline: str | None = None
+) -> Table:
+    """The runs, a line each; ``status`` and ``pipeline``: what they were chosen by, which
+    an empty listing names."""
     return Table(
         title="Runs",
         columns=[
@@ -40,18 +43,20 @@ def runs_table(records: list[RunRecord], *, status: str | None = None) -> Table:
             for r in records
         ],
         data=[run_data(r, detail=False) for r in records],
-        empty=f"none {status}"
-        if status
-        else "none yet (run one with `stackmagic pipeline run NOTEBOOK`)",
+        empty=_no_runs(status, pipeline),
     )
 
 
-def changed_parameters(record: RunRecord) -> dict[str, Any]:
-    """The parameters the run was given (``-p``) rather than took from the notebook.
+def _no_runs(status: str | None, pipeline: str | None) -> str:
+    if not (status or pipeline):
+        return "none yet (run one with `stackmagic pipeline run NOTEBOOK`)"
+    chosen = " ".join(filter(None, [status, pipeline and f"of pipeline {pipeline!r}"]))
+    return f"none {chosen} (`stackmagic pipeline runs` lists them all)"
 
-    A record keeps every parameter's value and whether the run was given it, not the
-    notebook's default for a given one: a given value equal to the default counts too.
-    """
+
+def changed_parameters(record: RunRecord) -> dict[str, Any]:
+    """The parameters whose values the run changed (``-p``): a run records as given only
+    those that differ from the notebook's, in value or type (see ``runtime``)."""
     return {name: record.parameters[name] for name in record.overridden}
 
 

@@ -120,7 +120,12 @@ def test_runs_are_filtered_by_status_and_limited(
     assert listed("--status", "failed") == everything[:1]
     assert listed("--status", "completed", "--limit", "1") == [(runs.tuned, "completed")]
     assert listed("--status", "cancelled") == []
-    assert cli("pipeline", "runs", "--status", "cancelled").out.strip() == "Runs: none cancelled"
+    assert cli("pipeline", "runs", "--status", "cancelled").out.strip() == (
+        "Runs: none cancelled (`stackmagic pipeline runs` lists them all)"
+    )
+    assert cli("pipeline", "runs", "--pipeline", "trian").out.strip() == (
+        "Runs: none of pipeline 'trian' (`stackmagic pipeline runs` lists them all)"
+    ), "not 'none yet': there are runs, of other pipelines"
 
     refused = cli("pipeline", "runs", "--status", "stopped")
     assert refused.code == 2 and "invalid choice: 'stopped'" in refused.err, refused.err

@@ -74,6 +74,14 @@ def test_parameter_override_reaches_the_steps_and_is_recorded(initialised: Path,
     assert json.loads(Path(model_uri).read_text()) == 20 * 2 + 1
     unknown = terminal("pipeline", "run", str(notebook), "-p", "lrr", "2")
     assert unknown.code == 2 and "no parameter 'lrr' (parameters: epochs, lr)" in unknown.err
+    runs_before = terminal("pipeline", "runs", "--json").out
+    text = terminal("pipeline", "run", str(notebook), "-p", "lr", "fast")
+    assert (text.code, text.err) == (
+        2,
+        "stackmagic: error: parameter 'lr' is a number in the notebook (lr = 0.5), not the text "
+        "'fast'; give a number\n",
+    ), "refused at the start, not as a failed step"
+    assert terminal("pipeline", "runs", "--json").out == runs_before, "nothing recorded"
 
 
 def test_a_failing_step_names_the_cell_skips_dependants_and_exits_non_zero(

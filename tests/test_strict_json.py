@@ -82,7 +82,8 @@ def ran(jp_root_dir: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> tuple
         ["stack", "register", "kfp-here", "-m", "default", "-a", "default", "-o", "kf"],
     ):
         assert main(words) == 0, words
-    parameters = "\n".join(f"{name} = 0" for name in ODD_PARAMETERS)
+    defaults = {"text": "''", "nested": "None", "nothing": "None"}  # the kinds given
+    parameters = "\n".join(f"{name} = {defaults.get(name, 0)}" for name in ODD_PARAMETERS)
     notebook = write_notebook(
         jp_root_dir / "odd.ipynb",
         "%%step one\nimport stackmagic\nvalues = [largest, smallest, negative_zero, huge, text, "

@@ -22,6 +22,7 @@ def pipeline_runs(args: argparse.Namespace) -> Output:
         return runs_table(
             opened.metadata.runs(pipeline=args.pipeline, status=args.status, limit=args.limit),
             status=args.status,
+            pipeline=args.pipeline,
         )
 
 

@@ -156,7 +156,7 @@ class KfpApi:
     def terminate_run(self, run_id: str) -> None:
         """Stop a run: KFP stops its pods and ends it CANCELED."""
         with self._explained("terminate the run"):
-            self.client._run_api.run_service_terminate_run(run_id=run_id)
+            self.client.terminate_run(run_id)
 
     def run_url(self, run_id: str) -> str:
         """The run's page in the KFP UI: Kubeflow's dashboard serves it under /_/pipeline."""

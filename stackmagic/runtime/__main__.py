@@ -95,7 +95,9 @@ def run_whole(args: argparse.Namespace) -> Output:
     with OpenStack.open(Registry.open(), args.stack) as opened, ScratchFolder("bundle") as scratch:
         bundle = fetch_bundle(opened.artifact_store, args.bundle, Path(scratch))
         overrides = check_parameters(
-            bundle.parameter_names, {name: parse_parameter(value) for name, value in args.parameter}
+            bundle.parameter_names,
+            {name: parse_parameter(value) for name, value in args.parameter},
+            bundle.parameters,
         )
         finished = run_bundle(
             bundle,
