@@ -163,6 +163,9 @@ def test_cancel_run_in_the_run_view_stops_its_kernels(
     expect(view).to_be_visible()
 
     view.get_by_role("button", name="Cancel run").click()
+    confirm = page.locator(".jp-Dialog")
+    expect(confirm).to_contain_text("Its running steps are stopped")
+    confirm.get_by_role("button", name="Cancel run").click()
     expect(view).to_have_attribute("data-status", "cancelled", timeout=60_000)
     expect(_node(view, "train")).to_have_attribute("data-status", "cancelled")
     expect(_node(view, "evaluate")).to_have_attribute("data-status", "skipped")

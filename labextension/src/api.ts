@@ -166,6 +166,8 @@ export interface IRunDetail extends IRun {
   options: Record<string, unknown>;
   steps: IStepDetail[];
   edges: [string, string][];
+  /** The run's id on a cluster or VM that runs it; null for a run this machine drives. */
+  orchestrator_run_id: string | null;
 }
 
 /** `GET runs/ID/steps/STEP/outputs/NAME/preview`: a bounded look at an output. */

@@ -3,7 +3,6 @@
  * and main metrics; filtered by pipeline and status; picked for comparing;
  * opened in the run view; cancelled while they run.
  */
-import { Dialog, showDialog } from '@jupyterlab/apputils';
 import {
   caretDownIcon,
   caretRightIcon,
@@ -13,6 +12,7 @@ import {
 import * as React from 'react';
 
 import { IRun } from './api';
+import { confirmCancel } from './confirm';
 import { duration, pairs, shortId, startTime } from './format';
 import { RUNS_PAGE, StackmagicModel } from './model';
 import type { IPanelActions } from './panel';
@@ -139,18 +139,6 @@ function RunFilter(props: { model: StackmagicModel }): JSX.Element {
       </select>
     </div>
   );
-}
-
-async function confirmCancel(run: IRun): Promise<boolean> {
-  const answer = await showDialog({
-    title: `Cancel run ${shortId(run.id)} of ${run.pipeline}?`,
-    body: 'Its running steps are stopped and the run is recorded as cancelled.',
-    buttons: [
-      Dialog.cancelButton({ label: 'Keep running' }),
-      Dialog.warnButton({ label: 'Cancel run' })
-    ]
-  });
-  return answer.button.accept;
 }
 
 function RunRow(props: {

@@ -10,6 +10,7 @@ import { Signal } from '@lumino/signaling';
 import * as React from 'react';
 
 import { IPreview, IRunDetail, path, requestAPI } from './api';
+import { confirmCancel } from './confirm';
 import { shortId } from './format';
 import { startRun } from './rundialog';
 import { RunDag } from './runview-dag';
@@ -19,8 +20,10 @@ import { stackmagicIcon } from './icon';
 /** The command that opens a run's view: `{run: ID}`. */
 export const OPEN_RUN_COMMAND = 'stackmagic:open-run';
 
-/** How often a running run is asked for again. */
+/** How often a running run is asked for again: a local one, and one a cluster or a VM runs
+ * (each answer then asks the cluster how the run goes). */
 const POLL_MS = 1000;
+const REMOTE_POLL_MS = 5000;
 
 export interface IRunViewActions {
   openStepNotebook: (run: string, step: string) => void;
@@ -106,8 +109,12 @@ export class RunView extends ReactWidget {
     this.changed.emit();
   }
 
-  /** Ask the server to stop the run; the view shows it cancelled once it is recorded so. */
+  /** Ask the server to stop the run, once the user confirms; the view shows it cancelled
+   * once it is recorded so. */
   async cancel(): Promise<void> {
+    if (!this.run || !(await confirmCancel(this.run))) {
+      return;
+    }
     if (await this._act(() => requestAPI(path('runs', this.runId, 'cancel'), 'POST', {}))) {
       await this.refresh();
     }
@@ -176,7 +183,8 @@ export class RunView extends ReactWidget {
   private _schedule(): void {
     const running = this.run ? this.run.status === 'running' : this.problem === null;
     if (running && this._shown() && !this.isDisposed) {
-      this._timer = window.setTimeout(() => void this.refresh(), POLL_MS);
+      const delay = this.run?.orchestrator_run_id ? REMOTE_POLL_MS : POLL_MS;
+      this._timer = window.setTimeout(() => void this.refresh(), delay);
     }
   }
 
