@@ -158,10 +158,11 @@ def test_the_team_stack_tour_keeps_its_runs_in_mariadb_and_a_bucket_and_shows_no
 
     executed = nbformat.read(project / "executed.ipynb", as_version=4)
     outputs = [output for cell in executed.cells for output in cell.get("outputs", [])]
-    [table] = [
+    [table] = [  # the tour's own DataFrame of the runs (`%pipeline runs` names the rate too)
         output["data"]["text/plain"]
         for output in outputs
-        if "learning_rate" in output.get("data", {}).get("text/html", "")
+        if "learning_rate" in (html := output.get("data", {}).get("text/html", ""))
+        and 'class="dataframe' in html
     ]
     header, _, *lines = table.splitlines()
     rows = {
