@@ -22,7 +22,7 @@ from .output import Output
 from .parameters import check_parameters
 from .progress import Progress
 from .registry import Registry
-from .runtime import Mode, RunContext, StepOutcome, changed_parameters, new_run_id, plan
+from .runtime import Mode, RunContext, StepOutcome, new_run_id, overrides_that_change, plan
 from .runtime.files import FILE_PREFIX
 from .runtime.task import NOT_NEEDED
 from .scratch import ScratchFolder
@@ -278,7 +278,7 @@ def run_bundle(
         bundle_hash=bundle.hash,
         options={"no_cache": no_cache, "only": only, "from": from_step},
         parameters=context.parameters,
-        overridden=changed_parameters(overrides, bundle.parameters),
+        overridden=overrides_that_change(overrides, bundle.parameters),
         steps=list(bundle.steps),
         driven_here=not orchestrator.detached,
     )

@@ -18,6 +18,7 @@ import nbformat
 import pytest
 
 from stackmagic.cli import main
+from stackmagic.processes import running
 from stackmagic.registry import Registry
 
 BIN = Path(sys.executable).parent
@@ -121,11 +122,7 @@ def on_kernel(notebook: Path, name: str, display_name: str, language: str) -> Pa
 
 def ended(pid: int) -> bool:
     """Whether the process is gone (or a zombie, which runs no code)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return True
-    return state in ("Z", "X")
+    return not running(pid)
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 60, what: str = "it") -> Any:

@@ -10,7 +10,6 @@ import os
 import signal
 import time
 import uuid
-from pathlib import Path
 from queue import Empty
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.manager import KernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
+from ..processes import running
 from .kernels import wrap_to_die_with_parent
 
 if TYPE_CHECKING:
@@ -101,7 +101,9 @@ class ForkedProcess:
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
-        if self.returncode is None and not _running(self.pid):
+        # a fork whose template ended first is an orphan, and where nothing reaps orphans
+        # (PID 1 of many containers) it stays a zombie, which signal 0 still finds
+        if self.returncode is None and not running(self.pid):
             self.returncode = -1
         return self.returncode
 
@@ -118,16 +120,6 @@ class ForkedProcess:
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
-
-
-def _running(pid: int) -> bool:
-    """Not ended: a fork whose template ended first is an orphan, and where nothing reaps
-    orphans (PID 1 of many containers) it stays a zombie, which signal 0 still finds."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # ended, and reaped
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 class ForkedProvisioner(LocalProvisioner):

@@ -94,7 +94,7 @@ class StepOutcome:
     warnings: list[str] = field(default_factory=list)
 
 
-def changed_parameters(given: Mapping[str, Any], defaults: Mapping[str, Any]) -> list[str]:
+def overrides_that_change(given: Mapping[str, Any], defaults: Mapping[str, Any]) -> list[str]:
     """The given parameters that change the notebook's values: what the run is recorded with.
 
     A value given equal to its default, and of its type, changes nothing a step

@@ -20,6 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ...processes import stat_fields
+
 #: How often a running pipeline's process says it is alive, and how long a silence means it died.
 HEARTBEAT_SECONDS = 15
 ABANDONED_AFTER_SECONDS = 8 * HEARTBEAT_SECONDS
@@ -125,10 +127,9 @@ def _pid_namespace() -> str | None:
 
 
 def _start_time(pid: int) -> int | None:
-    stat = _read(Path(f"/proc/{pid}/stat"))
-    if stat is None:
+    fields = stat_fields(pid)
+    if fields is None:
         return None
-    fields = stat.rpartition(")")[2].split()  # the command name before it may hold anything
     try:
         return int(fields[19])  # field 22 of proc(5); the list starts at field 3
     except (IndexError, ValueError):
