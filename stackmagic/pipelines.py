@@ -9,6 +9,7 @@ serves ``stackmagic pipeline run``, ``%pipeline run`` and Python code.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ from .errors import RunFailed, StackmagicError
 from .notebook.exporter import Bundle, export_bundle
 from .notebook.spec import load_pipeline
 from .open_stack import OpenStack
+from .operators.driving import prepared_operator
 from .orchestrators.base import RunCancelled
-from .output import Output
+from .output import Fields, Output
 from .parameters import check_parameters
 from .progress import Progress
 from .registry import Registry
@@ -150,15 +152,29 @@ def preview(
     with _exported(notebook, parameters, stack, recording=False) as (_, opened, bundle, _):
         config = opened.orchestrator_config
         orchestrator = config.orchestrator(opened)
-        if not hasattr(orchestrator, "preview"):
-            raise StackmagicError(
-                f"--dry-run shows what a cloud-VM orchestrator would start; the {config.flavor} "
-                "orchestrator starts nothing to show (`stackmagic pipeline show NOTEBOOK` shows "
-                "the steps)"
-            )
         orchestrator.check(bundle)
         plan(bundle, only=only, from_step=from_step)
-        return orchestrator.preview(new_run_id(), bundle.pipeline)
+        run_id = new_run_id()
+        step_operator = prepared_operator(bundle, opened, run_id)
+        jobs = step_operator.preview(bundle, run_id) if step_operator is not None else None
+        if hasattr(orchestrator, "preview"):
+            launch: Fields = orchestrator.preview(run_id, bundle.pipeline)
+            if jobs is None:
+                return launch
+            return dataclasses.replace(
+                launch,
+                parts=[*launch.parts, jobs],
+                data={**launch.data, "step_operator": jobs.data},
+            )
+        if jobs is None:
+            raise StackmagicError(
+                f"--dry-run shows what a cloud-VM orchestrator or a step operator would start; "
+                f"the {config.flavor} orchestrator starts nothing to show, and no step names a "
+                "step operator (`stackmagic pipeline show NOTEBOOK` shows the steps)"
+            )
+        return dataclasses.replace(
+            jobs, title=f"Dry run: {jobs.title} (nothing was started or recorded)"
+        )
 
 
 def cache_forecast(
@@ -254,8 +270,10 @@ def run_bundle(
     progress = progress or Progress()
     orchestrator = opened.orchestrator_config.orchestrator(opened)
     orchestrator.check(bundle)
+    run_id = new_run_id()
+    step_operator = prepared_operator(bundle, opened, run_id)
     context = RunContext(
-        run_id=new_run_id(),
+        run_id=run_id,
         bundle=bundle,
         artifact_store=opened.artifact_store,
         metadata=opened.metadata,
@@ -267,6 +285,7 @@ def run_bundle(
         from_step=from_step,
         bundle_uri=store_bundle(opened.artifact_store, bundle),
         wait=wait,
+        step_operator=step_operator,
     )
     opened.metadata.create_run(
         run_id=context.run_id,
@@ -284,12 +303,6 @@ def run_bundle(
     )
     for warning in bundle.manifest["warnings"]:
         progress.warn(warning)
-    for name, step in bundle.steps.items():
-        if step.settings.get("operator"):
-            progress.warn(
-                f"step {name!r} names step operator {step.settings['operator']!r}, but step "
-                "operators cannot run steps yet: it runs with the orchestrator"
-            )
     if not orchestrator.detached:  # a remote run's tasks record this themselves
         opened.metadata.steps_skipped(
             context.run_id,

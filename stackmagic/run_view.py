@@ -141,6 +141,8 @@ def _step_row(step: StepRecord, *, with_error: bool) -> list[str]:
     notes = []
     if step.cached_from:
         notes.append(f"from {step.cached_from}")
+    if step.job_id:
+        notes.append(f"job {step.job_id}" + (f": {step.job_url}" if step.job_url else ""))
     if step.error and with_error:
         notes.append(step.error)
     if step.notebook_uri:
@@ -188,6 +190,8 @@ def run_data(record: RunRecord, *, detail: bool = True) -> dict[str, Any]:
                 "attempts": step.attempts,
                 "error": step.error,
                 "notebook": step.notebook_uri,
+                "job_id": step.job_id,
+                "job_url": step.job_url,
                 **(
                     {
                         "inputs": {name: info.to_json() for name, info in step.inputs.items()},

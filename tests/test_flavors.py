@@ -31,8 +31,9 @@ MINIMAL_OPTIONS = {
         "--subscription-id=s",
         "--resource-group=g",
         "--workspace-name=w",
-        "--compute-target=c",
     ],
+    ("step-operator", "vertex"): ["--project=my-project"],
+    ("step-operator", "kubernetes"): [],
 }
 
 

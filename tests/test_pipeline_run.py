@@ -410,14 +410,13 @@ def test_warnings_reach_the_terminal_and_python(initialised: Path, terminal) -> 
         initialised / "explore.ipynb",
         "%%step a\nraw = 1",
         "cleaned = raw + 1",
-        "%%step b --operator sm\ntry:\n    y = raw + cleaned\nexcept NameError:\n    y = raw",
+        "%%step b\ntry:\n    y = raw + cleaned\nexcept NameError:\n    y = raw",
     )
     shown = terminal("pipeline", "run", str(notebook), "--progress", "lines")
     assert shown.code == 0, shown.err
     warnings = [line for line in shown.err.splitlines() if line.startswith("warning: ")]
-    assert len(warnings) == 2
+    assert len(warnings) == 1
     assert "step 'b' reads 'cleaned', which only cell 2 defines" in warnings[0]
-    assert "step operator 'sm'" in warnings[1]
     with pytest.warns(UserWarning) as caught:
         stackmagic.run(notebook)
     ours = [str(w.message) for w in caught if w.category is UserWarning]

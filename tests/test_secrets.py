@@ -227,6 +227,9 @@ NOT_SECRET = {
     "access_key_id": "names an AWS key; the secret is --secret-access-key",
     "ssl_key": "the path of a client key file, which stays on this machine",
     "store_secret": "the name of a secret the cluster or cloud keeps, not its value",
+    "key_vault_url": "the address of the Key Vault that keeps --store-secret",
+    "image_pull_secrets": "names of Kubernetes secrets for a registry, not their values",
+    "secret_manager_endpoint": "the address of the Secret Manager API, not a secret",
 }
 SECRET_WORDS = ("key", "secret", "token", "password", "connection")
 #: Other options a secret option needs beside it to be accepted.

@@ -36,7 +36,12 @@ from .orchestrators import (
     KubeflowOrchestrator,
     LocalOrchestrator,
 )
-from .step_operators import AzureMLStepOperator, SageMakerStepOperator
+from .step_operators import (
+    AzureMLStepOperator,
+    KubernetesStepOperator,
+    SageMakerStepOperator,
+    VertexStepOperator,
+)
 
 ENTRY_POINT_GROUP = "stackmagic.flavors"
 _log = logging.getLogger("stackmagic")
@@ -55,6 +60,8 @@ BUILTIN_FLAVORS: tuple[type[FlavorConfig], ...] = (
     AWSVMOrchestrator,
     SageMakerStepOperator,
     AzureMLStepOperator,
+    VertexStepOperator,
+    KubernetesStepOperator,
 )
 
 

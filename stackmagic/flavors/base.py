@@ -24,6 +24,7 @@ from ..secrets import masked
 
 if TYPE_CHECKING:
     from ..open_stack import OpenStack
+    from ..operators.base import StepOperator
     from ..orchestrators.base import Orchestrator
     from ..stores.artifacts import ArtifactStore
     from ..stores.metadata import MetadataStore
@@ -209,11 +210,50 @@ class OrchestratorConfig(FlavorConfig):
 
 
 class StepOperatorConfig(FlavorConfig):
+    """What every step operator has: a step runs as a job in a container image, which reads
+    the stores' secrets from where ``store_secret`` names, and is looked at now and then."""
+
     component_type = ComponentType.STEP_OPERATOR
+    #: the module whose ``BACKEND`` runs the jobs (``stackmagic.operators.NAME``), the
+    #: package it needs, and the extra that installs that package
+    module: ClassVar[str] = ""
+    sdk: ClassVar[str] = ""
+    extra: ClassVar[str] = ""
+
+    image = t.Unicode(
+        help="Container image the step runs in (with stackmagic and the notebook's packages); "
+        "a step's --image takes precedence."
+    )
+    store_secret = t.Unicode(
+        help="Secret holding the stores' secret options as JSON "
+        '({"STACKMAGIC_METADATA_STORE_PASSWORD": ...}); the job reads it when it starts.'
+    )
+    max_runtime = t.Int(24 * 3600, help="Seconds the job may run before the backend stops it.")
+    poll_seconds = t.Float(10.0, help="How often the job's state and log are asked.")
+
+    @t.validate("max_runtime")
+    def _check_runtime(self, proposal: dict[str, Any]) -> int:
+        if proposal["value"] < 60:
+            raise t.TraitError("expects 60 seconds or more")
+        return int(proposal["value"])
+
+    @t.validate("poll_seconds")
+    def _check_poll(self, proposal: dict[str, Any]) -> float:
+        if not 0.1 <= proposal["value"] <= 600:
+            raise t.TraitError("expects from 0.1 to 600 seconds")
+        return float(proposal["value"])
 
     @property
     def runs_remotely(self) -> bool:
         return True
+
+    def operator(self, name: str, secret: SecretResolver) -> StepOperator[Any]:
+        """The backend that runs steps as jobs, for the stack's step operator called ``name``."""
+        if not self.module:
+            raise self.not_runnable()
+        require_module(self.sdk, f"the {self.flavor} step operator", self.extra)
+        backend: type[StepOperator[Any]] = importlib.import_module(self.module).BACKEND
+        return backend(name, self, secret)
 
 
 _Kind = TypeVar("_Kind", bound=FlavorConfig)

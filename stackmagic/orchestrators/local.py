@@ -72,6 +72,7 @@ class LocalRunner:
             else KernelPool(kernel, context.workdir, env)
         )
         schedule = _Schedule(context, progress, pool, self.workers)
+        context.on_note = lambda line: schedule.events.put(("note", line))
         try:
             with (
                 _quiet_once_stopped(pool),
@@ -225,6 +226,7 @@ def _expected_to_execute(context: RunContext, wanted: list[str]) -> set[str]:
 
     A guess, to start kernels early: a step that turns out cached leaves a
     spare kernel, one that was not expected starts its kernel when it runs.
+    A step a step operator runs needs none here.
     """
     expected: set[str] = set()
     steps = context.bundle.steps
@@ -239,4 +241,6 @@ def _expected_to_execute(context: RunContext, wanted: list[str]) -> set[str]:
             )
         ):
             expected.add(name)
-    return expected
+    if context.step_operator is None:
+        return expected
+    return {name for name in expected if not steps[name].settings.get("operator")}  # run elsewhere

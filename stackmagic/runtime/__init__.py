@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from .cache import (
 from .dag import downstream, upstream
 
 if TYPE_CHECKING:
+    from ..operators.driving import StepOperatorDriver
     from ..orchestrators.kernels import KernelPool
 
 
@@ -75,6 +77,12 @@ class RunContext:
     resumed: bool = False
     #: a remote orchestrator's run: follow it to its end (True), or only submit it
     wait: bool = False
+    #: the stack's step operator, for steps that name it; None inside its jobs
+    step_operator: StepOperatorDriver | None = None
+    #: where a line for the run's progress goes, from any thread (a step operator's log)
+    on_note: Callable[[str], None] | None = None
+    #: what steps print goes to this process's output as it comes: a job's log shows it
+    echo_output: bool = False
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -256,6 +264,18 @@ def run_step(
     if on_start is not None:
         on_start(step, reason)
     attempts = [attempt] if attempt else range(1, int(spec.settings.get("retries", 0)) + 2)
+    if context.step_operator is not None and spec.settings.get("operator"):
+        return context.step_operator.run(
+            context,
+            step,
+            attempts=list(attempts),
+            will_retry=will_retry,
+            reason=reason,
+            code_key=code,
+            parts=parts,
+            inputs=inputs,
+            stopped=lambda: kernel_pool.stopped,
+        )
     for number in attempts:
         context.metadata.step_started(
             context.run_id, step, code_key=code, attempt=number, parts=parts, reason=reason
@@ -348,6 +368,11 @@ def _execute(
                 step_variables={CONTEXT_VARIABLE: step_context},  # for a forked kernel
                 progress_bar=False,
                 request_save_on_cell_execute=False,
+                **(
+                    {"stdout_file": sys.stdout, "stderr_file": sys.stderr}
+                    if context.echo_output
+                    else {}
+                ),
             )
         except PapermillExecutionError as failure:
             import nbformat

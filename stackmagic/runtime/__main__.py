@@ -8,10 +8,12 @@ working directory, or ``--stack``.
     python -m stackmagic.runtime run BUNDLE [-p NAME VALUE]... [--no-cache] [--only STEP] [--from STEP]
     python -m stackmagic.runtime step RUN_ID STEP
     python -m stackmagic.runtime vm LAUNCH
+    python -m stackmagic.runtime job DESCRIPTION
 
 ``step`` runs a step that has not completed (a retried pod, a step the
 orchestrator hands out); a completed step's outputs stay as they were.
-``vm`` is what a cloud VM's startup script runs (see ``vm.py``).
+``vm`` is what a cloud VM's startup script runs (see ``vm.py``); ``job`` what a
+step operator's job runs (see ``job.py``).
 """
 
 from __future__ import annotations
@@ -76,12 +78,21 @@ def build_parser() -> Parser:
     vm.add_argument(
         "launch", metavar="LAUNCH", help="the launch description the VM was started with"
     )
+    job = actions.add_parser(
+        "job",
+        help="run one step of a recorded run as a step operator's job",
+        prog=f"{PROG} job",
+        command="job",
+    )
+    job.add_argument(
+        "description", metavar="DESCRIPTION", help="the job description it was submitted with"
+    )
     return parser
 
 
 def dispatch(argv: Sequence[str]) -> tuple[Output, bool]:
     args = build_parser().parse_args(argv)
-    actions = {"run": run_whole, "step": run_one, "vm": run_vm}
+    actions = {"run": run_whole, "step": run_one, "vm": run_vm, "job": run_as_job}
     return actions[args.action](args), False
 
 
@@ -145,6 +156,21 @@ def run_vm(args: argparse.Namespace) -> Output:
     if error is not None:
         raise RunFailed(f"run {launch.run_id} failed: {error}")
     return Message(f"run {launch.run_id}: completed", {"run": launch.run_id, "status": "completed"})
+
+
+def run_as_job(args: argparse.Namespace) -> Output:
+    from ..operators.base import OperatorJob
+    from .job import run_job
+
+    job = OperatorJob.decode(args.description)
+    outcome = run_job(job)
+    said = f"step {job.step!r} of run {job.run_id} (try {job.attempt})"
+    if outcome.status == StepStatus.FAILED:
+        raise RunFailed(f"{said} failed: {outcome.error}")
+    return Message(
+        f"{said}: {outcome.status} in {outcome.seconds:.1f} s",
+        {"step": job.step, "status": outcome.status},
+    )
 
 
 if __name__ == "__main__":

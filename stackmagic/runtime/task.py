@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import RunFailed
 from ..exiting import leave_memory_to_exit
 from ..json_values import is_finite
+from ..operators.driving import StepOperatorDriver
 from ..scratch import ScratchFolder
 from ..stores.models import StepStatus
 from ..stores.portable import open_stores, referenced_variables
@@ -59,6 +61,7 @@ def run_task(
     from ..pipelines import fetch_bundle
 
     artifact_store, metadata = open_stores(stores)
+    step_operator = StepOperatorDriver.from_description(stores)
     forget_secrets(stores)  # the stores have them; the step's own code must not
     try:
         with ScratchFolder("bundle") as scratch:
@@ -66,6 +69,8 @@ def run_task(
             context = _context(
                 run_id, bundle, bundle_uri, artifact_store, metadata, stores, parameters, options
             )
+            context.step_operator = step_operator
+            context.on_note = functools.partial(print, flush=True)  # the task's log
             try:
                 notebook_uri = _run(context, step)
             except BaseException as failure:  # recorded, so the run does not look busy forever

@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 from ..background import repeating
 from ..errors import StackmagicError
+from ..operators.driving import StepOperatorDriver
 from ..progress import LogLines, TextSink
 from ..scratch import ScratchFolder
 from ..stores.artifacts import ArtifactStore
@@ -90,11 +91,12 @@ def run_on_vm(launch: Launch) -> str | None:
                 )
                 if launch.store_secret:
                     secret = cloud.read_secret(launch.machine, launch.store_secret)
-                    os.environ.update(_wanted(launch.store_secret, secret, launch.stores))
+                    os.environ.update(wanted_secrets(launch.store_secret, secret, launch.stores))
                 artifact_store, metadata = open_stores(launch.stores)
+                step_operator = StepOperatorDriver.from_description(launch.stores)
                 forget_secrets(launch.stores)  # the stores have them; the steps' code must not
                 with repeating(LOG_EVERY_SECONDS, copy_log, "log-copy"):
-                    error = _run(launch, artifact_store, metadata, log)
+                    error = _run(launch, artifact_store, metadata, step_operator, log)
                 say(
                     f"stackmagic: run {launch.run_id} "
                     f"{'failed: ' + error if error else 'completed'}"
@@ -112,7 +114,11 @@ def run_on_vm(launch: Launch) -> str | None:
 
 
 def _run(
-    launch: Launch, artifact_store: ArtifactStore, metadata: MetadataStore, log: TextSink
+    launch: Launch,
+    artifact_store: ArtifactStore,
+    metadata: MetadataStore,
+    step_operator: StepOperatorDriver | None,
+    log: TextSink,
 ) -> str | None:
     """Run the recorded run's steps here with the local orchestrator; record how it ended."""
     from ..orchestrators.local import LocalRunner
@@ -125,6 +131,7 @@ def _run(
             bundle = fetch_bundle(artifact_store, record.bundle_uri, Path(scratch))
             context = recorded_context(record, bundle, artifact_store, metadata)
             context.resumed = launch.attempt > 1  # what the lost VM finished stays
+            context.step_operator = step_operator
             progress = LogLines(log)
             progress.run_started(record.id, bundle.pipeline, list(bundle.steps))
             with metadata.keeping_alive(record.id):
@@ -135,7 +142,7 @@ def _run(
     return error
 
 
-def _wanted(name: str, text: str, stores: Mapping[str, Any]) -> dict[str, str]:
+def wanted_secrets(name: str, text: str, stores: Mapping[str, Any]) -> dict[str, str]:
     """The secret's values the stores' description reads; a missing one is named."""
     try:
         secret = json.loads(text)

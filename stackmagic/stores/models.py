@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 #: The newest migration; the store upgrades any older schema to it on open.
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 
 
 class RunStatus:
@@ -206,6 +206,9 @@ class StepRun(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(LongText)
     notebook_uri: Mapped[str | None] = mapped_column(Text)
+    #: A step run by a step operator: its job's id there, and the job's page in its console.
+    job_id: Mapped[str | None] = mapped_column(Text)
+    job_url: Mapped[str | None] = mapped_column(Text)
 
     run: Mapped[Run] = relationship(back_populates="steps")
     cached_from: Mapped[StepRun | None] = relationship(remote_side=[id])

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from .metadata import MetadataStore
 
 STORES = (ComponentType.ARTIFACT_STORE, ComponentType.METADATA_STORE)
-_Store = TypeVar("_Store", ArtifactStoreConfig, MetadataStoreConfig)
+STEP_OPERATOR = ComponentType.STEP_OPERATOR
+_Config = TypeVar("_Config", bound=FlavorConfig)
 
 
 def secret_variable(kind: ComponentType, option: str) -> str:
@@ -34,9 +35,10 @@ def secret_variable(kind: ComponentType, option: str) -> str:
 
 
 def describe_stores(stack: str, components: Mapping[ComponentType, Component]) -> dict[str, Any]:
-    """Each store's name, flavor and options, secrets as environment references."""
+    """Each store's name, flavor and options, secrets as environment references; and the
+    stack's step operator's, which the steps handed to it need where the pipeline runs."""
     described: dict[str, Any] = {"stack": stack}
-    for kind in STORES:
+    for kind in _described_kinds(components):
         component = components[kind]
         options = component.config.stored()
         for option in component.config.secret_references():
@@ -55,9 +57,13 @@ def secret_variables(
     """The environment variables a described stack reads, and the secret option behind each."""
     return {
         secret_variable(kind, option): (components[kind], option)
-        for kind in STORES
+        for kind in _described_kinds(components)
         for option in components[kind].config.secret_references()
     }
+
+
+def _described_kinds(components: Mapping[ComponentType, Component]) -> list[ComponentType]:
+    return [*STORES, *([STEP_OPERATOR] if STEP_OPERATOR in components else [])]
 
 
 def secret_environment(
@@ -84,20 +90,29 @@ def referenced_variables(description: Mapping[str, Any]) -> set[str]:
 def open_stores(description: Mapping[str, Any]) -> tuple[ArtifactStore, MetadataStore]:
     """The stores a description names, their secrets read from the environment."""
     secrets = SecretStore()
-    artifacts = _described(description, ComponentType.ARTIFACT_STORE, ArtifactStoreConfig)
+    artifacts = described_config(description, ComponentType.ARTIFACT_STORE, ArtifactStoreConfig)
     artifact_store = artifacts.open(_from_environment(artifacts, secrets))
-    metadata = _described(description, ComponentType.METADATA_STORE, MetadataStoreConfig)
+    metadata = described_config(description, ComponentType.METADATA_STORE, MetadataStoreConfig)
     return artifact_store, metadata.open(_from_environment(metadata, secrets))
 
 
-def _described(description: Mapping[str, Any], kind: ComponentType, base: type[_Store]) -> _Store:
-    """The options of the ``kind`` store that ``description`` names, checked by its flavor."""
+def described_config(
+    description: Mapping[str, Any], kind: ComponentType, base: type[_Config]
+) -> _Config:
+    """The options of the ``kind`` component that ``description`` names, checked by its flavor."""
     entry = description.get(kind.value)
     if not isinstance(entry, Mapping):
         raise StackmagicError(f"the stack description has no {kind.noun}")
     return as_kind(
         get_flavor(kind, entry["flavor"]).from_options(entry["options"], Path.cwd()), base
     )
+
+
+def environment_secrets(config: FlavorConfig) -> dict[str, str]:
+    """A described component's secret options, read from the environment now: before the
+    stores' secret variables are dropped from it, out of the steps' reach."""
+    resolve = _from_environment(config, SecretStore())
+    return {option: resolve(option) for option in config.secret_references()}
 
 
 def _from_environment(config: FlavorConfig, secrets: SecretStore) -> SecretResolver:

@@ -48,6 +48,9 @@ class StepRecord:
     notebook_uri: str | None
     #: why it ran rather than came from the cache ("code changed (cell 7)"); None if it did not run
     reason: str | None = None
+    #: the step operator's job that ran its last try, and the job's console page
+    job_id: str | None = None
+    job_url: str | None = None
     inputs: dict[str, ArtifactInfo] = field(default_factory=dict)
     outputs: dict[str, ArtifactInfo] = field(default_factory=dict)
     metrics: list[tuple[str, float]] = field(default_factory=list)
@@ -121,6 +124,8 @@ def run_record(run: Run, *, with_artifacts: bool) -> RunRecord:
             error=row.error,
             notebook_uri=row.notebook_uri,
             reason=row.reason,
+            job_id=row.job_id,
+            job_url=row.job_url,
         )
         if with_artifacts:
             for link in row.artifacts:

@@ -39,6 +39,12 @@ class StepRecords(StoreConnection):
             )
             row.parts, row.reason = (dict(parts) if parts is not None else None), reason
 
+    def step_job(self, run_id: str, step: str, *, job_id: str, url: str) -> None:
+        """A try of the step runs as a step operator's job: which one, and where to see it."""
+        with self._session(write=True) as session:
+            row = _step_row(session, run_id, step)
+            row.job_id, row.job_url = job_id, url
+
     def step_completed(
         self,
         run_id: str,
