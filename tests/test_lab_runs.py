@@ -19,6 +19,9 @@ import psutil
 from conftest import wait_for
 from lab import OUTPUT, SIDEBAR, Lab, cli_json, open_lab, python_notebook
 
+from stackmagic.open_stack import OpenStack
+from stackmagic.registry import Registry
+
 SETUP = (
     'import matplotlib\nmatplotlib.use("Agg")\nimport matplotlib.pyplot as plt\nimport pandas as pd'
 )
@@ -30,6 +33,7 @@ axes.bar(rain.city, rain.mm)
 figure.savefig("rain.png")"""
 WAIT = '%%step wait\nimport time\ntime.sleep(5)\nwettest = rain.sort_values("mm").city.iloc[-1]'
 REPORT = "%%step report\nprint('wettest:', wettest)"
+JOB_PAGE = "https://console.example.com/jobs/sm-check-try1"
 
 
 def _api(lab: Lab, method: str, path: str, body: Any = None) -> Any:
@@ -208,6 +212,14 @@ def test_a_failed_run_in_the_dark_theme_and_run_again(
     open_lab(page, lab)
     assert page.evaluate("document.body.dataset.jpThemeLight") == "false", "the dark theme"
     run_id = _start(lab, "gauge.ipynb", {"limit": 2.5}, no_cache=True)
+    wait_for(
+        lambda: cli_json(terminal, "pipeline", "describe", run_id)["status"] == "failed",
+        timeout=90,
+        what="the run to fail",
+    )
+    # as a step operator leaves it: the job that ran the step's try, with its console page
+    with OpenStack.open(Registry.open(lab.root)) as stack:
+        stack.metadata.step_job(run_id, "check", job_id="sm-check-try1", url=JOB_PAGE)
     view = _open_run(page, run_id)
     expect(view).to_have_attribute("data-status", "failed", timeout=90_000)
     expect(_node(view, "check")).to_have_attribute("data-status", "failed")
@@ -216,6 +228,9 @@ def test_a_failed_run_in_the_dark_theme_and_run_again(
     expect(step.locator(".jp-stackmagic-runview-error")).to_contain_text(
         "ValueError: rain gauge reads 3.1 mm, past its 2.5 mm range"
     )
+    job = step.locator("a.jp-stackmagic-runview-job")
+    expect(job).to_have_text("sm-check-try1")
+    expect(job).to_have_attribute("href", JOB_PAGE)
     _node(view, "load").click()
     expect(view.locator('[data-output="rain"] .jp-stackmagic-preview-table')).to_be_visible()
     expect(view.locator('[data-output="file:rain.png"] img')).to_be_visible()

@@ -154,6 +154,9 @@ export interface IArtifact {
 export interface IStepDetail extends IStepRun {
   cached_from: string | null;
   attempts: number;
+  /** The step operator's job that ran its last try, and the job's page in its console. */
+  job_id: string | null;
+  job_url: string | null;
   inputs: Record<string, IArtifact>;
   outputs: Record<string, IArtifact>;
   metrics: { name: string; value: number }[];

@@ -88,6 +88,25 @@ export function StepDetails(props: {
             <dd>{step.cached_from}</dd>
           </>
         )}
+        {step.job_id && (
+          <>
+            <dt>job</dt>
+            <dd>
+              {step.job_url ? (
+                <a
+                  className="jp-stackmagic-runview-job"
+                  href={step.job_url}
+                  target="_blank"
+                  rel="noopener noreferrer"
+                >
+                  {step.job_id}
+                </a>
+              ) : (
+                step.job_id
+              )}
+            </dd>
+          </>
+        )}
         {step.attempts > 1 && (
           <>
             <dt>attempts</dt>

@@ -154,15 +154,20 @@ def _passes(value: Any) -> bool:
 
 
 def _set_resources(task: Any, settings: Mapping[str, Any], config: KubeflowOrchestrator) -> None:
-    """``%%step --cpu/--memory/--gpu/--retries/--image`` as the task's Kubernetes settings."""
+    """``%%step --cpu/--memory/--gpu/--retries/--image`` as the task's Kubernetes settings.
+
+    A step a step operator runs asks its job for them: its task only submits the job and
+    waits, on the pipeline's image; each retry of the task is a new job."""
+    if settings.get("retries"):
+        task.set_retry(int(settings["retries"]))
+    if settings.get("operator"):
+        return
     if settings.get("cpu"):
         task.set_cpu_request(str(settings["cpu"])).set_cpu_limit(str(settings["cpu"]))
     if settings.get("memory"):
         task.set_memory_request(settings["memory"]).set_memory_limit(settings["memory"])
     if settings.get("gpu"):
         task.set_accelerator_type(config.gpu_resource).set_accelerator_limit(int(settings["gpu"]))
-    if settings.get("retries"):
-        task.set_retry(int(settings["retries"]))
     if settings.get("image"):
         task.set_container_image(settings["image"])
 
