@@ -75,6 +75,9 @@ class LogLines(Shown):
     def __init__(self, stream: TextSink | None = None) -> None:
         self.stream = stream or sys.stderr
 
+    def note(self, message: str) -> None:
+        self._print(message)  # a VM's log keeps what its run says: a step operator's job's lines
+
     def run_started(self, run_id: str, pipeline: str, steps: list[str]) -> None:
         self._print(f"run {run_id} of {pipeline}: {len(steps)} steps")
 

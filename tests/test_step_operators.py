@@ -9,10 +9,28 @@ from pathlib import Path
 
 import pytest
 from conftest import Result
-from operator_pipeline import operator_notebook, register_operator_stack
+from fake_kubernetes import FakeKubernetes
+from operator_pipeline import (
+    EXPECTED_WEIGHTS,
+    described,
+    evaluated_summary,
+    operator_notebook,
+    register_operator_stack,
+    step_of,
+)
 from services import DB_CANARY, S3_CANARY, Database
+from test_operator_kubernetes import (  # noqa: F401 - the fake cluster's fixture
+    IMAGE,
+    NAMESPACE,
+    STORE_SECRET,
+    cluster,
+    kubeconfig_of,
+)
+from test_vm import AWS, aws, vm_stack  # noqa: F401 - an aws-vm stack on moto's EC2
+from vm_sandbox import run_startup_script
 
 from notebooks import write_notebook
+from stackmagic.stores.artifacts import ArtifactStore
 
 #: a Kubernetes step operator: its requests are made without asking the cluster anything
 KUBERNETES = ["--type=kubernetes", "--namespace=ml", "--store-secret=team-stores"]
@@ -90,3 +108,88 @@ def test_a_dry_run_shows_each_operator_steps_job_request_and_no_secret(
     assert "train job request" in text.out and "nothing was started or recorded" in text.out
     assert DB_CANARY not in shown.out + text.out and S3_CANARY not in shown.out + text.out
     assert runs_of(terminal) == []
+
+
+def test_under_kubeflow_the_task_hands_its_step_to_the_operator_and_waits_for_the_job(
+    cluster: FakeKubernetes,
+    project: Path,
+    terminal: Callable[..., Result],
+    team_database: Database,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    """kfp.local runs the compiled pipeline's tasks here; the train task submits a Job to the
+    FAKE Kubernetes API server (tests/fake_kubernetes.py), whose pod really runs the step."""
+    store = register_operator_stack(
+        terminal,
+        team_database,
+        request,
+        [
+            "--type=kubernetes",
+            f"--kubeconfig={kubeconfig_of(cluster, tmp_path)}",
+            f"--namespace={NAMESPACE}",
+            f"--image={IMAGE}",
+            f"--store-secret={STORE_SECRET}",
+            "--poll-seconds=0.2",
+        ],
+    )
+    for words in (
+        ["orchestrator", "register", "kfl", "--type=kubeflow", "--mode=local"],
+        ["stack", "update", "team", "-o", "kfl"],
+    ):
+        assert terminal(*words).code == 0
+    operator_notebook(project, "--gpu 1")
+
+    result = terminal("pipeline", "run", "operated.ipynb", "--progress", "lines")
+
+    assert result.code == 0, result.err
+    assert evaluated_summary(terminal, store) == {"weights": EXPECTED_WEIGHTS, "scale": 2.0}
+    run = described(terminal)
+    assert [step["status"] for step in run["steps"]] == ["completed"] * 3
+    [job] = [pod.job for pod in cluster.pods.values()]
+    assert job == step_of(run, "train")["job_id"].split("/")[-1]
+    logs = terminal("pipeline", "logs", "latest")
+    assert "train | training on 1000 rows" in logs.out, "the task's log follows the job's"
+
+
+def test_on_a_cloud_vm_the_runtime_hands_its_step_to_the_operator(
+    vm_stack: Callable[..., ArtifactStore],
+    aws: AWS,
+    cluster: FakeKubernetes,
+    project: Path,
+    terminal: Callable[..., Result],
+    tmp_path: Path,
+) -> None:
+    """The aws-vm run (moto's EC2) whose startup script runs here in a sandbox, as in
+    tests/test_vm.py; its train step goes to the FAKE Kubernetes API server's cluster."""
+    store = vm_stack()
+    for words in (
+        [
+            "step-operator",
+            "register",
+            "gpu",
+            "--type=kubernetes",
+            f"--kubeconfig={kubeconfig_of(cluster, tmp_path)}",
+            f"--namespace={NAMESPACE}",
+            f"--image={IMAGE}",
+            f"--store-secret={STORE_SECRET}",
+            "--poll-seconds=0.2",
+        ],
+        ["stack", "update", "team", "-s", "gpu"],
+    ):
+        assert terminal(*words).code == 0
+    operator_notebook(project, "--memory 8Gi")
+    launched = terminal("pipeline", "run", "operated.ipynb", "--json")
+    assert launched.code == 0, launched.err
+    [instance] = aws.instances(json.loads(launched.out)["id"])
+
+    vm = run_startup_script(aws.user_data(instance), tmp_path / "vm")
+
+    assert vm.returncode == 0, vm.stdout[-3000:] + vm.stderr[-3000:]
+    assert evaluated_summary(terminal, store) == {"weights": EXPECTED_WEIGHTS, "scale": 2.0}
+    run = described(terminal)
+    assert [step["status"] for step in run["steps"]] == ["completed"] * 3
+    assert step_of(run, "train")["job_id"] and not step_of(run, "prepare")["job_id"]
+    [pod] = cluster.pods.values()
+    assert pod.job in step_of(run, "train")["job_id"]
+    assert "train | training on 1000 rows" in terminal("pipeline", "logs", "latest").out
