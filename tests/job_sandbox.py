@@ -18,6 +18,10 @@ from pathlib import Path
 
 from vm_sandbox import INSTANCE_IDENTITY, vm_environment
 
+#: What a job's identity (its role, service account, managed identity) gives it for the bucket:
+#: the S3 emulator's testing keys; a test whose bucket needs more (an endpoint) replaces it.
+JOB_IDENTITY: Mapping[str, str] = INSTANCE_IDENTITY
+
 
 class SandboxJob:
     """One job's container: started at once, its lines kept as they come."""
@@ -27,7 +31,7 @@ class SandboxJob:
         command: Sequence[str],
         folder: Path,
         environment: Mapping[str, str] = {},  # noqa: B006 - read only
-        identity: Mapping[str, str] = INSTANCE_IDENTITY,
+        identity: Mapping[str, str] | None = None,
     ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.command = list(command)
@@ -36,7 +40,10 @@ class SandboxJob:
         self.process = subprocess.Popen(
             self.command,
             cwd=folder,
-            env={**vm_environment(folder, identity), **environment},
+            env={
+                **vm_environment(folder, JOB_IDENTITY if identity is None else identity),
+                **environment,
+            },
             text=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
