@@ -24,7 +24,15 @@ from .output import Fields, Output
 from .parameters import check_parameters
 from .progress import Progress
 from .registry import Registry
-from .runtime import Mode, RunContext, StepOutcome, new_run_id, overrides_that_change, plan
+from .runtime import (
+    INTERRUPTED,
+    Mode,
+    RunContext,
+    StepOutcome,
+    new_run_id,
+    overrides_that_change,
+    plan,
+)
 from .runtime.files import FILE_PREFIX
 from .runtime.task import NOT_NEEDED
 from .scratch import ScratchFolder
@@ -329,7 +337,7 @@ def run_bundle(
             error = first_failure(outcomes)
     except KeyboardInterrupt:
         if not submitted(orchestrator):  # a submitted run goes on: only following it stops
-            error = "interrupted"
+            error = INTERRUPTED
         raise
     except Exception as failure:  # the orchestrator could not take the run, or lost sight of it
         if not submitted(orchestrator):

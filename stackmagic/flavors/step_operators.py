@@ -26,7 +26,9 @@ class SageMakerStepOperator(StepOperatorConfig):
         help="SageMaker instance type, ml.g5.xlarge say; default: the smallest that fits the "
         "step's --cpu, --memory and --gpu."
     )
-    instance_count = t.Int(1, help="Instances of the job (the step runs on the first).")
+    instance_count = t.Int(
+        1, help="Instances of the job; each runs the step (for a step that trains across them)."
+    )
     volume_size_gb = t.Int(30, help="Storage volume of each instance, in GB.")
     spot = t.Bool(False, help="Managed spot training: cheaper, may be interrupted.")
     max_wait = t.Int(
@@ -77,9 +79,7 @@ class AzureMLStepOperator(StepOperatorConfig):
     key_vault_url = t.Unicode(
         help="Key Vault (https://NAME.vault.azure.net) that holds --store-secret."
     )
-    experiment = t.Unicode(
-        "stackmagic", help="Experiment Azure ML studio groups the jobs under."
-    )
+    experiment = t.Unicode("stackmagic", help="Experiment Azure ML studio groups the jobs under.")
     resource_manager_url = t.Unicode(
         "https://management.azure.com", help="Azure Resource Manager endpoint."
     )

@@ -146,7 +146,7 @@ class StepOperatorDriver:
         stopped: Callable[[], bool],
     ) -> StepOutcome:
         """Run the step's tries as jobs until one ends the step; record what the jobs could not."""
-        from ..runtime import StepOutcome
+        from ..runtime import INTERRUPTED, StepOutcome
 
         started = time.perf_counter()
         resources = self.resources(context.bundle, step)
@@ -174,9 +174,9 @@ class StepOperatorDriver:
             seconds = time.perf_counter() - started
             if state is None:  # stopped from here: a cancel or Ctrl-C, recorded as the kernels'
                 metadata.step_failed(
-                    run_id, step, error="interrupted", notebook_uri=None, inputs=inputs
+                    run_id, step, error=INTERRUPTED, notebook_uri=None, inputs=inputs
                 )
-                return StepOutcome(step, StepStatus.FAILED, seconds, "interrupted", reason=reason)
+                return StepOutcome(step, StepStatus.FAILED, seconds, INTERRUPTED, reason=reason)
             record = metadata.run(run_id).step(step)
             where = f"{flavor} job {job_id}: {url}"
             if record.status == StepStatus.COMPLETED:

@@ -17,7 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from ..errors import StackmagicError
-from ..runtime import Mode, RunContext, StepOutcome, may_use_cache, remove_leftovers, run_step
+from ..runtime import (
+    INTERRUPTED,
+    Mode,
+    RunContext,
+    StepOutcome,
+    may_use_cache,
+    remove_leftovers,
+    run_step,
+)
 from ..runtime.cache import StepInputs, code_key, step_parts
 from ..runtime.dag import downstream
 from ..runtime.task import skip_reasons
@@ -151,6 +159,10 @@ class _Schedule:
             if kind == "cancel":
                 raise RunCancelled(self.context.run_id)
             if isinstance(payload, StepOutcome):
+                if payload.error == INTERRUPTED and self.context.metadata.cancel_requested(
+                    self.context.run_id
+                ):  # a step operator's job saw the cancel first: the step is among the running
+                    raise RunCancelled(self.context.run_id)
                 self._finish(payload)
             elif isinstance(payload, str):
                 self.progress.note(payload)

@@ -47,6 +47,10 @@ if TYPE_CHECKING:
     from ..orchestrators.kernels import KernelPool
 
 
+#: The error of a step whose run stopped it (Ctrl-C, a cancel) before it ended.
+INTERRUPTED = "interrupted"
+
+
 class Mode:
     """How a step takes part in a run."""
 
@@ -382,7 +386,7 @@ def _execute(
             executed = None
         except Exception as failure:  # the kernel died, timed out, never started, or was stopped
             if kernel_pool.stopped:
-                error = "interrupted"
+                error = INTERRUPTED
             elif isinstance(failure, StackmagicError):
                 error = str(failure)
             else:
