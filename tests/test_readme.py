@@ -588,6 +588,8 @@ def test_flavors_secrets_widgets_and_a_custom_flavor(
     assert "hdfs (An HDFS folder" in listed and "--kerberos-ticket" in listed
 
 
+import test_readme_operators as operator_walks  # noqa: E402 - it uses this module's walks
+
 #: Each section with code: the test that walks it, and the blocks it walks there. A new block
 #: fails the last test until a walk takes it and its count here is raised.
 WALKED: dict[str, tuple[Callable[..., None], dict[str, int]]] = {
@@ -613,6 +615,11 @@ WALKED: dict[str, tuple[Callable[..., None], dict[str, int]]] = {
     "Cloud VMs: a bigger machine for an hour": (
         test_cloud_vms_on_a_fake_compute_engine,
         {"bash": 2},
+    ),
+    # each flavor's block has a walk of its own there, on that backend's stand-in
+    "Step operators: one step on a GPU job": (
+        operator_walks.test_sagemaker,
+        {"python": 1, "bash": 4},
     ),
     "Flavors and their options": (test_flavors_secrets_widgets_and_a_custom_flavor, {"text": 1}),
     "Secrets": (test_flavors_secrets_widgets_and_a_custom_flavor, {"bash": 1}),
