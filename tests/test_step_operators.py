@@ -51,7 +51,9 @@ def test_a_step_naming_an_operator_the_stack_lacks_is_refused_before_anything_ru
     refused = terminal("pipeline", "run", "operated.ipynb")
     assert refused.code != 0
     [line] = refused.err.strip().splitlines()
-    assert "step 'train' runs on step operator 'gpu', but stack 'default' has no step operator" in line
+    assert (
+        "step 'train' runs on step operator 'gpu', but stack 'default' has no step operator" in line
+    )
     assert "stackmagic stack update default -s gpu" in line
     assert runs_of(terminal) == [], "nothing was recorded, no step ran"
 

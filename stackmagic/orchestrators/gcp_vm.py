@@ -10,7 +10,6 @@ APIs elsewhere (Private Service Connect, say).
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 import time
@@ -22,7 +21,6 @@ from ..flavors.orchestrators import GCPVMOrchestrator
 from .clouds import VMCloud
 
 RUN_LABEL, TRY_LABEL = "stackmagic-run", "stackmagic-try"
-SECRET_MANAGER = "https://secretmanager.googleapis.com"
 _RUNNING = {"PROVISIONING", "STAGING", "RUNNING", "REPAIRING"}
 _COS_FAMILY = "projects/cos-cloud/"
 
@@ -206,37 +204,11 @@ class ComputeEngine(VMCloud[GCPVMOrchestrator]):
     @staticmethod
     def read_secret(machine: dict[str, Any], name: str) -> str:
         """The newest version of a Secret Manager secret, read with the VM's service account."""
-        import google.auth
-        from google.auth.transport.requests import AuthorizedSession
+        from ..google_secrets import read_latest_version, secret_resource
 
-        resource = (
-            name
-            if name.startswith("projects/")
-            else f"projects/{machine['project']}/secrets/{name}"
+        return read_latest_version(
+            secret_resource(name, machine["project"]), machine.get("api_endpoint") or ""
         )
-        base = machine.get("api_endpoint") or SECRET_MANAGER
-        try:
-            credentials, _ = google.auth.default(
-                scopes=["https://www.googleapis.com/auth/cloud-platform"]
-            )
-            answer = AuthorizedSession(credentials).get(
-                f"{base.rstrip('/')}/v1/{resource}/versions/latest:access", timeout=30
-            )
-        except Exception as error:
-            raise StackmagicError(
-                f"cannot read the secret {resource} from Secret Manager "
-                f"({type(error).__name__}: {error})"
-            ) from None
-        if answer.status_code != 200:
-            reason = (
-                answer.json().get("error", {}).get("message", answer.reason)
-                if answer.content
-                else answer.reason
-            )
-            raise StackmagicError(
-                f"Secret Manager refused to give {resource} ({answer.status_code}: {reason})"
-            )
-        return base64.b64decode(answer.json()["payload"]["data"]).decode()
 
     @staticmethod
     def delete_self(machine: dict[str, Any]) -> None:
