@@ -588,7 +588,10 @@ def test_flavors_secrets_widgets_and_a_custom_flavor(
     assert "hdfs (An HDFS folder" in listed and "--kerberos-ticket" in listed
 
 
-import test_readme_operators as operator_walks  # noqa: E402 - it uses this module's walks
+def walked_in_test_readme_operators() -> None:
+    """The "Step operators" section: each flavor's block is walked on its backend's stand-in by
+    a test of its own in tests/test_readme_operators.py (which uses this module's walks)."""
+
 
 #: Each section with code: the test that walks it, and the blocks it walks there. A new block
 #: fails the last test until a walk takes it and its count here is raised.
@@ -616,9 +619,8 @@ WALKED: dict[str, tuple[Callable[..., None], dict[str, int]]] = {
         test_cloud_vms_on_a_fake_compute_engine,
         {"bash": 2},
     ),
-    # each flavor's block has a walk of its own there, on that backend's stand-in
     "Step operators: one step on a GPU job": (
-        operator_walks.test_sagemaker,
+        walked_in_test_readme_operators,
         {"python": 1, "bash": 4},
     ),
     "Flavors and their options": (test_flavors_secrets_widgets_and_a_custom_flavor, {"text": 1}),

@@ -8,6 +8,7 @@ for by the same calls through the SDKs, on the stand-ins.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable
@@ -17,9 +18,14 @@ from typing import Any
 import job_sandbox
 import nbformat
 import pytest
+from fake_azureml import RUNNER, TENANT, FakeAzure
+from fake_gce import FakeGce
+from fake_http import requests_text, serve
 from fake_kubernetes import FakeKubernetes
+from fake_vertex import FakeVertex
 from moto_sagemaker import MotoSageMaker, moto_sagemaker  # noqa: F401 - its fixture
 from readme import Command, Walk, blocks, commands
+from test_operator_azureml import azure  # noqa: F401 - its fixture
 from test_operator_kubernetes import cluster, kubeconfig_of  # noqa: F401 - its fixture
 from test_readme import (  # noqa: F401 - team_servers is a fixture
     MYSQL_PASSWORD,
@@ -28,6 +34,7 @@ from test_readme import (  # noqa: F401 - team_servers is a fixture
     walk_of,
     write_readme_notebook,
 )
+from vm_sandbox import gce  # noqa: F401 - its fixture: Google credentials for a fake
 
 SECTION = "Step operators: one step on a GPU job"
 #: the stand-ins are looked at often, so a walk takes seconds, not the README's 10 s a look
@@ -157,3 +164,100 @@ def test_kubernetes(
     [pod] = cluster.pods.values()
     assert train["job_id"] == f"ml/{pod.job}"
     assert MYSQL_PASSWORD not in "".join(walk.said)
+
+
+@pytest.mark.kernel
+def test_vertex(
+    project: Path,
+    team_servers: dict[str, str],
+    gce: FakeGce,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Vertex AI is tests/fake_vertex.py, whose token endpoint gives the test's service account
+    (the ``gce`` fixture's key) its tokens; the jobs run as the README's --service-account."""
+    key_file = Path(os.environ["GOOGLE_APPLICATION_CREDENTIALS"])
+    vertex = FakeVertex("my-project", "europe-west4", tmp_path / "vertex-jobs", key_file)
+    vertex.secret_readers.add("trainer@my-project.iam.gserviceaccount.com")
+
+    def gcloud_secrets_create(command: Command) -> None:
+        """Stands in for `gcloud secrets create NAME --data-file=- <<< JSON`, on the fake."""
+        data = command.words[command.words.index("<<<") + 1]
+        vertex.secrets[f"projects/my-project/secrets/{command.words[3]}"] = as_typed(data)
+
+    with contextlib.contextmanager(serve)(vertex):
+        submitter = tmp_path / "submitter.json"
+        submitter.write_text(
+            json.dumps({**json.loads(key_file.read_text()), "token_uri": f"{vertex.url}/token"})
+        )
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(submitter))
+        endpoints = tuple(
+            f"--{api}-endpoint={vertex.url}" for api in ("api", "logging", "secret-manager")
+        )
+        walk = operated_walk(
+            project,
+            team_servers,
+            {"--region=europe-west4": ("--region=europe-west4", *endpoints, QUICKLY)},
+            {"gcloud": gcloud_secrets_create},
+            monkeypatch,
+        )
+        try:
+            walk.run_all(flavor_commands("vertex"))
+        finally:
+            for job in vertex.jobs.values():
+                if job.sandbox is not None:
+                    job.sandbox.stop()
+    walk.assert_no_stale_substitution()
+    train = trained_by_job(walk)
+    [job] = [json.loads(r.body) for r in vertex.requests if "/customJobs?" in r.path]
+    [pool] = job["jobSpec"]["workerPoolSpecs"]
+    assert pool["machineSpec"]["acceleratorCount"] == 1, "--gpu 1"
+    assert job["jobSpec"]["scheduling"]["strategy"] in ("SPOT", 4), "Scheduling.Strategy.SPOT"
+    assert list(vertex.jobs) == [train["job_id"].rsplit("/", 1)[-1]]
+    assert MYSQL_PASSWORD not in requests_text(vertex.requests) + "".join(walk.said)
+
+
+@pytest.mark.kernel
+def test_azureml(
+    project: Path,
+    team_servers: dict[str, str],
+    azure: FakeAzure,  # noqa: F811 - the fixture imported above
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Azure ML, Entra ID and Key Vault are tests/fake_azureml.py; the README registers no
+    service principal, so the Azure chain finds one in the environment, as on a laptop."""
+    for variable, value in (
+        ("AZURE_TENANT_ID", TENANT),
+        ("AZURE_CLIENT_ID", RUNNER),
+        ("AZURE_CLIENT_SECRET", azure.principals[RUNNER]),
+    ):
+        monkeypatch.setenv(variable, value)
+
+    def az_keyvault_secret_set(command: Command) -> None:
+        """Stands in for `az keyvault secret set --vault-name V --name N --value JSON`."""
+        words = command.words
+        azure.secrets[words[words.index("--name") + 1]] = as_typed(
+            words[words.index("--value") + 1]
+        )
+
+    walk = operated_walk(
+        project,
+        team_servers,
+        {
+            "--key-vault-url=https://team-vault.vault.azure.net": (
+                f"--key-vault-url={azure.url}",
+                f"--resource-manager-url={azure.url}",
+                f"--authority-host={azure.url}",
+                QUICKLY,
+            )
+        },
+        {"az": az_keyvault_secret_set},
+        monkeypatch,
+    )
+    walk.run_all(flavor_commands("azureml"))
+    walk.assert_no_stale_substitution()
+    train = trained_by_job(walk)
+    [job] = [body["properties"] for body in azure.sent_jobs()]
+    assert job["resources"]["instanceType"].startswith("Standard_NC"), "--gpu 1: a GPU size"
+    assert train["job_id"] in train["job_url"]
+    assert MYSQL_PASSWORD not in requests_text(azure.requests) + "".join(walk.said)
