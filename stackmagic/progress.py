@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import sys
 import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from .terminal import shows_colour
@@ -37,6 +38,22 @@ class TextSink(Protocol):
     def flush(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class StepJob:
+    """A step's try started as a step operator's job: where to see it."""
+
+    step: str
+    flavor: str
+    job_id: str
+    url: str
+    attempt: int
+
+    def line(self) -> str:
+        return (
+            f"{self.step}: {self.flavor} job {self.job_id} started (try {self.attempt}): {self.url}"
+        )
+
+
 class Progress:
     """Shows no progress, for scripts that only want the result; warnings go to :mod:`warnings`."""
 
@@ -45,6 +62,10 @@ class Progress:
 
     def note(self, message: str) -> None:
         """Something the user may want to follow up on: where a submitted run can be watched."""
+
+    def step_job(self, job: StepJob) -> None:
+        """A step's try runs as a step operator's job; said as a note where nothing shows more."""
+        self.note(job.line())
 
     def run_started(self, run_id: str, pipeline: str, steps: list[str]) -> None:
         pass
@@ -97,6 +118,7 @@ class NotebookWidget(Shown):
     def __init__(self) -> None:
         self._status: dict[str, str] = {}
         self._notes: dict[str, str] = {}
+        self._jobs: dict[str, StepJob] = {}
 
     def run_started(self, run_id: str, pipeline: str, steps: list[str]) -> None:
         import ipywidgets
@@ -126,13 +148,26 @@ class NotebookWidget(Shown):
         if self._bar.bar_style != "danger":
             self._bar.bar_style = "success"
 
+    def step_job(self, job: StepJob) -> None:
+        self._jobs[job.step] = job
+        self._render()
+
     def _render(self) -> None:
         rows = "".join(
             f"<tr><td>{ICONS[status]}</td><td>{html.escape(step)}</td>"
-            f"<td>{html.escape(self._notes.get(step, status))}</td></tr>"
+            f"<td>{html.escape(self._notes.get(step, status))}{self._job_link(step)}</td></tr>"
             for step, status in self._status.items()
         )
         self._table.value = f"<b>{html.escape(self._title)}</b><table>{rows}</table>"
+
+    def _job_link(self, step: str) -> str:
+        job = self._jobs.get(step)
+        if job is None:
+            return ""
+        return (
+            f' — {html.escape(job.flavor)} job <a href="{html.escape(job.url)}" '
+            f'target="_blank" rel="noopener">{html.escape(job.job_id)}</a>'
+        )
 
 
 def running_note(reason: str | None) -> str:

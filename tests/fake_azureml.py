@@ -36,12 +36,9 @@ import json
 import re
 import secrets
 import shlex
-import ssl
-import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -492,46 +489,3 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
 def _entra_error(status: int, error: str, description: str) -> Answer:
     """Microsoft Entra ID's error body, which MSAL reads."""
     return status, {"error": error, "error_description": description}, {}
-
-
-def serve_tls(fake: FakeAzure, cert: Path, key: Path) -> Iterator[FakeAzure]:
-    """Serve ``fake`` over TLS on 127.0.0.1 for the duration of a ``with``/fixture."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _answer(self) -> None:
-            parts = urlsplit(self.path)
-            body = self.rfile.read(int(self.headers.get("content-length") or 0))
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            fake.requests.append(Request(self.command, self.path, headers, body))
-            status, payload, extra = fake.handle(
-                self.command, parts.path, parse_qs(parts.query), headers, body
-            )
-            text = payload if isinstance(payload, str) else json.dumps(payload) if payload else ""
-            data = text.encode()
-            self.send_response(status)
-            kind = "text/plain" if isinstance(payload, str) else "application/json"
-            for name, value in {"content-type": kind, **extra}.items():
-                self.send_header(name, value)
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _answer
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    fake.url = f"https://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield fake
-    finally:
-        server.shutdown()
-        server.server_close()

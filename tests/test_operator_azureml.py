@@ -30,10 +30,9 @@ from fake_azureml import (
     WORKSPACE_PATH,
     FakeAzure,
     job_refusal,
-    serve_tls,
     tls_certificate,
 )
-from fake_http import requests_text
+from fake_http import requests_text, serve
 from operator_pipeline import (
     EXPECTED_WEIGHTS,
     STORE_SECRETS,
@@ -76,7 +75,7 @@ def azure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAzure
     fake = FakeAzure(sandboxes=tmp_path / "azureml-jobs", certificate=cert)
     fake.principals = {RUNNER: CLIENT_SECRET, JOB_IDENTITY: "job-identity-secret"}
     fake.secrets[SECRET] = json.dumps(STORE_SECRETS)
-    with contextlib.contextmanager(serve_tls)(fake, cert, key):
+    with contextlib.contextmanager(serve)(fake, (cert, key)):
         try:
             yield fake
         finally:

@@ -3,9 +3,11 @@ is refused in one line before a run is recorded (each backend's jobs: test_opera
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Result
@@ -30,6 +32,7 @@ from test_vm import AWS, aws, vm_stack  # noqa: F401 - an aws-vm stack on moto's
 from vm_sandbox import run_startup_script
 
 from notebooks import write_notebook
+from stackmagic.progress import StepJob, choose
 from stackmagic.stores.artifacts import ArtifactStore
 
 #: a Kubernetes step operator: its requests are made without asking the cluster anything
@@ -112,6 +115,18 @@ def test_a_dry_run_shows_each_operator_steps_job_request_and_no_secret(
     assert runs_of(terminal) == []
 
 
+def on_the_cluster(cluster: FakeKubernetes, folder: Path) -> list[str]:
+    """A Kubernetes step operator's options for the fake cluster, looked at every 0.2 s."""
+    return [
+        "--type=kubernetes",
+        f"--kubeconfig={kubeconfig_of(cluster, folder)}",
+        f"--namespace={NAMESPACE}",
+        f"--image={IMAGE}",
+        f"--store-secret={STORE_SECRET}",
+        "--poll-seconds=0.2",
+    ]
+
+
 def test_under_kubeflow_the_task_hands_its_step_to_the_operator_and_waits_for_the_job(
     cluster: FakeKubernetes,
     project: Path,
@@ -123,17 +138,7 @@ def test_under_kubeflow_the_task_hands_its_step_to_the_operator_and_waits_for_th
     """kfp.local runs the compiled pipeline's tasks here; the train task submits a Job to the
     FAKE Kubernetes API server (tests/fake_kubernetes.py), whose pod really runs the step."""
     store = register_operator_stack(
-        terminal,
-        team_database,
-        request,
-        [
-            "--type=kubernetes",
-            f"--kubeconfig={kubeconfig_of(cluster, tmp_path)}",
-            f"--namespace={NAMESPACE}",
-            f"--image={IMAGE}",
-            f"--store-secret={STORE_SECRET}",
-            "--poll-seconds=0.2",
-        ],
+        terminal, team_database, request, on_the_cluster(cluster, tmp_path)
     )
     for words in (
         ["orchestrator", "register", "kfl", "--type=kubeflow", "--mode=local"],
@@ -166,17 +171,7 @@ def test_on_a_cloud_vm_the_runtime_hands_its_step_to_the_operator(
     tests/test_vm.py; its train step goes to the FAKE Kubernetes API server's cluster."""
     store = vm_stack()
     for words in (
-        [
-            "step-operator",
-            "register",
-            "gpu",
-            "--type=kubernetes",
-            f"--kubeconfig={kubeconfig_of(cluster, tmp_path)}",
-            f"--namespace={NAMESPACE}",
-            f"--image={IMAGE}",
-            f"--store-secret={STORE_SECRET}",
-            "--poll-seconds=0.2",
-        ],
+        ["step-operator", "register", "gpu", *on_the_cluster(cluster, tmp_path)],
         ["stack", "update", "team", "-s", "gpu"],
     ):
         assert terminal(*words).code == 0
@@ -195,3 +190,26 @@ def test_on_a_cloud_vm_the_runtime_hands_its_step_to_the_operator(
     [pod] = cluster.pods.values()
     assert pod.job in step_of(run, "train")["job_id"]
     assert "train | training on 1000 rows" in terminal("pipeline", "logs", "latest").out
+
+
+def test_the_notebook_widget_links_the_job_of_an_operator_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In a notebook the run's widget shows, beside the step, the job that runs it, linked."""
+    import IPython.display
+
+    shown: list[Any] = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    widget = choose("widget")
+    widget.run_started("20261130-070000-abcdef", "operated", ["prepare", "train"])
+    widget.step_started("train", "first run")
+    page = "https://console.example.com/jobs/sm-train?region=us-east-1&x=<1>"
+    widget.step_job(StepJob("train", "sagemaker", "sm-train-try1", page, 1))
+    [box] = shown
+    table = box.children[1].value
+    train = next(row for row in table.split("<tr>") if "<td>train</td>" in row)
+    assert "running — first run — sagemaker job" in train
+    assert (
+        f'<a href="{html.escape(page)}" target="_blank" rel="noopener">sm-train-try1</a>' in train
+    )
+    assert "sm-train" not in next(row for row in table.split("<tr>") if "<td>prepare</td>" in row)

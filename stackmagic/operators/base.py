@@ -11,13 +11,12 @@ own identity.
 from __future__ import annotations
 
 import abc
-import base64
-import json
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
+from ..command_word import CommandWord
 from ..errors import StackmagicError
 
 if TYPE_CHECKING:
@@ -92,8 +91,10 @@ def memory_gib(text: str) -> float:
 
 
 @dataclass
-class OperatorJob:
+class OperatorJob(CommandWord):
     """What a job needs to run its step of a recorded run; no secret. Its command carries it."""
+
+    called: ClassVar[str] = "job description"
 
     run_id: str
     step: str
@@ -108,19 +109,6 @@ class OperatorJob:
     #: where the stores' secrets wait: ``{"name": ..., **where}``, or empty when the backend
     #: sets them in the job's environment itself (a Kubernetes secret)
     secret: dict[str, Any] = field(default_factory=dict)
-
-    def encode(self) -> str:
-        return base64.b64encode(json.dumps(asdict(self), sort_keys=True).encode()).decode()
-
-    @classmethod
-    def decode(cls, text: str) -> OperatorJob:
-        try:
-            return cls(**json.loads(base64.b64decode(text, validate=True)))
-        except (ValueError, TypeError) as error:
-            raise StackmagicError(
-                f"the job description is damaged ({error}): start the run again with "
-                "`stackmagic pipeline run`, which writes a new one"
-            ) from None
 
     def command(self) -> list[str]:
         """What the job's container runs."""

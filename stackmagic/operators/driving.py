@@ -21,6 +21,7 @@ from ..component_type import ComponentType
 from ..errors import StackmagicError
 from ..flavors import StepOperatorConfig, as_kind
 from ..output import Fields
+from ..progress import StepJob
 from ..stores.models import StepStatus
 from .base import ENDED, JobState, OperatorJob, Resources, StepOperator
 
@@ -227,9 +228,8 @@ class StepOperatorDriver:
         id and page. A job that cannot be followed any more is stopped, as far as it can be."""
         job_id, url = self.backend.submit(job, self.backend.request(job, resources))
         context.metadata.step_job(context.run_id, step, job_id=job_id, url=url)
-        _note(
-            context, f"{step}: {self.config.flavor} job {job_id} started (try {job.attempt}): {url}"
-        )
+        if context.on_progress is not None:
+            context.on_progress("job", StepJob(step, self.config.flavor, job_id, url, job.attempt))
         try:
             return self._follow(context, step, job_id, stopped), job_id, url
         except StackmagicError as failure:
@@ -286,8 +286,8 @@ def _waited_for(stopped: Callable[[], bool], seconds: float, context: RunContext
 
 
 def _note(context: RunContext, line: str) -> None:
-    if context.on_note is not None:
-        context.on_note(line)
+    if context.on_progress is not None:
+        context.on_progress("note", line)
 
 
 def prepared_operator(bundle: Bundle, stack: OpenStack, run_id: str) -> StepOperatorDriver | None:

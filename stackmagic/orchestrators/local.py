@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from ..errors import StackmagicError
+from ..progress import StepJob
 from ..runtime import (
     INTERRUPTED,
     Mode,
@@ -80,7 +81,7 @@ class LocalRunner:
             else KernelPool(kernel, context.workdir, env)
         )
         schedule = _Schedule(context, progress, pool, self.workers)
-        context.on_note = lambda line: schedule.events.put(("note", line))
+        context.on_progress = lambda kind, news: schedule.events.put((kind, news))
         try:
             with (
                 _quiet_once_stopped(pool),
@@ -133,11 +134,12 @@ class _Schedule:
         self.running: set[str] = set()
         self.executing: set[str] = set()  # running steps past the cache: they hold a kernel
         self.finished: dict[str, StepOutcome] = {}
-        #: ("started", (step, why it runs)), ("finished", outcome) or ("note", line to show),
-        #: from the worker threads and the kernel pool; ("cancel", None) from the cancel watch
-        self.events: queue.Queue[tuple[str, tuple[str, str] | StepOutcome | str | None]] = (
-            queue.Queue()
-        )
+        #: ("started", (step, why it runs)), ("finished", outcome), ("note", line to show) or
+        #: ("job", StepJob), from the worker threads and the kernel pool; ("cancel", None) from
+        #: the cancel watch
+        self.events: queue.Queue[
+            tuple[str, tuple[str, str] | StepOutcome | StepJob | str | None]
+        ] = queue.Queue()
 
     def cancel(self) -> None:
         """From another thread: stop the run (the scheduling thread raises :class:`RunCancelled`)."""
@@ -166,6 +168,8 @@ class _Schedule:
                 self._finish(payload)
             elif isinstance(payload, str):
                 self.progress.note(payload)
+            elif isinstance(payload, StepJob):
+                self.progress.step_job(payload)
             elif payload is not None:
                 name, reason = payload
                 self.executing.add(name)

@@ -83,8 +83,9 @@ class RunContext:
     wait: bool = False
     #: the stack's step operator, for steps that name it; None inside its jobs
     step_operator: StepOperatorDriver | None = None
-    #: where a line for the run's progress goes, from any thread (a step operator's log)
-    on_note: Callable[[str], None] | None = None
+    #: where news for the run's progress goes, from any thread: ("note", a line of a step
+    #: operator's log) or ("job", StepJob) when a step's try starts as a job
+    on_progress: Callable[[str, Any], None] | None = None
     #: what steps print goes to this process's output as it comes: a job's log shows it
     echo_output: bool = False
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import functools
 import json
 import os
 import sys
@@ -24,6 +23,7 @@ from ..errors import RunFailed
 from ..exiting import leave_memory_to_exit
 from ..json_values import is_finite
 from ..operators.driving import StepOperatorDriver
+from ..progress import StepJob
 from ..scratch import ScratchFolder
 from ..stores.models import StepStatus
 from ..stores.portable import open_stores, referenced_variables
@@ -70,7 +70,7 @@ def run_task(
                 run_id, bundle, bundle_uri, artifact_store, metadata, stores, parameters, options
             )
             context.step_operator = step_operator
-            context.on_note = functools.partial(print, flush=True)  # the task's log
+            context.on_progress = _to_log  # the task's log
             try:
                 notebook_uri = _run(context, step)
             except BaseException as failure:  # recorded, so the run does not look busy forever
@@ -175,6 +175,11 @@ def run_on_own_kernel(
     finally:
         pool.close()
         remove_leftovers(context, step)
+
+
+def _to_log(kind: str, news: Any) -> None:
+    """A step operator's news, as lines of the task's log."""
+    print(news.line() if isinstance(news, StepJob) else news, flush=True)
 
 
 def _failed(context: RunContext, step: str, failure: BaseException) -> None:

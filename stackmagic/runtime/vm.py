@@ -11,7 +11,6 @@ or failure, unless the orchestrator keeps it alive.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
 import io
@@ -19,11 +18,12 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO
 
 from ..background import repeating
+from ..command_word import CommandWord
 from ..errors import StackmagicError
 from ..operators.driving import StepOperatorDriver
 from ..progress import LogLines, TextSink
@@ -39,8 +39,10 @@ LOG_EVERY_SECONDS = 5.0
 
 
 @dataclass
-class Launch:
+class Launch(CommandWord):
     """What a VM needs to carry on a recorded run; no secret."""
+
+    called: ClassVar[str] = "launch description"
 
     run_id: str
     #: 1 for the first VM of the run, 2 for the one started after it was preempted, ...
@@ -52,19 +54,6 @@ class Launch:
     #: a secret of the cloud's secret manager with the stores' secret options, or ""
     store_secret: str
     keep_alive: bool
-
-    def encode(self) -> str:
-        return base64.b64encode(json.dumps(asdict(self), sort_keys=True).encode()).decode()
-
-    @classmethod
-    def decode(cls, text: str) -> Launch:
-        try:
-            return cls(**json.loads(base64.b64decode(text, validate=True)))
-        except (ValueError, TypeError) as error:
-            raise StackmagicError(
-                f"the launch description is damaged ({error}): start the run again with "
-                "`stackmagic pipeline run`, which writes a new one"
-            ) from None
 
 
 def run_on_vm(launch: Launch) -> str | None:
