@@ -274,15 +274,14 @@ class StepOperatorDriver:
 
 
 def _waited_for(stopped: Callable[[], bool], seconds: float, context: RunContext) -> bool:
-    """Wait ``seconds``; True as soon as the run is stopped here or asked to cancel."""
+    """Wait ``seconds``; True as soon as the run is stopped here, or if it was asked to cancel
+    (asked once a wait: where no orchestrator watches for it, a Kubeflow task say)."""
     deadline = time.monotonic() + seconds
-    while True:
-        if stopped() or context.metadata.cancel_requested(context.run_id):
+    while (left := deadline - time.monotonic()) > 0:
+        if stopped():
             return True
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
         time.sleep(min(left, 0.5))
+    return stopped() or context.metadata.cancel_requested(context.run_id)
 
 
 def _note(context: RunContext, line: str) -> None:

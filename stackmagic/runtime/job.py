@@ -18,7 +18,7 @@ from ..operators import backend_class
 from ..operators.base import OperatorJob
 from ..scratch import ScratchFolder
 from ..stores.models import StepStatus
-from ..stores.portable import open_stores
+from ..stores.portable import open_stores, wanted_secrets
 from . import StepOutcome, recorded_context
 from .task import forget_secrets, run_on_own_kernel
 
@@ -26,7 +26,6 @@ from .task import forget_secrets, run_on_own_kernel
 def run_job(job: OperatorJob) -> StepOutcome:
     """Run the job's try of its step; a step that ended already is left as it is."""
     from ..pipelines import fetch_bundle
-    from .vm import wanted_secrets
 
     if job.secret:
         text = backend_class(job.flavor).read_secret(job.secret)

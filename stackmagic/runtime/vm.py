@@ -14,23 +14,20 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import json
 import os
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
 from ..background import repeating
 from ..command_word import CommandWord
-from ..errors import StackmagicError
 from ..operators.driving import StepOperatorDriver
 from ..progress import LogLines, TextSink
 from ..scratch import ScratchFolder
 from ..stores.artifacts import ArtifactStore
 from ..stores.metadata import MetadataStore
-from ..stores.portable import open_stores, referenced_variables
+from ..stores.portable import open_stores, wanted_secrets
 from . import recorded_context
 from .task import forget_secrets
 
@@ -129,27 +126,6 @@ def _run(
         metadata.run_finished(launch.run_id, error=error)
         metadata.close()
     return error
-
-
-def wanted_secrets(name: str, text: str, stores: Mapping[str, Any]) -> dict[str, str]:
-    """The secret's values the stores' description reads; a missing one is named."""
-    try:
-        secret = json.loads(text)
-    except ValueError:
-        secret = None
-    if not isinstance(secret, dict):
-        raise StackmagicError(
-            f"the secret {name!r} must be a JSON object of STACKMAGIC_... "
-            "variables and their values"
-        )
-    wanted = referenced_variables(stores)
-    missing = sorted(wanted - set(secret))
-    if missing:
-        raise StackmagicError(
-            f"the secret {name!r} has no {', '.join(missing)}: add "
-            f"{'it' if len(missing) == 1 else 'them'} to the secret"
-        )
-    return {name: str(secret[name]) for name in wanted}
 
 
 class _Tee(io.TextIOBase):

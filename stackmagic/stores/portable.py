@@ -9,6 +9,7 @@ description itself holds no secret, so it may go into a compiled pipeline.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -127,3 +128,24 @@ def _from_environment(config: FlavorConfig, secrets: SecretStore) -> SecretResol
         )
 
     return resolve
+
+
+def wanted_secrets(name: str, text: str, stores: Mapping[str, Any]) -> dict[str, str]:
+    """The secret's values the stores' description reads; a missing one is named."""
+    try:
+        secret = json.loads(text)
+    except ValueError:
+        secret = None
+    if not isinstance(secret, dict):
+        raise StackmagicError(
+            f"the secret {name!r} must be a JSON object of STACKMAGIC_... "
+            "variables and their values"
+        )
+    wanted = referenced_variables(stores)
+    missing = sorted(wanted - set(secret))
+    if missing:
+        raise StackmagicError(
+            f"the secret {name!r} has no {', '.join(missing)}: add "
+            f"{'it' if len(missing) == 1 else 'them'} to the secret"
+        )
+    return {name: str(secret[name]) for name in wanted}
