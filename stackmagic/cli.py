@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .argparsing import HelpShown
-from .errors import RunFailed, StackmagicError, UsageError, describe_os_error
+from .errors import RunFailed, StackmagicError, UsageError, describe_os_error, one_line
 from .exiting import leave_memory_to_exit
 from .output import Output
 from .parser import parse, run
@@ -37,6 +37,13 @@ def main(
 
 
 def _carry_out(words: list[str], dispatch: Dispatch, prog: str) -> int:
+    garbled = next((word for word in words if not _is_text(word)), None)
+    if garbled is not None:  # bytes the locale could not decode: no name, path or id has them
+        error_line(
+            f"{prog}: error: the argument {one_line(repr(garbled))} is not valid UTF-8 text; "
+            "retype it (or set a UTF-8 locale, LANG=C.UTF-8)"
+        )
+        return EXIT_USAGE
     header = _run_header(words) if shows_colour(sys.stderr) else None
     try:
         with _first_line_at_once(header):  # ended before anything else is printed
@@ -66,6 +73,15 @@ def _carry_out(words: list[str], dispatch: Dispatch, prog: str) -> int:
         return 130
     show(output, as_json)
     return 0
+
+
+def _is_text(word: str) -> bool:
+    """False for a word holding undecodable bytes (surrogate escapes), which no store takes."""
+    try:
+        word.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @contextlib.contextmanager

@@ -243,14 +243,17 @@ def _exported(
 
 
 def run_logs(store: ArtifactStore, record: RunRecord) -> dict[str, str]:
-    """The logs a run left in the artifact store: each VM try's, or kfp.local's."""
+    """The logs a run left in the artifact store: each VM try's or orchestrator pod's, or
+    kfp.local's."""
     from .orchestrators.vm import vm_log_uri
+    from .runtime.cluster import pod_log_uri
 
     logs = {}
-    attempt = 1
-    while store.exists(uri := vm_log_uri(store, record.pipeline, record.id, attempt)):
-        logs[uri] = store.read_bytes(uri).decode(errors="replace")
-        attempt += 1
+    for log_uri in (vm_log_uri, pod_log_uri):
+        attempt = 1
+        while store.exists(uri := log_uri(store, record.pipeline, record.id, attempt)):
+            logs[uri] = store.read_bytes(uri).decode(errors="replace")
+            attempt += 1
     kfp_local = store.uri(record.pipeline, record.id, "kfp-local.log")
     if store.exists(kfp_local):
         logs[kfp_local] = store.read_bytes(kfp_local).decode(errors="replace")

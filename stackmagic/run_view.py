@@ -16,7 +16,8 @@ def runs_table(
     records: list[RunRecord], *, status: str | None = None, pipeline: str | None = None
 ) -> Table:
     """The runs, a line each; ``status`` and ``pipeline``: what they were chosen by, which
-    an empty listing names."""
+    an empty listing names. A column names the schedule that started a run, where one did."""
+    scheduled = any(r.schedule for r in records)
     return Table(
         title="Runs",
         columns=[
@@ -28,6 +29,7 @@ def runs_table(
             "parameters",
             "metrics",
             "stack",
+            *(["schedule"] if scheduled else []),
         ],
         rows=[
             [
@@ -39,6 +41,7 @@ def runs_table(
                 " ".join(f"{k}={short_value(v)}" for k, v in changed_parameters(r).items()) or "-",
                 _first_metrics(run_metrics(r)),
                 r.stack_name,
+                *([r.schedule or "-"] if scheduled else []),
             ]
             for r in records
         ],
@@ -102,6 +105,7 @@ def run_fields(record: RunRecord, *, error_below: bool = False) -> Fields:
         ("started", _when(record.started_at)),
         ("took", _took(record.seconds)),
         ("stack", record.stack_name),
+        *([("schedule", f"started by schedule {record.schedule}")] if record.schedule else []),
         (
             "parameters",
             ", ".join(
@@ -170,6 +174,7 @@ def run_data(record: RunRecord, *, detail: bool = True) -> dict[str, Any]:
         "started_at": record.started_at.isoformat(),
         "ended_at": record.ended_at.isoformat() if record.ended_at else None,
         "stack": record.stack_name,
+        "schedule": record.schedule,
         "parameters": record.parameters,
         "overridden": record.overridden,
         "changed_parameters": changed_parameters(record),

@@ -2,8 +2,8 @@
 
 It implements the few KFP v2beta1 REST endpoints stackmagic's submission
 calls through the real ``kfp.Client`` (health, pipelines, uploads of versions,
-experiments, runs, terminating a run) and records every request, headers and body
-included, for the tests to inspect. Where a real cluster would start pods,
+experiments, runs, terminating a run, recurring runs: see fake_kfp_recurring) and
+records every request, headers and body included, for the tests to inspect. Where a real cluster would start pods,
 it runs the uploaded pipeline with ``kfp.local`` in a child process (the same
 entry stackmagic's local mode uses), with the environment a Kubernetes secret
 would give the pods; a run's state follows that process.
@@ -38,12 +38,13 @@ from typing import Any
 
 import yaml
 from fake_http import Request
+from fake_kfp_recurring import RecurringRuns
 
 API = "/apis/v2beta1"
 
 
 @dataclass
-class FakeKfp:
+class FakeKfp(RecurringRuns):
     """State of the fake server; ``url`` is its API root."""
 
     url: str = ""
@@ -89,6 +90,7 @@ class FakeKfp:
             ("POST", r"/runs", self._create_run),
             ("GET", r"/runs/(?P<run_id>[^/:]+)", self._get_run),
             ("POST", r"/runs/(?P<run_id>[^/:]+):terminate", self._terminate_run),
+            *self.recurring_routes(),
         ]
         for verb, pattern, route in routes:
             match = re.fullmatch(API + pattern, path)
@@ -230,11 +232,14 @@ class FakeKfp:
             "state": "RUNNING",
         }
         self.runs[run["run_id"]] = run
+        self._start(run, version)
+        return 200, run
+
+    def _start(self, run: dict[str, Any], version: dict[str, Any]) -> None:
         if self.execute:
             threading.Thread(
                 target=self._execute, args=(run, version["package"]), daemon=True
             ).start()
-        return 200, run
 
     def _execute(self, run: dict[str, Any], package: bytes) -> None:
         """What the cluster would do: run the pipeline's tasks (here with kfp.local)."""
@@ -336,6 +341,7 @@ FILTER_KEYS = {
     "pipelines": {"pipeline_id", "display_name", "description"},
     "pipeline_versions": {"pipeline_version_id", "pipeline_id", "display_name"},
     "experiments": {"experiment_id", "display_name", "namespace"},
+    "recurring_runs": {"recurring_run_id", "display_name", "experiment_id"},
 }
 GRPC_CODES = {400: 3, 404: 5, 409: 6}
 

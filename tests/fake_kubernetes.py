@@ -1,24 +1,29 @@
 """A FAKE Kubernetes API server, for tests: no cluster can run here.
 
 It serves the few endpoints the real ``kubernetes`` client calls for the
-kubernetes step operator (namespaces, Secrets, batch/v1 Jobs, pods and a
-pod's log), to a client holding its token, and records every request,
-headers and body, for the tests to inspect.
+kubernetes step operator and orchestrator (namespaces, Secrets, batch/v1 Jobs
+and CronJobs, pods and a pod's log), to a client holding its token, and
+records every request, headers and body, for the tests to inspect.
 
-It is as strict as an API server asked with ``fieldValidation=Strict``: a Job
-is checked field by field (names, labels, quantities, restart policy,
-tolerations, envFrom) and refused with the real status codes and ``Status``
-bodies; a label selector is honoured; a Job deleted without a propagation
-policy orphans its pods, as batch/v1 does. Parameters it does not implement
-are refused, not ignored.
+It is as strict as an API server asked with ``fieldValidation=Strict`` (see
+tests/fake_kubernetes_manifests.py): a Job or CronJob is checked field by
+field and refused with the real status codes and ``Status`` bodies; a label
+selector is honoured (listing pods, deleting a collection of Jobs); a Job
+deleted without a propagation policy orphans its pods, as batch/v1 does.
+Parameters it does not implement are refused, not ignored.
 
-Its job controller and kubelet are stand-ins: a Job gets a pod at once; the
-pod's container runs in tests/job_sandbox.py with the container's ``env``, the
-data of the Secrets its ``envFrom`` names (base64-decoded, as the kubelet
-does) and the node's AWS testing identity. A pod whose image has ``missing``
-in its name cannot be pulled; one whose Secret is missing waits with
-CreateContainerConfigError (and starts once the Secret exists). A test evicts
-a pod as a node short of memory does. OnFailure pods are not restarted.
+Its job controller and kubelet are stand-ins (tests/fake_kubernetes_kubelet.py):
+a Job gets a pod at once, and another after a failed one while its
+``backoffLimit`` and ``podFailurePolicy`` allow; the pod's container runs in
+tests/job_sandbox.py with the container's ``env`` (the downward API's fields
+of the pod too), the data of the Secrets its ``envFrom`` names
+(base64-decoded, as the kubelet does), the node's AWS testing identity, and
+``KUBECONFIG`` naming this server with a token: what a pod's service account
+gives it. A pod whose image has ``missing`` in its name cannot be pulled; one
+whose Secret is missing waits with CreateContainerConfigError (and starts
+once the Secret exists). A test evicts a pod as a node short of memory does,
+and fires a CronJob as its controller does (tests/fake_kubernetes_cronjobs.py).
+OnFailure pods are not restarted.
 """
 
 from __future__ import annotations
@@ -38,52 +43,32 @@ from pathlib import Path
 from typing import Any
 
 from fake_http import Request
+from fake_kubernetes_cronjobs import CronJobs
+from fake_kubernetes_kubelet import (
+    Pod,
+    conditions,
+    container_status,
+    evicted,
+    fail_job,
+    field_value,
+    in_cluster_config,
+)
+from fake_kubernetes_manifests import (
+    NAME,
+    Answer,
+    invalid_job,
+    now,
+    selector,
+    status,
+)
 from job_sandbox import SandboxJob
 
 TOKEN = "fake-kubernetes-token"
 _IN = r"/namespaces/(?P<namespace>[^/]+)"
-_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-Answer = tuple[int, Any]
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def status(code: int, reason: str, message: str) -> Answer:
-    """An answer as the API server gives it when it does not give the object: a ``Status``."""
-    return code, {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Success" if code < 300 else "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
 
 
 @dataclass
-class Pod:
-    """A pod and its container, as the stand-in kubelet runs it."""
-
-    manifest: dict[str, Any]
-    sandbox: SandboxJob | None = None
-    #: its log lines, each with the time it was first read
-    stamped: list[str] = field(default_factory=list)
-    pulls: int = 0
-
-    @property
-    def name(self) -> str:
-        return str(self.manifest["metadata"]["name"])
-
-    @property
-    def job(self) -> str:
-        return str(self.manifest["metadata"]["labels"]["job-name"])
-
-
-@dataclass
-class FakeKubernetes:
+class FakeKubernetes(CronJobs):
     #: where the pods' containers run, a folder each
     folder: Path
     url: str = ""
@@ -92,11 +77,13 @@ class FakeKubernetes:
     secrets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     jobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     pods: dict[tuple[str, str], Pod] = field(default_factory=dict)
+    cronjobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     #: when each Job's activeDeadlineSeconds runs out (time.monotonic)
     deadlines: dict[tuple[str, str], float] = field(default_factory=dict)
     #: "NAMESPACE/NAME" of the Jobs deleted, in the order they went
     deleted: list[str] = field(default_factory=list)
-    #: pods evicted as soon as their container starts (a node short of memory), this many
+    #: step pods (labelled stackmagic-step) evicted as soon as their container starts (a node
+    #: short of memory), this many
     evict_on_start: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -105,7 +92,7 @@ class FakeKubernetes:
         with self.lock:
             [pod] = [p for (ns, _), p in self.pods.items() if ns == namespace and p.job == job]
             assert pod.sandbox is not None, "the pod's container has not started"
-            _evicted(pod)
+            evicted(pod)
 
     def running_containers(self) -> list[str]:
         with self.lock:
@@ -130,6 +117,8 @@ class FakeKubernetes:
             ("POST", rf"/apis/batch/v1{_IN}/jobs", self._create_job),
             ("GET", rf"/apis/batch/v1{_IN}/jobs/(?P<name>[^/]+)", self._get_job),
             ("DELETE", rf"/apis/batch/v1{_IN}/jobs/(?P<name>[^/]+)", self._delete_job),
+            ("DELETE", rf"/apis/batch/v1{_IN}/jobs", self._delete_jobs),
+            *self.cronjob_routes(_IN),
             ("GET", rf"/api/v1{_IN}/pods", self._list_pods),
             ("GET", rf"/api/v1{_IN}/pods/(?P<name>[^/]+)/log", self._log),
         ]
@@ -249,10 +238,13 @@ class FakeKubernetes:
                     if pod.pulls % 2
                     else ("ImagePullBackOff", f'Back-off pulling image "{image}"')
                 )
-                pod_status["containerStatuses"] = [_container_status(pod, waiting=waiting)]
+                pod_status["containerStatuses"] = [container_status(pod, waiting=waiting)]
                 return
             environment = {
-                variable["name"]: variable["value"] for variable in container.get("env", [])
+                "KUBECONFIG": str(
+                    in_cluster_config(self.folder, self.url, TOKEN)
+                ),  # its service account, in effect
+                **{v["name"]: field_value(v, pod.manifest) for v in container.get("env", [])},
             }
             for source in container.get("envFrom", []):
                 secret = self.secrets.get((namespace, source["secretRef"]["name"]))
@@ -261,26 +253,26 @@ class FakeKubernetes:
                         "CreateContainerConfigError",
                         f'secret "{source["secretRef"]["name"]}" not found',
                     )
-                    pod_status["containerStatuses"] = [_container_status(pod, waiting=waiting)]
+                    pod_status["containerStatuses"] = [container_status(pod, waiting=waiting)]
                     return
                 environment.update(
                     {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
                 )
             command = [*container["command"], *container.get("args", [])]
             pod.sandbox = SandboxJob(command, self.folder / pod.name, environment)
-            if self.evict_on_start:
+            if self.evict_on_start and "stackmagic-step" in pod.manifest["metadata"]["labels"]:
                 self.evict_on_start -= 1
-                _evicted(pod)
+                evicted(pod)
         if pod.sandbox is None or pod_status.get("reason") == "Evicted":
             return
         code = pod.sandbox.exit_code
         if code is None:
-            pod_status.update(phase="Running", containerStatuses=[_container_status(pod)])
+            pod_status.update(phase="Running", containerStatuses=[container_status(pod)])
         else:
             ended = (code, "Completed" if code == 0 else "Error")
             pod_status.update(
                 phase="Succeeded" if code == 0 else "Failed",
-                containerStatuses=[_container_status(pod, terminated=ended)],
+                containerStatuses=[container_status(pod, terminated=ended)],
             )
 
     def _synced(self, job: dict[str, Any]) -> dict[str, Any]:
@@ -303,13 +295,15 @@ class FakeKubernetes:
             said = "Reached expected number of succeeded pods"
             counts.update(
                 completionTime=now(),
-                conditions=_conditions(
-                    "CompletionsReached", said, "SuccessCriteriaMet", "Complete"
-                ),
+                conditions=conditions("CompletionsReached", said, "SuccessCriteriaMet", "Complete"),
+            )
+        elif failing := fail_job(job, pods):
+            counts["conditions"] = conditions(
+                "PodFailurePolicy", failing, "FailureTarget", "Failed"
             )
         elif counts["failed"] > job["spec"]["backoffLimit"]:
             said = "Job has reached the specified backoff limit"
-            counts["conditions"] = _conditions(
+            counts["conditions"] = conditions(
                 "BackoffLimitExceeded", said, "FailureTarget", "Failed"
             )
         elif time.monotonic() > self.deadlines[namespace, name]:  # its pods are killed
@@ -320,7 +314,7 @@ class FakeKubernetes:
                     del self.pods[namespace, pod.name]
             said = "Job was active longer than specified deadline"
             counts.update(active=0, failed=counts["failed"] + counts["active"])
-            counts["conditions"] = _conditions("DeadlineExceeded", said, "FailureTarget", "Failed")
+            counts["conditions"] = conditions("DeadlineExceeded", said, "FailureTarget", "Failed")
         elif counts["failed"] and not counts["active"]:
             self._start_pod(job)
         return job
@@ -333,13 +327,37 @@ class FakeKubernetes:
     def _delete_job(
         self, query: Mapping[str, list[str]], body: bytes, namespace: str, name: str
     ) -> Answer:
-        policy = (query.get("propagationPolicy") or [""])[0] or (
-            json.loads(body or b"{}").get("propagationPolicy") or "Orphan"  # batch/v1's default
-        )
+        policy = _policy(query, body)
         if policy not in ("Orphan", "Background", "Foreground"):
             return status(400, "BadRequest", f'propagationPolicy "{policy}" is not supported')
-        if self.jobs.pop((namespace, name), None) is None:
+        if (namespace, name) not in self.jobs:
             return status(404, "NotFound", f'jobs.batch "{name}" not found')
+        self._deleted(namespace, name, policy)
+        return status(200, "", f'jobs.batch "{name}" deleted')
+
+    def _delete_jobs(self, query: Mapping[str, list[str]], body: bytes, namespace: str) -> Answer:
+        """deletecollection: the Jobs the label selector picks (all, without one)."""
+        if refused := _unimplemented(query, "labelSelector", "propagationPolicy"):
+            return refused
+        policy = _policy(query, body)
+        if policy not in ("Orphan", "Background", "Foreground"):
+            return status(400, "BadRequest", f'propagationPolicy "{policy}" is not supported')
+        try:
+            wanted = selector((query.get("labelSelector") or [""])[0])
+        except ValueError as error:
+            return status(400, "BadRequest", f"unable to parse requirement: {error}")
+        items = [
+            job
+            for (ns, _), job in list(self.jobs.items())
+            if ns == namespace and all(test(job["metadata"].get("labels", {})) for test in wanted)
+        ]
+        for job in items:
+            self._deleted(namespace, job["metadata"]["name"], policy)
+        return 200, {"kind": "JobList", "apiVersion": "batch/v1", "metadata": {}, "items": items}
+
+    def _deleted(self, namespace: str, name: str, policy: str) -> None:
+        """The Job gone; its pods with it, unless orphaned."""
+        del self.jobs[namespace, name]
         self.deleted.append(f"{namespace}/{name}")
         for key, pod in list(self.pods.items()):
             if key[0] == namespace and pod.job == name:
@@ -349,13 +367,12 @@ class FakeKubernetes:
                     if pod.sandbox is not None:
                         pod.sandbox.stop()
                     del self.pods[key]
-        return status(200, "", f'jobs.batch "{name}" deleted')
 
     def _list_pods(self, query: Mapping[str, list[str]], body: bytes, namespace: str) -> Answer:
         if refused := _unimplemented(query, "labelSelector"):
             return refused
         try:
-            wanted = _selector((query.get("labelSelector") or [""])[0])
+            wanted = selector((query.get("labelSelector") or [""])[0])
         except ValueError as error:
             return status(400, "BadRequest", f"unable to parse requirement: {error}")
         items = []
@@ -392,6 +409,12 @@ class FakeKubernetes:
         return 200, "".join(f"{line}\n" for line in lines)
 
 
+def _policy(query: Mapping[str, list[str]], body: bytes) -> str:
+    """The propagation policy asked for: batch/v1's default orphans the pods."""
+    given = (query.get("propagationPolicy") or [""])[0]
+    return given or json.loads(body or b"{}").get("propagationPolicy") or "Orphan"
+
+
 def _unimplemented(query: Mapping[str, list[str]], *known: str) -> Answer | None:
     unknown = set(query) - {*known, "pretty"}
     if unknown:
@@ -407,267 +430,6 @@ def _other_kind(manifest: dict[str, Any], version: str, kind: str) -> Answer | N
 
 
 def _bad_name(kind: str, name: str) -> Answer | None:
-    if _NAME.fullmatch(name) and len(name) <= 63:
+    if NAME.fullmatch(name) and len(name) <= 63:
         return None
     return status(422, "Invalid", f'{kind} "{name}" is invalid: metadata.name: Invalid value')
-
-
-def _evicted(pod: Pod) -> None:
-    """What the kubelet of a node short of memory does to the pod: kills it, says why."""
-    assert pod.sandbox is not None
-    pod.sandbox.stop()
-    said = "The node was low on resource: memory. Threshold quantity: 100Mi."
-    pod.manifest["status"].update(
-        phase="Failed",
-        reason="Evicted",
-        message=said,
-        conditions=_conditions("TerminationByKubelet", said, "DisruptionTarget"),
-        containerStatuses=[_container_status(pod, terminated=(137, "Error"))],
-    )
-
-
-def _conditions(reason: str, message: str, *kinds: str) -> list[dict[str, str]]:
-    return [
-        {
-            "type": kind,
-            "status": "True",
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": now(),
-        }
-        for kind in kinds
-    ]
-
-
-def _container_status(
-    pod: Pod, waiting: tuple[str, str] | None = None, terminated: tuple[int, str] | None = None
-) -> dict[str, Any]:
-    [container] = pod.manifest["spec"]["containers"]
-    state: dict[str, Any] = {"running": {"startedAt": now()}}
-    if waiting:
-        state = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
-    elif terminated:
-        code, reason = terminated
-        state = {"terminated": {"exitCode": code, "reason": reason, "finishedAt": now()}}
-    running = "running" in state
-    return {
-        "name": container["name"],
-        "image": container["image"],
-        "imageID": "",
-        "ready": running,
-        "started": running,
-        "restartCount": 0,
-        "state": state,
-    }
-
-
-def _selector(text: str) -> list[Callable[[dict[str, str]], bool]]:
-    """``k=v``, ``k==v``, ``k!=v``, ``k`` and ``!k`` requirements, as tests of labels."""
-    return [_requirement(part.strip()) for part in text.split(",") if part.strip()]
-
-
-def _requirement(text: str) -> Callable[[dict[str, str]], bool]:
-    found = re.fullmatch(r"(!?)([\w./-]+)(?:\s*(==|=|!=)\s*([\w.-]*))?", text)
-    if not found:
-        raise ValueError(f"{text!r} (this fake knows =, ==, != and exists)")
-    negated, key, operator, value = found.groups()
-
-    def holds(labels: dict[str, str]) -> bool:
-        if operator is None:
-            return (key in labels) != bool(negated)
-        return (labels.get(key) == value) != (operator == "!=")
-
-    return holds
-
-
-# -- what the API server refuses in a Job ----------------------------------------------------
-
-_LABEL_KEY = re.compile(
-    r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
-)
-_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
-_QUANTITY = re.compile(
-    r"([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][-+]?[0-9]+)?"
-)
-_SCALE = {
-    **dict(
-        zip(
-            ["", "n", "u", "m", "k", "M", "G", "T", "P", "E"],
-            [1, 1e-9, 1e-6, 1e-3, 1e3, 1e6, 1e9, 1e12, 1e15, 1e18],
-        )
-    ),
-    **{f"{unit}i": 2.0 ** (10 * (i + 1)) for i, unit in enumerate("KMGTPE")},
-}
-#: the fields this fake knows, by where they are; any other is an unknown field
-_FIELDS = {
-    "": {"apiVersion", "kind", "metadata", "spec"},
-    "metadata": {"name", "namespace", "labels", "annotations"},
-    "spec": {
-        *"template backoffLimit activeDeadlineSeconds ttlSecondsAfterFinished".split(),
-        "completions",
-        "parallelism",
-    },
-    "spec.template": {"metadata", "spec"},
-    "spec.template.metadata": {"labels", "annotations"},
-    "spec.template.spec": {
-        *"containers restartPolicy serviceAccountName nodeSelector".split(),
-        "tolerations",
-        "imagePullSecrets",
-    },
-    "container": {
-        *"name image command args env envFrom resources imagePullPolicy workingDir".split()
-    },
-    "toleration": {"key", "operator", "value", "effect", "tolerationSeconds"},
-}
-
-
-def invalid_job(job: dict[str, Any]) -> Answer | None:
-    """The API server's refusal of ``job``: 400 for an unknown field, 422 for a bad value."""
-    name = str((job.get("metadata") or {}).get("name", ""))
-    unknown, value = _unknown("", "", job), job
-    for where in ("metadata", "spec", "spec.template", "spec.template.metadata"):
-        value = job
-        for key in where.split("."):
-            value = value.get(key, {}) if isinstance(value, dict) else {}
-        unknown += _unknown(where, where, value)
-    if unknown:
-        return status(400, "BadRequest", f"strict decoding error: {', '.join(unknown)}")
-    spec, problems = job["spec"], []
-    if not _NAME.fullmatch(name) or len(name) > 63:
-        problems.append(f"metadata.name: Invalid value: {name!r}: a DNS-1123 label of at most 63")
-    problems += _labels("metadata.labels", job["metadata"].get("labels", {}))
-    template = spec.get("template", {})
-    problems += _labels(
-        "spec.template.metadata.labels", template.get("metadata", {}).get("labels", {})
-    )
-    least = {
-        "backoffLimit": 0,
-        "activeDeadlineSeconds": 1,
-        "ttlSecondsAfterFinished": 0,
-        "completions": 1,
-        "parallelism": 1,
-    }
-    for key, smallest in least.items():
-        given = spec.get(key, smallest)
-        if not isinstance(given, int) or isinstance(given, bool) or given < smallest:
-            problems.append(
-                f"spec.{key}: Invalid value: {given!r}: must be an integer >= {smallest}"
-            )
-    problems += _pod_spec("spec.template.spec", template.get("spec", {}))
-    if problems:
-        return status(422, "Invalid", f'Job.batch "{name}" is invalid: {"; ".join(problems)}')
-    return None
-
-
-def _unknown(where: str, path: str, value: Any) -> list[str]:
-    if not isinstance(value, dict):
-        return [f"{path or 'the body'}: expected an object"]
-    return [
-        f'unknown field "{path}.{key}"'.replace('".', '"')
-        for key in value
-        if key not in _FIELDS[where]
-    ]
-
-
-def _labels(path: str, labels: Any) -> list[str]:
-    if not isinstance(labels, dict):
-        return [f"{path}: expected an object of strings"]
-    return [
-        f"{path}: Invalid value: {key!r}={value!r}: not a valid label"
-        for key, value in labels.items()
-        if not (
-            isinstance(value, str)
-            and _LABEL_KEY.fullmatch(key)
-            and _LABEL_VALUE.fullmatch(value)
-            and len(value) <= 63
-        )
-    ]
-
-
-def _amount(value: Any) -> float:
-    """A quantity (``4``, ``500m``, ``16G``, ``8Gi``) as a number; ValueError if it is none."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    found = _QUANTITY.fullmatch(value) if isinstance(value, str) else None
-    if not found:
-        raise ValueError(value)
-    number, suffix = float(found.group(1)), found.group(3) or ""
-    if re.fullmatch(r"[eE][-+]?[0-9]+", suffix):
-        return number * 10 ** int(suffix[1:])
-    return number * _SCALE[suffix]
-
-
-def _resources(path: str, resources: dict[str, Any]) -> list[str]:
-    problems = [
-        f"{path}: unknown field {key!r}" for key in resources if key not in ("requests", "limits")
-    ]
-    amounts: dict[str, dict[str, float]] = {"requests": {}, "limits": {}}
-    for kind, found in amounts.items():
-        for name, given in resources.get(kind, {}).items():
-            try:
-                found[name] = _amount(given)
-            except ValueError:
-                problems.append(
-                    f"{path}.{kind}[{name}]: quantities must match the regular expression "
-                    f"{_QUANTITY.pattern!r}, not {given!r}"
-                )
-    requests, limits = amounts["requests"], amounts["limits"]
-    for name, amount in requests.items():
-        if amount > limits.get(name, amount):
-            problems.append(f"{path}.requests[{name}]: must be less than or equal to {name} limit")
-    for name, amount in limits.items():  # an extended resource (a GPU): whole, requested as limited
-        if "/" in name and (amount != int(amount) or requests.get(name, amount) != amount):
-            problems.append(f"{path}.limits[{name}]: must be a whole number equal to its request")
-    return problems
-
-
-def _container(path: str, container: dict[str, Any]) -> list[str]:
-    problems = _unknown("container", path, container)
-    if not _NAME.fullmatch(str(container.get("name", ""))):
-        problems.append(f"{path}.name: Required value: a DNS-1123 label")
-    if not isinstance(container.get("image"), str) or not container["image"].strip():
-        problems.append(f"{path}.image: Required value")
-    for key in ("command", "args"):
-        if not all(isinstance(word, str) for word in container.get(key, [])):
-            problems.append(f"{path}.{key}: expected a list of strings")
-    for i, variable in enumerate(container.get("env", [])):
-        if set(variable) - {"name", "value"} or not isinstance(variable.get("value", ""), str):
-            problems.append(f"{path}.env[{i}]: this fake knows a name and a string value")
-    for i, source in enumerate(container.get("envFrom", [])):
-        if set(source) != {"secretRef"} or not _NAME.fullmatch(
-            str(source["secretRef"].get("name"))
-        ):
-            problems.append(f"{path}.envFrom[{i}]: this fake knows a secretRef with a name")
-    if container.get("imagePullPolicy", "IfNotPresent") not in ("Always", "Never", "IfNotPresent"):
-        problems.append(f"{path}.imagePullPolicy: Unsupported value")
-    return problems + _resources(f"{path}.resources", container.get("resources", {}))
-
-
-def _pod_spec(path: str, spec: dict[str, Any]) -> list[str]:
-    problems = _unknown("spec.template.spec", path, spec)
-    if spec.get("restartPolicy") not in ("Never", "OnFailure"):
-        problems.append(f'{path}.restartPolicy: Required value: valid values: "OnFailure", "Never"')
-    containers = spec.get("containers")
-    if not isinstance(containers, list) or len(containers) != 1:
-        return [*problems, f"{path}.containers: this fake runs exactly one container"]
-    problems += _container(f"{path}.containers[0]", containers[0])
-    problems += _labels(f"{path}.nodeSelector", spec.get("nodeSelector", {}))
-    if not _NAME.fullmatch(spec.get("serviceAccountName", "default")):
-        problems.append(f"{path}.serviceAccountName: Invalid value")
-    for i, toleration in enumerate(spec.get("tolerations", [])):
-        where = f"{path}.tolerations[{i}]"
-        problems += _unknown("toleration", where, toleration)
-        if toleration.get("operator", "Equal") not in ("Equal", "Exists"):
-            problems.append(f"{where}.operator: Unsupported value")
-        if toleration.get("operator") == "Exists" and toleration.get("value"):
-            problems.append(
-                f"{where}.operator: Invalid value: value must be empty when `operator` is 'Exists'"
-            )
-        if toleration.get("effect", "") not in ("", "NoSchedule", "PreferNoSchedule", "NoExecute"):
-            problems.append(f"{where}.effect: Unsupported value")
-        if not _LABEL_KEY.fullmatch(str(toleration.get("key", ""))):
-            problems.append(f"{where}.key: Invalid value")
-    for i, secret in enumerate(spec.get("imagePullSecrets", [])):
-        if set(secret) != {"name"} or not _NAME.fullmatch(str(secret["name"])):
-            problems.append(f"{path}.imagePullSecrets[{i}]: a name")
-    return problems

@@ -175,7 +175,14 @@ def test_flavors_lists_every_flavor_with_its_options(project: Path, cli) -> None
     assert "--password=TEXT|env:VARIABLE|- (secret)" in text
     assert "--host=TEXT (required)" in text
     schema = json.loads(cli("orchestrator", "flavors", "--json").out)
-    assert [f["flavor"] for f in schema] == ["local", "kubeflow", "gcp-vm", "aws-vm"]
+    assert [f["flavor"] for f in schema] == [
+        "local",
+        "kubeflow",
+        "airflow",
+        "gcp-vm",
+        "aws-vm",
+        "kubernetes",
+    ]
     kubeflow = schema[1]
     mode = next(option for option in kubeflow["options"] if option["name"] == "mode")
     assert mode["choices"] == ["remote", "local"]

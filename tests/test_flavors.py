@@ -26,6 +26,8 @@ MINIMAL_OPTIONS = {
     ("orchestrator", "kubeflow"): ["--host=https://kfp.example.org"],
     ("orchestrator", "gcp-vm"): ["--project=my-project"],
     ("orchestrator", "aws-vm"): [],
+    ("orchestrator", "kubernetes"): ["--image=registry.example.com/team:1"],
+    ("orchestrator", "airflow"): ["--api-url=http://airflow:8080", "--dags-uri=s3://bucket/dags"],
     ("step-operator", "sagemaker"): ["--role=arn:aws:iam::123456789012:role/sm"],
     ("step-operator", "azureml"): [
         "--subscription-id=s",

@@ -392,6 +392,7 @@ def test_a_run_is_submitted_through_the_kfp_api_and_followed_to_its_end(
         "stackmagic_no_cache": False,
         "stackmagic_only": "",
         "stackmagic_from": "",
+        "stackmagic_schedule": "",
     }
     [pipeline] = fake_kfp.pipelines.values()
     [experiment] = fake_kfp.experiments.values()

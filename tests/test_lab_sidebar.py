@@ -66,6 +66,7 @@ def test_runs_show_their_parameters_and_metrics_and_three_compare_side_by_side(
         assert terminal("pipeline", "run", str(notebook), *override).code == 0
     runs = cli_json(terminal, "pipeline", "runs")
     by_lr = {run["parameters"]["lr"]: run["id"] for run in runs}
+    scheduled = _scheduled_run(lab.root)
     open_lab(page, lab)
 
     # each row tells its run apart: short id, changed parameter, metric
@@ -74,6 +75,11 @@ def test_runs_show_their_parameters_and_metrics_and_three_compare_side_by_side(
     expect(row.locator(".jp-stackmagic-parameter")).to_have_text("lr=0.4")
     expect(row.locator(".jp-stackmagic-metric")).to_have_text("loss=1.25")
     expect(run_row(page, by_lr[0.1]).locator(".jp-stackmagic-parameter")).to_have_count(0)
+    # a run a schedule started names it; the others, asked for, name none
+    expect(run_row(page, scheduled).locator(".jp-stackmagic-run-schedule")).to_have_text(
+        "schedule nightly"
+    )
+    expect(run_row(page, by_lr[0.4]).locator(".jp-stackmagic-run-schedule")).to_have_count(0)
 
     for run_id in by_lr.values():
         run_row(page, run_id).locator(".jp-stackmagic-pick").check()
@@ -120,6 +126,31 @@ def test_runs_show_their_parameters_and_metrics_and_three_compare_side_by_side(
     restored = page.locator(".jp-stackmagic-compare-view:visible")
     expect(restored.locator("thead th[data-run]")).to_have_count(3)
     expect(restored.locator('tr[data-name="lr"] td')).to_have_text(["0.1", "0.2", "0.4"])
+
+
+def _scheduled_run(project: Path) -> str:
+    """A run as a schedule's first task records it (on Kubeflow, say): with the schedule's name."""
+    from stackmagic.open_stack import OpenStack
+    from stackmagic.registry import Registry
+
+    with OpenStack.open(Registry.open(project)) as opened:
+        opened.metadata.create_run(
+            run_id="kfp-3f2a9c",
+            pipeline="train",
+            notebook="train.ipynb",
+            stack_name=opened.name,
+            stack=opened.snapshot(),
+            bundle_uri="unused",
+            bundle_hash="h" * 64,
+            options={},
+            parameters={"lr": 0.1, "epochs": 2},
+            overridden=[],
+            steps=["train", "report"],
+            driven_here=False,
+            schedule="nightly",
+        )
+        opened.metadata.run_finished("kfp-3f2a9c")
+    return "kfp-3f2a9c"
 
 
 def test_filters_and_show_more(page: Any, lab: Lab, terminal: Callable[..., Any]) -> None:

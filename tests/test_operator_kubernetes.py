@@ -10,7 +10,6 @@ its ``envFrom`` names as environment.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
@@ -20,11 +19,11 @@ from typing import Any
 
 import pytest
 from conftest import Result, started_run, wait_for
-from fake_http import requests_text, serve
+from fake_http import requests_text
 from fake_kubernetes import TOKEN, FakeKubernetes
+from kubernetes_cluster import NAMESPACE, STORE_SECRET, kubeconfig_of, running_cluster
 from operator_pipeline import (
     EXPECTED_WEIGHTS,
-    STORE_SECRETS,
     described,
     evaluated_summary,
     operator_notebook,
@@ -41,9 +40,7 @@ from stackmagic.operators.base import FAILED, PENDING, STOPPED, SUCCEEDED, Opera
 from stackmagic.operators.kubernetes import Kubernetes
 from stackmagic.stores.artifacts import ArtifactStore
 
-NAMESPACE = "ml"
 IMAGE = "stackmagic/train:1"
-STORE_SECRET = "team-stores"
 #: a stack's stores as a job gets them: secrets as references only
 STORES = {
     "stack": "team",
@@ -58,44 +55,8 @@ STORES = {
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[FakeKubernetes]:
-    """The fake API server, namespace ``ml`` made and the stores' Secret put in it as a user
-    does with kubectl; no container left running after the test."""
-    with contextlib.contextmanager(serve)(FakeKubernetes(tmp_path / "node")) as fake:
-        from kubernetes import client
-        from kubernetes.config import new_client_from_config
-
-        api = client.CoreV1Api(new_client_from_config(str(kubeconfig_of(fake, tmp_path))))
-        api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
-        api.create_namespaced_secret(
-            NAMESPACE,
-            client.V1Secret(
-                metadata=client.V1ObjectMeta(name=STORE_SECRET), string_data=STORE_SECRETS
-            ),
-        )
-        try:
-            yield fake
-        finally:
-            for pod in fake.pods.values():
-                if pod.sandbox is not None:
-                    pod.sandbox.stop()
-
-
-def kubeconfig_of(fake: FakeKubernetes, folder: Path) -> Path:
-    """A kubeconfig whose one cluster is the fake, and whose user has its token."""
-    path = folder / "kubeconfig"
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "fake", "cluster": {"server": fake.url}}],
-                "users": [{"name": "ci", "user": {"token": TOKEN}}],
-                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "ci"}}],
-                "current-context": "fake",
-            }
-        )
-    )
-    return path
+    with running_cluster(tmp_path) as fake:
+        yield fake
 
 
 def backend(fake: FakeKubernetes, folder: Path, **options: str) -> Kubernetes:

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -27,7 +28,7 @@ from typing import Any
 import boto3
 import nbformat
 import pytest
-from conftest import copy_of_repository, wait_for
+from conftest import BIN, copy_of_repository, wait_for
 from fake_gce import FakeGce
 from fake_http import requests_text, serve
 from fake_kfp import FakeKfp
@@ -261,6 +262,7 @@ def test_the_command_reference_examples(project: Path) -> None:
     assert "completed" in printed["pipeline run"] and "lr=0.2 (given)" in printed["pipeline run"]
     assert re.search(r"step train:\n  loss  0\.\d+", printed["pipeline load"])
     assert "kfp" in printed["pipeline logs"], printed["pipeline logs"]
+    assert json.loads(printed["pipeline schedules"]) == [], "none on the README's stacks"
     assert re.search(r"^FROM ", printed["image dockerfile"], re.MULTILINE), "a Dockerfile, printed"
     stacks = json.loads(walk.run(Command(("stackmagic", "stack", "list", "--json"))))
     assert [stack["name"] for stack in stacks] == ["default", "kfl"], "gcp was deleted"
@@ -440,6 +442,22 @@ def test_kubeflow_through_the_kfp_api_and_kfp_local(
     )
     assert [(run["stack"], run["status"]) for run in local] == [("kfl", "completed")]
 
+    # Schedules, on the same stacks: a KFP recurring run on kf, made, listed and dropped
+    walk.run_all(runnable("Schedules"))
+    created = [
+        r for r in fake_kubeflow.requests if r.method == "POST" and "/recurringruns" in r.path
+    ]
+    assert [json.loads(r.body)["trigger"] for r in created] == [
+        {"cron_schedule": {"cron": "0 0 3 * * *"}}
+    ]
+    assert "0 3 * * *" in walk.said_by("stackmagic pipeline schedules")
+    assert fake_kubeflow.recurring_runs == {}, "unscheduled"
+    # ... and on the local stack, the refusal with its crontab line, as the README shows it
+    first, _, shown = blocks("Schedules", "text")[0].text.partition("\n")
+    walk.run(Command(tuple(shlex.split(first.removeprefix("$ ")))), expect_code=2)
+    here = shown.replace("/home/me/project", str(project))
+    assert walk.said[-1] == here.replace("/home/me/.venv/bin/stackmagic", str(BIN / "stackmagic"))
+
 
 @pytest.mark.kernel
 def test_cloud_vms_on_a_fake_compute_engine(
@@ -567,8 +585,9 @@ def test_flavors_secrets_widgets_and_a_custom_flavor(
     assert shown.returncode == 0, shown.stderr
 
     # Writing a flavor: the module and the entry point, as an installed package would have them
-    [module] = blocks("Writing a flavor", "python")
-    [entry_points] = blocks("Writing a flavor", "toml")
+    # (its first blocks; the orchestrator's after them: tests/test_custom_orchestrator.py)
+    module = blocks("Writing a flavor", "python")[0]
+    entry_points = blocks("Writing a flavor", "toml")[0]
     package = tmp_path / "site"
     (package / "hdfs_flavor-1.0.dist-info").mkdir(parents=True)
     (package / "hdfs_flavor.py").write_text(module.text)
@@ -593,6 +612,16 @@ def walked_in_test_readme_operators() -> None:
     a test of its own in tests/test_readme_operators.py (which uses this module's walks)."""
 
 
+def walked_in_test_readme_kubernetes() -> None:
+    """The "Kubernetes" section: walked on the FAKE Kubernetes API server by
+    tests/test_readme_kubernetes.py (which uses this module's walks)."""
+
+
+def walked_in_test_airflow_server() -> None:
+    """The "Airflow" section: walked against a running Airflow by
+    tests/test_airflow_server.py (which uses this module's walks)."""
+
+
 #: Each section with code: the test that walks it, and the blocks it walks there. A new block
 #: fails the last test until a walk takes it and its count here is raised.
 WALKED: dict[str, tuple[Callable[..., None], dict[str, int]]] = {
@@ -615,6 +644,9 @@ WALKED: dict[str, tuple[Callable[..., None], dict[str, int]]] = {
         {"bash": 2},
     ),
     "Kubeflow Pipelines": (test_kubeflow_through_the_kfp_api_and_kfp_local, {"bash": 2}),
+    "Kubernetes": (walked_in_test_readme_kubernetes, {"bash": 2, "yaml": 1}),
+    "Airflow": (walked_in_test_airflow_server, {"bash": 1}),
+    "Schedules": (test_kubeflow_through_the_kfp_api_and_kfp_local, {"bash": 1, "text": 1}),
     "Cloud VMs: a bigger machine for an hour": (
         test_cloud_vms_on_a_fake_compute_engine,
         {"bash": 2},
@@ -626,9 +658,11 @@ WALKED: dict[str, tuple[Callable[..., None], dict[str, int]]] = {
     "Flavors and their options": (test_flavors_secrets_widgets_and_a_custom_flavor, {"text": 1}),
     "Secrets": (test_flavors_secrets_widgets_and_a_custom_flavor, {"bash": 1}),
     "Widgets": (test_flavors_secrets_widgets_and_a_custom_flavor, {"python": 1}),
+    # its second python and toml blocks and its bash block, a custom orchestrator's package:
+    # pip-installed and run by tests/test_custom_orchestrator.py
     "Writing a flavor": (
         test_flavors_secrets_widgets_and_a_custom_flavor,
-        {"python": 1, "toml": 1},
+        {"python": 2, "toml": 2, "bash": 1},
     ),
     "Development": (
         test_the_first_screen_installs_and_runs_the_quickstart_on_a_fresh_machine,

@@ -233,7 +233,7 @@ NOT_SECRET = {
 }
 SECRET_WORDS = ("key", "secret", "token", "password", "connection")
 #: Other options a secret option needs beside it to be accepted.
-COMPANIONS = {"token": ["--auth=token"]}
+COMPANIONS = {("kubeflow", "token"): ["--auth=token"], ("airflow", "password"): ["--username=u"]}
 
 
 def _secret_options() -> list[tuple[ComponentType, str, str]]:
@@ -270,7 +270,7 @@ def test_every_secret_option_is_tagged_kept_out_of_the_config_and_masked(
         "example",
         f"--type={flavor}",
         *MINIMAL_OPTIONS[kind.value, flavor],
-        *COMPANIONS.get(option, []),
+        *COMPANIONS.get((flavor, option), []),
         f"{option_flag(option)}={canary}",
     )
     assert registered.code == 0, registered.err

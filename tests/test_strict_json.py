@@ -134,6 +134,8 @@ def test_every_json_command_prints_strict_json(ran: tuple[Path, str], tmp_path: 
         ("pipeline", "load"): [[run_id, "one"]],
         ("pipeline", "logs"): [[run_id]],
         ("pipeline", "cancel"): [[run_id]],
+        ("pipeline", "schedule"): [[notebook.name, "--cron", "0 3 * * *"]],
+        ("pipeline", "unschedule"): [["nightly"]],
         ("pipeline", "compare"): [[run_id, other_run_id]],
         ("stack", "describe"): [["default"], []],
         ("gc",): [["--dry-run"]],
@@ -143,6 +145,8 @@ def test_every_json_command_prints_strict_json(ran: tuple[Path, str], tmp_path: 
     refusals = {
         ("pipeline", "logs"): (2, "left no log"),
         ("pipeline", "cancel"): (1, "nothing to cancel"),
+        ("pipeline", "schedule"): (2, "cannot run pipelines on a schedule"),
+        ("pipeline", "unschedule"): (2, "no schedule 'nightly'"),
     }
     for command in _json_commands():
         for given in arguments.get(command, [[]]):

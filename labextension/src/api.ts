@@ -77,6 +77,8 @@ export interface IRun {
   started_at: string;
   ended_at: string | null;
   stack: string;
+  /** The schedule that started the run; null for a run someone asked for. */
+  schedule?: string | null;
   steps: IStepRun[];
   parameters?: Record<string, unknown>;
   /** The parameters given that differ from the notebook's defaults. */

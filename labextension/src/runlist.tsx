@@ -214,6 +214,17 @@ function RunRow(props: {
           )}
           <div className="jp-stackmagic-quiet">
             {duration(run)} · {run.stack} · {done}/{run.steps.length} steps
+            {run.schedule && (
+              <>
+                {' · '}
+                <span
+                  className="jp-stackmagic-run-schedule"
+                  title={`Started by schedule ${run.schedule} (\`stackmagic pipeline schedules\`)`}
+                >
+                  schedule {run.schedule}
+                </span>
+              </>
+            )}
           </div>
         </div>
         {run.status === 'running' && (

@@ -21,6 +21,12 @@ export function RunFacts(props: { run: IRunDetail }): JSX.Element {
         <dd>{run.notebook}</dd>
         <dt>stack</dt>
         <dd>{run.stack}</dd>
+        {run.schedule && (
+          <>
+            <dt>schedule</dt>
+            <dd>started by schedule {run.schedule}</dd>
+          </>
+        )}
         <dt>started</dt>
         <dd>{when(run.started_at)}</dd>
         <dt>{run.ended_at ? 'ended' : 'running for'}</dt>

@@ -72,6 +72,18 @@ def pipeline_export(args: argparse.Namespace) -> Output:
     from ..open_stack import local_paths, stack_components
 
     spec = load_pipeline(notebook_path(args.notebook, args.command_words))
+    if args.operator and args.to != "airflow":
+        raise UsageError("--operator goes with --to airflow", args.command_words)
+    if args.to == "airflow":
+        from .airflow_export import export_airflow
+
+        return export_airflow(
+            spec,
+            Path(args.output).expanduser().resolve(),
+            args.stack,
+            operator=args.operator,
+            replace=args.force,
+        )
     if args.to == "kubeflow":
         return _export_kubeflow(
             spec, Path(args.output).expanduser().resolve(), args.stack, replace=args.force

@@ -31,9 +31,11 @@ from .base import (
 )
 from .metadata_stores import MySQLMetadataStore, PostgreSQLMetadataStore, SQLiteMetadataStore
 from .orchestrators import (
+    AirflowOrchestrator,
     AWSVMOrchestrator,
     GCPVMOrchestrator,
     KubeflowOrchestrator,
+    KubernetesOrchestrator,
     LocalOrchestrator,
 )
 from .step_operators import (
@@ -56,8 +58,10 @@ BUILTIN_FLAVORS: tuple[type[FlavorConfig], ...] = (
     PostgreSQLMetadataStore,
     LocalOrchestrator,
     KubeflowOrchestrator,
+    AirflowOrchestrator,
     GCPVMOrchestrator,
     AWSVMOrchestrator,
+    KubernetesOrchestrator,
     SageMakerStepOperator,
     AzureMLStepOperator,
     VertexStepOperator,

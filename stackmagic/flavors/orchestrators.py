@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import traitlets as t
 
 from ..errors import StackmagicError
 from .base import OrchestratorConfig, require_module
+from .kubernetes_pods import KubernetesPods
 
 if TYPE_CHECKING:
     from ..open_stack import OpenStack
@@ -108,6 +110,96 @@ class KubeflowOrchestrator(OrchestratorConfig):
             raise StackmagicError("--auth=token needs --token (or --token=env:VARIABLE)")
 
 
+class AirflowOrchestrator(OrchestratorConfig):
+    """Apache Airflow 3 (REST API v2): each pipeline becomes a DAG file, its runs DAG runs."""
+
+    flavor = "airflow"
+
+    api_url = t.Unicode(
+        help="URL of Airflow's API server, http://airflow:8080 (its REST API is /api/v2)."
+    )
+    username = t.Unicode(help="Airflow user the API is used as (with --password).")
+    password = t.Unicode(help="That user's password; Airflow trades it for a token.").tag(
+        secret=True
+    )
+    token = t.Unicode(help="An Airflow API token (JWT), instead of --username/--password.").tag(
+        secret=True
+    )
+    dags_folder = t.Unicode(
+        help="Folder Airflow's DAG processor reads, where DAG files are written."
+    ).tag(local_path=True)
+    dags_uri = t.Unicode(
+        help="Object-store prefix Airflow's DAG processor reads (an S3 DAG bundle, say), "
+        "written through the artifact store's credentials; instead of --dags-folder."
+    )
+    operator = t.Enum(
+        ["bash", "kubernetes", "docker"],
+        "bash",
+        help="What each task is: bash runs the runtime on the worker (stackmagic installed "
+        "there); kubernetes a pod of --image; docker a container of --image.",
+    )
+    python = t.Unicode("python", help="bash: the workers' Python that has stackmagic installed.")
+    image = t.Unicode(
+        help="kubernetes, docker: image the steps run in (with stackmagic installed)."
+    )
+    namespace = t.Unicode(help="kubernetes: namespace of the step pods; default: Airflow's own.")
+    gpu_resource = t.Unicode(
+        "nvidia.com/gpu", help="kubernetes: resource that %%step --gpu asks for."
+    )
+    store_secret = t.Unicode(
+        help="Where the stores' secret options come from: kubernetes, a Kubernetes secret with one "
+        "key each (STACKMAGIC_METADATA_STORE_PASSWORD...); bash and docker, an Airflow Variable "
+        "holding them as JSON. Empty with bash: the workers' environment."
+    )
+    poll_seconds = t.Float(5.0, help="How often a followed DAG run's state is asked.")
+    parse_timeout = t.Float(
+        300.0,
+        help="Seconds to wait for Airflow to parse a new DAG file (its DAG processor looks for "
+        "new files every [dag_processor] refresh_interval seconds).",
+    )
+
+    @t.validate("poll_seconds", "parse_timeout")
+    def _check_seconds(self, proposal: dict[str, Any]) -> float:
+        if proposal["value"] <= 0:
+            raise t.TraitError("expects a number of seconds above 0")
+        return float(proposal["value"])
+
+    @t.validate("store_secret")
+    def _check_secret_name(self, proposal: dict[str, Any]) -> str:
+        value: str = proposal["value"]
+        if value and not all(c.isalnum() or c in "-_." for c in value):
+            raise t.TraitError("expects a name of letters, digits, '-', '_' and '.'")
+        return value
+
+    def local_paths(self) -> list[Path]:
+        return [Path(self.dags_folder)] if self.dags_folder else []
+
+    def orchestrator(self, stack: OpenStack) -> Orchestrator:
+        from ..orchestrators.airflow import AirflowRunner
+
+        return AirflowRunner(self, stack)
+
+    def check(self) -> None:
+        super().check()
+        if self.dags_folder and self.dags_uri:
+            raise StackmagicError("give --dags-folder or --dags-uri, not both")
+        missing = [
+            *([] if self.api_url else ["--api-url (Airflow's API server, http://HOST:8080)"]),
+            *(
+                []
+                if self.dags_folder or self.dags_uri
+                else [
+                    "--dags-folder (a folder Airflow reads) or --dags-uri (an object-store "
+                    "prefix its DAG processor reads)"
+                ]
+            ),
+        ]
+        if missing:
+            raise StackmagicError(f"the airflow orchestrator needs {' and '.join(missing)}")
+        if bool(self.username) != bool(self.password):
+            raise StackmagicError("--username and --password go together")
+
+
 class _VMOrchestrator(OrchestratorConfig):
     """Options shared by the cloud-VM flavors: the whole pipeline runs on one VM it starts."""
 
@@ -200,3 +292,50 @@ class AWSVMOrchestrator(_VMOrchestrator):
         from ..orchestrators.vm import VMRunner
 
         return VMRunner(self, stack, EC2(self))
+
+
+class KubernetesOrchestrator(KubernetesPods, OrchestratorConfig):
+    """Runs the pipeline in a Kubernetes cluster: an orchestrator pod starts a pod per step."""
+
+    flavor = "kubernetes"
+    extra: ClassVar[str] = "kubernetes"
+
+    image = t.Unicode(
+        help="Container image of the orchestrator pod and the steps' pods (with stackmagic "
+        "and the notebook's packages); a step's --image takes precedence for its pod."
+    ).tag(required=True)
+    store_secret = t.Unicode(
+        help="Kubernetes Secret holding the stores' secret options, one key each "
+        "(STACKMAGIC_METADATA_STORE_PASSWORD...), given to every pod as its environment."
+    )
+    parallelism = t.Int(4, help="Step pods at once.")
+    retries = t.Int(
+        0,
+        help="How often an orchestrator pod that is lost (evicted, its node gone) is started "
+        "again; the new one keeps the steps the lost one finished.",
+    )
+    poll_seconds = t.Float(5.0, help="How often the pods' states and logs are asked.")
+
+    @t.validate("parallelism")
+    def _check_parallelism(self, proposal: dict[str, Any]) -> int:
+        if not 1 <= proposal["value"] <= MOST_WORKERS:
+            raise t.TraitError(f"expects a number of pods from 1 to {MOST_WORKERS}")
+        return proposal["value"]
+
+    @t.validate("retries")
+    def _check_not_negative(self, proposal: dict[str, Any]) -> int:
+        if proposal["value"] < 0:
+            raise t.TraitError("expects 0 or more")
+        return proposal["value"]
+
+    @t.validate("poll_seconds")
+    def _check_poll(self, proposal: dict[str, Any]) -> float:
+        if not 0.1 <= proposal["value"] <= 600:
+            raise t.TraitError("expects from 0.1 to 600 seconds")
+        return float(proposal["value"])
+
+    def orchestrator(self, stack: OpenStack) -> Orchestrator:
+        require_module("kubernetes", "the kubernetes orchestrator", self.extra)
+        from ..orchestrators.kubernetes import KubernetesRunner
+
+        return KubernetesRunner(self, stack)

@@ -12,6 +12,7 @@ from typing import Any
 import traitlets as t
 
 from .base import StepOperatorConfig
+from .kubernetes_pods import KubernetesPods
 
 
 class SageMakerStepOperator(StepOperatorConfig):
@@ -128,38 +129,8 @@ class VertexStepOperator(StepOperatorConfig):
     )
 
 
-class KubernetesStepOperator(StepOperatorConfig):
+class KubernetesStepOperator(KubernetesPods, StepOperatorConfig):
     """Runs a step as a Kubernetes Job in a cluster."""
 
     flavor = "kubernetes"
     module, sdk, extra = "stackmagic.operators.kubernetes", "kubernetes", "kubernetes"
-
-    namespace = t.Unicode("default", help="Namespace of the step's Job.")
-    kubeconfig = t.Unicode(
-        help="kubeconfig file; default: $KUBECONFIG or ~/.kube/config, else the pod's own account."
-    ).tag(local_path=True)
-    context = t.Unicode(help="kubeconfig context; default: its current one.")
-    service_account = t.Unicode(help="Service account of the step's pod.")
-    node_selector = t.Dict(help="Node labels the pod needs, KEY=VALUE,KEY=VALUE.")
-    tolerations = t.List(
-        t.Unicode(),
-        help="Taints the pod tolerates, KEY=VALUE:EFFECT or KEY:EFFECT, comma-separated.",
-    )
-    image_pull_policy = t.Enum(
-        ["IfNotPresent", "Always", "Never"], "IfNotPresent", help="Image pull policy."
-    )
-    image_pull_secrets = t.List(
-        t.Unicode(), help="Secrets for a private registry, comma-separated."
-    )
-    gpu_resource = t.Unicode("nvidia.com/gpu", help="Resource name a step's --gpu asks for.")
-
-    @t.validate("tolerations")
-    def _check_tolerations(self, proposal: dict[str, Any]) -> list[str]:
-        from ..operators.kubernetes import toleration
-
-        try:
-            for text in proposal["value"]:
-                toleration(text)
-        except ValueError as error:
-            raise t.TraitError(str(error)) from None
-        return list(proposal["value"])

@@ -1,4 +1,4 @@
-"""``pipeline``: show, run, export, runs, compare, describe, logs, load, cancel."""
+"""``pipeline``: show, run, export, runs, compare, describe, logs, load, cancel, schedule."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from .. import commands
 from ..argparsing import Parser
 from . import Handler, command, json_flag, parameter_option
+from .schedules import schedule_actions
 
 METADATA_STACK = "the stack whose metadata store to read"
 STORES_STACK = "the stack whose stores to read"
@@ -82,17 +83,18 @@ def pipeline_commands(group: Any) -> None:
     )
     export.add_argument(
         "--to",
-        choices=["bundle", "kubeflow"],
+        choices=["bundle", "kubeflow", "airflow"],
         required=True,
         help="bundle: the step notebooks, the sources and the manifest, in a folder; "
-        "kubeflow: a KFP v2 pipeline (YAML) for the stack's kubeflow orchestrator",
+        "kubeflow: a KFP v2 pipeline (YAML) for the stack's kubeflow orchestrator; "
+        "airflow: an Airflow DAG file (Python)",
     )
     export.add_argument(
         "-o",
         "--output",
         metavar="PATH",
         required=True,
-        help="a new folder (bundle) or a YAML file (kubeflow)",
+        help="a new folder (bundle), a YAML file (kubeflow) or a .py file (airflow)",
     )
     export.add_argument(
         "--stack",
@@ -102,7 +104,13 @@ def pipeline_commands(group: Any) -> None:
     export.add_argument(
         "--force",
         action="store_true",
-        help="kubeflow: replace an existing file (a bundle needs a new folder)",
+        help="kubeflow, airflow: replace an existing file (a bundle needs a new folder)",
+    )
+    export.add_argument(
+        "--operator",
+        choices=["bash", "kubernetes", "docker"],
+        help="airflow: what each task is (default: the stack's airflow orchestrator's "
+        "--operator, else bash)",
     )
     json_flag(export)
 
@@ -181,6 +189,8 @@ def pipeline_commands(group: Any) -> None:
     )
     load.add_argument("what", metavar="STEP[.OUTPUT]", help="a step's outputs, or one of them")
     json_flag(load)
+
+    schedule_actions(actions, notebook_action, METADATA_STACK)
 
 
 def notebook_action(actions: Any, name: str, handler: Handler, help_: str) -> Parser:

@@ -8,10 +8,8 @@ reach the pod as its environment, from the Secret ``--store-secret`` names
 
 from __future__ import annotations
 
-import json
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StackmagicError
@@ -27,6 +25,7 @@ from .base import (
     Resources,
     StepOperator,
 )
+from .kubernetes_api import asked, given, job_parts, label_value, placement, quantity
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient, V1Job, V1Pod
@@ -37,40 +36,6 @@ CONTAINER = "step"
 _STUCK = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"}
 #: a failed pod's reason when the node took it back, not the step
 _TAKEN_BACK = {"Evicted", "Preempting", "NodeShutdown", "Terminated"}
-_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-_TOLERATION = re.compile(
-    r"(?P<key>[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?)"
-    r"(=(?P<value>([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?))?"
-    rf":(?P<effect>{'|'.join(_EFFECTS)})"
-)
-
-
-def toleration(text: str) -> dict[str, str]:
-    """``KEY=VALUE:EFFECT`` (Equal) or ``KEY:EFFECT`` (Exists) as a pod's toleration."""
-    found = _TOLERATION.fullmatch(text.strip())
-    if not found:
-        raise ValueError(
-            f"{text!r} is not KEY=VALUE:EFFECT or KEY:EFFECT with EFFECT one of "
-            f"{', '.join(_EFFECTS)} (gpu=true:NoSchedule, say)"
-        )
-    if found.group("value") is None:
-        return {"key": found.group("key"), "operator": "Exists", "effect": found.group("effect")}
-    return {
-        "key": found.group("key"),
-        "operator": "Equal",
-        "value": found.group("value"),
-        "effect": found.group("effect"),
-    }
-
-
-def label_value(text: str) -> str:
-    """``text`` as a label value: at most 63 of letters, digits, ``-_.``, alphanumeric ends."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:63].strip("-_.")
-
-
-def quantity(text: str) -> str:
-    """The step's ``--memory`` as a Kubernetes quantity: the same, but a kilo is a small k."""
-    return text[:-1] + "k" if text.endswith("K") else text
 
 
 class Kubernetes(StepOperator[KubernetesStepOperator]):
@@ -99,7 +64,7 @@ class Kubernetes(StepOperator[KubernetesStepOperator]):
             "stackmagic-step": label_value(job.step),
             "stackmagic-try": str(job.attempt),
         }
-        amounts = _given(cpu=resources.cpu_text, memory=quantity(resources.memory_text))
+        amounts = given(cpu=resources.cpu_text, memory=quantity(resources.memory_text))
         gpus = {config.gpu_resource: str(resources.gpu)} if resources.gpu else {}
         # the pod reads the stores' secrets from the Secret: never a value here
         secret = [{"secretRef": {"name": config.store_secret}}] if config.store_secret else []
@@ -111,18 +76,9 @@ class Kubernetes(StepOperator[KubernetesStepOperator]):
             # its lines reach the log as they are printed, not when a buffer fills
             "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
             "resources": {"requests": amounts, "limits": {**amounts, **gpus}},
-            **_given(envFrom=secret),
+            **given(envFrom=secret),
         }
-        pod = {
-            "restartPolicy": "Never",
-            "containers": [container],
-            **_given(
-                serviceAccountName=config.service_account,
-                nodeSelector=dict(config.node_selector),
-                tolerations=[toleration(text) for text in config.tolerations],
-                imagePullSecrets=[{"name": name} for name in config.image_pull_secrets],
-            ),
-        }
+        pod = {"restartPolicy": "Never", "containers": [container], **placement(config)}
         return {
             "apiVersion": "batch/v1",
             "kind": "Job",
@@ -130,26 +86,33 @@ class Kubernetes(StepOperator[KubernetesStepOperator]):
             "spec": {
                 "backoffLimit": 0,  # stackmagic retries, with a new Job
                 "activeDeadlineSeconds": config.max_runtime,
-                "ttlSecondsAfterFinished": 24 * 3600,
+                "ttlSecondsAfterFinished": config.ttl_seconds_after_finished,
                 "template": {"metadata": {"labels": labels}, "spec": pod},
             },
         }
 
     def submit(self, job: OperatorJob, request: dict[str, Any]) -> tuple[str, str]:
+        return self.submit_manifest(request)
+
+    def submit_manifest(self, request: dict[str, Any]) -> tuple[str, str]:
         """The Job's id is ``NAMESPACE/NAME``; its link is the Job in the API server (a cluster
         has no console every team shares): ``kubectl get job`` shows the same."""
         from kubernetes.client import BatchV1Api
 
         namespace, name = request["metadata"]["namespace"], request["metadata"]["name"]
-        client = self._api()
-        _asked(
+        client = self.api()
+        asked(
             f"cannot create the Kubernetes Job {namespace}/{name}",
             BatchV1Api(client).create_namespaced_job,
             namespace,
             request,
         )
-        host = client.configuration.host.rstrip("/")
-        return f"{namespace}/{name}", f"{host}/apis/batch/v1/namespaces/{namespace}/jobs/{name}"
+        return f"{namespace}/{name}", self.batch_url("jobs", namespace, name)
+
+    def batch_url(self, kind: str, namespace: str, name: str) -> str:
+        """A Job's or CronJob's address on the API server (``kind``: jobs, cronjobs)."""
+        host = self.api().configuration.host.rstrip("/")
+        return f"{host}/apis/batch/v1/namespaces/{namespace}/{kind}/{name}"
 
     # -- following it ----------------------------------------------------------------------
 
@@ -159,7 +122,7 @@ class Kubernetes(StepOperator[KubernetesStepOperator]):
         its Job is deleted); a pod the node took back is an interruption."""
         if job_id in self._given_up:
             return self._given_up[job_id]
-        found = self._job(job_id)
+        found = self.read_job(job_id)
         if found is None:
             return JobState(STOPPED, "the Job was deleted")
         pod = self._pod(found)
@@ -189,16 +152,16 @@ class Kubernetes(StepOperator[KubernetesStepOperator]):
         from kubernetes.client import CoreV1Api
 
         seen: int = cursor or 0
-        found = self._job(job_id)
+        found = self.read_job(job_id)
         pod = self._pod(found) if found is not None else None
         if pod is None or pod.status.phase == "Pending":
             return [], seen
-        text = _asked(
+        text = asked(
             f"cannot read the log of the Kubernetes Job {job_id}",
-            CoreV1Api(self._api()).read_namespaced_pod_log,
+            CoreV1Api(self.api()).read_namespaced_pod_log,
             pod.metadata.name,
             pod.metadata.namespace,
-            container=CONTAINER,
+            container=pod.spec.containers[0].name,
             timestamps=True,
             gone=(400, 404),  # its container has not started yet, or the pod is gone
         )
@@ -213,14 +176,26 @@ class Kubernetes(StepOperator[KubernetesStepOperator]):
         leaves its pods running unless told otherwise); one gone already is left so."""
         from kubernetes.client import BatchV1Api
 
-        namespace, name = _parts(job_id)
-        _asked(
+        namespace, name = job_parts(job_id)
+        asked(
             f"cannot delete the Kubernetes Job {job_id}",
-            BatchV1Api(self._api()).delete_namespaced_job,
+            BatchV1Api(self.api()).delete_namespaced_job,
             name,
             namespace,
             propagation_policy="Background",
             gone=(404,),
+        )
+
+    def delete_jobs(self, namespace: str, label_selector: str) -> None:
+        """Delete the Jobs the labels pick, and their pods in the background."""
+        from kubernetes.client import BatchV1Api
+
+        asked(
+            f"cannot delete the Kubernetes Jobs labelled {label_selector} in {namespace}",
+            BatchV1Api(self.api()).delete_collection_namespaced_job,
+            namespace,
+            label_selector=label_selector,
+            propagation_policy="Background",
         )
 
     @staticmethod
@@ -233,7 +208,7 @@ class Kubernetes(StepOperator[KubernetesStepOperator]):
 
     # -- the cluster -----------------------------------------------------------------------
 
-    def _api(self) -> ApiClient:
+    def api(self) -> ApiClient:
         """The client of --kubeconfig/--context, else $KUBECONFIG or ~/.kube/config, else
         the pod's own service account (stackmagic running in the cluster)."""
         if self._client is not None:
@@ -261,13 +236,13 @@ class Kubernetes(StepOperator[KubernetesStepOperator]):
             ) from None
         return self._client
 
-    def _job(self, job_id: str) -> V1Job | None:
+    def read_job(self, job_id: str) -> V1Job | None:
         from kubernetes.client import BatchV1Api
 
-        namespace, name = _parts(job_id)
-        found: V1Job | None = _asked(
+        namespace, name = job_parts(job_id)
+        found: V1Job | None = asked(
             f"cannot read the Kubernetes Job {job_id}",
-            BatchV1Api(self._api()).read_namespaced_job,
+            BatchV1Api(self.api()).read_namespaced_job,
             name,
             namespace,
             gone=(404,),
@@ -279,63 +254,14 @@ class Kubernetes(StepOperator[KubernetesStepOperator]):
         from kubernetes.client import CoreV1Api
 
         labels = job.spec.selector.match_labels
-        pods = _asked(
+        pods = asked(
             f"cannot list the pods of the Kubernetes Job {job.metadata.name}",
-            CoreV1Api(self._api()).list_namespaced_pod,
+            CoreV1Api(self.api()).list_namespaced_pod,
             job.metadata.namespace,
             label_selector=",".join(f"{key}={value}" for key, value in sorted(labels.items())),
         )
         ordered = sorted(pods.items, key=lambda pod: pod.metadata.creation_timestamp)
         return ordered[-1] if ordered else None
-
-
-def _asked(
-    doing: str, call: Callable[..., Any], *args: Any, gone: tuple[int, ...] = (), **kwargs: Any
-) -> Any:
-    """``call``'s answer; None when the API server answers a status of ``gone``; its other
-    errors (or none, when it cannot be reached) as one line saying what failed."""
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
-
-    try:
-        return call(*args, **kwargs)
-    except ApiException as error:
-        if error.status in gone:
-            return None
-        raise _error(doing, error) from None
-    except HTTPError as error:
-        raise _error(doing, error) from None
-
-
-def _error(doing: str, error: Exception) -> StackmagicError:
-    """One line: what failed, the API server's words, what to check."""
-    from kubernetes.client.exceptions import ApiException
-
-    if not isinstance(error, ApiException):  # no answer: urllib3's words, the cause last
-        cause = str(getattr(error, "reason", None) or error).rsplit(": ", 1)[-1]
-        return StackmagicError(
-            f"{doing}: the API server cannot be reached ({cause}); check --kubeconfig and --context"
-        )
-    try:
-        said = json.loads(error.body or "{}").get("message") or error.reason
-    except ValueError:
-        said = error.reason
-    hint = {
-        401: "check the kubeconfig's credentials",
-        403: "give the kubeconfig's user the rights to it (a Role in --namespace)",
-        404: "check --namespace",
-    }.get(error.status or 0, "check the step operator's options")
-    return StackmagicError(f"{doing}: {error.status} {said}; {hint}")
-
-
-def _given(**fields: Any) -> dict[str, Any]:
-    """The fields that have a value: Kubernetes takes an absent one for its default."""
-    return {name: value for name, value in fields.items() if value}
-
-
-def _parts(job_id: str) -> tuple[str, str]:
-    namespace, _, name = job_id.partition("/")
-    return namespace, name
 
 
 def _taken_back(pod: V1Pod | None) -> str:

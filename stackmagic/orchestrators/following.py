@@ -11,7 +11,7 @@ from ..stores.models import RunStatus, StepStatus
 if TYPE_CHECKING:
     from ..progress import Progress
     from ..runtime import RunContext, StepOutcome
-    from ..stores.metadata import StepRecord
+    from ..stores.metadata import MetadataStore, StepRecord
 
 
 def polled(check: Callable[[], bool], every: float = 10.0) -> Callable[[], bool]:
@@ -47,6 +47,13 @@ def follow(
         if record.status != RunStatus.RUNNING or not going:
             return
         time.sleep(interval)
+
+
+def settle_ended(metadata: MetadataStore, run_id: str, error: str | None) -> None:
+    """The orchestrator says the run ended: finish its record if its steps did not."""
+    if metadata.run(run_id).status != RunStatus.RUNNING or metadata.settle_run(run_id):
+        return
+    metadata.run_finished(run_id, error=error)
 
 
 def step_outcomes(context: RunContext) -> list[StepOutcome]:

@@ -26,11 +26,12 @@ from kfp import dsl
 
 from ..component_type import ComponentType
 from ..errors import StackmagicError
+from ..schedules import CannotSchedule
 from ..scratch import ScratchFolder
 from ..stores.models import RunStatus
 from ..stores.portable import describe_stores, secret_environment, secret_variables
 from .base import RunCancelled
-from .following import follow, polled, step_outcomes
+from .following import follow, polled, settle_ended, step_outcomes
 from .kfp_api import KfpApi
 from .kfp_task import stackmagic_step
 
@@ -40,11 +41,17 @@ if TYPE_CHECKING:
     from ..open_stack import OpenStack
     from ..progress import Progress
     from ..runtime import RunContext, StepOutcome
+    from ..schedules import Scheduled, ScheduleRequest
     from ..stores.metadata import MetadataStore, RunRecord
 
 #: Pipeline inputs stackmagic adds beside the notebook's parameters.
 RUN_INPUT = "stackmagic_run"
-OPTION_INPUTS = {"stackmagic_no_cache": bool, "stackmagic_only": str, "stackmagic_from": str}
+OPTION_INPUTS = {
+    "stackmagic_no_cache": bool,
+    "stackmagic_only": str,
+    "stackmagic_from": str,
+    "stackmagic_schedule": str,  # the schedule that starts the run: a recurring run's
+}
 #: The image steps run in when none is given: kfp.local runs steps here and ignores it.
 LOCAL_IMAGE = "python:3.11"
 _FINAL_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
@@ -112,6 +119,7 @@ def build_pipeline(
                     "no_cache": inputs["stackmagic_no_cache"],
                     "only": inputs["stackmagic_only"],
                     "from": inputs["stackmagic_from"],
+                    "schedule": inputs["stackmagic_schedule"],
                 },
             )
             task.set_display_name(name)
@@ -128,9 +136,9 @@ def build_pipeline(
             tasks[name] = task
 
     pipeline.__signature__ = signature  # type: ignore[attr-defined]  # the inputs kfp reads
-    pipeline.__name__ = _kfp_name(bundle.pipeline)
+    pipeline.__name__ = kfp_name(bundle.pipeline)
     return dsl.pipeline(
-        name=_kfp_name(bundle.pipeline),
+        name=kfp_name(bundle.pipeline),
         description=f"stackmagic pipeline {bundle.pipeline} from {bundle.manifest['notebook']} "
         f"(bundle {bundle.hash[:12]})",
     )(pipeline)
@@ -172,7 +180,7 @@ def _set_resources(task: Any, settings: Mapping[str, Any], config: KubeflowOrche
         task.set_container_image(settings["image"])
 
 
-def _kfp_name(pipeline: str) -> str:
+def kfp_name(pipeline: str) -> str:
     """KFP names are lowercase letters, digits and hyphens."""
     cleaned = "".join(c if c.isalnum() else "-" for c in pipeline.lower()).strip("-")
     return cleaned or "pipeline"
@@ -237,7 +245,7 @@ class KubeflowRunner:
         self, context: RunContext, progress: Progress, package: Path, arguments: dict[str, Any]
     ) -> list[StepOutcome]:
         api = KfpApi(self.config, self._token())
-        name = _kfp_name(context.bundle.pipeline)
+        name = kfp_name(context.bundle.pipeline)
         pipeline_id, version_id = api.upload(name, package)
         experiment_id = api.experiment(self.config.experiment or name)
         kfp_run_id = api.start_run(
@@ -285,6 +293,21 @@ class KubeflowRunner:
         if self.detached and record.orchestrator_run_id:
             _terminate(KfpApi(self.config, self._token()), record.orchestrator_run_id)
 
+    def schedule(self, request: ScheduleRequest) -> Scheduled:
+        """A KFP recurring run of the pipeline; each run it starts is recorded by its tasks."""
+        from .kfp_schedules import recurring_run
+
+        if not self.detached:
+            raise CannotSchedule(
+                "the kubeflow orchestrator runs pipelines on this machine (--mode=local), so it "
+                "cannot run them on a schedule"
+            )
+        return recurring_run(self.config, self.stack, KfpApi(self.config, self._token()), request)
+
+    def unschedule(self, orchestrator_id: str) -> None:
+        """Delete the recurring run (one deleted already is no error); its runs stay."""
+        KfpApi(self.config, self._token()).delete_recurring_run(orchestrator_id)
+
     def _token(self) -> str | None:
         if self.config.auth != "token":
             return None
@@ -300,11 +323,10 @@ def _terminate(api: KfpApi, kfp_run_id: str) -> None:
 
 def _reconcile(metadata: MetadataStore, run_id: str, state: str, url: str) -> None:
     """KFP says the run ended: finish its record if its tasks did not."""
-    if metadata.run(run_id).status != RunStatus.RUNNING or metadata.settle_run(run_id):
-        return
-    metadata.run_finished(
+    settle_ended(
+        metadata,
         run_id,
-        error=None
+        None
         if state == "SUCCEEDED"
         else f"the Kubeflow run ended {state} before its steps recorded their end (see {url})",
     )
@@ -312,16 +334,21 @@ def _reconcile(metadata: MetadataStore, run_id: str, state: str, url: str) -> No
 
 def pipeline_arguments(context: RunContext) -> dict[str, Any]:
     """The run's pipeline inputs: its parameters and options, and its stackmagic run id."""
-    defaults = kfp_inputs(context.bundle)
     return {
-        **{
-            name: _as_input(name, context.parameters[name], default)
-            for name, default in defaults.items()
-        },
+        **parameter_inputs(context.bundle, context.parameters),
         RUN_INPUT: context.run_id,
         "stackmagic_no_cache": context.no_cache,
         "stackmagic_only": context.only or "",
         "stackmagic_from": context.from_step or "",
+        "stackmagic_schedule": "",
+    }
+
+
+def parameter_inputs(bundle: Bundle, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters' values as the pipeline's inputs (those that are inputs)."""
+    return {
+        name: _as_input(name, parameters[name], default)
+        for name, default in kfp_inputs(bundle).items()
     }
 
 

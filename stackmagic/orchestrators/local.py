@@ -242,7 +242,7 @@ def _expected_to_execute(context: RunContext, wanted: list[str]) -> set[str]:
 
     A guess, to start kernels early: a step that turns out cached leaves a
     spare kernel, one that was not expected starts its kernel when it runs.
-    A step a step operator runs needs none here.
+    A step that runs as a job elsewhere (a step operator's, a pod) needs none here.
     """
     expected: set[str] = set()
     steps = context.bundle.steps
@@ -257,6 +257,4 @@ def _expected_to_execute(context: RunContext, wanted: list[str]) -> set[str]:
             )
         ):
             expected.add(name)
-    if context.step_operator is None:
-        return expected
-    return {name for name in expected if not steps[name].settings.get("operator")}  # run elsewhere
+    return {name for name in expected if context.driver_for(name) is None}

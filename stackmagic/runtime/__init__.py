@@ -83,6 +83,9 @@ class RunContext:
     wait: bool = False
     #: the stack's step operator, for steps that name it; None inside its jobs
     step_operator: StepOperatorDriver | None = None
+    #: runs each step that names no step operator as a job of its own (the kubernetes
+    #: orchestrator's pod per step); None: those steps run on kernels here
+    step_jobs: StepOperatorDriver | None = None
     #: where news for the run's progress goes, from any thread: ("note", a line of a step
     #: operator's log) or ("job", StepJob) when a step's try starts as a job
     on_progress: Callable[[str, Any], None] | None = None
@@ -92,6 +95,12 @@ class RunContext:
     @property
     def parameters(self) -> dict[str, Any]:
         return {**self.bundle.parameters, **self.overrides}
+
+    def driver_for(self, step: str) -> StepOperatorDriver | None:
+        """What runs ``step`` as a job elsewhere; None: a kernel here runs it."""
+        if self.bundle.steps[step].settings.get("operator"):
+            return self.step_operator
+        return self.step_jobs
 
 
 @dataclass
@@ -269,8 +278,8 @@ def run_step(
     if on_start is not None:
         on_start(step, reason)
     attempts = [attempt] if attempt else range(1, int(spec.settings.get("retries", 0)) + 2)
-    if context.step_operator is not None and spec.settings.get("operator"):
-        return context.step_operator.run(
+    if (driver := context.driver_for(step)) is not None:
+        return driver.run(
             context,
             step,
             attempts=list(attempts),

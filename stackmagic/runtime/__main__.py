@@ -9,11 +9,15 @@ working directory, or ``--stack``.
     python -m stackmagic.runtime step RUN_ID STEP
     python -m stackmagic.runtime vm LAUNCH
     python -m stackmagic.runtime job DESCRIPTION
+    python -m stackmagic.runtime cluster LAUNCH
+    python -m stackmagic.runtime task DESCRIPTION --step STEP --run JSON --run-key JSON --parameters JSON
 
 ``step`` runs a step that has not completed (a retried pod, a step the
 orchestrator hands out); a completed step's outputs stay as they were.
 ``vm`` is what a cloud VM's startup script runs (see ``vm.py``); ``job`` what a
-step operator's job runs (see ``job.py``).
+step operator's job runs (see ``job.py``); ``task`` what an Airflow task runs (see
+``task_word.py``); ``cluster`` what the kubernetes orchestrator's pod runs (see
+``cluster.py``).
 """
 
 from __future__ import annotations
@@ -87,12 +91,42 @@ def build_parser() -> Parser:
     job.add_argument(
         "description", metavar="DESCRIPTION", help="the job description it was submitted with"
     )
+    task = actions.add_parser(
+        "task",
+        help="run one step of a run as a task of a DAG file (Airflow)",
+        prog=f"{PROG} task",
+        command="task",
+    )
+    task.add_argument("description", metavar="DESCRIPTION", help="the DAG file's task description")
+    task.add_argument("--step", required=True, metavar="STEP")
+    for flag, what in (
+        ("--run", 'the run id as a JSON string, or "" for one derived from --run-key'),
+        ("--run-key", "the orchestrator's name of the run, a JSON list"),
+        ("--parameters", "the run's parameter values, a JSON object"),
+    ):
+        task.add_argument(flag, required=True, metavar="JSON", help=what)
+    cluster = actions.add_parser(
+        "cluster",
+        help="carry on a recorded run from this orchestrator pod, a pod per step",
+        prog=f"{PROG} cluster",
+        command="cluster",
+    )
+    cluster.add_argument(
+        "launch", metavar="LAUNCH", help="the launch description the pod was started with"
+    )
     return parser
 
 
 def dispatch(argv: Sequence[str]) -> tuple[Output, bool]:
     args = build_parser().parse_args(argv)
-    actions = {"run": run_whole, "step": run_one, "vm": run_vm, "job": run_as_job}
+    actions = {
+        "run": run_whole,
+        "step": run_one,
+        "vm": run_vm,
+        "job": run_as_job,
+        "task": run_as_task,
+        "cluster": run_cluster,
+    }
     return actions[args.action](args), False
 
 
@@ -158,6 +192,16 @@ def run_vm(args: argparse.Namespace) -> Output:
     return Message(f"run {launch.run_id}: completed", {"run": launch.run_id, "status": "completed"})
 
 
+def run_cluster(args: argparse.Namespace) -> Output:
+    from .cluster import ClusterLaunch, run_in_cluster
+
+    launch = ClusterLaunch.decode(args.launch)
+    error = run_in_cluster(launch)
+    if error is not None:
+        raise RunFailed(f"run failed: {error}")
+    return Message("run completed", {"status": "completed"})
+
+
 def run_as_job(args: argparse.Namespace) -> Output:
     from ..operators.base import OperatorJob
     from .job import run_job
@@ -171,6 +215,19 @@ def run_as_job(args: argparse.Namespace) -> Output:
         f"{said}: {outcome.status} in {outcome.seconds:.1f} s",
         {"step": job.step, "status": outcome.status},
     )
+
+
+def run_as_task(args: argparse.Namespace) -> Output:
+    from .task_word import TaskWord, run_word
+
+    run_id = run_word(
+        TaskWord.decode(args.description),
+        step=args.step,
+        run=args.run,
+        run_key=args.run_key,
+        parameters=args.parameters,
+    )
+    return Message(f"step {args.step!r} of run {run_id}: done", {"step": args.step, "run": run_id})
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import RunFailed
+from ..errors import NotFound, RunFailed
 from ..exiting import leave_memory_to_exit
 from ..json_values import is_finite
 from ..operators.driving import StepOperatorDriver
@@ -65,6 +65,7 @@ def run_task(
     forget_secrets(stores)  # the stores have them; the step's own code must not
     try:
         with ScratchFolder("bundle") as scratch:
+            bundle_uri = _recorded_bundle(metadata, run_id) or bundle_uri
             bundle = fetch_bundle(artifact_store, bundle_uri, Path(scratch))
             context = _context(
                 run_id, bundle, bundle_uri, artifact_store, metadata, stores, parameters, options
@@ -84,6 +85,14 @@ def run_task(
         leave_memory_to_exit()  # the task's process ends when this returns
 
 
+def _recorded_bundle(metadata: MetadataStore, run_id: str) -> str:
+    """The bundle a recorded run started with, which wins over the task's: an Airflow DAG
+    file that a later ``pipeline run`` rewrote while this run's tasks waited names a newer one."""
+    with contextlib.suppress(NotFound):
+        return metadata.run(run_id).bundle_uri
+    return ""
+
+
 def _context(
     run_id: str,
     bundle: Bundle,
@@ -97,7 +106,9 @@ def _context(
     """The run as its record says; recorded first if no one has (a run started from a KFP UI)."""
     only, from_step = options.get("only") or None, options.get("from") or None
     no_cache = str(options.get("no_cache")).lower() in ("true", "1")  # KFP gives text
-    values = typed_parameters(bundle.parameters, parameters)
+    names = set(bundle.parameter_names)
+    known = {name: value for name, value in parameters.items() if name in names}
+    values = typed_parameters(bundle.parameters, known)  # Airflow mixes a run's conf in
     overrides = {
         name: value for name, value in values.items() if bundle.parameters.get(name) != value
     }
@@ -115,6 +126,7 @@ def _context(
         steps=list(bundle.steps),
         driven_here=False,
         exist_ok=True,
+        schedule=options.get("schedule") or None,
     )
     record = metadata.run(run_id)  # whoever recorded it first: its values, exactly typed
     return recorded_context(record, bundle, artifact_store, metadata, bundle_uri)

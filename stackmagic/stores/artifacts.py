@@ -114,6 +114,10 @@ class ArtifactStore:
         """What another process needs to open this store, without the secret options."""
         return {"root": self.root, "storage_options": dict(self._storage_options)}
 
+    def elsewhere(self, root: str) -> ArtifactStore:
+        """Another folder of the same storage, reached with this store's options and secrets."""
+        return ArtifactStore(root, self._storage_options, secret_options=self._secret_options)
+
     def secret_environment(self) -> dict[str, str]:
         """Environment variables that carry the secret options to a process this one starts."""
         return {SECRETS_VARIABLE: json.dumps(self._secret_options)} if self._secret_options else {}

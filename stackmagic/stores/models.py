@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 #: The newest migration; the store upgrades any older schema to it on open.
-SCHEMA_REVISION = "0008"
+SCHEMA_REVISION = "0009"
 
 
 class RunStatus:
@@ -154,6 +154,8 @@ class Run(Base):
     #: When someone asked to cancel the run: the process driving it, wherever it is, reads this
     #: and stops its steps; whoever records the run's end then records it cancelled.
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The schedule that started the run (its name), None for a run someone asked for.
+    schedule: Mapped[str | None] = mapped_column(String(191))
 
     pipeline: Mapped[Pipeline] = relationship(back_populates="runs")
     parameters: Mapped[list[RunParameter]] = relationship(
@@ -167,6 +169,7 @@ class Run(Base):
         Index("ix_runs_pipeline_started", "pipeline_id", "started_at"),
         Index("ix_runs_started", "started_at"),
         Index("ix_runs_status", "status"),
+        Index("ix_runs_schedule", "schedule"),
     )
 
 
@@ -258,3 +261,27 @@ class Metric(Base):
     logged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     step_run: Mapped[StepRun] = relationship(back_populates="metrics")
+
+
+class Schedule(Base):
+    """A pipeline an orchestrator runs on a cron: what it runs, where, and its twin there."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(191), unique=True)
+    pipeline: Mapped[str] = mapped_column(String(191))
+    notebook: Mapped[str] = mapped_column(Text)
+    stack_name: Mapped[str] = mapped_column(String(100))
+    #: The flavor of the stack's orchestrator when it was made: who to ask to unschedule.
+    orchestrator: Mapped[str] = mapped_column(String(100))
+    #: Five fields: minute hour day month weekday.
+    cron: Mapped[str] = mapped_column(String(100))
+    #: The values each scheduled run uses.
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSONText)
+    #: The bundle the runs run, in the stack's artifact store: kept while the schedule lives.
+    bundle_uri: Mapped[str] = mapped_column(Text)
+    #: The schedule as the orchestrator knows it (a KFP recurring run id) and where to see it.
+    orchestrator_id: Mapped[str] = mapped_column(Text)
+    url: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -82,6 +82,8 @@ class RunRecord:
     orchestrator_url: str | None = None
     #: when ``stackmagic gc`` deleted its artifacts (those kept runs still use stay)
     collected_at: datetime | None = None
+    #: the schedule that started it (its name); None for a run someone asked for
+    schedule: str | None = None
 
     @property
     def seconds(self) -> float | None:
@@ -151,4 +153,5 @@ def run_record(run: Run, *, with_artifacts: bool) -> RunRecord:
         orchestrator_run_id=run.orchestrator_run_id,
         orchestrator_url=run.orchestrator_url,
         collected_at=run.collected_at,
+        schedule=run.schedule,
     )

@@ -52,12 +52,14 @@ class RunRecords(StoreConnection):
         steps: Sequence[str],
         driven_here: bool = True,
         exist_ok: bool = False,
+        schedule: str | None = None,
     ) -> None:
         """Record a new run, its parameters and its steps (all pending).
 
         ``driven_here=False``: no process of this machine drives the run (a
         cluster schedules its steps), so its liveness is not judged by ours.
         ``exist_ok``: steps on several machines may each be the first to record it.
+        ``schedule``: the name of the schedule that started the run.
         """
         if exist_ok and self._has_run(run_id):
             return
@@ -75,6 +77,7 @@ class RunRecords(StoreConnection):
                 overridden=overridden,
                 steps=steps,
                 driven_here=driven_here,
+                schedule=schedule,
             )
         except StackmagicError:
             if exist_ok and self._has_run(run_id):  # recorded by another step meanwhile
@@ -100,6 +103,7 @@ class RunRecords(StoreConnection):
         overridden: Sequence[str],
         steps: Sequence[str],
         driven_here: bool,
+        schedule: str | None,
     ) -> None:
         runner, now = (this_runner() if driven_here else None), utcnow()
         with self._session(write=True) as session:
@@ -118,6 +122,7 @@ class RunRecords(StoreConnection):
                 runner=runner.label if runner else None,
                 runner_identity=runner.identity() if runner else None,
                 heartbeat_at=now if runner else None,
+                schedule=schedule,
             )
             run.parameters = [
                 RunParameter(name=name, value=value, overridden=name in overridden)
