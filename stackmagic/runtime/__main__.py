@@ -73,31 +73,30 @@ def build_parser() -> Parser:
     for action in (whole, one):
         action.add_argument("--stack", metavar="NAME", help="default: the active stack")
 
-    vm = actions.add_parser(
+    def described(action: str, summary: str, word: str, what: str) -> argparse.ArgumentParser:
+        """An action whose one argument is the description its launcher wrote (a CommandWord)."""
+        made = actions.add_parser(action, help=summary, prog=f"{PROG} {action}", command=action)
+        made.add_argument(word, metavar=word.upper(), help=what)
+        return made
+
+    described(
         "vm",
-        help="carry on a recorded run on this cloud VM, then delete it",
-        prog=f"{PROG} vm",
-        command="vm",
+        "carry on a recorded run on this cloud VM, then delete it",
+        "launch",
+        "the launch description the VM was started with",
     )
-    vm.add_argument(
-        "launch", metavar="LAUNCH", help="the launch description the VM was started with"
-    )
-    job = actions.add_parser(
+    described(
         "job",
-        help="run one step of a recorded run as a step operator's job",
-        prog=f"{PROG} job",
-        command="job",
+        "run one step of a recorded run as a step operator's job",
+        "description",
+        "the job description it was submitted with",
     )
-    job.add_argument(
-        "description", metavar="DESCRIPTION", help="the job description it was submitted with"
-    )
-    task = actions.add_parser(
+    task = described(
         "task",
-        help="run one step of a run as a task of a DAG file (Airflow)",
-        prog=f"{PROG} task",
-        command="task",
+        "run one step of a run as a task of a DAG file (Airflow)",
+        "description",
+        "the DAG file's task description",
     )
-    task.add_argument("description", metavar="DESCRIPTION", help="the DAG file's task description")
     task.add_argument("--step", required=True, metavar="STEP")
     for flag, what in (
         ("--run", 'the run id as a JSON string, or "" for one derived from --run-key'),
@@ -105,14 +104,11 @@ def build_parser() -> Parser:
         ("--parameters", "the run's parameter values, a JSON object"),
     ):
         task.add_argument(flag, required=True, metavar="JSON", help=what)
-    cluster = actions.add_parser(
+    described(
         "cluster",
-        help="carry on a recorded run from this orchestrator pod, a pod per step",
-        prog=f"{PROG} cluster",
-        command="cluster",
-    )
-    cluster.add_argument(
-        "launch", metavar="LAUNCH", help="the launch description the pod was started with"
+        "carry on a recorded run from this orchestrator pod, a pod per step",
+        "launch",
+        "the launch description the pod was started with",
     )
     return parser
 
