@@ -208,7 +208,7 @@ def test_a_gcp_vm_that_ends_before_its_run_leaves_a_preempted_run(
 
 def compute_engine(gce: FakeGce, **options: Any) -> Any:
     """The gcp-vm orchestrator's Compute Engine, as the team stack's options make it."""
-    from stackmagic.flavors.orchestrators import GCPVMOrchestrator
+    from stackmagic.flavors.vm_orchestrators import GCPVMOrchestrator
     from stackmagic.orchestrators.gcp_vm import ComputeEngine
 
     return ComputeEngine(

@@ -145,6 +145,30 @@ def test_steps_forked_from_one_template_do_not_share_state(initialised: Path) ->
     assert right[3] == left
 
 
+@pytest.mark.parametrize("warm", [True, False], ids=["warm", "cold"])
+def test_a_temporary_folder_too_deep_for_a_socket_path_still_runs(
+    initialised: Path, terminal, tmp_path: Path, warm: bool
+) -> None:
+    """Kernels talk over Unix sockets in the temporary folder, whose path a socket's name
+    cannot exceed (107 bytes on Linux): a deep TMPDIR, as CI runners and containers set,
+    must not fail every step with "File name too long"."""
+    deep = tmp_path / ("a-temporary-folder-nested-deep-" * 3) / "tmp"
+    deep.mkdir(parents=True)
+    assert len(str(deep)) > 110
+    if not warm:
+        use_cold_stack(terminal)
+    notebook = write_notebook(
+        initialised / "deep.ipynb", COUNTED_SETUP, "%%step a\nx = 1", "%%step b\nprint(x + 1)"
+    )
+    run = terminal(
+        "pipeline", "run", str(notebook), "--progress", "lines", env={"TMPDIR": str(deep)}
+    )
+    assert run.code == 0, run.err
+    assert FALLBACK not in run.err
+    (step_b,) = [c for c in executed(terminal)["b"]["cells"] if "print(x + 1)" in c["source"]]
+    assert ["".join(o["text"]) for o in step_b["outputs"] if "text" in o] == ["2\n"]
+
+
 def test_a_failing_or_killed_step_leaves_its_siblings_and_the_template_running(
     initialised: Path, terminal
 ) -> None:

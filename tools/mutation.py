@@ -332,11 +332,23 @@ class Workspace:
     def run_tests(self, tests: tuple[str, ...], timeout: float) -> tuple[str, str]:
         """``passed``, ``failed`` or ``timeout``, and pytest's last lines.
 
-        A run that times out, or is interrupted, is stopped with all it started.
+        A run that times out, or is interrupted, is stopped with all it started. It runs in
+        one process (``-n 0``): a mutant's few test files gain nothing from workers.
         """
         with tempfile.TemporaryFile("w+") as output:
             process = subprocess.Popen(
-                [sys.executable, "-m", "pytest", *tests, "-x", "-q", "-p", "no:cacheprovider"],
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    *tests,
+                    "-x",
+                    "-q",
+                    "-n",
+                    "0",
+                    "-p",
+                    "no:cacheprovider",
+                ],
                 cwd=self.folder,
                 env=self.env,
                 stdout=output,

@@ -32,8 +32,6 @@ from .base import (
 from .metadata_stores import MySQLMetadataStore, PostgreSQLMetadataStore, SQLiteMetadataStore
 from .orchestrators import (
     AirflowOrchestrator,
-    AWSVMOrchestrator,
-    GCPVMOrchestrator,
     KubeflowOrchestrator,
     KubernetesOrchestrator,
     LocalOrchestrator,
@@ -44,6 +42,7 @@ from .step_operators import (
     SageMakerStepOperator,
     VertexStepOperator,
 )
+from .vm_orchestrators import AWSVMOrchestrator, GCPVMOrchestrator
 
 ENTRY_POINT_GROUP = "stackmagic.flavors"
 _log = logging.getLogger("stackmagic")

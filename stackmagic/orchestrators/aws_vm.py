@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import StackmagicError
 from ..flavors.base import require_module
-from ..flavors.orchestrators import AWSVMOrchestrator
+from ..flavors.vm_orchestrators import AWSVMOrchestrator
 from .clouds import VMCloud
 
 RUN_TAG, TRY_TAG = "stackmagic-run", "stackmagic-try"

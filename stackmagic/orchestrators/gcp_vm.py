@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import StackmagicError
 from ..flavors.base import require_module
-from ..flavors.orchestrators import GCPVMOrchestrator
+from ..flavors.vm_orchestrators import GCPVMOrchestrator
 from .clouds import VMCloud
 
 RUN_LABEL, TRY_LABEL = "stackmagic-run", "stackmagic-try"

@@ -4,7 +4,8 @@ A fresh kernel costs about half a second of CPU, so a pipeline that starts
 one per step, in sequence, spends most of its time waiting for kernels. The
 pool starts kernels while earlier steps run; each kernel still serves exactly
 one step (steps never share state) and is shut down in the background after.
-Kernels talk over Unix sockets in a private folder, not TCP ports. On Linux,
+Kernels talk over Unix sockets in a private folder, not TCP ports (unless the
+temporary folder's path is too long for a socket's). On Linux,
 a kernel dies with the process that started it (see ``die_with_parent``):
 a killed run leaves no step writing on.
 """
@@ -29,6 +30,9 @@ from ..scratch import ScratchFolder
 
 _DIE_WITH_PARENT = Path(__file__).with_name("die_with_parent.py")
 _IMPORTING = threading.Lock()
+#: The longest Unix socket path every platform takes (macOS: 103 bytes, Linux: 107), less the
+#: ``-N`` jupyter_client appends for each channel.
+_LONGEST_SOCKET_PREFIX = 96
 #: jupyter_client's parts as the pool uses them: imported when a kernel is first needed.
 MANAGERS = "stackmagic.orchestrators.managers"
 
@@ -142,12 +146,16 @@ class KernelPool:
             close_thread_loop()
 
     def _connection_files(self) -> dict[str, str]:
-        """Where the next kernel's sockets and connection file go: the pool's private folder."""
+        """How the next kernel connects: Unix sockets in the pool's private folder, or, where
+        that folder's path is too long to name a socket, TCP on the loopback address."""
         with self._lock:
             self._count += 1
             number = self._count
+        sockets = str(self._folder / f"kernel-{number}")
+        unix = len(os.fsencode(sockets)) <= _LONGEST_SOCKET_PREFIX
         return {
-            "ip": str(self._folder / f"kernel-{number}"),
+            "transport": "ipc" if unix else "tcp",
+            "ip": sockets if unix else "127.0.0.1",
             "connection_file": str(self._folder / f"kernel-{number}.json"),
         }
 
@@ -157,7 +165,6 @@ class KernelPool:
 
         manager = managers.StepKernelManager(
             kernel_name=self.kernel_name,
-            transport="ipc",
             client_class=managers.STEP_CLIENT,
             **self._connection_files(),
         )

@@ -30,7 +30,7 @@ from .base import RunCancelled
 from .following import follow, polled, step_outcomes
 
 if TYPE_CHECKING:
-    from ..flavors.orchestrators import _VMOrchestrator
+    from ..flavors.vm_orchestrators import VMOrchestrator
     from ..notebook.exporter import Bundle
     from ..open_stack import OpenStack
     from ..progress import Progress
@@ -84,7 +84,7 @@ class VMRunner:
 
     detached = True
 
-    def __init__(self, config: _VMOrchestrator, stack: OpenStack, cloud: VMCloud[Any]) -> None:
+    def __init__(self, config: VMOrchestrator, stack: OpenStack, cloud: VMCloud[Any]) -> None:
         self.config, self.stack, self.cloud = config, stack, cloud
         self.submitted = False
 

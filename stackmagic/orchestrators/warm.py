@@ -88,7 +88,6 @@ class WarmKernelPool(KernelPool):
         manager = managers.ForkedKernelManager(
             template,
             kernel_name=self.kernel_name,
-            transport="ipc",
             client_class=managers.STEP_CLIENT,
             **self._connection_files(),
         )
