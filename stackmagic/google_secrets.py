@@ -8,6 +8,9 @@ needed, so a job's image does not need Google's client libraries.
 from __future__ import annotations
 
 import base64
+import os
+from collections.abc import Mapping
+from typing import Any
 
 from .errors import StackmagicError
 
@@ -48,3 +51,14 @@ def read_latest_version(resource: str, endpoint: str = "") -> str:
             "grant the identity reading it roles/secretmanager.secretAccessor on the secret"
         )
     return base64.b64decode(answer.json()["payload"]["data"]).decode()
+
+
+def take_store_secrets(location: Mapping[str, str] | None, stores: Mapping[str, Any]) -> None:
+    """Put the stores' secrets from the secret at ``location`` (its ``name`` and ``endpoint``)
+    into this process's environment, where the stores' description reads them; no location:
+    they are there already."""
+    from .stores.portable import wanted_secrets
+
+    if location:
+        text = read_latest_version(location["name"], location.get("endpoint", ""))
+        os.environ.update(wanted_secrets(location["name"], text, stores))

@@ -245,28 +245,13 @@ class FakeKfp(RecurringRuns):
         """What the cluster would do: run the pipeline's tasks (here with kfp.local)."""
         if run["state"] != "RUNNING":  # terminated before its pods started
             return
-        folder = self.scratch / run["run_id"]
-        folder.mkdir(parents=True)
-        (folder / "pipeline.yaml").write_bytes(package)
-        arguments = run["runtime_config"].get("parameters", {})
-        with (folder / "log.txt").open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "stackmagic.orchestrators.kfp_local",
-                    str(folder / "pipeline.yaml"),
-                    str(folder / "outputs"),
-                    json.dumps(arguments),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=folder,
-                env={**_base_environment(), **self.pod_environment},
-                start_new_session=True,  # its own group, as a run's pods: terminated together
-            )
-            self.processes[run["run_id"]] = process
-            code = process.wait()
+        code = run_with_kfp_local(
+            self.scratch / run["run_id"],
+            package,
+            run["runtime_config"].get("parameters", {}),
+            self.pod_environment,
+            started=lambda process: self.processes.__setitem__(run["run_id"], process),
+        )
         if run["state"] == "CANCELING":
             run["state"] = "CANCELED"
         else:
@@ -282,14 +267,51 @@ class FakeKfp(RecurringRuns):
         process = self.processes.get(run_id)
         run["state"] = "CANCELING" if process else "CANCELED"
         if process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
+            stop_tasks(process)
         return 200, {}
 
     def _get_run(self, run_id: str, **_: Any) -> tuple[int, dict[str, Any]]:
         if run_id not in self.runs:
             return 404, {"message": f"run {run_id} not found"}
         return 200, self.runs[run_id]
+
+
+def run_with_kfp_local(
+    folder: Path,
+    package: bytes,
+    arguments: dict[str, Any],
+    environment: Mapping[str, str],
+    started: Callable[[subprocess.Popen[bytes]], None],
+) -> int:
+    """A pipeline's tasks run here with kfp.local (stackmagic's local mode's entry), in a
+    child process given ``environment`` and little else; its exit code. ``started`` gets the
+    process, which leads a group of its own, as a run's pods: stopped together."""
+    folder.mkdir(parents=True)
+    (folder / "pipeline.yaml").write_bytes(package)
+    with (folder / "log.txt").open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "stackmagic.orchestrators.kfp_local",
+                str(folder / "pipeline.yaml"),
+                str(folder / "outputs"),
+                json.dumps(arguments),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=folder,
+            env={**_base_environment(), **environment},
+            start_new_session=True,
+        )
+        started(process)
+        return process.wait()
+
+
+def stop_tasks(process: subprocess.Popen[bytes]) -> None:
+    """Stop a run's kfp.local process and its tasks."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
 
 
 def _base_environment() -> dict[str, str]:

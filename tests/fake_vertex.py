@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from fake_http import Request
@@ -91,6 +91,8 @@ class FakeVertex:
     #: how many of the next log reads are over the project's quota of reads a minute
     over_read_quota: int = 0
     tokens: dict[str, str] = field(default_factory=dict)  # access token -> service account
+    #: what it answers, beside the OAuth token endpoint: (method, path pattern, handler)
+    routes: ClassVar[list[tuple[str, str, str]]] = _ROUTES
     #: one request at a time: the driver, a canceller and a job's own calls come together
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -108,7 +110,7 @@ class FakeVertex:
         if identity is None:
             return _error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
         numbers = "enum-encoding=int" in "".join(query.get("$alt", []))
-        for verb, pattern, route in _ROUTES:
+        for verb, pattern, route in self.routes:
             match = re.fullmatch(pattern, path)
             if verb == method and match:
                 try:
@@ -186,17 +188,22 @@ class FakeVertex:
         """The container's command, as the job's service account."""
         folder = self.folder / job_id
         folder.mkdir(parents=True)
-        key = json.loads(self.key_file.read_text())
-        key.update(client_email=account or DEFAULT_JOB_IDENTITY, token_uri=f"{self.url}/token")
-        credentials = folder / "job-identity.json"
-        credentials.write_text(json.dumps(key))
         environment = {item["name"]: item["value"] for item in container.get("env", [])}
-        environment["GOOGLE_APPLICATION_CREDENTIALS"] = str(credentials)
+        environment["GOOGLE_APPLICATION_CREDENTIALS"] = str(self.identity(folder, account))
         return SandboxJob(
             [*container.get("command", []), *container.get("args", [])],
             folder / "work",
             environment,
         )
+
+    def identity(self, folder: Path, account: str | None) -> Path:
+        """A key file for ``account`` (the service agent when None) whose tokens come from here:
+        what a job's container is given as its identity."""
+        key = json.loads(self.key_file.read_text())
+        key.update(client_email=account or DEFAULT_JOB_IDENTITY, token_uri=f"{self.url}/token")
+        credentials = folder / "job-identity.json"
+        credentials.write_text(json.dumps(key))
+        return credentials
 
     def _wrong_place(self, project: str, location: str) -> Answer | None:
         where = f"'//aiplatform.googleapis.com/projects/{project}/locations/{location}'"
@@ -448,7 +455,7 @@ _SHAPES = {
 }
 
 
-class _Refused(Exception):
+class Refused(Exception):
     def __init__(self, where: str, message: str) -> None:
         super().__init__(f"List of found errors: 1.Field: {where}; Message: {message}")
 
@@ -472,38 +479,47 @@ def custom_job_refusal(job: Any) -> str | None:
     job = _encoded(job, numbers=False)
     try:
         if not job.get("displayName", "").strip() or len(job["displayName"]) > 128:
-            raise _Refused("custom_job.display_name", "Required; at most 128 characters.")
-        labels = job.get("labels", {})
-        for key, value in labels.items():
-            if not (_LABEL_KEY.fullmatch(key) and _LABEL_VALUE.fullmatch(value)):
-                raise _Refused(f"custom_job.labels[{key}]", f"Invalid label {key}={value!r}.")
-        if len(labels) > 64:
-            raise _Refused("custom_job.labels", "At most 64 labels.")
+            raise Refused("custom_job.display_name", "Required; at most 128 characters.")
+        check_labels("custom_job", job.get("labels", {}))
         spec = job.get("jobSpec", {})
         if not spec.get("workerPoolSpecs"):
-            raise _Refused("job_spec.worker_pool_specs", "At least one worker pool is required.")
+            raise Refused("job_spec.worker_pool_specs", "At least one worker pool is required.")
         for index, pool in enumerate(spec["workerPoolSpecs"]):
             _check_pool(f"job_spec.worker_pool_specs[{index}]", pool, first=index == 0)
-        for name, shape in _SHAPES.items():
-            if name in spec and not re.fullmatch(shape, spec[name]):
-                raise _Refused(f"job_spec.{name}", f"Invalid value {spec[name]!r}.")
+        check_shapes("job_spec", spec)
         output = spec.get("baseOutputDirectory", {}).get("outputUriPrefix", "gs://")
         if not output.startswith("gs://"):
-            raise _Refused("job_spec.base_output_directory", "Must be a gs:// URI.")
-    except _Refused as refusal:
+            raise Refused("job_spec.base_output_directory", "Must be a gs:// URI.")
+    except Refused as refusal:
         return str(refusal)
     return None
 
 
+def check_labels(where: str, labels: dict[str, str]) -> None:
+    """Vertex AI's label rules: lower-case keys and values, 64 labels at most."""
+    for key, value in labels.items():
+        if not (_LABEL_KEY.fullmatch(key) and _LABEL_VALUE.fullmatch(value)):
+            raise Refused(f"{where}.labels[{key}]", f"Invalid label {key}={value!r}.")
+    if len(labels) > 64:
+        raise Refused(f"{where}.labels", "At most 64 labels.")
+
+
+def check_shapes(where: str, spec: dict[str, Any]) -> None:
+    """A service account and a network, as Vertex AI takes them."""
+    for name, shape in _SHAPES.items():
+        if name in spec and not re.fullmatch(shape, spec[name]):
+            raise Refused(f"{where}.{name}", f"Invalid value {spec[name]!r}.")
+
+
 def _check_pool(where: str, pool: dict[str, Any], first: bool) -> None:
     if first and str(pool.get("replicaCount")) != "1":
-        raise _Refused(f"{where}.replica_count", "The first worker pool has exactly 1 replica.")
+        raise Refused(f"{where}.replica_count", "The first worker pool has exactly 1 replica.")
     machine = pool.get("machineSpec", {})
     kind = machine.get("machineType", "")
     accelerator, count = machine.get("acceleratorType"), int(machine.get("acceleratorCount", 0))
     if not (_CPU_TYPES.fullmatch(kind) or kind in _WITH_GPUS):
         said = f'Machine type "{kind}" is not supported.'
-        raise _Refused(f"{where}.machine_spec.machine_type", said)
+        raise Refused(f"{where}.machine_spec.machine_type", said)
     allowed = (
         [_WITH_GPUS[kind]]
         if kind in _WITH_GPUS
@@ -511,7 +527,7 @@ def _check_pool(where: str, pool: dict[str, Any], first: bool) -> None:
     )
     if (accelerator or count or kind in _WITH_GPUS) and (accelerator, count) not in allowed:
         said = f"Accelerator {accelerator} x {count} is not supported for machine type {kind}."
-        raise _Refused(f"{where}.machine_spec.accelerator_type", said)
+        raise Refused(f"{where}.machine_spec.accelerator_type", said)
     image = pool.get("containerSpec", {}).get("imageUri", "")
     if not re.fullmatch(r"[a-z0-9.-]+(:\d+)?/\S+", image):
-        raise _Refused(f"{where}.container_spec.image_uri", f"Invalid image URI {image!r}.")
+        raise Refused(f"{where}.container_spec.image_uri", f"Invalid image URI {image!r}.")

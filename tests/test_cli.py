@@ -178,9 +178,11 @@ def test_flavors_lists_every_flavor_with_its_options(project: Path, cli) -> None
     assert [f["flavor"] for f in schema] == [
         "local",
         "kubeflow",
+        "vertex",
         "airflow",
         "gcp-vm",
         "aws-vm",
+        "azure-vm",
         "kubernetes",
     ]
     kubeflow = schema[1]

@@ -486,6 +486,15 @@ def test_cloud_vms_on_a_fake_compute_engine(
             SecretString=as_typed(words[words.index("--secret-string") + 1]),
         )
 
+    key_vault: dict[str, str] = {}
+
+    def az_keyvault_secret_set(command: Command) -> None:
+        """Stands in for `az keyvault secret set`: the secret the azure-vm orchestrator's VMs
+        read (tests/test_azure_vm.py runs such a VM against a FAKE Key Vault)."""
+        words = command.words
+        assert words[1:4] == ("keyvault", "secret", "set"), words
+        key_vault[words[words.index("--name") + 1]] = as_typed(words[words.index("--value") + 1])
+
     section = section_commands("Cloud VMs: a bigger machine for an hour")
     walk = team_walk(
         project,
@@ -497,9 +506,15 @@ def test_cloud_vms_on_a_fake_compute_engine(
             ),
             "--image=europe-docker.pkg.dev/my-project/ml/team:1": "--boot-image=projects/debian-cloud/global/images/family/debian-12",
         },
-        stand_ins={"gcloud": gcloud_secrets_create, "aws": aws_create_secret},
+        stand_ins={
+            "gcloud": gcloud_secrets_create,
+            "aws": aws_create_secret,
+            "az": az_keyvault_secret_set,
+        },
     )
-    secrets_first = sorted(section, key=lambda command: command.words[0] not in ("gcloud", "aws"))
+    secrets_first = sorted(
+        section, key=lambda command: command.words[0] not in ("gcloud", "aws", "az")
+    )
     # the VM's own identity reaches the bucket (the S3 emulator) as the README's credential chain
     identity = {key: value for key, value in os.environ.items() if key.startswith("AWS_")}
     with booting_vms(gce, tmp_path / "vm", identity) as booted:
@@ -519,6 +534,13 @@ def test_cloud_vms_on_a_fake_compute_engine(
     assert MYSQL_PASSWORD not in requests_text(gce.requests) and not any(
         MYSQL_PASSWORD in said for said in walk.said
     )
+    azure = json.loads(
+        walk.run(Command(("stackmagic", "orchestrator", "describe", "big-az", "--json")))
+    )
+    assert azure["flavor"] == "azure-vm" and azure["options"]["store_secret"] in key_vault
+    assert json.loads(key_vault["team-stores"]) == {
+        "STACKMAGIC_METADATA_STORE_PASSWORD": MYSQL_PASSWORD
+    }
 
 
 @contextlib.contextmanager
@@ -612,6 +634,11 @@ def walked_in_test_readme_operators() -> None:
     a test of its own in tests/test_readme_operators.py (which uses this module's walks)."""
 
 
+def walked_in_test_readme_vertex() -> None:
+    """The "Vertex AI Pipelines" section: walked on the FAKE Vertex AI by
+    tests/test_readme_vertex.py (which uses this module's walks)."""
+
+
 def walked_in_test_readme_kubernetes() -> None:
     """The "Kubernetes" section: walked on the FAKE Kubernetes API server by
     tests/test_readme_kubernetes.py (which uses this module's walks)."""
@@ -644,6 +671,7 @@ WALKED: dict[str, tuple[Callable[..., None], dict[str, int]]] = {
         {"bash": 2},
     ),
     "Kubeflow Pipelines": (test_kubeflow_through_the_kfp_api_and_kfp_local, {"bash": 2}),
+    "Vertex AI Pipelines": (walked_in_test_readme_vertex, {"bash": 1}),
     "Kubernetes": (walked_in_test_readme_kubernetes, {"bash": 2, "yaml": 1}),
     "Airflow": (walked_in_test_airflow_server, {"bash": 1}),
     "Schedules": (test_kubeflow_through_the_kfp_api_and_kfp_local, {"bash": 1, "text": 1}),

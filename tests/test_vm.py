@@ -16,7 +16,7 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import pytest
 from conftest import BIN, Result, wait_for
 from services import DB_CANARY, S3_CANARY, Database, S3Server, free_port
 from team import bucket_options, register_team_stack, secret_sightings, team_notebook
-from vm_sandbox import run_startup_script, start_startup_script
+from vm_sandbox import INSTANCE_IDENTITY, run_startup_script, start_startup_script
 
 from notebooks import write_notebook
 
@@ -215,6 +215,38 @@ def test_a_preempted_instance_is_replaced_and_finished_steps_come_from_the_cache
     terminal: Callable[..., Result],
 ) -> None:
     vm_stack("--retries=1")
+
+    def first(run_id: str) -> str:
+        [instance] = wait_for(lambda: aws.instances(run_id), what="the first instance")
+        return aws.user_data(instance)
+
+    def take_back(run_id: str) -> None:
+        [instance] = aws.instances(run_id)[:1]
+        aws.ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
+
+    def second(run_id: str) -> str:
+        [instance] = wait_for(lambda: aws.instances(run_id)[1:], timeout=90, what="a new VM")
+        assert _tag(instance, "stackmagic-try") == "2"
+        return aws.user_data(instance)
+
+    run_taken_back_then_replaced(project, tmp_path, terminal, first, take_back, second)
+
+
+def run_taken_back_then_replaced(
+    project: Path,
+    tmp_path: Path,
+    terminal: Callable[..., Result],
+    first_script: Callable[[str], str],
+    take_back: Callable[[str], None],
+    second_script: Callable[[str], str],
+    identity: Mapping[str, str] = INSTANCE_IDENTITY,
+) -> str:
+    """``pipeline run --wait`` of three steps on a stack with --retries=1, whose first VM
+    finishes the first step and is then taken back by its cloud; the second VM must finish
+    the run without running that step again. The run's id.
+
+    Each cloud's test tells how its VMs' scripts are found (``first_script`` and
+    ``second_script`` wait for the VM of that try) and how its cloud takes a VM back."""
     write_notebook(
         project / "team.ipynb",
         "%%step load\nfeatures = list(range(100))",
@@ -233,9 +265,7 @@ def test_a_preempted_instance_is_replaced_and_finished_steps_come_from_the_cache
             lambda: json.loads(terminal("pipeline", "runs", "--json").out), what="the run's record"
         )
         run_id = runs[0]["id"]
-        [first] = wait_for(lambda: aws.instances(run_id), what="the first instance")
-        # the first VM gets through the first step, then is taken back mid-run
-        taken_back = start_startup_script(aws.user_data(first), tmp_path / "vm-1")
+        taken_back = start_startup_script(first_script(run_id), tmp_path / "vm-1", identity)
         wait_for(
             lambda: step_status(terminal, run_id, "load") == "completed",
             timeout=120,
@@ -244,10 +274,8 @@ def test_a_preempted_instance_is_replaced_and_finished_steps_come_from_the_cache
         load_on_first = step_record(terminal, run_id, "load")
         os.killpg(taken_back.pid, signal.SIGKILL)
         taken_back.wait()
-        aws.ec2.terminate_instances(InstanceIds=[first["InstanceId"]])
-        second = wait_for(lambda: aws.instances(run_id)[1:], timeout=90, what="a new instance")[0]
-        assert _tag(second, "stackmagic-try") == "2"
-        again = run_startup_script(aws.user_data(second), tmp_path / "vm-2")
+        take_back(run_id)
+        again = run_startup_script(second_script(run_id), tmp_path / "vm-2", identity)
         assert again.returncode == 0, again.stderr[-2000:]
         output, _ = follower.communicate(timeout=120)
     finally:
@@ -263,6 +291,7 @@ def test_a_preempted_instance_is_replaced_and_finished_steps_come_from_the_cache
     assert list(steps) == ["load", "nap", "report"]
     assert all(s["status"] == "completed" for s in steps.values()), steps
     assert steps["load"] == load_on_first, "the step the first VM finished was not run again"
+    return run_id
 
 
 def test_a_preempted_instance_without_retries_leaves_a_preempted_run(

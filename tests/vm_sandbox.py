@@ -58,13 +58,17 @@ def run_startup_script(
     )
 
 
-def start_startup_script(script: str, folder: Path) -> subprocess.Popen[str]:
+def start_startup_script(
+    script: str,
+    folder: Path,
+    identity: Mapping[str, str] = INSTANCE_IDENTITY,
+) -> subprocess.Popen[str]:
     """The script, started in a session of its own (so it can be taken back like a VM)."""
     folder.mkdir(parents=True)
     return subprocess.Popen(
         ["bash", "-c", script],
         cwd=folder,
-        env=vm_environment(folder),
+        env=vm_environment(folder, identity),
         text=True,
         start_new_session=True,
         stdout=subprocess.DEVNULL,

@@ -42,7 +42,8 @@ from .step_operators import (
     SageMakerStepOperator,
     VertexStepOperator,
 )
-from .vm_orchestrators import AWSVMOrchestrator, GCPVMOrchestrator
+from .vertex_orchestrator import VertexOrchestrator
+from .vm_orchestrators import AWSVMOrchestrator, AzureVMOrchestrator, GCPVMOrchestrator
 
 ENTRY_POINT_GROUP = "stackmagic.flavors"
 _log = logging.getLogger("stackmagic")
@@ -57,9 +58,11 @@ BUILTIN_FLAVORS: tuple[type[FlavorConfig], ...] = (
     PostgreSQLMetadataStore,
     LocalOrchestrator,
     KubeflowOrchestrator,
+    VertexOrchestrator,
     AirflowOrchestrator,
     GCPVMOrchestrator,
     AWSVMOrchestrator,
+    AzureVMOrchestrator,
     KubernetesOrchestrator,
     SageMakerStepOperator,
     AzureMLStepOperator,

@@ -106,3 +106,87 @@ class AWSVMOrchestrator(VMOrchestrator):
         from ..orchestrators.vm import VMRunner
 
         return VMRunner(self, stack, EC2(self))
+
+
+class AzureVMOrchestrator(VMOrchestrator):
+    """Runs the whole pipeline on an Azure VM, optionally Spot."""
+
+    flavor = "azure-vm"
+
+    subscription_id = t.Unicode(help="Azure subscription id.").tag(required=True)
+    resource_group = t.Unicode(help="Resource group the VM is made in.").tag(required=True)
+    location = t.Unicode("eastus", help="Azure region of the VM (its subnet's).")
+    subnet_id = t.Unicode(
+        help="Subnet of the VM's network interface: /subscriptions/.../subnets/NAME."
+    ).tag(required=True)
+    managed_identity = t.Unicode(
+        help="User-assigned managed identity the VM runs as (its resource id): it deletes the "
+        "VM and reads --store-secret."
+    ).tag(required=True)
+    size = t.Unicode("Standard_D4s_v5", help="VM size.")
+    vm_image = t.Unicode(
+        help="VM image: a URN (PUBLISHER:OFFER:SKU:VERSION) or an image id, with Python and "
+        "stackmagic; default: the Data Science VM (Ubuntu 22.04, Docker and NVIDIA drivers) "
+        "for --image."
+    )
+    spot = t.Bool(False, help="Use a Spot VM.")
+    eviction_policy = t.Enum(
+        ["Delete", "Deallocate"], "Delete", help="What Azure does to an evicted Spot VM."
+    )
+    max_price = t.Float(
+        -1.0,
+        help="Highest price per hour in US dollars for a Spot VM; -1: the pay-as-you-go price.",
+    )
+    public_ip = t.Bool(
+        True, help="Give the VM a public IP address (false: the subnet's NAT gives it the way out)."
+    )
+    ssh_public_key = t.Unicode(
+        help="SSH public key of the VM's user azureuser; default: a new key nobody holds."
+    )
+    key_vault_url = t.Unicode(
+        help="Key Vault (https://NAME.vault.azure.net) that holds --store-secret."
+    )
+    tags = t.Dict(help="Tags for the VM, KEY=VALUE,KEY=VALUE.")
+    resource_manager_url = t.Unicode(
+        "https://management.azure.com", help="Azure Resource Manager endpoint."
+    )
+
+    def orchestrator(self, stack: OpenStack) -> Orchestrator:
+        from ..orchestrators.azure_vm import AzureVM
+        from ..orchestrators.vm import VMRunner
+
+        return VMRunner(self, stack, AzureVM(self))
+
+    def check(self) -> None:
+        super().check()
+        if self.store_secret and not self.key_vault_url:
+            raise StackmagicError(
+                "--store-secret names a secret in Key Vault: give --key-vault-url "
+                "(https://NAME.vault.azure.net)"
+            )
+        if self.max_price != -1 and self.max_price <= 0:
+            raise StackmagicError(
+                "--max-price is -1 (the pay-as-you-go price) or a price per hour above 0"
+            )
+        if self.gpu_count:
+            raise StackmagicError(
+                "the azure-vm orchestrator takes GPUs from --size (Standard_NC4as_T4_v3, say), "
+                "not --gpu-count"
+            )
+        if self.vm_image and not _is_azure_image(self.vm_image):
+            raise StackmagicError(
+                f"--vm-image {self.vm_image!r} is no image: give PUBLISHER:OFFER:SKU:VERSION "
+                "(Canonical:ubuntu-24_04-lts:server:latest, say) or an image's resource id"
+            )
+        if "/subnets/" not in self.subnet_id:
+            raise StackmagicError(
+                "--subnet-id is a subnet's resource id: /subscriptions/SUBSCRIPTION/resourceGroups/"
+                "GROUP/providers/Microsoft.Network/virtualNetworks/NETWORK/subnets/NAME"
+            )
+
+
+def _is_azure_image(image: str) -> bool:
+    """A URN (four non-empty parts) or the resource id of an image or gallery image version."""
+    if image.startswith("/"):
+        return "/providers/Microsoft.Compute/" in image
+    return image.count(":") == 3 and all(image.split(":"))

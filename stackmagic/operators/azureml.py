@@ -19,8 +19,8 @@ import re
 import shlex
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
+from ..azure_signin import authority_options, explained, read_key_vault_secret
 from ..errors import StackmagicError
 from ..flavors.step_operators import AzureMLStepOperator
 from .base import (
@@ -74,8 +74,6 @@ CLOUDS = {
 }
 CLOUD_VARIABLE = "AZUREML_CURRENT_CLOUD"
 EXPERIMENTAL_WARNERS = ("azure.ai.ml._utils._experimental", "azure.ai.ml._schema.core.fields")
-#: Microsoft Entra authorities that Microsoft's instance discovery knows
-ENTRA_HOSTS = ("login.microsoftonline.com", "login.chinacloudapi.cn", "login.microsoftonline.us")
 SIGN_IN_ADVICE = (
     "check --tenant-id, --client-id, --client-secret and --authority-host, or, without "
     "--client-id, the Azure sign-in of this machine (az login, a managed identity)"
@@ -87,31 +85,8 @@ _STOPPED = {"Canceled", "CancelRequested"}
 _PREEMPTED = re.compile(r"pre-?empt", re.IGNORECASE)
 
 
-def _authority(host: str) -> dict[str, Any]:
-    """Credential options for a Microsoft Entra authority other than the public one; a
-    private cloud's (Azure Stack's) is unknown to Microsoft's instance discovery."""
-    if not host:
-        return {}
-    return {
-        "authority": host,
-        "disable_instance_discovery": urlsplit(host).hostname not in ENTRA_HOSTS,
-    }
-
-
-def _explained(
-    action: str, error: Exception, advice: str = "", *, sign_in: str = SIGN_IN_ADVICE
-) -> StackmagicError:
-    """One line for an Azure error: what failed, Azure's own code and words, what to do
-    (``sign_in`` when signing in is what failed)."""
-    if type(error).__name__ == "ClientAuthenticationError":
-        advice = sign_in
-    detail = getattr(getattr(error, "error", None), "code", None)
-    message = getattr(getattr(error, "error", None), "message", None) or getattr(
-        error, "message", None
-    )
-    words = f"{detail}: {message}" if detail else str(message or error).strip().splitlines()[0]
-    words = words.rstrip(".")
-    return StackmagicError(f"cannot {action}: {words}" + (f"; {advice}" if advice else ""))
+#: Azure's errors in one line, with the advice of this operator's sign-in options
+_explained = functools.partial(explained, sign_in=SIGN_IN_ADVICE)
 
 
 class AzureML(StepOperator[AzureMLStepOperator]):
@@ -182,7 +157,7 @@ class AzureML(StepOperator[AzureMLStepOperator]):
         from azure.identity import ClientSecretCredential, DefaultAzureCredential
 
         config = self.config
-        options = _authority(config.authority_host)
+        options = authority_options(config.authority_host)
         credential: Any = (
             ClientSecretCredential(
                 config.tenant_id, config.client_id, self.secret("client_secret"), **options
@@ -320,26 +295,12 @@ class AzureML(StepOperator[AzureMLStepOperator]):
     def read_secret(location: Mapping[str, Any]) -> str:
         """The secret's text, read with the job's managed identity (the one Azure ML names in
         DEFAULT_IDENTITY_CLIENT_ID when it is a user-assigned one)."""
-        from azure.identity import DefaultAzureCredential
-        from azure.keyvault.secrets import SecretClient
-
-        credential = DefaultAzureCredential(
-            managed_identity_client_id=os.environ.get("DEFAULT_IDENTITY_CLIENT_ID"),
-            **_authority(os.environ.get("AZURE_AUTHORITY_HOST", "")),
+        return read_key_vault_secret(
+            location["vault_url"],
+            location["name"],
+            advice="check that the job's managed identity may get secrets of that Key Vault",
+            identity_client_id=os.environ.get("DEFAULT_IDENTITY_CLIENT_ID"),
         )
-        try:
-            text = (
-                SecretClient(location["vault_url"], credential).get_secret(location["name"]).value
-            )
-        except Exception as error:
-            advice = "check that the job's managed identity may get secrets of that Key Vault"
-            raise _explained(
-                f"read the secret {location['name']!r} from {location['vault_url']}",
-                error,
-                advice,
-                sign_in=advice,
-            ) from None
-        return str(text or "")
 
 
 BACKEND = AzureML

@@ -33,7 +33,7 @@ from .machines import Machine, choose
 
 RUN_LABEL, STEP_LABEL, TRY_LABEL = "stackmagic-run", "stackmagic-step", "stackmagic-try"
 _SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
-_SIGN_IN = (
+SIGN_IN = (
     "sign in with `gcloud auth application-default login`, or set "
     "GOOGLE_APPLICATION_CREDENTIALS to a service account key"
 )
@@ -130,7 +130,7 @@ def console_url(name: str) -> str:
     )
 
 
-def _explained(action: str, error: Exception, hint: str) -> StackmagicError:
+def explained(action: str, error: Exception, hint: str) -> StackmagicError:
     """One line for a failed call: what failed, Google's words, what to do."""
     code, message = getattr(error, "code", None), getattr(error, "message", None)
     if code and message:
@@ -219,7 +219,7 @@ class Vertex(StepOperator[VertexStepOperator]):
         try:
             return JobServiceClient(transport="rest", client_options={"api_endpoint": endpoint})
         except Exception as error:
-            raise _explained("reach Vertex AI", error, _SIGN_IN) from None
+            raise explained("reach Vertex AI", error, SIGN_IN) from None
 
     @functools.cached_property
     def _logging(self) -> Any:
@@ -230,7 +230,7 @@ class Vertex(StepOperator[VertexStepOperator]):
         try:
             return AuthorizedSession(google.auth.default(scopes=_SCOPES)[0])
         except Exception as error:
-            raise _explained("reach Cloud Logging", error, _SIGN_IN) from None
+            raise explained("reach Cloud Logging", error, SIGN_IN) from None
 
     def submit(self, job: OperatorJob, request: dict[str, Any]) -> tuple[str, str]:
         from google.cloud.aiplatform_v1 import CustomJob
@@ -241,7 +241,7 @@ class Vertex(StepOperator[VertexStepOperator]):
                 parent=parent, custom_job=CustomJob.from_json(json.dumps(request))
             )
         except Exception as error:
-            raise _explained(
+            raise explained(
                 f"submit the Vertex AI custom job {request['displayName']}",
                 error,
                 "check --project, --region, --image and --service-account",
@@ -253,7 +253,7 @@ class Vertex(StepOperator[VertexStepOperator]):
         try:
             found = jobs.get_custom_job(name=job_id)
         except Exception as error:
-            raise _explained(
+            raise explained(
                 f"look up the Vertex AI custom job {job_id}", error, "check --project and --region"
             ) from None
         reason = found.error.message
@@ -298,7 +298,7 @@ class Vertex(StepOperator[VertexStepOperator]):
                     break
                 body["pageToken"] = page["nextPageToken"]
         except Exception as error:
-            raise _explained(
+            raise explained(
                 f"read the log of the Vertex AI custom job {job_id} from Cloud Logging",
                 error,
                 "grant the identity following the run roles/logging.viewer",
@@ -312,7 +312,7 @@ class Vertex(StepOperator[VertexStepOperator]):
         except Exception as error:
             if self.state(job_id).phase in ENDED:
                 return  # it ended before it was asked to: nothing to stop
-            raise _explained(
+            raise explained(
                 f"cancel the Vertex AI custom job {job_id}",
                 error,
                 f"cancel it in the console: {console_url(job_id)}",

@@ -78,6 +78,10 @@ def for_machine(machine: dict[str, Any]) -> type[VMCloud[Any]]:
         from .aws_vm import EC2
 
         return EC2
+    if cloud == "azure":
+        from .azure_vm import AzureVM
+
+        return AzureVM
     if cloud == "gcp":
         from .gcp_vm import ComputeEngine
 

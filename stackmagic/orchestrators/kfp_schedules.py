@@ -9,7 +9,7 @@ the schedule's name, which reaches the tasks as a pipeline input.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StackmagicError
 from ..schedules import Scheduled, ScheduleRequest
@@ -26,21 +26,7 @@ def recurring_run(
     config: KubeflowOrchestrator, stack: OpenStack, api: KfpApi, request: ScheduleRequest
 ) -> Scheduled:
     bundle = request.bundle
-    not_inputs = [name for name in request.overridden if name not in kfp_inputs(bundle)]
-    if not_inputs:
-        raise StackmagicError(
-            f'-p {not_inputs[0]}: only numbers, booleans and text without " or \\ pass '
-            "through a Kubeflow input, which a scheduled run reads its values from; make it "
-            "the default in the parameters cell instead"
-        )
-    arguments = {
-        **parameter_inputs(bundle, request.parameters),
-        RUN_INPUT: "",  # each run is recorded under its KFP run id
-        "stackmagic_no_cache": False,
-        "stackmagic_only": "",
-        "stackmagic_from": "",
-        "stackmagic_schedule": request.name,
-    }
+    arguments = scheduled_arguments(request)
     name = kfp_name(bundle.pipeline)
     with ScratchFolder("kfp") as scratch:
         package = Path(scratch) / "pipeline.yaml"
@@ -58,6 +44,26 @@ def recurring_run(
         cron=kfp_cron(request.cron),
     )
     return Scheduled(recurring_run_id, api.recurring_run_url(recurring_run_id))
+
+
+def scheduled_arguments(request: ScheduleRequest) -> dict[str, Any]:
+    """The pipeline inputs of each run a schedule starts (on Kubeflow or Vertex AI)."""
+    bundle = request.bundle
+    not_inputs = [name for name in request.overridden if name not in kfp_inputs(bundle)]
+    if not_inputs:
+        raise StackmagicError(
+            f'-p {not_inputs[0]}: only numbers, booleans and text without " or \\ pass '
+            "through a Kubeflow input, which a scheduled run reads its values from; make it "
+            "the default in the parameters cell instead"
+        )
+    return {
+        **parameter_inputs(bundle, request.parameters),
+        RUN_INPUT: "",  # each run is recorded under its KFP run id
+        "stackmagic_no_cache": False,
+        "stackmagic_only": "",
+        "stackmagic_from": "",
+        "stackmagic_schedule": request.name,
+    }
 
 
 def kfp_cron(cron: str) -> str:

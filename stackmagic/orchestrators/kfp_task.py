@@ -19,8 +19,10 @@ def stackmagic_step(
     notebook: dsl.Output[dsl.HTML],
 ) -> None:
     """One step of a stackmagic bundle, recorded in the stack's stores."""
+    from stackmagic.google_secrets import take_store_secrets
     from stackmagic.runtime.task import run_task
 
+    take_store_secrets(options.pop("store_secret", None), stores)  # Vertex AI's tasks
     run_task(
         step=step,
         run_id=run or kfp_run,

@@ -33,6 +33,7 @@ from ..stores.portable import describe_stores, secret_environment, secret_variab
 from .base import RunCancelled
 from .following import follow, polled, settle_ended, step_outcomes
 from .kfp_api import KfpApi
+from .kfp_platforms import KubernetesTasks, steps_without_image
 from .kfp_task import stackmagic_step
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from ..runtime import RunContext, StepOutcome
     from ..schedules import Scheduled, ScheduleRequest
     from ..stores.metadata import MetadataStore, RunRecord
+    from .kfp_platforms import TaskPlatform
 
 #: Pipeline inputs stackmagic adds beside the notebook's parameters.
 RUN_INPUT = "stackmagic_run"
@@ -60,24 +62,28 @@ _FINAL_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
 def compile_pipeline(
     bundle: Bundle, bundle_uri: str, stack: OpenStack, config: KubeflowOrchestrator, path: Path
 ) -> None:
-    """Write the bundle's KFP pipeline as YAML to ``path``."""
+    """Write the bundle's KFP pipeline, its tasks pods of a cluster, as YAML to ``path``."""
+    compile_tasks(bundle, bundle_uri, stack, KubernetesTasks(config, stack), path)
+
+
+def compile_tasks(
+    bundle: Bundle, bundle_uri: str, stack: OpenStack, platform: TaskPlatform, path: Path
+) -> None:
+    """Write the bundle's KFP pipeline, its tasks on ``platform``, as YAML to ``path``."""
     from kfp import compiler
 
-    pipeline = build_pipeline(bundle, bundle_uri, stack, config)
-    compiler.Compiler().compile(pipeline, str(path))
+    compiler.Compiler().compile(build_pipeline(bundle, bundle_uri, stack, platform), str(path))
 
 
 def build_pipeline(
-    bundle: Bundle, bundle_uri: str, stack: OpenStack, config: KubeflowOrchestrator
+    bundle: Bundle, bundle_uri: str, stack: OpenStack, platform: TaskPlatform
 ) -> Any:
     """The bundle as a KFP pipeline object, ready to compile."""
-    from kfp import kubernetes
-
     stores = describe_stores(stack.name, stack.components)
-    secret_keys = sorted(secret_variables(stack.components))
+    secret = platform.secret_location()
     defaults = kfp_inputs(bundle)
     component = dsl.component(
-        stackmagic_step, base_image=config.image or LOCAL_IMAGE, install_kfp_package=False
+        stackmagic_step, base_image=platform.image or LOCAL_IMAGE, install_kfp_package=False
     )
 
     signature = inspect.Signature(
@@ -120,19 +126,13 @@ def build_pipeline(
                     "only": inputs["stackmagic_only"],
                     "from": inputs["stackmagic_from"],
                     "schedule": inputs["stackmagic_schedule"],
+                    **({"store_secret": secret} if secret else {}),
                 },
             )
             task.set_display_name(name)
             task.set_caching_options(False)
             task.after(*(tasks[upstream] for upstream in spec.upstream))
-            _set_resources(task, spec.settings, config)
-            kubernetes.set_image_pull_policy(task, config.image_pull_policy)
-            if secret_keys and config.store_secret:
-                kubernetes.use_secret_as_env(
-                    task,
-                    secret_name=config.store_secret,
-                    secret_key_to_env={key: key for key in secret_keys},
-                )
+            platform.dress(task, spec.settings)
             tasks[name] = task
 
     pipeline.__signature__ = signature  # type: ignore[attr-defined]  # the inputs kfp reads
@@ -161,25 +161,6 @@ def _passes(value: Any) -> bool:
     return isinstance(value, (bool, int, float))
 
 
-def _set_resources(task: Any, settings: Mapping[str, Any], config: KubeflowOrchestrator) -> None:
-    """``%%step --cpu/--memory/--gpu/--retries/--image`` as the task's Kubernetes settings.
-
-    A step a step operator runs asks its job for them: its task only submits the job and
-    waits, on the pipeline's image; each retry of the task is a new job."""
-    if settings.get("retries"):
-        task.set_retry(int(settings["retries"]))
-    if settings.get("operator"):
-        return
-    if settings.get("cpu"):
-        task.set_cpu_request(str(settings["cpu"])).set_cpu_limit(str(settings["cpu"]))
-    if settings.get("memory"):
-        task.set_memory_request(settings["memory"]).set_memory_limit(settings["memory"])
-    if settings.get("gpu"):
-        task.set_accelerator_type(config.gpu_resource).set_accelerator_limit(int(settings["gpu"]))
-    if settings.get("image"):
-        task.set_container_image(settings["image"])
-
-
 def kfp_name(pipeline: str) -> str:
     """KFP names are lowercase letters, digits and hyphens."""
     cleaned = "".join(c if c.isalnum() else "-" for c in pipeline.lower()).strip("-")
@@ -197,9 +178,7 @@ class KubeflowRunner:
     def check(self, bundle: Bundle) -> None:
         if not self.detached:
             return
-        missing_image = [
-            n for n, s in bundle.steps.items() if not (s.settings.get("image") or self.config.image)
-        ]
+        missing_image = steps_without_image(bundle, self.config.image)
         if missing_image:
             raise StackmagicError(
                 "the kubeflow orchestrator needs an image with stackmagic installed for the steps: "
