@@ -119,7 +119,7 @@ class FakeVertex:
                     return _error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
                 with self._lock:
                     answer: Answer = getattr(self, route)(
-                        payload=payload, identity=identity, **match.groupdict()
+                        payload=payload, identity=identity, query=query, **match.groupdict()
                     )
                 return answer[0], _encoded(answer[1], numbers)
         return _error(404, "NOT_FOUND", f"no route {method} {path} in the fake Google Cloud")

@@ -39,6 +39,7 @@ from fake_vertex import (
     check_labels,
     check_shapes,
 )
+from fake_vertex_metadata import FakeMetadata
 from google.cloud.aiplatform_v1 import PipelineJob, Schedule
 
 PLACE = "/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
@@ -67,18 +68,21 @@ class FakePipelineJob:
     body: dict[str, Any]
     #: who created it
     creator: str
+    #: the ``system.PipelineRun`` context Vertex AI made for it, which experiments take
+    run_context: dict[str, Any] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     cancelled: bool = False
 
 
 @dataclass
-class FakeVertexPipelines(FakeVertex):
+class FakeVertexPipelines(FakeVertex, FakeMetadata):
     #: what every task's container gets besides its identity (the stores' emulator settings)
     task_environment: dict[str, str] = field(default_factory=dict)
     pipeline_jobs: dict[str, FakePipelineJob] = field(default_factory=dict)
     schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
     routes: ClassVar[list[tuple[str, str, str]]] = [
         *FakeVertex.routes,
+        *FakeMetadata.routes,
         ("POST", JOBS, "_create_pipeline_job"),
         ("GET", JOBS + "/(?P<job_id>[a-z0-9-]+)", "_get_pipeline_job"),
         ("POST", JOBS + "/(?P<job_id>[a-z0-9-]+):cancel", "_cancel_pipeline_job"),
@@ -111,7 +115,9 @@ class FakeVertexPipelines(FakeVertex):
             "startTime": created,
             "updateTime": created,
         }
-        job = FakePipelineJob(body, creator=identity)
+        job = FakePipelineJob(
+            body, creator=identity, run_context=self.run_context_of(project, location, job_id)
+        )
         self.pipeline_jobs[job_id] = job
         threading.Thread(target=self._execute, args=(job_id, job), daemon=True).start()
         return body
@@ -140,7 +146,7 @@ class FakeVertexPipelines(FakeVertex):
             else:
                 state = "PIPELINE_STATE_SUCCEEDED" if code == 0 else "PIPELINE_STATE_FAILED"
             job.body.update(state=state, updateTime=_now(), endTime=_now())
-            job.body["jobDetail"] = {"taskDetails": self._task_details(job_id, job)}
+            job.body["jobDetail"] = self._job_detail(job_id, job)
             if state == "PIPELINE_STATE_FAILED":
                 said = (
                     f"Unable to pull image {unpullable[0]}."
@@ -153,8 +159,14 @@ class FakeVertexPipelines(FakeVertex):
         job = self.pipeline_jobs.get(job_id)
         if job is None or self._wrong_place(project, location):
             return None
-        job.body["jobDetail"] = {"taskDetails": self._task_details(job_id, job)}
+        job.body["jobDetail"] = self._job_detail(job_id, job)
         return job
+
+    def _job_detail(self, job_id: str, job: FakePipelineJob) -> dict[str, Any]:
+        return {
+            "pipelineRunContext": job.run_context,
+            "taskDetails": self._task_details(job_id, job),
+        }
 
     def _task_details(self, job_id: str, job: FakePipelineJob) -> list[dict[str, Any]]:
         """Each task's state, as kfp.local's log tells it."""

@@ -90,4 +90,6 @@ def test_vertex_pipelines(
     jobs = sorted(vertex.pipeline_jobs.values(), key=lambda job: job.body["createTime"])
     assert [job.body["runtimeConfig"]["parameterValues"]["lr"] for job in jobs] == [0.2, 0.1]
     assert {job.body["serviceAccount"] for job in jobs} == {RUNNER}
+    experiment = "projects/my-project/locations/europe-west4/metadataStores/default/contexts/churn"
+    assert vertex.children[experiment] == [job.run_context["name"] for job in jobs]
     assert MYSQL_PASSWORD not in requests_text(vertex.requests) + "".join(walk.said)

@@ -228,6 +228,8 @@ NOT_SECRET = {
     "ssl_key": "the path of a client key file, which stays on this machine",
     "store_secret": "the name of a secret the cluster or cloud keeps, not its value",
     "key_vault_url": "the address of the Key Vault that keeps --store-secret",
+    "ssh_public_key": "the public half of an SSH key, which the VM is given to trust",
+    "encryption_key": "the resource name of a Cloud KMS key, whose key material stays in KMS",
     "image_pull_secrets": "names of Kubernetes secrets for a registry, not their values",
     "secret_manager_endpoint": "the address of the Secret Manager API, not a secret",
 }

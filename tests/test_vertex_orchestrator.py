@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,26 @@ def vertex_project(
     _, flags, bucket = bucket_options("gcs", request)
     register_team_stack(terminal, team_database, flags, orchestrator=vertex_flags(vertex))
     return team_notebook(project), bucket
+
+
+@pytest.fixture
+def vertex_stack(
+    vertex: FakeVertexPipelines,
+    team_database: Database,
+    terminal,
+    project: Path,
+    request: pytest.FixtureRequest,
+) -> Callable[..., Path]:
+    """Registers the stack ``team`` with the orchestrator's options and ``more`` (its bucket on
+    ``store``, the GCS emulator unless told); its notebook."""
+
+    def register(*more: str, store: str = "gcs") -> Path:
+        _, flags, _ = bucket_options(store, request)
+        orchestrator = vertex_flags(vertex, *more)
+        register_team_stack(terminal, team_database, flags, orchestrator=orchestrator)
+        return team_notebook(project)
+
+    return register
 
 
 def test_a_run_is_a_pipeline_job_whose_tasks_record_the_steps(
@@ -202,34 +222,50 @@ def test_cancel_cancels_the_pipeline_job(
     ],
 )
 def test_what_vertex_cannot_take_is_refused_in_one_line(
-    more: list[str],
-    expected: str,
-    vertex: FakeVertexPipelines,
-    team_database: Database,
-    terminal,
-    project: Path,
-    request: pytest.FixtureRequest,
+    more: list[str], expected: str, vertex_stack: Callable[..., Path], terminal
 ) -> None:
-    _, flags, _ = bucket_options("gcs", request)
-    register_team_stack(terminal, team_database, flags, orchestrator=vertex_flags(vertex, *more))
-    result = terminal("pipeline", "run", str(team_notebook(project)))
+    result = terminal("pipeline", "run", str(vertex_stack(*more)))
     [error] = [line for line in result.err.splitlines() if "error" in line]
     assert result.code != 0 and expected in error, result.err
 
 
 def test_a_store_that_is_not_gcs_needs_a_pipeline_root(
-    vertex: FakeVertexPipelines,
-    team_database: Database,
-    terminal,
-    project: Path,
-    request: pytest.FixtureRequest,
+    vertex: FakeVertexPipelines, vertex_stack: Callable[..., Path], terminal
 ) -> None:
-    _, flags, _ = bucket_options("s3", request)
-    register_team_stack(terminal, team_database, flags, orchestrator=vertex_flags(vertex))
-    result = terminal("pipeline", "run", str(team_notebook(project)))
+    result = terminal("pipeline", "run", str(vertex_stack(store="s3")))
     assert result.code != 0 and result.err.count("\n") == 1, result.err
     assert "give --pipeline-root=gs://BUCKET/FOLDER" in result.err
     assert not vertex.pipeline_jobs
+
+
+EXPERIMENT = f"projects/{GCP_PROJECT}/locations/{REGION}/metadataStores/default/contexts/churn"
+
+
+def test_each_run_joins_the_experiment_the_orchestrator_names(
+    vertex: FakeVertexPipelines, vertex_stack: Callable[..., Path], terminal
+) -> None:
+    notebook = vertex_stack("--experiment=churn")
+    runs = [terminal("pipeline", "run", str(notebook), "--wait", "-p", "scale", s) for s in "12"]
+    for run in runs:
+        assert run.code == 0, run.err
+        assert "adding the job to the Vertex AI experiment churn as it starts" in run.err
+    assert vertex.contexts[EXPERIMENT]["schemaTitle"] == "system.Experiment"
+    jobs = [job.run_context["name"] for job in vertex.pipeline_jobs.values()]
+    assert len(jobs) == 2 and vertex.children[EXPERIMENT] == jobs, "one experiment, both runs"
+
+
+def test_an_experiment_name_another_tool_took_is_refused_before_anything_is_submitted(
+    vertex: FakeVertexPipelines, vertex_stack: Callable[..., Path], terminal
+) -> None:
+    vertex.contexts[EXPERIMENT] = {"name": EXPERIMENT, "schemaTitle": "system.Dataset"}
+    result = terminal("pipeline", "run", str(vertex_stack("--experiment=churn")))
+    [error] = [line for line in result.err.splitlines() if "error" in line]
+    assert result.code != 0, result.err
+    assert "--experiment=churn names a Vertex ML Metadata context that is no experiment" in error
+    assert not vertex.pipeline_jobs and EXPERIMENT not in vertex.children
+    assert json.loads(terminal("pipeline", "describe", "latest", "--json").out)["status"] == (
+        "failed"
+    )
 
 
 def test_the_fake_refuses_a_malformed_job(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 #: ``projects/P/locations/L/keyRings/R/cryptoKeys/K``: a Cloud KMS key, as Vertex AI takes it
 _KMS_KEY = re.compile(r"projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+")
+#: a Vertex AI experiment's name (its metadata context's id)
+_EXPERIMENT = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
 
 
 class VertexOrchestrator(OrchestratorConfig):
@@ -40,6 +42,10 @@ class VertexOrchestrator(OrchestratorConfig):
         "projects/P/locations/L/keyRings/R/cryptoKeys/K."
     )
     labels = t.Dict(help="Labels for the pipeline jobs, KEY=VALUE,KEY=VALUE.")
+    experiment = t.Unicode(
+        help="Vertex AI experiment each run's job is added to (made if missing); the job "
+        "joins it as it starts, so `pipeline run` waits for that."
+    )
     store_secret = t.Unicode(
         help="Secret Manager secret holding the stores' secret options as JSON "
         '({"STACKMAGIC_METADATA_STORE_PASSWORD": ...}); each task reads it as --service-account.'
@@ -65,6 +71,16 @@ class VertexOrchestrator(OrchestratorConfig):
         value: str = proposal["value"]
         if value and not value.startswith("gs://"):
             raise t.TraitError("expects a gs:// folder, gs://bucket/pipelines say")
+        return value
+
+    @t.validate("experiment")
+    def _check_experiment(self, proposal: dict[str, Any]) -> str:
+        value: str = proposal["value"]
+        if value and not _EXPERIMENT.fullmatch(value):
+            raise t.TraitError(
+                "expects lower-case letters, digits and '-', starting with a letter or digit, "
+                "128 at most"
+            )
         return value
 
     @t.validate("encryption_key")

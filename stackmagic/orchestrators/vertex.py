@@ -32,6 +32,7 @@ from .following import follow, polled, settle_ended, step_outcomes
 from .kfp_platforms import set_resources, steps_without_image
 from .kfp_schedules import scheduled_arguments
 from .kubeflow import compile_tasks, kfp_name, pipeline_arguments
+from .vertex_experiments import ensure_experiment, join_experiment
 
 if TYPE_CHECKING:
     from ..flavors.vertex_orchestrator import VertexOrchestrator
@@ -138,6 +139,11 @@ class VertexRunner:
             {RUN_LABEL: label(context.run_id)},
         )
         job = PipelineJob.from_json(json.dumps(request))
+        experiment = (
+            ensure_experiment(self._metadata, self._parent, self.config.experiment)
+            if self.config.experiment
+            else ""
+        )
         pipelines = self._pipelines
         try:
             created = pipelines.create_pipeline_job(parent=self._parent, pipeline_job=job)
@@ -154,6 +160,8 @@ class VertexRunner:
             self._cancel(created.name)
             raise RunCancelled(context.run_id)
         progress.note(f"Vertex AI pipeline job {created.name}: {url}")
+        if experiment:
+            self._join_experiment(experiment, created.name, progress)
         if not context.wait:
             return []
         follow(
@@ -166,6 +174,22 @@ class VertexRunner:
         )
         self._settle(context.run_id, self._state(created.name), url)
         return step_outcomes(context)
+
+    def _join_experiment(self, experiment: str, job: str, progress: Progress) -> None:
+        """Add the job to the experiment, which waits for Vertex AI to start the job."""
+        named = self.config.experiment
+        progress.note(f"adding the job to the Vertex AI experiment {named} as it starts")
+        if not join_experiment(
+            self._metadata, experiment, lambda: self._run_context(job), self.config.poll_seconds
+        ):
+            progress.note(f"the job ended before it started: not added to {named}")
+
+    def _run_context(self, name: str) -> str | None:
+        """The job's run context: "" until Vertex AI has made it, None if the job ended first."""
+        found = self._job_found(name)
+        context = str(found.job_detail.pipeline_run_context.name)
+        ended = str(found.state.name).removeprefix("PIPELINE_STATE_") in _ENDED
+        return context or (None if ended else "")
 
     def _compiled(self, bundle: Bundle, bundle_uri: str) -> dict[str, Any]:
         """The bundle's pipeline spec, its tasks dressed for Vertex AI."""
@@ -286,6 +310,13 @@ class VertexRunner:
 
         return self._client(ScheduleServiceClient)
 
+    @functools.cached_property
+    def _metadata(self) -> Any:
+        """Vertex ML Metadata, where experiments are, over REST."""
+        from google.cloud.aiplatform_v1 import MetadataServiceClient
+
+        return self._client(MetadataServiceClient)
+
     def _client(self, kind: Any) -> Any:
         endpoint = self.config.api_endpoint or f"{self.config.region}-aiplatform.googleapis.com"
         try:
@@ -293,16 +324,18 @@ class VertexRunner:
         except Exception as error:
             raise explained("reach Vertex AI", error, SIGN_IN) from None
 
-    def _state(self, name: str) -> str:
-        """The job's state, without its ``PIPELINE_STATE_`` prefix."""
+    def _job_found(self, name: str) -> Any:
         pipelines = self._pipelines
         try:
-            found = pipelines.get_pipeline_job(name=name)
+            return pipelines.get_pipeline_job(name=name)
         except Exception as error:
             raise explained(
                 f"look up the Vertex AI pipeline job {name}", error, "check --project and --region"
             ) from None
-        return str(found.state.name).removeprefix("PIPELINE_STATE_")
+
+    def _state(self, name: str) -> str:
+        """The job's state, without its ``PIPELINE_STATE_`` prefix."""
+        return str(self._job_found(name).state.name).removeprefix("PIPELINE_STATE_")
 
     def _cancel(self, name: str) -> None:
         """Cancel the job, unless it has ended or is ending (Vertex AI refuses those)."""
