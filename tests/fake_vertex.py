@@ -271,11 +271,9 @@ class FakeVertex:
         job = self._job(project, location, job_id)
         if job is None:
             return _not_found(project, location, job_id)
-        if payload != {}:
-            return _error(400, "INVALID_ARGUMENT", "Invalid JSON payload received: expected {}.")
-        if job.body["state"] in ENDED:
-            said = f"Cannot cancel {job.body['name']} in state {job.body['state']}."
-            return _error(400, "FAILED_PRECONDITION", said)
+        refused = cancel_refusal(job.body, payload, ENDED)
+        if refused:
+            return refused
         job.cancelled = True
         if job.sandbox is not None:
             job.sandbox.stop()
@@ -410,6 +408,17 @@ def _encoded(value: Any, numbers: bool, key: str = "") -> Any:
 def _not_found(project: str, location: str, job_id: str) -> Answer:
     name = f"projects/{project}/locations/{location}/customJobs/{job_id}"
     return _error(404, "NOT_FOUND", f"The CustomJob does not exist: {name}")
+
+
+def cancel_refusal(job: dict[str, Any], payload: Any, ended: tuple[str, ...]) -> Answer | None:
+    """Why Vertex AI refuses to cancel a job (custom or pipeline), or None: a body other than
+    ``{}``, or a job that has ended."""
+    if payload != {}:
+        return _error(400, "INVALID_ARGUMENT", "Invalid JSON payload received: expected {}.")
+    if job["state"] in ended:
+        said = f"Cannot cancel {job['name']} in state {job['state']}."
+        return _error(400, "FAILED_PRECONDITION", said)
+    return None
 
 
 def _error(status: int, code: str, message: str) -> Answer:

@@ -36,6 +36,7 @@ from fake_vertex import (
     Refused,
     _error,
     _now,
+    cancel_refusal,
     check_labels,
     check_shapes,
 )
@@ -202,11 +203,9 @@ class FakeVertexPipelines(FakeVertex, FakeMetadata):
         job = self._pipeline_job(project, location, job_id)
         if job is None:
             return _not_found(project, location, job_id)
-        if payload != {}:
-            return _error(400, "INVALID_ARGUMENT", "Invalid JSON payload received: expected {}.")
-        if job.body["state"] in ENDED:
-            said = f"Cannot cancel {job.body['name']} in state {job.body['state']}."
-            return _error(400, "FAILED_PRECONDITION", said)
+        refused = cancel_refusal(job.body, payload, ENDED)
+        if refused:
+            return refused
         job.cancelled = True
         job.body.update(state="PIPELINE_STATE_CANCELLING", updateTime=_now())
         if job.process is not None:

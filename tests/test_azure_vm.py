@@ -164,6 +164,7 @@ def test_a_dry_run_shows_the_vm_and_starts_records_and_stores_nothing(
     assert shown.code == 0, shown.err
     assert "Dry run: azure-vm would start this VM" in shown.out
     assert '"priority": "Spot"' in shown.out and "python3 -m stackmagic.runtime vm" in shown.out
+    assert '"customData": "(the startup script below, in base64)"' in shown.out, shown.out
     assert DB_CANARY not in shown.out + shown.err and AZURITE_KEY not in shown.out + shown.err
     as_json = json.loads(terminal("pipeline", "run", "team.ipynb", "--dry-run", "--json").out)
     assert as_json["request"]["properties"]["evictionPolicy"] == "Delete"

@@ -235,12 +235,18 @@ def _mark_lost(metadata: MetadataStore, run_id: str, instance: str, retries: int
 
 
 def _without(script: str, request: dict[str, Any]) -> str:
-    """The request as JSON, the script (shown beside it) named rather than repeated."""
+    """The request as JSON, the script (shown beside it) named rather than repeated, also
+    where the cloud takes it in base64 (Azure's custom data)."""
+    import base64
     import json
+
+    encoded = base64.b64encode(script.encode()).decode()
 
     def shown(value: Any) -> Any:
         if value == script:
             return "(the startup script below)"
+        if value == encoded:
+            return "(the startup script below, in base64)"
         if isinstance(value, dict):
             return {key: shown(item) for key, item in value.items()}
         if isinstance(value, list):
