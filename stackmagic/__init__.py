@@ -29,8 +29,9 @@ def run(notebook: Any, **options: Any) -> Any:
     return run_pipeline(notebook, **options)
 
 
-def log_metric(name: str, value: float) -> None:
-    """Record a metric of the step run this code runs in (accuracy, loss...)."""
+def log_metric(name: str, value: float, step: int | None = None) -> None:
+    """Record a metric of the step run this code runs in (accuracy, loss...); ``step`` orders
+    a series of values (an epoch), as experiment trackers plot them."""
     from .step_io import log_metric as log
 
-    log(name, value)
+    log(name, value, step)

@@ -79,6 +79,7 @@ class Comparison(Output):
                     "status": record.status,
                     "started_at": record.started_at.isoformat(),
                     "stack": record.stack_name,
+                    "tracker_url": record.tracker_url,
                 }
                 for record in records
             ],

@@ -10,6 +10,7 @@ class ComponentType(str, enum.Enum):
     METADATA_STORE = "metadata-store"
     ORCHESTRATOR = "orchestrator"
     STEP_OPERATOR = "step-operator"
+    EXPERIMENT_TRACKER = "experiment-tracker"
 
     @property
     def noun(self) -> str:

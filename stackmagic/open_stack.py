@@ -15,6 +15,7 @@ from typing import Any
 from .flavors import (
     ArtifactStoreConfig,
     ComponentType,
+    ExperimentTrackerConfig,
     MetadataStoreConfig,
     OrchestratorConfig,
     as_kind,
@@ -22,6 +23,7 @@ from .flavors import (
 from .registry import Component, Registry
 from .stores.artifacts import ArtifactStore
 from .stores.metadata import MetadataStore
+from .trackers.mirror import RunMirror
 
 
 @dataclass
@@ -53,10 +55,21 @@ class OpenStack:
 
     @functools.cached_property
     def metadata(self) -> MetadataStore:
+        """The metadata store; with an experiment tracker in the stack, it mirrors what it
+        records there."""
         store = self.components[ComponentType.METADATA_STORE]
-        return as_kind(store.config, MetadataStoreConfig).open(
+        opened = as_kind(store.config, MetadataStoreConfig).open(
             functools.partial(self.resolve_secret, store)
         )
+        tracker = self.components.get(ComponentType.EXPERIMENT_TRACKER)
+        if tracker is not None:
+            opened.mirror = RunMirror(
+                tracker.name,
+                as_kind(tracker.config, ExperimentTrackerConfig),
+                functools.partial(self.resolve_secret, tracker),
+                self.artifact_store,
+            )
+        return opened
 
     @property
     def orchestrator_config(self) -> OrchestratorConfig:

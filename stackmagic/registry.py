@@ -49,6 +49,7 @@ STACK_FLAGS = {
     ComponentType.ARTIFACT_STORE: "-a",
     ComponentType.ORCHESTRATOR: "-o",
     ComponentType.STEP_OPERATOR: "-s",
+    ComponentType.EXPERIMENT_TRACKER: "-e",
 }
 
 
@@ -278,9 +279,12 @@ class Registry:
         return self.stack(name)
 
     def update_stack(self, name: str, changes: Mapping[ComponentType, str | None]) -> Stack:
-        """Swap components of a stack; ``None`` removes the (optional) step operator."""
+        """Swap components of a stack; ``None`` removes an optional one (step operator, tracker)."""
         if not changes:
-            raise StackmagicError("nothing to change: give -m, -a, -o, -s or --no-step-operator")
+            raise StackmagicError(
+                "nothing to change: give -m, -a, -o, -s, -e, --no-step-operator or "
+                "--no-experiment-tracker"
+            )
         with self._edit() as state:
             entry = stack_entry(state, name)
             for kind, member in changes.items():
@@ -350,6 +354,15 @@ class Registry:
             runner = members.get(kind)
             if runner is None or not runner.runs_remotely:
                 continue
+            tracker = members.get(ComponentType.EXPERIMENT_TRACKER)
+            if tracker is not None and not tracker.is_remote:
+                raise StackmagicError(
+                    f"stack {name!r}: {kind.noun} {entry[kind.value]!r} ({runner.flavor}) runs "
+                    f"steps off this machine, where the {tracker.flavor} experiment tracker "
+                    f"{entry[ComponentType.EXPERIMENT_TRACKER.value]!r} cannot be reached (it "
+                    "keeps runs on this machine); point it at a tracking server "
+                    f"(`stackmagic experiment-tracker update ...`) or drop it from the stack"
+                )
             for store_kind in (ComponentType.ARTIFACT_STORE, ComponentType.METADATA_STORE):
                 store = members[store_kind]
                 if store.is_remote:

@@ -6,7 +6,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .output import Fields, Table
-from .stores.metadata import RunRecord, StepRecord
+from .step_io import metrics_summary
+from .stores.metadata import MetricPoint, RunRecord, StepRecord
 
 if TYPE_CHECKING:
     from .runtime.cache import Forecast
@@ -118,6 +119,10 @@ def run_fields(record: RunRecord, *, error_below: bool = False) -> Fields:
     ]
     if record.orchestrator_url:
         fields.append(("orchestrator", f"{record.orchestrator_run_id}: {record.orchestrator_url}"))
+    if record.tracker_url or record.tracker_note:
+        fields.append(
+            ("tracker", "; ".join(filter(None, [record.tracker_url, record.tracker_note])))
+        )
     if record.collected_at:
         fields.append(
             (
@@ -157,7 +162,7 @@ def _step_row(step: StepRecord, *, with_error: bool) -> list[str]:
         step.reason or "-",
         _took(step.seconds) if step.status == "completed" else "-",
         ", ".join(f"{name} ({info.materializer})" for name, info in step.outputs.items()) or "-",
-        ", ".join(f"{name}={value:g}" for name, value in step.metrics) or "-",
+        metrics_summary(step.metrics) or "-",
         "; ".join(notes) or "-",
     ]
 
@@ -183,6 +188,15 @@ def run_data(record: RunRecord, *, detail: bool = True) -> dict[str, Any]:
         "bundle": record.bundle_uri,
         "orchestrator_run_id": record.orchestrator_run_id,
         "orchestrator_url": record.orchestrator_url,
+        "tracker": (
+            {
+                "url": record.tracker_url,
+                "run_id": record.tracker_run_id,
+                "note": record.tracker_note,
+            }
+            if record.tracker_url or record.tracker_note
+            else None
+        ),
         "collected_at": record.collected_at.isoformat() if record.collected_at else None,
         "steps": [
             {
@@ -201,7 +215,15 @@ def run_data(record: RunRecord, *, detail: bool = True) -> dict[str, Any]:
                     {
                         "inputs": {name: info.to_json() for name, info in step.inputs.items()},
                         "outputs": {name: info.to_json() for name, info in step.outputs.items()},
-                        "metrics": [{"name": name, "value": value} for name, value in step.metrics],
+                        "metrics": [
+                            {
+                                "name": point.name,
+                                "value": point.value,
+                                **({"step": point.step} if point.step is not None else {}),
+                            }
+                            for point in step.metric_history
+                            or [MetricPoint(*pair) for pair in step.metrics]
+                        ],
                     }
                     if detail
                     else {}

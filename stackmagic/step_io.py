@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -22,7 +23,8 @@ from .stores.artifacts import ArtifactInfo
 #: The MIME type of the outputs cell's result, read back by the runtime.
 RESULT_MIME_TYPE = "application/vnd.stackmagic.step-result+json"
 
-_metrics: list[tuple[str, float]] = []
+#: What ``log_metric`` was given: name, value, step (or None) and when, in seconds since the epoch.
+_metrics: list[tuple[str, float, int | None, float]] = []
 #: Files this kernel opened for writing, as absolute paths (see ``watch_files``).
 _written: set[str] = set()
 _WRITING = os.O_WRONLY | os.O_RDWR
@@ -59,8 +61,12 @@ def _note_written(event: str, arguments: tuple[Any, ...]) -> None:
         _written.add(os.path.abspath(os.fsdecode(arguments[1])))
 
 
-def log_metric(name: str, value: float) -> None:
-    """Record a number for this step run (accuracy, loss...); outside a pipeline it is only kept here."""
+def log_metric(name: str, value: float, step: int | None = None) -> None:
+    """Record a number for this step run (accuracy, loss...); outside a pipeline it is only kept here.
+
+    ``step`` orders a series of values of one metric (an epoch, an iteration), as experiment
+    trackers plot them; without it, values keep the order they were logged in.
+    """
     if not isinstance(name, str) or not name:
         raise ValueError("a metric needs a name: log_metric('accuracy', 0.93)")
     try:
@@ -71,7 +77,20 @@ def log_metric(name: str, value: float) -> None:
         raise TypeError(f"metric {name!r} must be a number, not {type(value).__name__}") from None
     if math.isnan(number) or math.isinf(number):
         raise ValueError(f"metric {name!r} must be a finite number, not {number}")
-    _metrics.append((name, number))
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+        raise TypeError(f"metric {name!r}: step must be a whole number of 0 or more, not {step!r}")
+    _metrics.append((name, number, step, time.time()))
+
+
+def metrics_summary(logged: Iterable[tuple[str, float]]) -> str:
+    """Each metric's last value, and how many values it has where it logged a series."""
+    values: dict[str, list[float]] = {}
+    for name, value in logged:
+        values.setdefault(name, []).append(value)
+    return ", ".join(
+        f"{name}={series[-1]:g}" + (f" (last of {len(series)})" if len(series) > 1 else "")
+        for name, series in values.items()
+    )
 
 
 def load_input(context: Mapping[str, Any], name: str) -> Any:
@@ -136,7 +155,7 @@ def save_outputs(
         else f"{name} ({info.materializer}, {human_size(info.size)})"
         for name, info in saved.items()
     )
-    metrics = ", ".join(f"{name}={value:g}" for name, value in _metrics)
+    metrics = metrics_summary((name, value) for name, value, *_ in _metrics)
     text = f"Saved {summary or 'no outputs'}" + (f"; metrics: {metrics}" if metrics else "")
     if not_kept:
         text += f"; not kept (cannot be saved): {', '.join(not_kept)}"

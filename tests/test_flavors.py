@@ -43,6 +43,8 @@ MINIMAL_OPTIONS = {
     ],
     ("step-operator", "vertex"): ["--project=my-project"],
     ("step-operator", "kubernetes"): [],
+    ("experiment-tracker", "mlflow"): ["--tracking-uri=http://mlflow.example.org:5000"],
+    ("experiment-tracker", "wandb"): [],
 }
 
 

@@ -47,6 +47,7 @@ COMPONENTS = {
     },
     ComponentType.ORCHESTRATOR: {"default": "local", "kf": "kubeflow", "vm": "gcp-vm"},
     ComponentType.STEP_OPERATOR: {"sm": "sagemaker"},
+    ComponentType.EXPERIMENT_TRACKER: {"mlf": "mlflow"},
 }
 #: What the project knows for each argument (by metavar, or by option for the stack's members).
 KNOWN = {
@@ -303,6 +304,13 @@ def fuzz_project(project: Path, scratch: Path, monkeypatch: pytest.MonkeyPatch) 
         ["orchestrator", "register", "kf", "--type=kubeflow", "--mode=local"],
         ["orchestrator", "register", "vm", "--type=gcp-vm", "--project=p"],
         ["step-operator", "register", "sm", "--type=sagemaker", "--role=arn:aws:iam::1:role/x"],
+        [
+            "experiment-tracker",
+            "register",
+            "mlf",
+            "--type=mlflow",
+            "--tracking-uri=http://127.0.0.1:9",
+        ],
         ["stack", "register", "here", "-m", "lite", "-a", "shelf", "-o", "default"],
         ["stack", "register", "team", "-m", "sql", "-a", "shelf", "-o", "default"],
         ["stack", "register", "kfp-here", "-m", "default", "-a", "default", "-o", "kf"],

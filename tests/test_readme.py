@@ -585,6 +585,11 @@ def walked_in_test_readme_vertex() -> None:
     tests/test_readme_vertex.py (which uses this module's walks)."""
 
 
+def walked_in_test_readme_trackers() -> None:
+    """The "Experiment trackers" section: walked against a real MLflow server by
+    tests/test_readme_trackers.py (which uses this module's walks)."""
+
+
 def walked_in_test_readme_kubernetes() -> None:
     """The "Kubernetes" section: walked on the FAKE Kubernetes API server by
     tests/test_readme_kubernetes.py (which uses this module's walks)."""
@@ -628,6 +633,11 @@ WALKED: dict[str, tuple[Callable[..., None], dict[str, int]]] = {
     "Step operators: one step on a GPU job": (
         walked_in_test_readme_operators,
         {"python": 1, "bash": 4},
+    ),
+    # its text block, a tracker out of reach, is matched against a run's own line there
+    "Experiment trackers: every run in MLflow or W&B": (
+        walked_in_test_readme_trackers,
+        {"bash": 2, "text": 1},
     ),
     "Flavors and their options": (test_flavors_secrets_widgets_and_a_custom_flavor, {"text": 1}),
     "Secrets": (test_flavors_secrets_widgets_and_a_custom_flavor, {"bash": 1}),

@@ -235,7 +235,11 @@ NOT_SECRET = {
 }
 SECRET_WORDS = ("key", "secret", "token", "password", "connection")
 #: Other options a secret option needs beside it to be accepted.
-COMPANIONS = {("kubeflow", "token"): ["--auth=token"], ("airflow", "password"): ["--username=u"]}
+COMPANIONS = {
+    ("kubeflow", "token"): ["--auth=token"],
+    ("airflow", "password"): ["--username=u"],
+    ("mlflow", "password"): ["--username=u"],
+}
 
 
 def _secret_options() -> list[tuple[ComponentType, str, str]]:

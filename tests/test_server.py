@@ -131,6 +131,7 @@ def test_stacks_components_and_flavors_through_the_api(api: Any, jp_root_dir: Pa
         "metadata-store",
         "orchestrator",
         "step-operator",
+        "experiment-tracker",
     }
     kubeflow = next(f for f in flavors["orchestrator"] if f["flavor"] == "kubeflow")
     token = next(o for o in kubeflow["options"] if o["name"] == "token")

@@ -7,13 +7,15 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-export type ComponentType = 'artifact-store' | 'metadata-store' | 'orchestrator' | 'step-operator';
+export type ComponentType =
+  'artifact-store' | 'metadata-store' | 'orchestrator' | 'step-operator' | 'experiment-tracker';
 
 export const COMPONENT_TYPES: ComponentType[] = [
   'metadata-store',
   'artifact-store',
   'orchestrator',
-  'step-operator'
+  'step-operator',
+  'experiment-tracker'
 ];
 
 /** The flags of `stack register`, by component type. */
@@ -21,7 +23,8 @@ export const STACK_FIELDS: Record<ComponentType, string> = {
   'metadata-store': 'metadata_store',
   'artifact-store': 'artifact_store',
   orchestrator: 'orchestrator',
-  'step-operator': 'step_operator'
+  'step-operator': 'step_operator',
+  'experiment-tracker': 'experiment_tracker'
 };
 
 export interface IStack {
@@ -85,6 +88,15 @@ export interface IRun {
   changed_parameters?: Record<string, unknown>;
   /** Every step's metrics, the last value per name. */
   metrics?: Record<string, unknown>;
+  /** The run's twin in the stack's experiment tracker, and why it is not mirrored there. */
+  tracker?: ITrackerLink | null;
+}
+
+/** Where a run is mirrored: the tracker's page of it; ``note`` when it is not (fully) there. */
+export interface ITrackerLink {
+  url: string | null;
+  run_id: string | null;
+  note: string | null;
 }
 
 /** A refusal of the server, with its one-line message. */
@@ -161,7 +173,7 @@ export interface IStepDetail extends IStepRun {
   job_url: string | null;
   inputs: Record<string, IArtifact>;
   outputs: Record<string, IArtifact>;
-  metrics: { name: string; value: number }[];
+  metrics: { name: string; value: number; step?: number }[];
 }
 
 /** `GET runs/ID`: `pipeline describe`, and the DAG's edges as `[upstream, step]`. */

@@ -12,7 +12,15 @@ import { stackmagicIcon } from './icon';
 
 /** `GET compare?run=A&run=B`: `stackmagic pipeline compare A B --json`. */
 export interface IComparison {
-  runs: { id: string; pipeline: string; status: string; started_at: string; stack: string }[];
+  runs: {
+    id: string;
+    pipeline: string;
+    status: string;
+    started_at: string;
+    stack: string;
+    /** The run in the stack's experiment tracker, where it is mirrored. */
+    tracker_url: string | null;
+  }[];
   /** Only the parameters whose values differ; null where a run has none. */
   parameters: Record<string, unknown[]>;
   same_parameters: Record<string, unknown>;
@@ -87,6 +95,19 @@ function Comparison(props: { runs: string[] }): JSX.Element {
                     {run.status}
                   </span>{' '}
                   {startTime(run.started_at)} · {run.stack}
+                  {run.tracker_url && (
+                    <>
+                      {' · '}
+                      <a
+                        className="jp-stackmagic-run-tracker"
+                        href={run.tracker_url}
+                        target="_blank"
+                        rel="noopener noreferrer"
+                      >
+                        tracker
+                      </a>
+                    </>
+                  )}
                 </div>
               </th>
             ))}

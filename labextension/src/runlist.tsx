@@ -11,7 +11,7 @@ import {
 } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { IRun } from './api';
+import { IRun, ITrackerLink } from './api';
 import { confirmCancel } from './confirm';
 import { duration, pairs, shortId, startTime } from './format';
 import { RUNS_PAGE, StackmagicModel } from './model';
@@ -225,6 +225,7 @@ function RunRow(props: {
                 </span>
               </>
             )}
+            {run.tracker && <TrackerLink tracker={run.tracker} />}
           </div>
         </div>
         {run.status === 'running' && (
@@ -241,6 +242,33 @@ function RunRow(props: {
       )}
       {expanded && <Steps run={run} actions={actions} />}
     </li>
+  );
+}
+
+/** The run in its experiment tracker, or why it is not there. */
+function TrackerLink(props: { tracker: ITrackerLink }): JSX.Element {
+  const { url, note } = props.tracker;
+  return (
+    <>
+      {' · '}
+      {url && (
+        <a
+          className="jp-stackmagic-run-tracker"
+          href={url}
+          target="_blank"
+          rel="noopener noreferrer"
+          title={`This run in the experiment tracker: ${url}`}
+          onClick={event => event.stopPropagation()}
+        >
+          tracker
+        </a>
+      )}
+      {note && (
+        <span className="jp-stackmagic-run-tracker-note" title={note}>
+          {url ? ' (incomplete)' : 'not mirrored'}
+        </span>
+      )}
+    </>
   );
 }
 

@@ -23,12 +23,16 @@ def stack_register(args: argparse.Namespace) -> Output:
 
 def stack_update(args: argparse.Namespace) -> Output:
     changes: dict[ComponentType, str | None] = dict(_members(args))
-    if args.no_step_operator and args.step_operator:
-        raise UsageError(
-            "-s and --no-step-operator contradict each other: give one", "stack update"
-        )
-    if args.no_step_operator:
-        changes[ComponentType.STEP_OPERATOR] = None
+    for kind, flag, removing in (
+        (ComponentType.STEP_OPERATOR, "-s", args.no_step_operator),
+        (ComponentType.EXPERIMENT_TRACKER, "-e", args.no_experiment_tracker),
+    ):
+        if removing and kind in changes:
+            raise UsageError(
+                f"{flag} and --no-{kind.value} contradict each other: give one", "stack update"
+            )
+        if removing:
+            changes[kind] = None
     registry = Registry.open()
     active = registry.active_stack_name()  # a bad STACKMAGIC_STACK fails before anything is written
     stack = registry.update_stack(args.name, changes)
@@ -65,11 +69,15 @@ def stack_list(args: argparse.Namespace) -> Output:
 def stacks_table(registry: Registry) -> Table:
     active = registry.active_stack_name()
     stacks = registry.stacks()
-    columns = ["stack", *(kind.noun for kind in ComponentType)]
+    kinds = [  # a tracker's column where a stack has one: most stacks have none
+        kind
+        for kind in ComponentType
+        if kind != ComponentType.EXPERIMENT_TRACKER or any(kind in s.components for s in stacks)
+    ]
     return Table(
         title="Stacks",
-        columns=columns,
-        rows=[[s.name, *(s.components.get(kind, "-") for kind in ComponentType)] for s in stacks],
+        columns=["stack", *(kind.noun for kind in kinds)],
+        rows=[[s.name, *(s.components.get(kind, "-") for kind in kinds)] for s in stacks],
         highlight=frozenset(i for i, s in enumerate(stacks) if s.name == active),
         data=[_stack_data(s, active=s.name == active) for s in stacks],
     )
@@ -105,6 +113,7 @@ def _members(args: argparse.Namespace) -> dict[ComponentType, str]:
         ComponentType.ARTIFACT_STORE: args.artifact_store,
         ComponentType.ORCHESTRATOR: args.orchestrator,
         ComponentType.STEP_OPERATOR: args.step_operator,
+        ComponentType.EXPERIMENT_TRACKER: args.experiment_tracker,
     }
     return {kind: name for kind, name in given.items() if name is not None}
 

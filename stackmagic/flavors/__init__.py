@@ -20,6 +20,7 @@ from .artifact_stores import (
 )
 from .base import (
     ArtifactStoreConfig,
+    ExperimentTrackerConfig,
     FlavorConfig,
     MetadataStoreConfig,
     Option,
@@ -29,6 +30,7 @@ from .base import (
     format_value,
     option_flag,
 )
+from .experiment_trackers import MLflowTracker, WandbTracker
 from .metadata_stores import MySQLMetadataStore, PostgreSQLMetadataStore, SQLiteMetadataStore
 from .orchestrators import (
     AirflowOrchestrator,
@@ -68,6 +70,8 @@ BUILTIN_FLAVORS: tuple[type[FlavorConfig], ...] = (
     AzureMLStepOperator,
     VertexStepOperator,
     KubernetesStepOperator,
+    MLflowTracker,
+    WandbTracker,
 )
 
 
@@ -125,6 +129,7 @@ __all__ = [
     "BUILTIN_FLAVORS",
     "ComponentType",
     "ENTRY_POINT_GROUP",
+    "ExperimentTrackerConfig",
     "FlavorConfig",
     "MetadataStoreConfig",
     "Option",

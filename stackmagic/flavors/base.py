@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ..orchestrators.base import Orchestrator
     from ..stores.artifacts import ArtifactStore
     from ..stores.metadata import MetadataStore
+    from ..trackers.base import ExperimentTracker
 
 
 #: The real value of one of a component's secret options, by option name.
@@ -254,6 +255,37 @@ class StepOperatorConfig(FlavorConfig):
         require_module(self.sdk, f"the {self.flavor} step operator", self.extra)
         backend: type[StepOperator[Any]] = importlib.import_module(self.module).BACKEND
         return backend(name, self, secret)
+
+
+class ExperimentTrackerConfig(FlavorConfig):
+    """What every experiment tracker has: runs are mirrored there, executed notebooks with them."""
+
+    component_type = ComponentType.EXPERIMENT_TRACKER
+    #: the module whose ``TRACKER`` class talks to the tracker (``stackmagic.trackers.NAME``),
+    #: the package it needs, and the extra that installs that package
+    module: ClassVar[str] = ""
+    sdk: ClassVar[str] = ""
+    extra: ClassVar[str] = ""
+
+    notebooks = t.Enum(
+        ["upload", "link"],
+        "upload",
+        help="Each executed step notebook: uploaded to the tracker as an artifact (upload), "
+        "or linked where the artifact store keeps it (link).",
+    )
+
+    @property
+    def is_remote(self) -> bool:  # type: ignore[override]
+        """False where the tracker keeps runs on this machine, out of reach of remote steps."""
+        return True
+
+    def tracker(self, secret: SecretResolver) -> ExperimentTracker[Any]:
+        """The tracker's client, its secrets resolved: what mirrors runs there."""
+        if not self.module:
+            raise self.not_runnable()
+        require_module(self.sdk, f"the {self.flavor} experiment tracker", self.extra)
+        tracker: type[ExperimentTracker[Any]] = importlib.import_module(self.module).TRACKER
+        return tracker(self, secret)
 
 
 _Kind = TypeVar("_Kind", bound=FlavorConfig)

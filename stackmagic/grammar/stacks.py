@@ -19,6 +19,7 @@ def stack_commands(group: Any) -> None:
         parser.add_argument("-a", "--artifact-store", required=required, metavar="NAME")
         parser.add_argument("-o", "--orchestrator", required=required, metavar="NAME")
         parser.add_argument("-s", "--step-operator", metavar="NAME")
+        parser.add_argument("-e", "--experiment-tracker", metavar="NAME")
 
     register = command(
         actions, "register", commands.stack_register, "register a stack", prefix="stack"
@@ -32,6 +33,9 @@ def stack_commands(group: Any) -> None:
     update.add_argument("name", metavar="NAME")
     members(update, required=False)
     update.add_argument("--no-step-operator", action="store_true", help="remove the step operator")
+    update.add_argument(
+        "--no-experiment-tracker", action="store_true", help="remove the experiment tracker"
+    )
 
     set_ = command(
         actions, "set", commands.stack_set, "make a stack the active one", prefix="stack"

@@ -27,7 +27,7 @@ from ..errors import StackmagicError
 from ..notebook.exporter import CONTEXT_VARIABLE, Bundle, failed_cell
 from ..scratch import ScratchFolder
 from ..stores.artifacts import ArtifactInfo, ArtifactStore
-from ..stores.metadata import MetadataStore, RunRecord, StoredArtifact
+from ..stores.metadata import MetadataStore, MetricPoint, RunRecord, StoredArtifact
 from ..stores.models import StepStatus
 from . import files
 from .cache import (
@@ -303,7 +303,7 @@ def run_step(
                 cache_key=key,
                 inputs=inputs,
                 outputs={n: ArtifactInfo.from_json(i) for n, i in result["outputs"].items()},
-                metrics=[(str(n), float(v)) for n, v in result["metrics"]],
+                metrics=[_metric_point(*metric) for metric in result["metrics"]],
                 notebook_uri=notebook_uri,
             )
             return StepOutcome(
@@ -325,6 +325,14 @@ def run_step(
     return StepOutcome(
         step, StepStatus.FAILED, time.perf_counter() - started, error, notebook_uri, reason=reason
     )
+
+
+def _metric_point(
+    name: str, value: float, step: int | None = None, logged_at: float | None = None
+) -> MetricPoint:
+    """A metric as the step's kernel sent it: its time in seconds since the epoch."""
+    when = None if logged_at is None else datetime.fromtimestamp(logged_at, timezone.utc)
+    return MetricPoint(str(name), float(value), step, when)
 
 
 def _forced(context: RunContext, step: str) -> str | None:

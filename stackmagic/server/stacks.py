@@ -34,6 +34,7 @@ class StacksHandler(CommandHandler):
             ("-a", "artifact_store"),
             ("-o", "orchestrator"),
             ("-s", "step_operator"),
+            ("-e", "experiment_tracker"),
         ):
             if data.get(key):
                 words += [flag, self.field(data, key)]

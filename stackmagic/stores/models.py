@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 #: The newest migration; the store upgrades any older schema to it on open.
-SCHEMA_REVISION = "0009"
+SCHEMA_REVISION = "0010"
 
 
 class RunStatus:
@@ -156,6 +156,11 @@ class Run(Base):
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: The schedule that started the run (its name), None for a run someone asked for.
     schedule: Mapped[str | None] = mapped_column(String(191))
+    #: The run's twin in the stack's experiment tracker (an MLflow run id) and where to see it;
+    #: ``tracker_note`` says why it is not (fully) mirrored there, when it is not.
+    tracker_run_id: Mapped[str | None] = mapped_column(String(191))
+    tracker_url: Mapped[str | None] = mapped_column(Text)
+    tracker_note: Mapped[str | None] = mapped_column(Text)
 
     pipeline: Mapped[Pipeline] = relationship(back_populates="runs")
     parameters: Mapped[list[RunParameter]] = relationship(
@@ -258,6 +263,8 @@ class Metric(Base):
     step_run_id: Mapped[int] = mapped_column(ForeignKey("step_runs.id"), index=True)
     name: Mapped[str] = mapped_column(String(191))
     value: Mapped[float] = mapped_column(Double)  # MySQL's FLOAT keeps 6 digits
+    #: ``log_metric(..., step=N)``: where the value falls in a series (an epoch)
+    step: Mapped[int | None] = mapped_column(Integer)
     logged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     step_run: Mapped[StepRun] = relationship(back_populates="metrics")

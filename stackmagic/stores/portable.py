@@ -1,5 +1,8 @@
 """A stack's stores described for a process elsewhere: a Kubeflow pod, a cloud VM.
 
+"Stores" here takes in the stack's step operator and experiment tracker too: a
+step handed to the one, and every record mirrored to the other, need them there.
+
 Such a process has no registry and no secret file. It gets each store's
 flavor and options, with every secret option replaced by a reference to an
 environment variable (``env:STACKMAGIC_METADATA_STORE_PASSWORD``); whoever
@@ -17,8 +20,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..component_type import ComponentType
 from ..errors import StackmagicError
 from ..flavors import ArtifactStoreConfig, FlavorConfig, MetadataStoreConfig, as_kind, get_flavor
-from ..flavors.base import SecretResolver
+from ..flavors.base import ExperimentTrackerConfig, SecretResolver
 from ..secrets import ENV_PREFIX, SecretStore
+from ..trackers.mirror import RunMirror
 
 if TYPE_CHECKING:
     from ..registry import Component
@@ -26,7 +30,8 @@ if TYPE_CHECKING:
     from .metadata import MetadataStore
 
 STORES = (ComponentType.ARTIFACT_STORE, ComponentType.METADATA_STORE)
-STEP_OPERATOR = ComponentType.STEP_OPERATOR
+#: the stack's optional members that a description carries when the stack has them
+OPTIONAL = (ComponentType.STEP_OPERATOR, ComponentType.EXPERIMENT_TRACKER)
 _Config = TypeVar("_Config", bound=FlavorConfig)
 
 
@@ -37,7 +42,7 @@ def secret_variable(kind: ComponentType, option: str) -> str:
 
 def describe_stores(stack: str, components: Mapping[ComponentType, Component]) -> dict[str, Any]:
     """Each store's name, flavor and options, secrets as environment references; and the
-    stack's step operator's, which the steps handed to it need where the pipeline runs."""
+    stack's step operator's and experiment tracker's, which steps need where they run."""
     described: dict[str, Any] = {"stack": stack}
     for kind in _described_kinds(components):
         component = components[kind]
@@ -64,7 +69,7 @@ def secret_variables(
 
 
 def _described_kinds(components: Mapping[ComponentType, Component]) -> list[ComponentType]:
-    return [*STORES, *([STEP_OPERATOR] if STEP_OPERATOR in components else [])]
+    return [*STORES, *(kind for kind in OPTIONAL if kind in components)]
 
 
 def secret_environment(
@@ -89,12 +94,22 @@ def referenced_variables(description: Mapping[str, Any]) -> set[str]:
 
 
 def open_stores(description: Mapping[str, Any]) -> tuple[ArtifactStore, MetadataStore]:
-    """The stores a description names, their secrets read from the environment."""
+    """The stores a description names, their secrets read from the environment; the
+    metadata store mirrors what it records to the experiment tracker, if there is one."""
     secrets = SecretStore()
     artifacts = described_config(description, ComponentType.ARTIFACT_STORE, ArtifactStoreConfig)
     artifact_store = artifacts.open(_from_environment(artifacts, secrets))
     metadata = described_config(description, ComponentType.METADATA_STORE, MetadataStoreConfig)
-    return artifact_store, metadata.open(_from_environment(metadata, secrets))
+    store = metadata.open(_from_environment(metadata, secrets))
+    tracker = description.get(ComponentType.EXPERIMENT_TRACKER.value)
+    if isinstance(tracker, Mapping):
+        config = described_config(
+            description, ComponentType.EXPERIMENT_TRACKER, ExperimentTrackerConfig
+        )
+        store.mirror = RunMirror(
+            str(tracker.get("name", "")), config, _read_now(config), artifact_store
+        )
+    return artifact_store, store
 
 
 def described_config(
@@ -116,6 +131,26 @@ def environment_secrets(config: FlavorConfig) -> dict[str, str]:
     return {option: resolve(option) for option in config.secret_references()}
 
 
+def _read_now(config: FlavorConfig) -> SecretResolver:
+    """The component's secrets as the environment has them now, before they are dropped from
+    it; one missing is an error when asked for, so only what needs it (mirroring) fails."""
+    resolve = _from_environment(config, SecretStore())
+    values: dict[str, str] = {}
+    errors: dict[str, StackmagicError] = {}
+    for option in config.secret_references():
+        try:
+            values[option] = resolve(option)
+        except StackmagicError as error:
+            errors[option] = error
+
+    def read(option: str) -> str:
+        if option in errors:
+            raise errors[option]
+        return values[option]
+
+    return read
+
+
 def _from_environment(config: FlavorConfig, secrets: SecretStore) -> SecretResolver:
     """A store's secret options, each an ``env:VARIABLE`` that the process was started with."""
     kind = config.component_type
@@ -131,7 +166,8 @@ def _from_environment(config: FlavorConfig, secrets: SecretStore) -> SecretResol
 
 
 def wanted_secrets(name: str, text: str, stores: Mapping[str, Any]) -> dict[str, str]:
-    """The secret's values the stores' description reads; a missing one is named."""
+    """The secret's values the stores' description reads; a missing one is named, except the
+    experiment tracker's: without it the run goes on, unmirrored, and says so."""
     try:
         secret = json.loads(text)
     except ValueError:
@@ -142,10 +178,12 @@ def wanted_secrets(name: str, text: str, stores: Mapping[str, Any]) -> dict[str,
             "variables and their values"
         )
     wanted = referenced_variables(stores)
-    missing = sorted(wanted - set(secret))
+    tracker = ComponentType.EXPERIMENT_TRACKER.value
+    optional = referenced_variables({tracker: stores[tracker]}) if tracker in stores else set()
+    missing = sorted(wanted - optional - set(secret))
     if missing:
         raise StackmagicError(
             f"the secret {name!r} has no {', '.join(missing)}: add "
             f"{'it' if len(missing) == 1 else 'them'} to the secret"
         )
-    return {name: str(secret[name]) for name in wanted}
+    return {name: str(secret[name]) for name in wanted if name in secret}

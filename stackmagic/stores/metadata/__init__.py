@@ -15,7 +15,7 @@ from .cancelling import AlreadyEnded, CancellingRecords
 from .collection import CollectionRecords, RunSummary
 from .connection import BUSY_TIMEOUT_SECONDS
 from .liveness import ABANDONED_AFTER_SECONDS, HEARTBEAT_SECONDS, this_runner
-from .records import CacheHit, PreviousStep, RunRecord, StepRecord, StoredArtifact
+from .records import CacheHit, MetricPoint, PreviousStep, RunRecord, StepRecord, StoredArtifact
 from .runs import RunRecords
 from .schedules import ScheduleRecord, ScheduleRecords
 from .steps import StepRecords
@@ -34,6 +34,7 @@ __all__ = [
     "HEARTBEAT_SECONDS",
     "CacheHit",
     "MetadataStore",
+    "MetricPoint",
     "PreviousStep",
     "RunRecord",
     "RunSummary",

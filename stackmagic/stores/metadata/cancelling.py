@@ -82,8 +82,10 @@ class CancellingRecords(StoreConnection):
         never started skipped."""
         with self._session(write=True) as session:
             run = session.get(Run, run_id, with_for_update=True)
-            if run is not None and run.status in (RunStatus.RUNNING, RunStatus.CANCELLED):
-                mark_cancelled(run, interrupted)
+            if run is None or run.status not in (RunStatus.RUNNING, RunStatus.CANCELLED):
+                return
+            mark_cancelled(run, interrupted)
+        self._mirror_run_ended(run_id)
 
 
 def mark_cancelled(run: Run, interrupted: Collection[str] = ()) -> None:

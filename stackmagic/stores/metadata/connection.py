@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import DBAPIError
@@ -21,14 +21,30 @@ from sqlalchemy.orm import Session
 from ...errors import StackmagicError
 from ..models import SCHEMA_REVISION
 
+if TYPE_CHECKING:
+    from . import MetadataStore
+
 BUSY_TIMEOUT_SECONDS = 60
 _LOCK_NAME = "stackmagic_schema_upgrade"
 _LOCK_KEY = 0x5354_4B4D_4147  # any fixed number: the advisory lock's name on PostgreSQL
 _WRITE = "stackmagic_write"
 
 
+class RecordMirror(Protocol):
+    """Hears of runs and steps as they are recorded: a stack's experiment tracker's mirror."""
+
+    def run_created(self, store: MetadataStore, run_id: str) -> None: ...
+
+    def step_ended(self, store: MetadataStore, run_id: str, step: str) -> None: ...
+
+    def run_ended(self, store: MetadataStore, run_id: str) -> None: ...
+
+
 class StoreConnection:
     """Opens the database, brings its schema up to date and hands out short transactions."""
+
+    #: told of each run recorded, step ended and run ended, once it is written
+    mirror: RecordMirror | None = None
 
     def __init__(
         self,
@@ -51,6 +67,24 @@ class StoreConnection:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def _mirror_run_created(self, run_id: str) -> None:
+        if self.mirror is not None:
+            self.mirror.run_created(self._as_store(), run_id)
+
+    def _mirror_step_ended(self, run_id: str, step: str) -> None:
+        if self.mirror is not None:
+            self.mirror.step_ended(self._as_store(), run_id, step)
+
+    def _mirror_run_ended(self, run_id: str) -> None:
+        if self.mirror is not None:
+            self.mirror.run_ended(self._as_store(), run_id)
+
+    def _as_store(self) -> MetadataStore:
+        from . import MetadataStore
+
+        assert isinstance(self, MetadataStore)
+        return self
 
     @contextmanager
     def _session(self, *, write: bool = False) -> Iterator[Session]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...errors import StackmagicError
 from ..artifacts import ArtifactInfo
@@ -35,6 +35,16 @@ class PreviousStep:
     parts: dict[str, Any] | None
 
 
+class MetricPoint(NamedTuple):
+    """One value ``log_metric`` was given: the series it belongs to and when."""
+
+    name: str
+    value: float
+    #: where it falls in its series (an epoch); None: in the order logged
+    step: int | None = None
+    logged_at: datetime | None = None
+
+
 @dataclass
 class StepRecord:
     name: str
@@ -54,6 +64,8 @@ class StepRecord:
     inputs: dict[str, ArtifactInfo] = field(default_factory=dict)
     outputs: dict[str, ArtifactInfo] = field(default_factory=dict)
     metrics: list[tuple[str, float]] = field(default_factory=list)
+    #: every value logged, with its step and time: what an experiment tracker plots
+    metric_history: list[MetricPoint] = field(default_factory=list)
 
     @property
     def seconds(self) -> float | None:
@@ -84,6 +96,11 @@ class RunRecord:
     collected_at: datetime | None = None
     #: the schedule that started it (its name); None for a run someone asked for
     schedule: str | None = None
+    #: the run's twin in the stack's experiment tracker, where to see it, and why it is not
+    #: (fully) mirrored there when it is not
+    tracker_run_id: str | None = None
+    tracker_url: str | None = None
+    tracker_note: str | None = None
 
     @property
     def seconds(self) -> float | None:
@@ -134,6 +151,10 @@ def run_record(run: Run, *, with_artifacts: bool) -> RunRecord:
                 side = record.inputs if link.direction == INPUT else record.outputs
                 side[link.name] = artifact_info(link.artifact)
             record.metrics = [(metric.name, metric.value) for metric in row.metrics]
+            record.metric_history = [
+                MetricPoint(metric.name, metric.value, metric.step, metric.logged_at)
+                for metric in row.metrics
+            ]
         steps.append(record)
     return RunRecord(
         id=run.id,
@@ -154,4 +175,7 @@ def run_record(run: Run, *, with_artifacts: bool) -> RunRecord:
         orchestrator_url=run.orchestrator_url,
         collected_at=run.collected_at,
         schedule=run.schedule,
+        tracker_run_id=run.tracker_run_id,
+        tracker_url=run.tracker_url,
+        tracker_note=run.tracker_note,
     )

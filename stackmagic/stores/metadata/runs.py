@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from ...background import repeating
 from ...errors import NotFound, StackmagicError
+from ...trackers.base import TrackedRun
 from ..models import (
     Metric,
     Pipeline,
@@ -83,6 +84,7 @@ class RunRecords(StoreConnection):
             if exist_ok and self._has_run(run_id):  # recorded by another step meanwhile
                 return
             raise
+        self._mirror_run_created(run_id)
 
     def _has_run(self, run_id: str) -> bool:
         with self._session() as session:
@@ -175,18 +177,24 @@ class RunRecords(StoreConnection):
             run.status = RunStatus.FAILED if failed else RunStatus.COMPLETED
             run.ended_at = utcnow()
             run.error = f"step {failed[0].name!r} failed: {failed[0].error}" if failed else None
-            return True
+        self._mirror_run_ended(run_id)
+        return True
 
     def run_finished(self, run_id: str, *, error: str | None = None) -> None:
+        if self._finish(run_id, error):
+            self._mirror_run_ended(run_id)
+
+    def _finish(self, run_id: str, error: str | None) -> bool:
+        """Record the run's end; False if it had ended already (cancelled)."""
         with self._session(write=True) as session:
             run = session.get(Run, run_id)
             if run is None:
                 raise StackmagicError(f"no run {run_id} in the metadata store {self.label}")
             if run.status == RunStatus.CANCELLED:  # as the process that stopped it recorded
-                return
+                return False
             if error and run.cancel_requested_at is not None:  # it broke off: it was asked to
                 mark_cancelled(run)
-                return
+                return True
             run.status = RunStatus.FAILED if error else RunStatus.COMPLETED
             run.ended_at, run.error = utcnow(), error
             for row in run.steps:  # a run stopped early leaves no step looking busy
@@ -195,6 +203,7 @@ class RunRecords(StoreConnection):
                     row.error = row.error or error
                 elif row.status in (StepStatus.PENDING, StepStatus.RUNNING):
                     row.status, row.error = StepStatus.SKIPPED, row.error or error
+        return True
 
     def run_lost(self, run_id: str, error: str) -> None:
         """The machine running the run went away: its busy steps failed, the rest never ran."""
@@ -208,6 +217,26 @@ class RunRecords(StoreConnection):
                     row.status, row.ended_at, row.error = StepStatus.FAILED, run.ended_at, error
                 elif row.status == StepStatus.PENDING:
                     row.status, row.error = StepStatus.SKIPPED, error
+        self._mirror_run_ended(run_id)
+
+    def claim_tracker_run(self, run_id: str, tracker_run_id: str, url: str) -> TrackedRun:
+        """Link the run to its twin in the experiment tracker, unless another process did
+        first; returns the twin it is linked to."""
+        with self._session(write=True) as session:
+            session.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.tracker_run_id.is_(None))
+                .values(tracker_run_id=tracker_run_id, tracker_url=url)
+            )
+            run = session.get(Run, run_id, populate_existing=True)
+            if run is None:
+                raise StackmagicError(f"no run {run_id} in the metadata store {self.label}")
+            return TrackedRun(run.tracker_run_id or tracker_run_id, run.tracker_url or url)
+
+    def run_not_mirrored(self, run_id: str, note: str) -> None:
+        """Say why the run is not (fully) in the experiment tracker."""
+        with self._session(write=True) as session:
+            session.execute(update(Run).where(Run.id == run_id).values(tracker_note=note))
 
     def runs(
         self, *, pipeline: str | None = None, status: str | None = None, limit: int | None = 20

@@ -12,7 +12,7 @@ from ...errors import StackmagicError
 from ..artifacts import ArtifactInfo
 from ..models import Artifact, Metric, Run, StepArtifact, StepRun, StepStatus, utcnow
 from .connection import StoreConnection
-from .records import INPUT, OUTPUT, CacheHit, StoredArtifact, artifact_info
+from .records import INPUT, OUTPUT, CacheHit, MetricPoint, StoredArtifact, artifact_info
 
 
 class StepRecords(StoreConnection):
@@ -54,7 +54,7 @@ class StepRecords(StoreConnection):
         cache_key: str,
         inputs: Mapping[str, StoredArtifact],
         outputs: Mapping[str, ArtifactInfo],
-        metrics: Sequence[tuple[str, float]],
+        metrics: Sequence[tuple[str, float] | MetricPoint],
         notebook_uri: str,
     ) -> None:
         """Record a step that ran, its outputs, the inputs it read and its metrics."""
@@ -74,7 +74,8 @@ class StepRecords(StoreConnection):
                     size=info.size,
                 )
                 row.artifacts.append(StepArtifact(direction=OUTPUT, name=name, artifact=artifact))
-            row.metrics = [Metric(name=name[:200], value=value) for name, value in metrics]
+            row.metrics = [_metric(MetricPoint(*metric)) for metric in metrics]
+        self._mirror_step_ended(run_id, step)
 
     def step_cached(
         self,
@@ -112,12 +113,18 @@ class StepRecords(StoreConnection):
             _link_inputs(row, inputs)
             original = session.get(StepRun, hit.step_run_id)
             row.metrics = (
-                [Metric(name=m.name, value=m.value) for m in original.metrics] if original else []
+                [
+                    _metric(MetricPoint(m.name, m.value, m.step, m.logged_at))
+                    for m in original.metrics
+                ]
+                if original
+                else []
             )
             for name, artifact in hit.outputs.items():
                 row.artifacts.append(
                     StepArtifact(direction=OUTPUT, name=name, artifact_id=artifact.id)
                 )
+        self._mirror_step_ended(run_id, step)
 
     def step_failed(
         self,
@@ -139,6 +146,7 @@ class StepRecords(StoreConnection):
             row.started_at = row.started_at or row.ended_at
             _link_inputs(row, inputs)
             _forget_results(row)
+        self._mirror_step_ended(run_id, step)
 
     def step_retrying(
         self, run_id: str, step: str, *, error: str, notebook_uri: str | None
@@ -185,6 +193,15 @@ class StepRecords(StoreConnection):
         if missing:
             raise StackmagicError(f"run {run_id} has no step {missing[0]!r} in the metadata store")
         return {step: found[step] for step in steps}
+
+
+def _metric(point: MetricPoint) -> Metric:
+    return Metric(
+        name=point.name[:200],
+        value=point.value,
+        step=point.step,
+        logged_at=point.logged_at or utcnow(),
+    )
 
 
 def _step_row(session: Session, run_id: str, step: str) -> StepRun:
