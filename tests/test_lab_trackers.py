@@ -13,6 +13,7 @@ from lab import SIDEBAR, Lab, cli_json, open_lab, python_notebook
 from mlflow_server import QUIET, MLflowServer, mlflow_server  # noqa: F401 - a fixture
 from services import free_port
 from test_lab_sidebar import PARAMETERS, REPORT, TRAIN, run_row
+from test_tracker_mlflow import tracked_stack
 
 
 @pytest.mark.kernel
@@ -28,28 +29,8 @@ def test_a_runs_row_links_to_it_in_the_tracker_or_says_it_is_not_there(
     for variable, value in QUIET.items():
         monkeypatch.setenv(variable, value)
     notebook = python_notebook(lab.root / "train.ipynb", TRAIN, REPORT, parameters=PARAMETERS)
+    tracked_stack(terminal, mlflow_server.url)
     for words in (
-        [
-            "experiment-tracker",
-            "register",
-            "mlf",
-            "--type=mlflow",
-            f"--tracking-uri={mlflow_server.url}",
-        ],
-        [
-            "stack",
-            "register",
-            "tracked",
-            "-m",
-            "default",
-            "-a",
-            "default",
-            "-o",
-            "default",
-            "-e",
-            "mlf",
-        ],
-        ["stack", "set", "tracked"],
         ["pipeline", "run", str(notebook)],
         ["experiment-tracker", "update", "mlf", f"--tracking-uri=http://127.0.0.1:{free_port()}"],
         ["pipeline", "run", str(notebook), "-p", "lr", "0.2"],

@@ -78,6 +78,13 @@ def ran(jp_root_dir: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> tuple
             "--type=sagemaker",
             "--role=arn:aws:iam::1:role/x",
         ],
+        [
+            "experiment-tracker",
+            "register",
+            "default",
+            "--type=mlflow",
+            "--tracking-uri=http://127.0.0.1:9",
+        ],
         ["orchestrator", "register", "kf", "--type=kubeflow", "--mode=local"],
         ["stack", "register", "kfp-here", "-m", "default", "-a", "default", "-o", "kf"],
     ):

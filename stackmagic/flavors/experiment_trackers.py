@@ -83,8 +83,9 @@ class WandbTracker(ExperimentTrackerConfig):
         return self.mode == "online"
 
     def local_paths(self) -> list[Path]:
-        """W&B's run files (``wandb/`` in --directory, or in the working directory, online
-        too): they change with every run, so they are never part of a bundle."""
+        """W&B's run files (``wandb/`` in --directory, or in the working directory, where
+        offline runs and a notebook's own W&B runs go): they change with every run, so
+        they are never part of a bundle."""
         return [Path(self.directory or os.getcwd()) / "wandb"]
 
     def check(self) -> None:
