@@ -193,3 +193,29 @@ def test_a_secret_without_the_trackers_variable_still_opens_the_stores() -> None
     assert wanted_secrets("team", both, stores)["STACKMAGIC_EXPERIMENT_TRACKER_TOKEN"] == "t"
     with pytest.raises(StackmagicError, match="has no STACKMAGIC_METADATA_STORE_PASSWORD"):
         wanted_secrets("team", json.dumps({"STACKMAGIC_EXPERIMENT_TRACKER_TOKEN": "t"}), stores)
+
+
+def test_the_tracker_is_a_magic_too(project: Path, tmp_path: Path, monkeypatch) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "stackmagic")
+        for line in (
+            "register mlf --type=mlflow --tracking-uri=http://mlflow.internal:5000 --token=-",
+            "list",
+        ):
+            with capture_output() as captured:
+                monkeypatch.setattr("getpass.getpass", lambda prompt="": "typed-token")
+                shell.run_line_magic("experiment-tracker", line)
+        [listing] = [output.data["text/html"] for output in captured.outputs]
+        assert "mlf" in listing and "mlflow" in listing and "typed-token" not in listing
+        shell.run_line_magic("stack", "update default -e mlf")
+        with capture_output() as captured:
+            shell.run_line_magic("stack", "describe")
+        described = captured.outputs[0].data["text/html"]
+        assert "Experiment tracker mlf" in described and "********" in described
+    finally:
+        InteractiveShell.clear_instance()
