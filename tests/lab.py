@@ -140,6 +140,15 @@ def open_lab(page: Any, lab: Lab, path: str = "lab") -> None:
     page.locator(f"{SIDEBAR} .jp-stackmagic-stack").first.wait_for()
 
 
+def open_run(page: Any, run_id: str) -> Any:
+    """Open the run's view from its row in the sidebar, as a user does."""
+    row = page.locator(f'{SIDEBAR} .jp-stackmagic-run[data-run="{run_id}"]')
+    row.locator(".jp-stackmagic-run-title").click(timeout=60_000)
+    view = page.locator(f'.jp-stackmagic-runview-page[data-run="{run_id}"]')
+    view.wait_for()
+    return view
+
+
 def stack_item(page: Any, name: str) -> Any:
     return page.locator(f'{SIDEBAR} .jp-stackmagic-stack[data-stack="{name}"]')
 

@@ -17,7 +17,7 @@ from typing import Any
 import nbformat
 import psutil
 from conftest import wait_for
-from lab import OUTPUT, SIDEBAR, Lab, cli_json, open_lab, python_notebook
+from lab import OUTPUT, Lab, cli_json, open_lab, open_run, python_notebook
 
 from stackmagic.open_stack import OpenStack
 from stackmagic.registry import Registry
@@ -54,15 +54,6 @@ def _start(
     return str(_api(lab, "POST", "stackmagic/api/runs", body)["id"])
 
 
-def _open_run(page: Any, run_id: str) -> Any:
-    """Open the run's view from its row in the sidebar, as a user does."""
-    row = page.locator(f'{SIDEBAR} .jp-stackmagic-run[data-run="{run_id}"]')
-    row.locator(".jp-stackmagic-run-title").click(timeout=60_000)
-    view = page.locator(f'.jp-stackmagic-runview-page[data-run="{run_id}"]')
-    view.wait_for()
-    return view
-
-
 def _node(view: Any, step: str) -> Any:
     return view.locator(f'.jp-stackmagic-node[data-step="{step}"]')
 
@@ -76,7 +67,7 @@ def test_the_run_view_follows_a_run_live_and_previews_its_outputs(page: Any, lab
     page.on("console", lambda message: message.type == "error" and problems.append(message.text))
     open_lab(page, lab)
     run_id = _start(lab, "rain.ipynb")
-    view = _open_run(page, run_id)
+    view = open_run(page, run_id)
     tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")
     expect(tab).to_have_text(f"rain · {run_id.split('-')[-1]}")
 
@@ -147,7 +138,7 @@ def test_cancel_run_in_the_run_view_stops_its_kernels(
     )
     open_lab(page, lab)
     run_id = _start(lab, "long.ipynb")
-    view = _open_run(page, run_id)
+    view = open_run(page, run_id)
     expect(_node(view, "train")).to_have_attribute("data-status", "running", timeout=60_000)
     pid_file = lab.root / "train.pid"
     kernel = psutil.Process(
@@ -220,7 +211,7 @@ def test_a_failed_run_in_the_dark_theme_and_run_again(
     # as a step operator leaves it: the job that ran the step's try, with its console page
     with OpenStack.open(Registry.open(lab.root)) as stack:
         stack.metadata.step_job(run_id, "check", job_id="sm-check-try1", url=JOB_PAGE)
-    view = _open_run(page, run_id)
+    view = open_run(page, run_id)
     expect(view).to_have_attribute("data-status", "failed", timeout=90_000)
     expect(_node(view, "check")).to_have_attribute("data-status", "failed")
     expect(_node(view, "publish")).to_have_attribute("data-status", "skipped")

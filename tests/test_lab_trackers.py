@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from lab import SIDEBAR, Lab, cli_json, open_lab, python_notebook
+from lab import SIDEBAR, Lab, cli_json, open_lab, open_run, python_notebook
 from mlflow_server import QUIET, MLflowServer, mlflow_server  # noqa: F401 - a fixture
 from services import free_port
 from test_lab_sidebar import PARAMETERS, REPORT, TRAIN, run_row
@@ -54,6 +54,13 @@ def test_a_runs_row_links_to_it_in_the_tracker_or_says_it_is_not_there(
     expect(note).to_have_text("not mirrored")
     expect(note).to_have_attribute("title", missed["tracker"]["note"])
     expect(run_row(page, missed["id"]).locator("a.jp-stackmagic-run-tracker")).to_have_count(0)
+
+    view = open_run(page, mirrored["id"])
+    facts = view.locator(".jp-stackmagic-runview-facts")
+    expect(facts.locator("a.jp-stackmagic-run-tracker")).to_have_text(mirrored["tracker"]["url"])
+    view = open_run(page, missed["id"])
+    facts = view.locator(".jp-stackmagic-runview-facts")
+    expect(facts.locator(".jp-stackmagic-run-tracker-note")).to_have_text(missed["tracker"]["note"])
 
     for run in (mirrored, missed):
         run_row(page, run["id"]).locator(".jp-stackmagic-pick").check()

@@ -67,10 +67,10 @@ def track_team_stack(terminal: Callable[..., Result], server: MLflowServer) -> s
     return experiment
 
 
-def twin_of(client: Any, experiment: str, run_id: str) -> Any:  # noqa: F811
+def twin_of(tracking: Any, experiment: str, run_id: str) -> Any:
     """The MLflow run of the pipeline run ``run_id``."""
-    [parent] = client.search_runs(
-        [client.get_experiment_by_name(experiment).experiment_id],
+    [parent] = tracking.search_runs(
+        [tracking.get_experiment_by_name(experiment).experiment_id],
         f"attributes.run_name = '{run_id}'",
     )
     return parent
@@ -89,12 +89,12 @@ def add_token_to_store_secret(gce: FakeGce) -> None:
     gce.secrets[name] = json.dumps({**json.loads(gce.secrets[name]), TOKEN_VARIABLE: TOKEN_CANARY})
 
 
-def create_secret(cluster: FakeKubernetes, folder: Path, name: str, data: dict[str, str]) -> None:  # noqa: F811
+def create_secret(fake: FakeKubernetes, folder: Path, name: str, data: dict[str, str]) -> None:
     """A Secret in the team's namespace, made as ``kubectl create secret generic`` makes it."""
     from kubernetes import client as kubernetes
     from kubernetes.config import new_client_from_config
 
-    api = kubernetes.CoreV1Api(new_client_from_config(str(kubeconfig_of(cluster, folder))))
+    api = kubernetes.CoreV1Api(new_client_from_config(str(kubeconfig_of(fake, folder))))
     api.create_namespaced_secret(
         NAMESPACE,
         kubernetes.V1Secret(metadata=kubernetes.V1ObjectMeta(name=name), string_data=data),
@@ -107,14 +107,14 @@ def startup_script_of(instance: dict[str, Any]) -> str:
 
 
 def test_a_gcp_vm_logs_its_steps_with_the_token_from_secret_manager_and_shows_it_nowhere(
-    gcp_stack: Callable[..., Any],  # noqa: F811
+    gcp_stack: Callable[..., Any],  # noqa: F811 - the fixture imported above
     gce: FakeGce,
     project: Path,
     terminal: Callable[..., Result],
     team_database: Database,
     tmp_path: Path,
-    client: Any,  # noqa: F811
-    mlflow_server: MLflowServer,  # noqa: F811
+    client: Any,  # noqa: F811 - the fixture imported above
+    mlflow_server: MLflowServer,  # noqa: F811 - the fixture imported above
 ) -> None:
     store = gcp_stack()
     experiment = track_team_stack(terminal, mlflow_server)
@@ -153,13 +153,13 @@ def test_a_gcp_vm_logs_its_steps_with_the_token_from_secret_manager_and_shows_it
 
 
 def test_a_store_secret_without_the_token_leaves_the_vm_run_completed_but_not_mirrored(
-    gcp_stack: Callable[..., Any],  # noqa: F811
+    gcp_stack: Callable[..., Any],  # noqa: F811 - the fixture imported above
     gce: FakeGce,
     project: Path,
     terminal: Callable[..., Result],
     tmp_path: Path,
-    client: Any,  # noqa: F811
-    mlflow_server: MLflowServer,  # noqa: F811
+    client: Any,  # noqa: F811 - the fixture imported above
+    mlflow_server: MLflowServer,  # noqa: F811 - the fixture imported above
 ) -> None:
     gcp_stack()  # its Secret Manager secret has the stores' secrets only
     experiment = track_team_stack(terminal, mlflow_server)
@@ -180,14 +180,14 @@ def test_a_store_secret_without_the_token_leaves_the_vm_run_completed_but_not_mi
 
 
 def test_a_kubernetes_job_logs_its_step_with_the_token_from_the_stores_secret_and_shows_it_nowhere(
-    cluster: FakeKubernetes,  # noqa: F811
+    cluster: FakeKubernetes,  # noqa: F811 - the fixture imported above
     project: Path,
     terminal: Callable[..., Result],
     team_database: Database,
     request: pytest.FixtureRequest,
     tmp_path: Path,
-    client: Any,  # noqa: F811
-    mlflow_server: MLflowServer,  # noqa: F811
+    client: Any,  # noqa: F811 - the fixture imported above
+    mlflow_server: MLflowServer,  # noqa: F811 - the fixture imported above
 ) -> None:
     """prepare and check run here, train as a Job in the FAKE cluster; check looks for
     train's nested run while the pipeline goes on: only the job can have logged it."""
@@ -219,7 +219,7 @@ def test_a_kubernetes_job_logs_its_step_with_the_token_from_the_stores_secret_an
     result = terminal("pipeline", "run", str(notebook), "--progress", "lines")
 
     assert result.code == 0, result.err
-    assert "not mirrored" not in result.err
+    assert "not mirrored" not in result.out + result.err, "neither here nor in the job"
     run = described(terminal)
     parent = twin_of(client, experiment, run["id"])
     assert parent.info.status == "FINISHED"

@@ -27,6 +27,26 @@ export function RunFacts(props: { run: IRunDetail }): JSX.Element {
             <dd>started by schedule {run.schedule}</dd>
           </>
         )}
+        {run.tracker && (
+          <>
+            <dt>tracker</dt>
+            <dd>
+              {run.tracker.url && (
+                <a
+                  className="jp-stackmagic-run-tracker"
+                  href={run.tracker.url}
+                  target="_blank"
+                  rel="noopener noreferrer"
+                >
+                  {run.tracker.url}
+                </a>
+              )}
+              {run.tracker.note && (
+                <div className="jp-stackmagic-run-tracker-note">{run.tracker.note}</div>
+              )}
+            </dd>
+          </>
+        )}
         <dt>started</dt>
         <dd>{when(run.started_at)}</dd>
         <dt>{run.ended_at ? 'ended' : 'running for'}</dt>

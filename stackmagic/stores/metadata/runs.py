@@ -326,6 +326,7 @@ class RunRecords(StoreConnection):
                     elif row.status == StepStatus.PENDING:
                         row.status, row.error = StepStatus.SKIPPED, error
             failed.append(run_id)
+            self._mirror_run_ended(run_id)  # its twin in the tracker ends failed too
         return failed
 
 
