@@ -360,3 +360,40 @@ def test_steps_recorded_without_the_tracker_are_mirrored_at_the_end_once(
         assert run.data.tags["stackmagic.notebook_uri"] == step["notebook"], "linked"
         assert client.list_artifacts(run.info.run_id) == [], "not uploaded"
     assert describe(terminal)["tracker"]["run_id"] == parent.info.run_id
+
+
+def test_a_run_whose_process_died_ends_failed_in_mlflow_too(
+    terminal: Callable[..., Result], project: Path, client: Any, mlflow_server: MLflowServer
+) -> None:
+    from sqlalchemy import update
+
+    from stackmagic.stores.metadata import this_runner
+    from stackmagic.stores.models import Run, utcnow
+
+    assert terminal("init").code == 0
+    experiment = experiment_named("lost")
+    tracked_stack(terminal, mlflow_server.url, f"--experiment={experiment}")
+    with OpenStack.open(Registry.open()) as opened:
+        opened.metadata.create_run(
+            run_id="20261130-120000-00dead",
+            pipeline="lost",
+            notebook="lost.ipynb",
+            stack_name="default",
+            stack=opened.snapshot(),
+            bundle_uri="b",
+            bundle_hash="h",
+            options={},
+            parameters={"lr": 0.1},
+            overridden=[],
+            steps=["load"],
+        )
+        parent_id = opened.metadata.run("20261130-120000-00dead").tracker_run_id
+        assert client.get_run(parent_id).info.status == "RUNNING"
+        here = this_runner().identity()
+        identity = {**here, "started": here["started"] - 1}  # its PID is a later process's now
+        with opened.metadata.engine.begin() as connection:
+            connection.execute(update(Run).values(runner_identity=identity, heartbeat_at=utcnow()))
+        assert opened.metadata.run("20261130-120000-00dead").status == "failed", "found abandoned"
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["stackmagic.error"].startswith("abandoned: the process running it")
