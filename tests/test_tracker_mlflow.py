@@ -397,3 +397,32 @@ def test_a_run_whose_process_died_ends_failed_in_mlflow_too(
     parent = client.get_run(parent_id)
     assert parent.info.status == "FAILED"
     assert parent.data.tags["stackmagic.error"].startswith("abandoned: the process running it")
+
+
+def test_a_run_the_tracker_missed_is_whole_there_once_its_end_is_mirrored(
+    terminal: Callable[..., Result], project: Path, client: Any, mlflow_server: MLflowServer
+) -> None:
+    assert terminal("init").code == 0
+    tracked_stack(terminal, f"http://127.0.0.1:{free_port()}", "--timeout=2")
+    result = terminal("pipeline", "run", str(tutorial(project)), "--progress", "none")
+    assert result.code == 0 and "not mirrored" in result.err, result.err
+    assert describe(terminal)["tracker"]["note"]
+
+    experiment = experiment_named("caught-up")
+    for words in (
+        ["experiment-tracker", "update", "mlf", f"--tracking-uri={mlflow_server.url}"],
+        ["experiment-tracker", "update", "mlf", f"--experiment={experiment}"],
+    ):
+        assert terminal(*words).code == 0
+    record = describe(terminal)
+    with OpenStack.open(Registry.open()) as opened:  # as a process that records its end does
+        opened.metadata.mirror.run_ended(opened.metadata, record["id"])
+    record = describe(terminal)
+    assert record["tracker"]["note"] is None, "the note said it was missing; it is there now"
+    assert record["tracker"]["url"].startswith(mlflow_server.url)
+    [parent] = client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id],
+        f"attributes.run_name = '{record['id']}'",
+    )
+    assert parent.info.status == "FINISHED"
+    assert set(children(client, parent)) == {"prepare", "train"}

@@ -23,10 +23,10 @@ from fake_kubernetes import FakeKubernetes
 from kubernetes_cluster import NAMESPACE, kubeconfig_of
 from mlflow_server import MLflowServer, mlflow_server  # noqa: F401 - the module's server
 from operator_pipeline import OPERATOR, STORE_SECRETS, described, register_operator_stack, step_of
-from services import DB_CANARY, S3_CANARY, Database
+from services import DB_CANARY, Database
 from team import secret_sightings, team_notebook
 from test_gcp_vm import GCP_SECRET, gcp_stack  # noqa: F401 - a gcp-vm stack on the fake
-from test_operator_kubernetes import cluster, sent  # noqa: F401 - the fake cluster
+from test_operator_kubernetes import cluster, created_jobs, sent  # noqa: F401 - the fake cluster
 from test_step_operators import on_the_cluster
 from test_tracker_mlflow import (  # noqa: F401 - mlflow's client and quiet settings
     TOKEN_CANARY,
@@ -45,7 +45,9 @@ from notebooks import write_notebook
 pytestmark = pytest.mark.kernel
 
 TOKEN_VARIABLE = "STACKMAGIC_EXPERIMENT_TRACKER_TOKEN"
-CANARIES = [TOKEN_CANARY, DB_CANARY, S3_CANARY]
+#: the secrets no step sees; a kernel has the artifact store's key (README, "Credentials"),
+#: so a step printing its environment shows the bucket's key, and only it
+CANARIES = [TOKEN_CANARY, DB_CANARY]
 #: a step that prints its kernel's environment, values included
 PRINTS_ITS_ENVIRONMENT = "%%step environment\nimport os\nprint(sorted(os.environ.items()))"
 
@@ -229,11 +231,14 @@ def test_a_kubernetes_job_logs_its_step_with_the_token_from_the_stores_secret_an
     assert "train mirrored: ['FINISHED']" in said, "the job logged its step as it ended"
     train = steps["train"]
     assert train.data.tags["stackmagic.job_url"] == step_of(run, "train")["job_url"]
-    assert history(client, train, "mean") == [(0, 999.0)]
+    assert history(client, train, "mean") == [(0, 499.5)]
     said = printed(client, train, tmp_path / "downloaded")
     assert f"('HOME', '{tmp_path / 'node'}" in said, "the step printed the pod's environment"
     assert TOKEN_VARIABLE not in said and TOKEN_CANARY not in said
 
+    [job] = created_jobs(cluster)
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["envFrom"] == [{"secretRef": {"name": tracked_secret}}], "the stores' way"
     assert TOKEN_CANARY not in sent(cluster), "the Job holds no secret"
     assert secret_sightings(CANARIES, tmp_path, store, team_database, [result]) == []
     assert mlflow_sightings(mlflow_server) == []

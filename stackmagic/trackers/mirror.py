@@ -60,8 +60,13 @@ class RunMirror:
         self._mirroring(store, run_id, mirror)
 
     def run_ended(self, store: MetadataStore, run_id: str) -> None:
+        """The run's end, and what other processes could not mirror: once this is done, the
+        run is whole in the tracker, and a note that said otherwise goes."""
+
         def mirror(run: RunRecord, notebooks: StepNotebooks) -> None:
             self.tracker.run_ended(run, self._twin(store, run), notebooks)
+            if run.tracker_note:
+                store.run_not_mirrored(run.id, None)
 
         self._mirroring(store, run_id, mirror)
 

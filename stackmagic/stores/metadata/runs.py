@@ -233,8 +233,8 @@ class RunRecords(StoreConnection):
                 raise StackmagicError(f"no run {run_id} in the metadata store {self.label}")
             return TrackedRun(run.tracker_run_id or tracker_run_id, run.tracker_url or url)
 
-    def run_not_mirrored(self, run_id: str, note: str) -> None:
-        """Say why the run is not (fully) in the experiment tracker."""
+    def run_not_mirrored(self, run_id: str, note: str | None) -> None:
+        """Say why the run is not (fully) in the experiment tracker; None: it is now."""
         with self._session(write=True) as session:
             session.execute(update(Run).where(Run.id == run_id).values(tracker_note=note))
 
