@@ -134,21 +134,15 @@ def environment_secrets(config: FlavorConfig) -> dict[str, str]:
 def _read_now(config: FlavorConfig) -> SecretResolver:
     """The component's secrets as the environment has them now, before they are dropped from
     it; one missing is an error when asked for, so only what needs it (mirroring) fails."""
-    resolve = _from_environment(config, SecretStore())
-    values: dict[str, str] = {}
-    errors: dict[str, StackmagicError] = {}
-    for option in config.secret_references():
-        try:
-            values[option] = resolve(option)
-        except StackmagicError as error:
-            errors[option] = error
+    try:
+        return environment_secrets(config).__getitem__
+    except StackmagicError as error:
+        missing = error  # the except clause's own name is gone once it ends
 
-    def read(option: str) -> str:
-        if option in errors:
-            raise errors[option]
-        return values[option]
+    def unset(option: str) -> str:
+        raise missing
 
-    return read
+    return unset
 
 
 def _from_environment(config: FlavorConfig, secrets: SecretStore) -> SecretResolver:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import DBAPIError
@@ -81,10 +81,8 @@ class StoreConnection:
             self.mirror.run_ended(self._as_store(), run_id)
 
     def _as_store(self) -> MetadataStore:
-        from . import MetadataStore
-
-        assert isinstance(self, MetadataStore)
-        return self
+        """Every opened store is a :class:`MetadataStore`, which this class is part of."""
+        return cast("MetadataStore", self)
 
     @contextmanager
     def _session(self, *, write: bool = False) -> Iterator[Session]:
